@@ -1,0 +1,18 @@
+"""gemfuse: fine-tune, run, serve and fuse your own models."""
+
+from .errors import GemfuseError
+from .messages import AudioPart, ImagePart, Message, TextPart
+from .models.base import Completion, GenerateOptions, Model, StreamChunk, Usage
+
+__version__ = "0.1.0"
+
+
+def get_model(name: str, config=None) -> Model:
+    """A configured model by name (built-ins need no config)."""
+    from .models.registry import Registry
+
+    return Registry.load(config).get(name)
+
+
+__all__ = ["AudioPart", "Completion", "GemfuseError", "GenerateOptions", "ImagePart", "Message", "Model",
+           "StreamChunk", "TextPart", "Usage", "get_model", "__version__"]

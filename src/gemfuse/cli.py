@@ -1,0 +1,67 @@
+"""The command line: thin wrappers that import the heavy parts only when a command runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Run, fine-tune and fuse your own models.")
+
+ConfigOpt = typer.Option(None, "--config", "-c", envvar="GEMFUSE_CONFIG", help="config file (TOML)")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def models(config: Optional[Path] = ConfigOpt,
+           as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+    """List the configured models: backend, where they live, modalities, and whether they are usable now."""
+    from .commands.models import list_models
+
+    from .errors import GemfuseError
+
+    try:
+        list_models(config, as_json)
+    except GemfuseError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from standard input"),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="model name (see `gemfuse models`)"),
+        image: List[Path] = typer.Option([], "--image", help="attach an image file (repeatable)"),
+        audio: List[Path] = typer.Option([], "--audio", help="attach an audio file (repeatable)"),
+        system: Optional[str] = typer.Option(None, "--system", "-s", help="system prompt"),
+        max_tokens: int = typer.Option(256, "--max-tokens", min=1),
+        temperature: Optional[float] = typer.Option(None, "--temperature", "-t", min=0.0, max=2.0),
+        top_p: Optional[float] = typer.Option(None, "--top-p"),
+        seed: Optional[int] = typer.Option(None, "--seed"),
+        stop: List[str] = typer.Option([], "--stop", help="stop sequence (repeatable)"),
+        as_json: bool = typer.Option(False, "--json", help="print the whole completion as JSON"),
+        config: Optional[Path] = ConfigOpt) -> None:
+    """Ask one model and stream its answer."""
+    from .commands.ask import run_ask
+    from .errors import GemfuseError
+
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    try:
+        run_ask(prompt, model=model, images=image, audio=audio, system=system, config=config, as_json=as_json,
+                options=dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop))
+    except GemfuseError as exc:
+        _fail(str(exc))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

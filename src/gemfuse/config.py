@@ -1,0 +1,122 @@
+"""The user config file (TOML): named models and, later, fusion presets. Every mistake names file and key.
+
+    default_model = "smollm2-135m"
+
+    [models.gpt-mini]
+    backend = "openai"
+    base_url = "https://openrouter.ai/api/v1"
+    model = "openai/gpt-4o-mini"
+    api_key_env = "OPENROUTER_API_KEY"
+    price = { input = 0.15, output = 0.60 }     # USD per million tokens
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .models.spec import ModelSpec
+from .paths import config_path
+
+
+class ConfigFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default_model: str | None = None
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def describe_validation_error(exc: ValidationError, where: str, prefix: str = "",
+                              known: dict[tuple, list[str]] | None = None) -> str:
+    """One line per problem: `file: models.gpt.base_ur: unknown key (did you mean base_url?)`."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in (prefix, *loc) if p != "")
+        if err["type"] == "extra_forbidden":
+            options = (known or {}).get(loc[:-1], [])
+            close = difflib.get_close_matches(str(loc[-1]), options, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else (f" (known keys: {', '.join(options)})" if options else "")
+            lines.append(f"{where}: {key}: unknown key{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"{where}: {key}: required key is missing")
+        else:
+            lines.append(f"{where}: {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def field_names(model: type[BaseModel]) -> dict[tuple, list[str]]:
+    """Known keys of a pydantic model and its nested models, by location, for 'did you mean' hints."""
+    known: dict[tuple, list[str]] = {(): sorted(model.model_fields)}
+    for name, info in model.model_fields.items():
+        sub = info.annotation
+        for candidate in getattr(sub, "__args__", (sub,)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                for loc, names in field_names(candidate).items():
+                    known[(name, *loc)] = names
+    return known
+
+
+class Config:
+    """The parsed config: validated model specs (built-ins first, the file's own on top) and presets."""
+
+    def __init__(self, path: Path | None, file: ConfigFile, specs: dict[str, ModelSpec]):
+        self.path = path
+        self.file = file
+        self.specs = specs
+
+    @property
+    def default_model(self) -> str:
+        return self.file.default_model or "smollm2-135m"
+
+    @property
+    def presets(self) -> dict[str, dict[str, Any]]:
+        return self.file.presets
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read `path` (or $GEMFUSE_CONFIG, or the platform default); a missing default file is fine."""
+    from .models.builtin import builtin_specs
+    from .models.registry import spec_class
+
+    explicit = path is not None
+    file_path = Path(path).expanduser() if explicit else config_path()
+    raw: dict[str, Any] = {}
+    if file_path.is_file():
+        try:
+            raw = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file_path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file_path}: not UTF-8 text") from None
+    elif explicit:
+        raise ConfigError(f"config file {file_path} does not exist")
+    try:
+        file = ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, str(file_path), known=field_names(ConfigFile))) from None
+
+    specs: dict[str, ModelSpec] = dict(builtin_specs())
+    for name, body in file.models.items():
+        backend = body.get("backend")
+        cls = spec_class(backend, where=f"{file_path}: models.{name}.backend")
+        try:
+            specs[name] = cls.model_validate(body)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, str(file_path), prefix=f"models.{name}",
+                                                        known=field_names(cls))) from None
+    if file.default_model and file.default_model not in specs:
+        raise ConfigError(f"{file_path}: default_model: {unknown_model_message(file.default_model, specs)}")
+    return Config(file_path if file_path.is_file() else None, file, specs)
+
+
+def unknown_model_message(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return f"unknown model {name!r}.{hint} Known models: {', '.join(sorted(known))}."

@@ -1,0 +1,135 @@
+"""The one small interface every backend implements: `stream` (and `generate`, derived from it by default)."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import AsyncIterator, ClassVar, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import UnsupportedInputError
+from ..messages import Message
+from .spec import ModelSpec
+
+DEFAULT_MAX_TOKENS = 512
+
+
+class GenerateOptions(BaseModel):
+    """Sampling options every backend understands. `temperature=0` means greedy decoding."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_tuple(cls, value):
+        if value is None:
+            return ()
+        return (value,) if isinstance(value, str) else tuple(value)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False  # True when the backend did not report counts and we estimated them
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.estimated or other.estimated)
+
+
+@dataclass
+class StreamChunk:
+    """One piece of a streamed answer. The last chunk carries finish_reason and usage."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    model: str
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    ttft_s: float | None = None  # time to first token, when streamed
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["usage"]["total_tokens"] = self.usage.total_tokens
+        return data
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough count (4 characters a token) for backends that report no usage; flagged as estimated."""
+    return max(1, len(text) // 4) if text else 0
+
+
+class Model(ABC):
+    """A named model behind one interface. Subclasses implement `stream`; `generate` collects it."""
+
+    backend: ClassVar[str] = "base"
+    Spec: ClassVar[type[ModelSpec]] = ModelSpec  # the config fields this backend takes
+    modalities: frozenset[str] = frozenset({"text"})
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    @abstractmethod
+    def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
+               ) -> AsyncIterator[StreamChunk]:
+        """Yield text deltas; the last chunk has finish_reason and usage."""
+
+    async def generate(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> Completion:
+        start = time.perf_counter()
+        pieces: list[str] = []
+        ttft = None
+        finish, usage = None, None
+        async for chunk in self.stream(messages, options):
+            if chunk.text:
+                if ttft is None:
+                    ttft = time.perf_counter() - start
+                pieces.append(chunk.text)
+            finish = chunk.finish_reason or finish
+            usage = chunk.usage or usage
+        text = "".join(pieces)
+        return Completion(text=text, model=self.name, finish_reason=finish,
+                          usage=usage or Usage(0, estimate_tokens(text), estimated=True),
+                          latency_s=time.perf_counter() - start, ttft_s=ttft)
+
+    def check_input(self, messages: Sequence[Message]) -> None:
+        """Refuse media this model cannot take, naming the message, instead of silently dropping it."""
+        for i, message in enumerate(messages):
+            for part in message.parts:
+                if part.type != "text" and part.type not in self.modalities:
+                    raise UnsupportedInputError(
+                        f"messages[{i}] has an {part.type} part but this model takes only "
+                        f"{', '.join(sorted(self.modalities))}", model=self.name)
+
+    async def check(self) -> tuple[bool, str]:
+        """Is the model usable right now? (ok, short detail) for `gemfuse models`."""
+        return True, "ok"
+
+    def where(self) -> str:
+        """Where the model lives (a path or a URL), for listings."""
+        return ""
+
+    async def aclose(self) -> None:
+        """Release connections, threads or weights."""

@@ -1,0 +1,119 @@
+"""GGUF models in-process through llama-cpp-python, with the chat template stored in the GGUF.
+
+One llama.cpp context is not re-entrant: every call runs on the model's single worker thread (FIFO).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, AsyncIterator, Literal, Sequence
+
+from pydantic import Field
+
+from ..errors import ModelLoadError
+from ..messages import Message
+from .base import GenerateOptions, Model, StreamChunk, Usage
+from .local import WorkerBridge
+from .spec import ModelSpec
+
+
+class LlamaCppSpec(ModelSpec):
+    backend: Literal["llamacpp"] = "llamacpp"
+    path: str = Field(description="a .gguf file, or package:MODULE[/FILE] for a GGUF shipped in a Python package")
+    n_ctx: int = Field(4096, ge=128, description="context window in tokens")
+    threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+    n_gpu_layers: int = Field(0, description="layers to offload to a GPU build of llama.cpp (-1: all)")
+    chat_format: str | None = Field(None, description="override the GGUF's own chat template")
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class LlamaCppModel(Model):
+    backend = "llamacpp"
+    Spec = LlamaCppSpec
+
+    def __init__(self, name: str, spec: LlamaCppSpec):
+        super().__init__(name)
+        self.spec = spec
+        self._bridge = WorkerBridge(name)
+        self._llama: Any = None
+
+    def where(self) -> str:
+        return self.spec.path
+
+    def gguf_path(self) -> Path:
+        from .builtin import resolve_path
+
+        return resolve_path(self.spec.path)
+
+    def load(self):
+        """Load on the calling thread (the worker, in normal use); cheap once loaded."""
+        if self._llama is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise ModelLoadError("llama-cpp-python is not installed: pip install 'gemfuse[llamacpp]'",
+                                     model=self.name) from exc
+            path = self.gguf_path()
+            if not path.is_file():
+                raise ModelLoadError(f"GGUF file not found: {path}", model=self.name)
+            threads = self.spec.threads or default_threads()
+            try:
+                self._llama = Llama(model_path=str(path), n_ctx=self.spec.n_ctx, n_threads=threads,
+                                    n_threads_batch=threads, n_gpu_layers=self.spec.n_gpu_layers,
+                                    chat_format=self.spec.chat_format, verbose=False)
+            except (ValueError, RuntimeError) as exc:
+                raise ModelLoadError(f"llama.cpp could not load {path}: {exc}", model=self.name) from exc
+        return self._llama
+
+    def _produce(self, messages: Sequence[Message], options: GenerateOptions, emit, cancelled) -> None:
+        llama = self.load()
+        kwargs: dict[str, Any] = {"max_tokens": options.max_tokens}
+        if options.temperature is not None:
+            kwargs["temperature"] = options.temperature
+        if options.top_p is not None:
+            kwargs["top_p"] = options.top_p
+        if options.seed is not None:
+            kwargs["seed"] = options.seed
+        if options.stop:
+            kwargs["stop"] = list(options.stop)
+        chunks = llama.create_chat_completion(messages=[m.to_openai() for m in messages], stream=True, **kwargs)
+        finish, produced = None, 0
+        try:
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                text = choice.get("delta", {}).get("content")
+                if text:
+                    produced += 1
+                    emit(StreamChunk(text=text))
+                finish = choice.get("finish_reason") or finish
+        finally:
+            chunks.close()
+        # llama.cpp reports no usage when streaming; its context holds prompt + answer tokens.
+        completion_tokens = max(produced, 0)
+        prompt_tokens = max(int(llama.n_tokens) - completion_tokens, 0)
+        emit(StreamChunk(finish_reason=finish or "stop", usage=Usage(prompt_tokens, completion_tokens)))
+
+    async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
+                     ) -> AsyncIterator[StreamChunk]:
+        options = options or GenerateOptions()
+        self.check_input(messages)
+        async for chunk in self._bridge.stream(lambda emit, cancelled: self._produce(messages, options, emit,
+                                                                                     cancelled)):
+            yield chunk
+
+    async def check(self) -> tuple[bool, str]:
+        import importlib.util
+
+        if importlib.util.find_spec("llama_cpp") is None:
+            return False, "llama-cpp-python is not installed: pip install 'gemfuse[llamacpp]'"
+        from .builtin import check_path
+
+        return check_path(self.spec.path)
+
+    async def aclose(self) -> None:
+        self._bridge.shutdown()
+        self._llama = None

@@ -1,0 +1,325 @@
+"""Any OpenAI-compatible chat endpoint (OpenRouter, vLLM, Ollama, llama.cpp server) over httpx.
+
+Pooled connections, SSE streaming, connect/read/total timeouts, retries with exponential backoff and full
+jitter on 429, 5xx and connection errors (honouring Retry-After), and typed errors. The API key is read from
+the environment at call time and scrubbed from anything the provider sends back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import time
+from typing import Any, AsyncIterator, Literal, Sequence
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import (AuthError, BadRequestError, ModelError, ModelTimeoutError, RateLimitError,
+                      UpstreamError)
+from ..messages import Message
+from .base import Completion, GenerateOptions, Model, StreamChunk, Usage, estimate_tokens
+from .spec import ModelSpec
+
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+
+class Timeouts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    connect: float = Field(10.0, gt=0, description="seconds to open a connection")
+    read: float = Field(120.0, gt=0, description="seconds of silence allowed between bytes")
+    total: float | None = Field(600.0, gt=0, description="seconds for the whole call, retries included")
+
+
+class OpenAISpec(ModelSpec):
+    backend: Literal["openai"] = "openai"
+    base_url: str = Field(description="e.g. https://openrouter.ai/api/v1 or http://127.0.0.1:8080/v1")
+    model: str = Field(description="the provider's model id")
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
+    timeout: Timeouts = Timeouts()
+    max_retries: int = Field(3, ge=0)
+    backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles each retry, with full jitter")
+    max_backoff_s: float = Field(30.0, ge=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+    modalities: list[Literal["text", "image", "audio"]] = ["text", "image", "audio"]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After is either seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def provider_message(body: bytes) -> str:
+    """The provider's own error text, from the usual shapes: {"error": {"message"}}, {"error": "..."}, text."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:500]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("detail") or err)[:500]
+        return str(err)[:500]
+    return str(data)[:500]
+
+
+class OpenAIModel(Model):
+    backend = "openai"
+    Spec = OpenAISpec
+
+    def __init__(self, name: str, spec: OpenAISpec):
+        super().__init__(name)
+        self.spec = spec
+        self.modalities = frozenset(spec.modalities)
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"<OpenAIModel {self.name!r} {self.spec.model!r} at {self.spec.base_url}>"
+
+    def where(self) -> str:
+        return f"{self.spec.base_url} ({self.spec.model})"
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:  # a pool belongs to one event loop
+            t = self.spec.timeout
+            self._client = httpx.AsyncClient(
+                base_url=self.spec.base_url.rstrip("/") + "/",
+                timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.connect),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+            self._client_loop = loop
+        return self._client
+
+    def _api_key(self) -> str | None:
+        if not self.spec.api_key_env:
+            return None
+        key = os.environ.get(self.spec.api_key_env)
+        if not key:
+            raise AuthError(f"environment variable {self.spec.api_key_env} is not set; export it with your API key",
+                            model=self.name)
+        return key
+
+    def _scrub(self, text: str) -> str:
+        key = os.environ.get(self.spec.api_key_env) if self.spec.api_key_env else None
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+        return text
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **self.spec.headers}
+        key = self._api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _body(self, messages: Sequence[Message], options: GenerateOptions, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.spec.model, "messages": [m.to_openai() for m in messages],
+                                "max_tokens": options.max_tokens, "stream": stream}
+        for key in ("temperature", "top_p", "seed"):
+            if getattr(options, key) is not None:
+                body[key] = getattr(options, key)
+        if options.stop:
+            body["stop"] = list(options.stop)
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _error(self, status: int, body: bytes, headers: httpx.Headers) -> ModelError:
+        detail = self._scrub(provider_message(body))
+        kwargs = dict(model=self.name, status=status, provider_message=detail)
+        text = f"provider said: {detail}" if detail else "provider returned an error"
+        if status in (401, 403):
+            return AuthError(text, **kwargs)
+        if status == 429:
+            return RateLimitError(text, retry_after=parse_retry_after(headers.get("retry-after")), **kwargs)
+        if status in (408, 504):
+            return ModelTimeoutError(text, retry_after=parse_retry_after(headers.get("retry-after")), **kwargs)
+        if status >= 500 or status in RETRY_STATUSES:
+            return UpstreamError(text, retry_after=parse_retry_after(headers.get("retry-after")), **kwargs)
+        return BadRequestError(text, **kwargs)
+
+    def _backoff(self, attempt: int, error: ModelError) -> float:
+        if error.retry_after is not None:
+            return error.retry_after
+        return random.uniform(0, min(self.spec.max_backoff_s, self.spec.backoff_s * 2 ** attempt))
+
+    async def _send(self, body: dict[str, Any], deadline: float | None) -> httpx.Response:
+        """POST with retries; returns an open (streaming) response with a 2xx status."""
+        client = self._http()
+        headers = self._headers()
+        for attempt in range(self.spec.max_retries + 1):
+            request = client.build_request("POST", "chat/completions", json=body, headers=headers)
+            try:
+                response = await client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
+                    httpx.WriteError) as exc:
+                error: ModelError = UpstreamError(f"connection failed: {type(exc).__name__}", model=self.name)
+            except httpx.TimeoutException as exc:
+                raise ModelTimeoutError(f"no response within the read timeout ({type(exc).__name__})",
+                                        model=self.name) from None
+            else:
+                if response.status_code < 400:
+                    return response
+                payload = await response.aread()
+                await response.aclose()
+                error = self._error(response.status_code, payload, response.headers)
+                if response.status_code not in RETRY_STATUSES:
+                    raise error
+            if attempt == self.spec.max_retries:
+                raise error
+            delay = self._backoff(attempt, error)
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise error
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _deadline(self) -> float | None:
+        total = self.spec.timeout.total
+        return time.monotonic() + total if total else None
+
+    def _total_timeout(self) -> ModelTimeoutError:
+        return ModelTimeoutError(f"no complete answer within the total timeout ({self.spec.timeout.total:g} s)",
+                                 model=self.name)
+
+    # -- the interface ---------------------------------------------------------------------------------------
+    async def generate(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> Completion:
+        options = options or GenerateOptions()
+        self.check_input(messages)
+        start = time.perf_counter()
+        deadline = self._deadline()
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                response = await self._send(self._body(messages, options, stream=False), deadline)
+                try:
+                    payload = await response.aread()
+                except httpx.TimeoutException:
+                    raise ModelTimeoutError("response body stalled past the read timeout", model=self.name) from None
+                except httpx.HTTPError as exc:
+                    raise UpstreamError(f"response cut: {type(exc).__name__}", model=self.name) from None
+                finally:
+                    await response.aclose()
+        except TimeoutError as exc:
+            if isinstance(exc, ModelTimeoutError):
+                raise
+            raise self._total_timeout() from None
+        try:
+            data = json.loads(payload)
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise UpstreamError(f"malformed response body: {self._scrub(payload[:200].decode('utf-8', 'replace'))!r}",
+                                model=self.name, status=response.status_code) from None
+        raw_usage = data.get("usage") or {}
+        if raw_usage.get("prompt_tokens") is not None:
+            usage = Usage(int(raw_usage.get("prompt_tokens") or 0), int(raw_usage.get("completion_tokens") or 0))
+        else:
+            usage = Usage(sum(estimate_tokens(m.text) for m in messages), estimate_tokens(text), estimated=True)
+        return Completion(text=text, model=self.name, finish_reason=choice.get("finish_reason"), usage=usage,
+                          latency_s=time.perf_counter() - start)
+
+    async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
+                     ) -> AsyncIterator[StreamChunk]:
+        options = options or GenerateOptions()
+        self.check_input(messages)
+        deadline = self._deadline()
+        at = _loop_time(deadline)
+        try:
+            async with asyncio.timeout_at(at):
+                response = await self._send(self._body(messages, options, stream=True), deadline)
+        except TimeoutError as exc:
+            if isinstance(exc, ModelTimeoutError):
+                raise
+            raise self._total_timeout() from None
+        finish, usage, done, produced = None, None, False, []
+        try:
+            lines = response.aiter_lines()
+            while True:
+                try:
+                    async with asyncio.timeout_at(at):
+                        line = await anext(lines)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise self._total_timeout() from None
+                except httpx.TimeoutException:
+                    raise ModelTimeoutError("stream stalled past the read timeout", model=self.name) from None
+                except httpx.HTTPError as exc:
+                    raise UpstreamError(f"stream cut mid-way: {type(exc).__name__}", model=self.name) from None
+                if not line.startswith("data:"):
+                    continue  # SSE comments, event names, keep-alives
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    raise UpstreamError(f"malformed stream event: {self._scrub(data[:200])!r}",
+                                        model=self.name) from None
+                if not isinstance(event, dict):
+                    raise UpstreamError(f"malformed stream event: {self._scrub(data[:200])!r}", model=self.name)
+                if "error" in event:
+                    raise UpstreamError(f"provider said: {self._scrub(provider_message(data.encode()))}",
+                                        model=self.name)
+                if event.get("usage"):
+                    u = event["usage"]
+                    usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+                for choice in event.get("choices") or []:
+                    delta = (choice.get("delta") or {}).get("content")
+                    finish = choice.get("finish_reason") or finish
+                    if delta:
+                        produced.append(delta)
+                        yield StreamChunk(text=delta)
+        finally:
+            await response.aclose()
+        if not done and finish is None:
+            raise UpstreamError("stream ended before the answer was complete", model=self.name)
+        if usage is None:
+            text = "".join(produced)
+            usage = Usage(sum(estimate_tokens(m.text) for m in messages), estimate_tokens(text), estimated=True)
+        yield StreamChunk(finish_reason=finish or "stop", usage=usage)
+
+    async def check(self) -> tuple[bool, str]:
+        try:
+            headers = self._headers()
+        except AuthError as exc:
+            return False, str(exc).removeprefix(f"{self.name}: ")
+        try:
+            async with httpx.AsyncClient(timeout=3.0) as client:
+                response = await client.get(self.spec.base_url.rstrip("/") + "/models", headers=headers)
+        except httpx.HTTPError as exc:
+            return False, f"unreachable ({type(exc).__name__})"
+        if response.status_code in (401, 403):
+            return False, f"auth refused (HTTP {response.status_code})"
+        return response.status_code < 500, f"HTTP {response.status_code}"
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            try:
+                await client.aclose()
+            except RuntimeError:  # its loop is gone; the sockets went with it
+                pass
+
+
+def _loop_time(deadline: float | None) -> float | None:
+    """Convert a time.monotonic() deadline to the running loop's clock for asyncio.timeout_at."""
+    if deadline is None:
+        return None
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())

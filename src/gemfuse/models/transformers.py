@@ -1,0 +1,256 @@
+"""Hugging Face transformers: a local folder or hub id, text or multimodal Gemma 3 / 3n / 4, optional LoRA.
+
+The device is picked cuda > mps > cpu with a dtype per device; generation runs on the model's own worker
+thread and streams through a TextStreamer subclass that hands each piece to the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator, Literal, Sequence
+
+from pydantic import Field
+
+from ..errors import ModelLoadError
+from ..messages import AudioPart, ImagePart, Message, TextPart
+from .base import GenerateOptions, Model, StreamChunk, Usage
+from .local import Cancelled, WorkerBridge
+from .spec import ModelSpec
+
+# Used when a tokenizer ships no chat template (base models): plain, visible turns.
+FALLBACK_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}")
+
+
+class TransformersSpec(ModelSpec):
+    backend: Literal["transformers"] = "transformers"
+    path: str = Field(description="a local model folder, or a hub id such as google/gemma-3-4b-it")
+    gguf_file: str | None = Field(None, description="load and dequantise this GGUF file inside `path`")
+    adapter: str | None = Field(None, description="a LoRA adapter folder (PEFT) applied on top")
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    revision: str | None = None
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+
+
+def pick_device(preference: str = "auto") -> str:
+    import torch
+
+    if preference != "auto":
+        return preference
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device: str, preference: str = "auto"):
+    """bf16 where the device runs it natively, fp16 on MPS, fp32 otherwise."""
+    import torch
+
+    if preference != "auto":
+        return getattr(torch, preference)
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "mps":
+        return torch.float16
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+def cpu_has_fast_bf16() -> bool:
+    import torch
+
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None) or getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe and probe()) or torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16")
+    except Exception:  # private probes may vanish in later torch releases
+        return False
+
+
+def is_multimodal(config: Any) -> bool:
+    return any(hasattr(config, key) for key in ("vision_config", "audio_config"))
+
+
+class TransformersModel(Model):
+    backend = "transformers"
+    Spec = TransformersSpec
+
+    def __init__(self, name: str, spec: TransformersSpec):
+        super().__init__(name)
+        self.spec = spec
+        self._bridge = WorkerBridge(name)
+        self._loaded: tuple[Any, Any, str] | None = None  # model, processor-or-tokenizer, device
+        self._lock = threading.Lock()
+        self.modalities = frozenset({"text"})
+
+    def where(self) -> str:
+        return self.spec.path + (f" + {self.spec.adapter}" if self.spec.adapter else "")
+
+    # -- loading ----------------------------------------------------------------------------------------------
+    def load(self):
+        """Load once (thread-safe); returns (model, processor or tokenizer, device)."""
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load()
+            return self._loaded
+
+    def _load(self):
+        from .._torchvision import make_torchvision_importable
+
+        make_torchvision_importable()
+        import torch
+        import transformers
+
+        if self.spec.threads:
+            torch.set_num_threads(self.spec.threads)
+        path = self._source()
+        kwargs: dict[str, Any] = {"revision": self.spec.revision} if self.spec.revision else {}
+        if self.spec.gguf_file:
+            kwargs["gguf_file"] = self.spec.gguf_file
+        device = pick_device(self.spec.device)
+        dtype = pick_dtype(device, self.spec.dtype)
+        try:
+            config = transformers.AutoConfig.from_pretrained(path, **kwargs)
+            if is_multimodal(config):
+                model = transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **kwargs)
+                processor = load_processor(path, **kwargs)
+                self.modalities = frozenset({"text"} | ({"image"} if hasattr(config, "vision_config") else set())
+                                            | ({"audio"} if getattr(config, "audio_config", None) else set()))
+            else:
+                model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+                processor = transformers.AutoTokenizer.from_pretrained(path, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load transformers model from {path}: {exc}", model=self.name) from exc
+        if self.spec.adapter:
+            try:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, self.spec.adapter)
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"cannot load adapter {self.spec.adapter}: {exc}", model=self.name) from exc
+        model.to(device).eval()
+        return model, processor, device
+
+    def _source(self) -> str:
+        """The folder to load: `package:` paths name a GGUF that is converted once into the cache."""
+        if not self.spec.path.startswith("package:"):
+            return self.spec.path
+        from .builtin import hf_copy_of_gguf, resolve_path
+
+        return str(hf_copy_of_gguf(resolve_path(self.spec.path)))
+
+    # -- rendering --------------------------------------------------------------------------------------------
+    def _conversation(self, messages: Sequence[Message], processor) -> list[dict]:
+        """Our messages in the content-list shape HF chat templates and processors read."""
+        sampling_rate = getattr(getattr(processor, "feature_extractor", None), "sampling_rate", 16_000)
+        multimodal = hasattr(processor, "image_processor") or hasattr(processor, "feature_extractor")
+        conversation = []
+        for message in messages:
+            if not multimodal:
+                conversation.append({"role": message.role, "content": message.text})
+                continue
+            content = []
+            for part in message.parts:
+                if isinstance(part, TextPart):
+                    content.append({"type": "text", "text": part.text})
+                elif isinstance(part, ImagePart):
+                    content.append({"type": "image", "image": part.to_pil()})
+                elif isinstance(part, AudioPart):
+                    content.append({"type": "audio", "audio": part.to_waveform(sampling_rate)})
+            conversation.append({"role": message.role, "content": content})
+        return conversation
+
+    def _inputs(self, messages: Sequence[Message], processor, device: str):
+        conversation = self._conversation(messages, processor)
+        tokenizer = getattr(processor, "tokenizer", processor)
+        template = None if getattr(processor, "chat_template", None) or tokenizer.chat_template else FALLBACK_TEMPLATE
+        inputs = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
+                                               return_dict=True, return_tensors="pt", chat_template=template)
+        return {k: v.to(device) for k, v in inputs.items()}
+
+    # -- generation -------------------------------------------------------------------------------------------
+    def _produce(self, messages, options: GenerateOptions, emit, cancelled: threading.Event) -> None:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+        model, processor, device = self.load()
+        tokenizer = getattr(processor, "tokenizer", processor)
+        inputs = self._inputs(messages, processor, device)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        counted = [0]
+
+        class Streamer(TextStreamer):
+            def put(self, value):
+                if self.next_tokens_are_prompt:
+                    return super().put(value)
+                counted[0] += int(value.numel())
+                super().put(value)
+
+            def on_finalized_text(self, text: str, stream_end: bool = False):
+                if text:
+                    emit(StreamChunk(text=text))
+
+        class StopWhenCancelled(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return cancelled.is_set()
+
+        sampling = options.temperature is None or options.temperature > 0
+        kwargs: dict[str, Any] = dict(max_new_tokens=options.max_tokens, do_sample=sampling,
+                                      streamer=Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
+                                      stopping_criteria=StoppingCriteriaList([StopWhenCancelled()]))
+        if sampling:
+            kwargs.update(temperature=options.temperature or 1.0, top_p=options.top_p or 1.0)
+        if options.stop:
+            kwargs.update(stop_strings=list(options.stop), tokenizer=tokenizer)
+        if options.seed is not None:
+            torch.manual_seed(options.seed)
+        with torch.inference_mode():
+            model.generate(**inputs, **kwargs)
+        if cancelled.is_set():
+            raise Cancelled()
+        finish = "length" if counted[0] >= options.max_tokens else "stop"
+        emit(StreamChunk(finish_reason=finish, usage=Usage(prompt_tokens, counted[0])))
+
+    async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
+                     ) -> AsyncIterator[StreamChunk]:
+        options = options or GenerateOptions()
+        if self._loaded is not None:  # before loading we do not know the modalities yet
+            self.check_input(messages)
+        else:
+            await self._bridge.call(self.load)
+            self.check_input(messages)
+        async for chunk in self._bridge.stream(lambda emit, cancelled: self._produce(messages, options, emit,
+                                                                                     cancelled)):
+            yield chunk
+
+    async def check(self) -> tuple[bool, str]:
+        import importlib.util
+
+        if importlib.util.find_spec("transformers") is None:
+            return False, "transformers is not installed: pip install 'gemfuse[transformers]'"
+        from .builtin import check_path
+
+        ok, detail = check_path(self.spec.path)
+        if ok or self.spec.path.startswith("package:"):
+            return ok, detail
+        if self.spec.path.count("/") == 1 and not self.spec.path.startswith((".", "/")):
+            return True, "hub id (downloads on first use)"
+        return False, detail
+
+    async def aclose(self) -> None:
+        self._bridge.shutdown()
+        self._loaded = None
+
+
+def load_processor(path: str, **kwargs):
+    """A processor whose image side uses PIL: torchvision's fast processors give different pixels on CPU."""
+    import transformers
+
+    try:
+        return transformers.AutoProcessor.from_pretrained(path, backend="pil", **kwargs)
+    except (TypeError, ValueError):
+        return transformers.AutoProcessor.from_pretrained(path, **kwargs)
+
