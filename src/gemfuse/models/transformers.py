@@ -244,11 +244,14 @@ class TransformersModel(Model):
 
 
 def load_processor(path: str, **kwargs):
-    """A processor whose image side uses PIL: torchvision's fast processors give different pixels on CPU."""
+    """A processor whose image side uses PIL: torchvision's processors give different pixels on CPU, and
+    here they cannot run at all. Gemma 4's video processor has no PIL backend, so only its image side is swapped."""
     import transformers
 
     try:
         return transformers.AutoProcessor.from_pretrained(path, backend="pil", **kwargs)
-    except (TypeError, ValueError):
-        return transformers.AutoProcessor.from_pretrained(path, **kwargs)
-
+    except (ImportError, TypeError, ValueError):
+        processor = transformers.AutoProcessor.from_pretrained(path, **kwargs)
+    if getattr(processor, "image_processor", None) is not None and "Pil" not in type(processor.image_processor).__name__:
+        processor.image_processor = transformers.AutoImageProcessor.from_pretrained(path, backend="pil", **kwargs)
+    return processor
