@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run, fine-tune and fuse your own models.")
 
-ConfigOpt = typer.Option(None, "--config", "-c", envvar="GEMFUSE_CONFIG", help="config file (TOML)")
+ConfigOpt = typer.Option(None, "--config", "-c", help="config file (TOML); default: $GEMFUSE_CONFIG or the user config folder")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -20,11 +19,10 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 @app.command()
-def models(config: Optional[Path] = ConfigOpt,
+def models(config: Path | None = ConfigOpt,
            as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
     """List the configured models: backend, where they live, modalities, and whether they are usable now."""
     from .commands.models import list_models
-
     from .errors import GemfuseError
 
     try:
@@ -35,17 +33,17 @@ def models(config: Optional[Path] = ConfigOpt,
 
 @app.command()
 def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from standard input"),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="model name (see `gemfuse models`)"),
-        image: List[Path] = typer.Option([], "--image", help="attach an image file (repeatable)"),
-        audio: List[Path] = typer.Option([], "--audio", help="attach an audio file (repeatable)"),
-        system: Optional[str] = typer.Option(None, "--system", "-s", help="system prompt"),
+        model: str | None = typer.Option(None, "--model", "-m", help="model name (see `gemfuse models`)"),
+        image: list[Path] = typer.Option([], "--image", help="attach an image file (repeatable)"),
+        audio: list[Path] = typer.Option([], "--audio", help="attach an audio file (repeatable)"),
+        system: str | None = typer.Option(None, "--system", "-s", help="system prompt"),
         max_tokens: int = typer.Option(256, "--max-tokens", min=1),
-        temperature: Optional[float] = typer.Option(None, "--temperature", "-t", min=0.0, max=2.0),
-        top_p: Optional[float] = typer.Option(None, "--top-p"),
-        seed: Optional[int] = typer.Option(None, "--seed"),
-        stop: List[str] = typer.Option([], "--stop", help="stop sequence (repeatable)"),
+        temperature: float | None = typer.Option(None, "--temperature", "-t", min=0.0, max=2.0),
+        top_p: float | None = typer.Option(None, "--top-p"),
+        seed: int | None = typer.Option(None, "--seed"),
+        stop: list[str] = typer.Option([], "--stop", help="stop sequence (repeatable)"),
         as_json: bool = typer.Option(False, "--json", help="print the whole completion as JSON"),
-        config: Optional[Path] = ConfigOpt) -> None:
+        config: Path | None = ConfigOpt) -> None:
     """Ask one model and stream its answer."""
     from .commands.ask import run_ask
     from .errors import GemfuseError

@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import mimetypes
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Union
+from typing import Any, Literal
 
 from .errors import MessageError
 
@@ -63,7 +63,7 @@ class ImagePart:
     type: Literal["image"] = field(default="image", init=False)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "ImagePart":
+    def from_file(cls, path: str | Path) -> ImagePart:
         path = Path(path)
         try:
             data = path.read_bytes()
@@ -75,7 +75,7 @@ class ImagePart:
         return cls(data=data, mime_type=mime)
 
     @classmethod
-    def from_url(cls, url: str, where: str = "image_url") -> "ImagePart":
+    def from_url(cls, url: str, where: str = "image_url") -> ImagePart:
         if url.startswith(("http://", "https://")):
             return cls(url=url)
         if not url.startswith("data:"):
@@ -125,7 +125,7 @@ class AudioPart:
             raise MessageError(f"audio: unsupported format {self.format!r}; use one of {', '.join(AUDIO_FORMATS)}")
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "AudioPart":
+    def from_file(cls, path: str | Path) -> AudioPart:
         path = Path(path)
         try:
             data = path.read_bytes()
@@ -157,7 +157,7 @@ class AudioPart:
         return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-Part = Union[TextPart, ImagePart, AudioPart]
+Part = TextPart | ImagePart | AudioPart
 
 
 def _part_from_openai(raw: Any, where: str) -> Part:
@@ -197,16 +197,16 @@ class Message:
             raise MessageError(f"message: unknown role {self.role!r}; expected one of {', '.join(ROLES)}")
 
     @classmethod
-    def system(cls, text: str) -> "Message":
+    def system(cls, text: str) -> Message:
         return cls("system", [TextPart(text)])
 
     @classmethod
-    def assistant(cls, text: str) -> "Message":
+    def assistant(cls, text: str) -> Message:
         return cls("assistant", [TextPart(text)])
 
     @classmethod
     def user(cls, text: str = "", *, images: Iterable[str | Path | ImagePart] = (),
-             audio: Iterable[str | Path | AudioPart] = ()) -> "Message":
+             audio: Iterable[str | Path | AudioPart] = ()) -> Message:
         """A user turn: media first (as Gemma's own examples place them), then the text."""
         parts: list[Part] = [p if isinstance(p, ImagePart) else ImagePart.from_file(p) for p in images]
         parts += [a if isinstance(a, AudioPart) else AudioPart.from_file(a) for a in audio]
@@ -227,7 +227,7 @@ class Message:
         return [p for p in self.parts if isinstance(p, AudioPart)]
 
     @classmethod
-    def from_openai(cls, raw: Any, where: str = "message") -> "Message":
+    def from_openai(cls, raw: Any, where: str = "message") -> Message:
         if not isinstance(raw, dict):
             raise MessageError(f"{where}: must be an object with 'role' and 'content'")
         role = raw.get("role")
@@ -255,7 +255,7 @@ def parse_messages(raw: Any) -> list[Message]:
     return [Message.from_openai(m, f"messages[{i}]") for i, m in enumerate(raw)]
 
 
-def as_messages(prompt: "str | Message | Iterable[Message]") -> list[Message]:
+def as_messages(prompt: str | Message | Iterable[Message]) -> list[Message]:
     """Accept a plain prompt, one message or a list of them."""
     if isinstance(prompt, str):
         return [Message.user(prompt)]
@@ -263,6 +263,3 @@ def as_messages(prompt: "str | Message | Iterable[Message]") -> list[Message]:
         return [prompt]
     return list(prompt)
 
-
-def guess_mime(path: str | Path) -> str | None:
-    return mimetypes.guess_type(str(path))[0]

@@ -40,7 +40,7 @@ def list_models(config, as_json: bool) -> list[dict]:
     for column in ("name", "backend", "where", "modalities", "status"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        status = f"[green]ok[/]" if row["reachable"] else f"[red]{row['detail']}[/]"
+        status = "[green]ok[/]" if row["reachable"] else f"[red]{row['detail']}[/]"
         if row["reachable"] and row["detail"] != "ok":
             status = f"[green]ok[/] ({row['detail']})"
         table.add_row(row["name"], row["backend"], row["where"], ",".join(row["modalities"]), status)

@@ -31,7 +31,8 @@ BASE_MODEL_CHAT = {"chat_template": PLAIN_CHAT_TEMPLATE, "stop": list(PLAIN_CHAT
 
 def builtin_specs() -> dict[str, ModelSpec]:
     return {
-        "smollm2-135m": LlamaCppSpec(path=SMOLLM2, n_ctx=2048, concurrency=1,
+        # A mild repeat penalty (Ollama's default) keeps the quantised 135M model out of loops.
+        "smollm2-135m": LlamaCppSpec(path=SMOLLM2, n_ctx=2048, concurrency=1, repeat_penalty=1.1,
                                      description="SmolLM2-135M-Instruct, Q4_1 GGUF, llama.cpp"),
         "gemma-3-270m": LlamaCppSpec(path=GEMMA3_270M, n_ctx=2048, concurrency=1, **BASE_MODEL_CHAT,
                                      description="Gemma 3 270M base (not instruction-tuned), Q4_K_M GGUF, llama.cpp"),

@@ -6,8 +6,9 @@ One llama.cpp context is not re-entrant: every call runs on the model's single w
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -24,6 +25,7 @@ class LlamaCppSpec(LocalSpec):
     n_ctx: int = Field(4096, ge=128, description="context window in tokens")
     threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
     n_gpu_layers: int = Field(0, description="layers to offload to a GPU build of llama.cpp (-1: all)")
+    repeat_penalty: float | None = Field(None, gt=0, description="penalise repeats (1.0: off; llama.cpp's default)")
     chat_format: str | None = Field(None, description="a llama-cpp-python chat format name (e.g. chatml)")
 
 
@@ -87,12 +89,16 @@ class LlamaCppModel(Model):
             kwargs["top_p"] = options.top_p
         if options.seed is not None:
             kwargs["seed"] = options.seed
+        if self.spec.repeat_penalty is not None:
+            kwargs["repeat_penalty"] = self.spec.repeat_penalty
         if options.stop or self.spec.stop:
             kwargs["stop"] = [*options.stop, *self.spec.stop]
         chunks = llama.create_chat_completion(messages=[m.to_openai() for m in messages], stream=True, **kwargs)
-        finish, produced = None, 0
+        finish, produced, prompt_tokens = None, 0, None
         try:
             for chunk in chunks:
+                if prompt_tokens is None:  # the prompt is evaluated, the first answer token not yet
+                    prompt_tokens = int(llama.n_tokens)
                 choice = chunk["choices"][0]
                 text = choice.get("delta", {}).get("content")
                 if text:
@@ -101,10 +107,8 @@ class LlamaCppModel(Model):
                 finish = choice.get("finish_reason") or finish
         finally:
             chunks.close()
-        # llama.cpp reports no usage when streaming; its context holds prompt + answer tokens.
-        completion_tokens = max(produced, 0)
-        prompt_tokens = max(int(llama.n_tokens) - completion_tokens, 0)
-        emit(StreamChunk(finish_reason=finish or "stop", usage=Usage(prompt_tokens, completion_tokens)))
+        # llama.cpp reports no usage when streaming: each content delta is one sampled token.
+        emit(StreamChunk(finish_reason=finish or "stop", usage=Usage(prompt_tokens or 0, produced)))
 
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:

@@ -13,13 +13,13 @@ import json
 import os
 import random
 import time
-from typing import Any, AsyncIterator, Literal, Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import (AuthError, BadRequestError, ModelError, ModelTimeoutError, RateLimitError,
-                      UpstreamError)
+from ..errors import AuthError, BadRequestError, ModelError, ModelTimeoutError, RateLimitError, UpstreamError
 from ..messages import Message
 from .base import Completion, GenerateOptions, Model, StreamChunk, Usage, estimate_tokens
 from .spec import ModelSpec

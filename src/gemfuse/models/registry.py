@@ -49,12 +49,12 @@ def spec_class(backend: str | None, where: str = "backend") -> type[ModelSpec]:
 class Registry:
     """Named models from a config; one instance per name, made on first use and shared."""
 
-    def __init__(self, config: "Config"):
+    def __init__(self, config: Config):
         self.config = config
         self._models: dict[str, Model] = {}
 
     @classmethod
-    def load(cls, path=None) -> "Registry":
+    def load(cls, path=None) -> Registry:
         from ..config import load_config
 
         return cls(load_config(path))

@@ -7,8 +7,8 @@ thread and streams through a TextStreamer subclass that hands each piece to the 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import Any, AsyncIterator, Literal, Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -17,6 +17,7 @@ from ..messages import AudioPart, ImagePart, Message, TextPart
 from .base import GenerateOptions, Model, StreamChunk, Usage
 from .local import Cancelled, StopFilter, WorkerBridge
 from .spec import PLAIN_CHAT_TEMPLATE, LocalSpec
+
 
 class TransformersSpec(LocalSpec):
     backend: Literal["transformers"] = "transformers"

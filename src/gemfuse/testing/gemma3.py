@@ -12,8 +12,7 @@ MM_TOKENS_PER_IMAGE = 4
 
 def build(folder: Path, seed: int = 0) -> Path:
     import torch
-    from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil,
-                              Gemma3Processor)
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil, Gemma3Processor
 
     torch.manual_seed(seed)
     config = Gemma3Config(

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .tokenizer import AUDIO_BLOCK, IDS, IMAGE_BLOCK, MEDIA_BLOCK, TEXT_VOCAB, VOCAB_SIZE, build_tokenizer, chat_template
+from .tokenizer import (
+    AUDIO_BLOCK,
+    IDS,
+    IMAGE_BLOCK,
+    MEDIA_BLOCK,
+    TEXT_VOCAB,
+    VOCAB_SIZE,
+    build_tokenizer,
+    chat_template,
+)
 
 IMAGE_SIZE = 64
 VISION_TOKENS = 16  # msfa_output_resolution 4 -> a 4 x 4 grid
@@ -18,8 +27,13 @@ MEL_BINS = 32
 
 def build(folder: Path, seed: int = 0) -> Path:
     import torch
-    from transformers import (Gemma3nAudioFeatureExtractor, Gemma3nConfig, Gemma3nForConditionalGeneration,
-                              Gemma3nProcessor, SiglipImageProcessorPil)
+    from transformers import (
+        Gemma3nAudioFeatureExtractor,
+        Gemma3nConfig,
+        Gemma3nForConditionalGeneration,
+        Gemma3nProcessor,
+        SiglipImageProcessorPil,
+    )
 
     torch.manual_seed(seed)
     config = Gemma3nConfig(

@@ -16,8 +16,14 @@ IMAGE_SOFT_TOKENS = 70
 
 def build(folder: Path, seed: int = 0) -> Path:
     import torch
-    from transformers import (Gemma4AudioFeatureExtractor, Gemma4Config, Gemma4ForConditionalGeneration,
-                              Gemma4ImageProcessorPil, Gemma4Processor, Gemma4VideoProcessor)
+    from transformers import (
+        Gemma4AudioFeatureExtractor,
+        Gemma4Config,
+        Gemma4ForConditionalGeneration,
+        Gemma4ImageProcessorPil,
+        Gemma4Processor,
+        Gemma4VideoProcessor,
+    )
 
     torch.manual_seed(seed)
     config = Gemma4Config(

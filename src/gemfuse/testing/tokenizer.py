@@ -38,7 +38,8 @@ CORPUS = [
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% set sys = namespace(text='') %}"
     "{% for m in messages %}{% if m['role'] == 'system' %}"
-    "{% set sys.text = (m['content'] if m['content'] is string else m['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('')) + '\\n\\n' %}"
+    "{% set sys.text = (m['content'] if m['content'] is string else m['content'] | selectattr('type', 'equalto', 'text')"
+    " | map(attribute='text') | join('')) + '\\n\\n' %}"
     "{% else %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
     "{% if m['role'] == 'user' %}{{ sys.text }}{% set sys.text = '' %}{% endif %}"
     "{% if m['content'] is string %}{{ m['content'] | trim }}{% else %}"

@@ -1,0 +1,143 @@
+"""A scriptable OpenAI-compatible upstream on 127.0.0.1, for fault injection and benchmarks.
+
+The request's `model` field picks a behaviour, so one server covers every case:
+
+    ok            answers "echo: <last user text>" (streamed or not), with usage
+    slow-<ms>     waits <ms> milliseconds first, then answers like ok
+    429-then-ok   first call of each test: 429 with Retry-After; afterwards ok
+    500-then-ok   first call: 500; afterwards ok
+    always-503    always 503
+    auth          401 with a provider message that echoes the bearer token (providers do this)
+    bad           400 with a provider message
+    garbage       200 with a body that is not JSON (streamed: an event that is not JSON)
+    cut           streamed: two deltas, then the connection drops without [DONE]
+    stall         streamed: one delta, then silence
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+RETRY_AFTER_S = 0.3
+
+
+def _answer_text(body: dict) -> str:
+    messages = body.get("messages") or [{}]
+    content = messages[-1].get("content", "")
+    if isinstance(content, list):
+        content = " ".join(p.get("text", f"[{p.get('type')}]") for p in content)
+    return f"echo: {content}"
+
+
+def _usage(body: dict, text: str) -> dict:
+    prompt = sum(len(json.dumps(m.get("content", ""))) // 4 for m in body.get("messages", []))
+    completion = len(text.split())
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def create_app():
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    calls: Counter = Counter()
+
+    def error(status: int, message: str, headers: dict | None = None) -> Response:
+        return JSONResponse({"error": {"message": message, "type": "upstream_test", "code": status}},
+                            status_code=status, headers=headers)
+
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        behaviour = str(body.get("model", "ok"))
+        calls[behaviour] += 1
+        stream = bool(body.get("stream"))
+        if behaviour.startswith("slow-"):
+            await asyncio.sleep(int(behaviour.removeprefix("slow-")) / 1000)
+        elif behaviour == "429-then-ok" and calls[behaviour] == 1:
+            return error(429, "rate limited, slow down", {"Retry-After": str(RETRY_AFTER_S)})
+        elif behaviour == "500-then-ok" and calls[behaviour] == 1:
+            return error(500, "internal error")
+        elif behaviour == "always-503":
+            return error(503, "overloaded")
+        elif behaviour == "auth":
+            token = request.headers.get("authorization", "").removeprefix("Bearer ")
+            return error(401, f"Incorrect API key provided: {token}")
+        elif behaviour == "bad":
+            return error(400, "max_tokens is too large for this model")
+        elif behaviour == "garbage" and not stream:
+            return PlainTextResponse("<html>502 Bad Gateway</html>", status_code=200)
+        text = _answer_text(body)
+        created = int(time.time())
+        if not stream:
+            return JSONResponse({"id": "chatcmpl-test", "object": "chat.completion", "created": created,
+                                 "model": behaviour, "usage": _usage(body, text),
+                                 "choices": [{"index": 0, "finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": text}}]})
+
+        def event(delta: dict, finish=None) -> str:
+            return "data: " + json.dumps({"id": "chatcmpl-test", "object": "chat.completion.chunk",
+                                          "created": created, "model": behaviour,
+                                          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+
+        async def events():
+            words = text.split(" ")
+            yield event({"role": "assistant"})
+            if behaviour == "garbage":
+                yield "data: {not json\n\n"
+                return
+            for i, word in enumerate(words):
+                if behaviour == "cut" and i == 2:
+                    raise ConnectionResetError("upstream test: connection cut")
+                if behaviour == "stall" and i == 1:
+                    await asyncio.sleep(3600)
+                yield event({"content": word if i == 0 else " " + word})
+            yield event({}, "stop")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield "data: " + json.dumps({"id": "chatcmpl-test", "object": "chat.completion.chunk",
+                                             "choices": [], "usage": _usage(body, text)}) + "\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "ok", "object": "model"}]})
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
+                            Route("/v1/models", models, methods=["GET"])])
+    app.state.calls = calls
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_in_thread(app, port: int | None = None) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on 127.0.0.1 in a background thread; yields its base URL (…/v1)."""
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test upstream did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)

@@ -1,0 +1,55 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    # Converted copies of the built-in models are slow to make: keep them between runs, apart from the user's.
+    os.environ.setdefault("GEMFUSE_CACHE_DIR", str(ROOT / ".test-cache"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+@pytest.fixture(autouse=True)
+def isolated_config(tmp_path, monkeypatch):
+    """No test reads or writes the user's own config."""
+    path = tmp_path / "gemfuse.toml"
+    monkeypatch.setenv("GEMFUSE_CONFIG", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """Build each tiny family once per session: tiny_model("gemma3n") -> folder."""
+    from gemfuse.testing import build_tiny_model
+
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny_model(family, tmp_path_factory.mktemp(f"tiny-{family}"))
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory):
+    from gemfuse.testing.media import write_png, write_wav
+
+    folder = tmp_path_factory.mktemp("media")
+    return {"png": write_png(folder / "red.png"), "wav": write_wav(folder / "tone.wav"),
+            "wav44k": write_wav(folder / "tone44k.wav", rate=44_100, seconds=1.0), "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """A fault-injecting OpenAI-compatible server on 127.0.0.1 (see gemfuse.testing.upstream)."""
+    from gemfuse.testing.upstream import create_app, serve_in_thread
+
+    app = create_app()
+    with serve_in_thread(app) as base_url:
+        yield base_url, app.state.calls

