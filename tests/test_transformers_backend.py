@@ -126,3 +126,23 @@ def test_wav_header_garbage_is_a_clear_error(tiny_model):
     broken = Message("user", [AudioPart(data=b"RIFF\x00\x00\x00\x00WAVEgarbage", format="wav")])
     with pytest.raises(MessageError, match="cannot decode"):
         asyncio.run(model.generate([broken], GREEDY))
+
+
+async def test_abandoned_stream_stops_generating(tiny_model):
+    import time
+
+    model = tiny(tiny_model("gemma3"))
+    hf_model, _, _ = await model._bridge.call(model.load)
+    hf_model.generation_config.eos_token_id = None  # never stops by itself: 1500 tokens take seconds
+    options = GenerateOptions(max_tokens=1500, temperature=0)
+    start = time.perf_counter()
+    full = await model.generate([Message.user("Hi")], options)
+    full_s = time.perf_counter() - start
+    assert full.usage.completion_tokens == 1500
+    start = time.perf_counter()
+    async for chunk in model.stream([Message.user("Hi")], options):
+        if chunk.text:
+            break  # the consumer walks away
+    await model.generate([Message.user("Hi")], GREEDY)
+    assert time.perf_counter() - start < full_s / 3, "the abandoned generation was stopped, not run to the end"
+    await model.aclose()

@@ -171,7 +171,7 @@ class TransformersModel(Model):
     # -- generation -------------------------------------------------------------------------------------------
     def _produce(self, messages, options: GenerateOptions, emit, cancelled: threading.Event) -> None:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+        from transformers import TextStreamer
 
         model, processor, device = self.load()
         tokenizer = getattr(processor, "tokenizer", processor)
@@ -182,6 +182,8 @@ class TransformersModel(Model):
 
         class Streamer(TextStreamer):
             def put(self, value):
+                if cancelled.is_set():  # the consumer left: abort generate() from inside its loop
+                    raise Cancelled()
                 if self.next_tokens_are_prompt:
                     return super().put(value)
                 counted[0] += int(value.numel())
@@ -192,14 +194,9 @@ class TransformersModel(Model):
                 if text:
                     emit(StreamChunk(text=text))
 
-        class StopWhenCancelled(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return cancelled.is_set()
-
         sampling = options.temperature is None or options.temperature > 0
         kwargs: dict[str, Any] = dict(max_new_tokens=options.max_tokens, do_sample=sampling,
-                                      streamer=Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
-                                      stopping_criteria=StoppingCriteriaList([StopWhenCancelled()]))
+                                      streamer=Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True))
         if sampling:
             kwargs.update(temperature=options.temperature or 1.0, top_p=options.top_p or 1.0)
         if options.stop or self.spec.stop:
@@ -208,8 +205,6 @@ class TransformersModel(Model):
             torch.manual_seed(options.seed)
         with torch.inference_mode():
             model.generate(**inputs, **kwargs)
-        if cancelled.is_set():
-            raise Cancelled()
         finish = "length" if counted[0] >= options.max_tokens else "stop"
         emit(StreamChunk(finish_reason=finish, usage=Usage(prompt_tokens, counted[0])))
 
