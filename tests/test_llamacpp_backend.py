@@ -87,3 +87,11 @@ async def test_missing_file_is_a_load_error(tmp_path):
     with pytest.raises(ModelLoadError, match="GGUF file not found"):
         await model.generate(FRANCE)
     assert (await model.check())[0] is False
+
+
+async def test_all_llamacpp_models_share_one_driver_thread(registry):
+    """Two threads driving llama.cpp slow every later call ~2.8x, so models queue on one thread."""
+    smol, gemma = registry.get("smollm2-135m"), registry.get("gemma-3-270m")
+    assert smol._bridge._executor is gemma._bridge._executor
+    a, b = await asyncio.gather(smol.generate(FRANCE, GREEDY), gemma.generate(FRANCE, GREEDY))
+    assert "paris" in a.text.lower() and "paris" in b.text.lower()

@@ -23,8 +23,9 @@ class Cancelled(Exception):
 class WorkerBridge:
     """Runs `produce(emit, cancelled)` on the model's thread and yields what it emits, in order."""
 
-    def __init__(self, name: str):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gemfuse-{name}")
+    def __init__(self, name: str, executor: ThreadPoolExecutor | None = None):
+        self._owned = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gemfuse-{name}")
 
     async def call(self, fn: Callable[[], Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
@@ -71,7 +72,8 @@ class WorkerBridge:
                 future.add_done_callback(lambda f: f.exception())
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owned:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class _Failure:
