@@ -6,8 +6,10 @@ thread and streams through a TextStreamer subclass that hands each piece to the 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -65,6 +67,16 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+def declared_modalities(config_file: Path) -> frozenset[str]:
+    """Modalities from a local config.json, so listings and input checks need not load the weights."""
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return frozenset({"text"})
+    return frozenset({"text"} | ({"image"} if config.get("vision_config") else set())
+                     | ({"audio"} if config.get("audio_config") else set()))
+
+
 def is_multimodal(config: Any) -> bool:
     return any(hasattr(config, key) for key in ("vision_config", "audio_config"))
 
@@ -79,7 +91,7 @@ class TransformersModel(Model):
         self._bridge = WorkerBridge(name)
         self._loaded: tuple[Any, Any, str] | None = None  # model, processor-or-tokenizer, device
         self._lock = threading.Lock()
-        self.modalities = frozenset({"text"})
+        self.modalities = declared_modalities(Path(spec.path).expanduser() / "config.json")
 
     def where(self) -> str:
         return self.spec.path + (f" + {self.spec.adapter}" if self.spec.adapter else "")
