@@ -44,6 +44,14 @@ def _b64decode(text: str, where: str) -> bytes:
         raise MessageError(f"{where}: data is not valid base64 ({exc})") from None
 
 
+def _read_file(path: str | Path, kind: str) -> tuple[Path, bytes]:
+    path = Path(path)
+    try:
+        return path, path.read_bytes()
+    except OSError as exc:
+        raise MessageError(f"{kind} file {path}: cannot read it ({exc.strerror or exc})") from None
+
+
 @dataclass(frozen=True)
 class TextPart:
     text: str
@@ -64,11 +72,7 @@ class ImagePart:
 
     @classmethod
     def from_file(cls, path: str | Path) -> ImagePart:
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise MessageError(f"image file {path}: cannot read it ({exc.strerror or exc})") from None
+        path, data = _read_file(path, "image")
         mime = _sniff_image(data)
         if mime is None:
             raise MessageError(f"image file {path}: not a PNG, JPEG, WebP, GIF or BMP image")
@@ -126,11 +130,7 @@ class AudioPart:
 
     @classmethod
     def from_file(cls, path: str | Path) -> AudioPart:
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise MessageError(f"audio file {path}: cannot read it ({exc.strerror or exc})") from None
+        path, data = _read_file(path, "audio")
         fmt = _sniff_audio(data) or path.suffix.lower().lstrip(".")
         if fmt not in AUDIO_FORMATS:
             raise MessageError(f"audio file {path}: unsupported format; use one of {', '.join(AUDIO_FORMATS)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -18,8 +18,8 @@ from pydantic import Field
 
 from ..errors import ModelLoadError
 from ..messages import Message
-from .base import GenerateOptions, Model, StreamChunk, Usage
-from .local import WorkerBridge, quiet_stderr
+from .base import GenerateOptions, StreamChunk, Usage
+from .local import LocalModel, WorkerBridge, quiet_stderr
 from .spec import LocalSpec
 
 
@@ -50,8 +50,9 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-class LlamaCppModel(Model):
+class LlamaCppModel(LocalModel):
     backend = "llamacpp"
+    library, extra = "llama_cpp", "llamacpp"
     Spec = LlamaCppSpec
 
     def __init__(self, name: str, spec: LlamaCppSpec):
@@ -127,23 +128,6 @@ class LlamaCppModel(Model):
         # llama.cpp reports no usage when streaming: each content delta is one sampled token.
         emit(StreamChunk(finish_reason=finish or "stop", usage=Usage(prompt_tokens or 0, produced)))
 
-    async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
-                     ) -> AsyncIterator[StreamChunk]:
-        options = options or GenerateOptions()
-        self.check_input(messages)
-        async for chunk in self._bridge.stream(lambda emit, cancelled: self._produce(messages, options, emit,
-                                                                                     cancelled)):
-            yield chunk
-
-    async def check(self) -> tuple[bool, str]:
-        import importlib.util
-
-        if importlib.util.find_spec("llama_cpp") is None:
-            return False, "llama-cpp-python is not installed: pip install 'gemfuse[llamacpp]'"
-        from .builtin import check_path
-
-        return check_path(self.spec.path)
-
     async def aclose(self) -> None:
-        self._bridge.shutdown()
+        await super().aclose()
         self._llama = None

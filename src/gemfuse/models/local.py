@@ -8,10 +8,14 @@ off the event loop. Streamed pieces cross to the loop through `call_soon_threads
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
+
+from ..messages import Message
+from .base import GenerateOptions, Model, StreamChunk
 
 _END = object()
 
@@ -74,6 +78,38 @@ class WorkerBridge:
     def shutdown(self) -> None:
         if self._owned:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class LocalModel(Model):
+    """A model that runs in-process: subclasses set `_bridge` and implement `_produce` (on the worker thread)."""
+
+    library: ClassVar[str]  # the import name of the library it needs
+    extra: ClassVar[str]  # the gemfuse extra that installs it
+    _bridge: WorkerBridge
+
+    def _produce(self, messages: Sequence[Message], options: GenerateOptions, emit, cancelled) -> None:
+        raise NotImplementedError
+
+    async def _prepare(self, messages: Sequence[Message]) -> None:
+        self.check_input(messages)
+
+    async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
+                     ) -> AsyncIterator[StreamChunk]:
+        options = options or GenerateOptions()
+        await self._prepare(messages)
+        async for chunk in self._bridge.stream(lambda emit, cancelled: self._produce(messages, options, emit,
+                                                                                     cancelled)):
+            yield chunk
+
+    async def check(self) -> tuple[bool, str]:
+        if importlib.util.find_spec(self.library) is None:
+            return False, f"{self.library} is not installed: pip install 'gemfuse[{self.extra}]'"
+        from .builtin import check_path
+
+        return check_path(self.spec.path)
+
+    async def aclose(self) -> None:
+        self._bridge.shutdown()
 
 
 class _Failure:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,8 +16,8 @@ from pydantic import Field
 
 from ..errors import ModelLoadError
 from ..messages import AudioPart, ImagePart, Message, TextPart
-from .base import GenerateOptions, Model, StreamChunk, Usage
-from .local import Cancelled, StopFilter, WorkerBridge
+from .base import GenerateOptions, StreamChunk, Usage
+from .local import Cancelled, LocalModel, StopFilter, WorkerBridge
 from .spec import PLAIN_CHAT_TEMPLATE, LocalSpec
 
 
@@ -81,8 +81,9 @@ def is_multimodal(config: Any) -> bool:
     return any(hasattr(config, key) for key in ("vision_config", "audio_config"))
 
 
-class TransformersModel(Model):
+class TransformersModel(LocalModel):
     backend = "transformers"
+    library, extra = "transformers", "transformers"
     Spec = TransformersSpec
 
     def __init__(self, name: str, spec: TransformersSpec):
@@ -220,34 +221,21 @@ class TransformersModel(Model):
         finish = "length" if counted[0] >= options.max_tokens else "stop"
         emit(StreamChunk(finish_reason=finish, usage=Usage(prompt_tokens, counted[0])))
 
-    async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
-                     ) -> AsyncIterator[StreamChunk]:
-        options = options or GenerateOptions()
-        if self._loaded is not None:  # before loading we do not know the modalities yet
-            self.check_input(messages)
-        else:
+    async def _prepare(self, messages: Sequence[Message]) -> None:
+        if self._loaded is None:  # a hub model's modalities are known once its config is loaded
             await self._bridge.call(self.load)
-            self.check_input(messages)
-        async for chunk in self._bridge.stream(lambda emit, cancelled: self._produce(messages, options, emit,
-                                                                                     cancelled)):
-            yield chunk
+        self.check_input(messages)
 
     async def check(self) -> tuple[bool, str]:
-        import importlib.util
-
-        if importlib.util.find_spec("transformers") is None:
-            return False, "transformers is not installed: pip install 'gemfuse[transformers]'"
-        from .builtin import check_path
-
-        ok, detail = check_path(self.spec.path)
-        if ok or self.spec.path.startswith("package:"):
+        ok, detail = await super().check()
+        if ok or self.spec.path.startswith("package:") or "not installed" in detail:
             return ok, detail
-        if self.spec.path.count("/") == 1 and not self.spec.path.startswith((".", "/")):
+        if self.spec.path.count("/") == 1 and not self.spec.path.startswith((".", "/", "~")):
             return True, "hub id (downloads on first use)"
         return False, detail
 
     async def aclose(self) -> None:
-        self._bridge.shutdown()
+        await super().aclose()
         self._loaded = None
 
 

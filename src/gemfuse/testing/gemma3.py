@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .tokenizer import IDS, VOCAB_SIZE, build_tokenizer, chat_template
+from .tokenizer import IDS, VOCAB_SIZE, build_tokenizer, chat_template, save
 
 IMAGE_SIZE = 32
 MM_TOKENS_PER_IMAGE = 4
@@ -30,7 +30,4 @@ def build(folder: Path, seed: int = 0) -> Path:
     processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer,
                                 chat_template=chat_template("<start_of_image>", ""),
                                 image_seq_length=MM_TOKENS_PER_IMAGE)
-    model.generation_config.eos_token_id = [IDS["eos"], IDS["end_of_turn"]]
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return Path(folder)
+    return save(model, processor, folder)

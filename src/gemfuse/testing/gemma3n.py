@@ -17,6 +17,7 @@ from .tokenizer import (
     VOCAB_SIZE,
     build_tokenizer,
     chat_template,
+    save,
 )
 
 IMAGE_SIZE = 64
@@ -56,7 +57,4 @@ def build(folder: Path, seed: int = 0) -> Path:
         image_processor=SiglipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
         tokenizer=build_tokenizer(), chat_template=chat_template("<image_soft_token>", "<audio_soft_token>"),
         audio_seq_length=AUDIO_TOKENS, image_seq_length=VISION_TOKENS)
-    model.generation_config.eos_token_id = [IDS["eos"], IDS["end_of_turn"]]
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return Path(folder)
+    return save(model, processor, folder)

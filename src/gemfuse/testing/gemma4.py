@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .tokenizer import IDS, VOCAB_SIZE, build_tokenizer, chat_template
+from .tokenizer import IDS, VOCAB_SIZE, build_tokenizer, chat_template, save
 
 MEL_BINS = 32
 IMAGE_SOFT_TOKENS = 70
@@ -45,7 +45,4 @@ def build(folder: Path, seed: int = 0) -> Path:
         video_processor=Gemma4VideoProcessor(), tokenizer=build_tokenizer(),
         chat_template=chat_template("<image_soft_token>", "<audio_soft_token>"),
         image_seq_length=IMAGE_SOFT_TOKENS)
-    model.generation_config.eos_token_id = [IDS["eos"], IDS["end_of_turn"]]
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return Path(folder)
+    return save(model, processor, folder)

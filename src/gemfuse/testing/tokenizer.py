@@ -88,5 +88,9 @@ def build_tokenizer(extra_special_tokens: dict[str, str] | None = None):
     return tokenizer
 
 
-def save_tokenizer(tokenizer, folder: Path) -> None:
-    tokenizer.save_pretrained(folder)
+def save(model, processor, folder: Path) -> Path:
+    """Write a tiny model and its processor; answers end at <end_of_turn> as Gemma's do."""
+    model.generation_config.eos_token_id = [IDS["eos"], IDS["end_of_turn"]]
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return Path(folder)
