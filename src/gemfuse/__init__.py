@@ -1,6 +1,7 @@
 """gemfuse: fine-tune, run, serve and fuse your own models."""
 
 from .errors import GemfuseError
+from .fusion import FusionPreset, FusionResult, afuse, fuse
 from .messages import AudioPart, ImagePart, Message, TextPart
 from .models.base import Completion, GenerateOptions, Model, StreamChunk, Usage
 
@@ -14,5 +15,5 @@ def get_model(name: str, config=None) -> Model:
     return Registry.load(config).get(name)
 
 
-__all__ = ["AudioPart", "Completion", "GemfuseError", "GenerateOptions", "ImagePart", "Message", "Model",
-           "StreamChunk", "TextPart", "Usage", "get_model", "__version__"]
+__all__ = ["AudioPart", "Completion", "FusionPreset", "FusionResult", "GemfuseError", "GenerateOptions", "ImagePart",
+           "Message", "Model", "StreamChunk", "TextPart", "Usage", "afuse", "fuse", "get_model", "__version__"]

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+from .fusion.preset import FUSION_PREFIX, FusionPreset, builtin_presets
 from .models.spec import ModelSpec
 from .paths import config_path
 
@@ -66,18 +67,16 @@ def field_names(model: type[BaseModel]) -> dict[tuple, list[str]]:
 class Config:
     """The parsed config: validated model specs (built-ins first, the file's own on top) and presets."""
 
-    def __init__(self, path: Path | None, file: ConfigFile, specs: dict[str, ModelSpec]):
+    def __init__(self, path: Path | None, file: ConfigFile, specs: dict[str, ModelSpec],
+                 presets: dict[str, FusionPreset] | None = None):
         self.path = path
         self.file = file
         self.specs = specs
+        self.presets = presets or {}
 
     @property
     def default_model(self) -> str:
         return self.file.default_model or "smollm2-135m"
-
-    @property
-    def presets(self) -> dict[str, dict[str, Any]]:
-        return self.file.presets
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -111,9 +110,31 @@ def load_config(path: str | Path | None = None) -> Config:
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(exc, str(file_path), prefix=f"models.{name}",
                                                         known=field_names(cls))) from None
-    if file.default_model and file.default_model not in specs:
-        raise ConfigError(f"{file_path}: default_model: {unknown_model_message(file.default_model, specs)}")
-    return Config(file_path if file_path.is_file() else None, file, specs)
+    presets: dict[str, FusionPreset] = dict(builtin_presets())
+    for name, body in file.presets.items():
+        try:
+            presets[name] = FusionPreset.model_validate(body)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, str(file_path), prefix=f"presets.{name}",
+                                                        known=field_names(FusionPreset))) from None
+    for name, preset in presets.items():
+        problem = preset_problem(name, preset, specs, presets)
+        if problem:
+            raise ConfigError(f"{file_path}: presets.{name}: {problem}")
+    known = [*specs, *(FUSION_PREFIX + p for p in presets)]
+    if file.default_model and file.default_model not in known:
+        raise ConfigError(f"{file_path}: default_model: {unknown_model_message(file.default_model, known)}")
+    return Config(file_path if file_path.is_file() else None, file, specs, presets)
+
+
+def preset_problem(name: str | None, preset: FusionPreset, specs, presets) -> str | None:
+    """Why a preset cannot run: an unknown model, or a fusion inside a fusion (which could loop)."""
+    for model in preset.model_names():
+        if model.startswith(FUSION_PREFIX) or model in presets or model == name:
+            return f"{model!r} is a fusion preset; a fusion cannot call a fusion"
+        if model not in specs:
+            return unknown_model_message(model, specs)
+    return None
 
 
 def unknown_model_message(name: str, known) -> str:

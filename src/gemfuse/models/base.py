@@ -68,6 +68,7 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
     ttft_s: float | None = None  # time to first token, when streamed
+    trace: dict | None = None  # a fusion's full trace
 
     def to_dict(self) -> dict:
         data = asdict(self)

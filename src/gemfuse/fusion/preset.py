@@ -1,0 +1,84 @@
+"""A fusion preset: the pool, the judge, the mode, quorum and limits. Named presets live in the config:
+
+    [presets.council]
+    pool = ["gpt-mini", { model = "my-gemma", temperature = 0.7 }, "smollm2-135m"]
+    judge = "gpt-mini"
+    backup_judge = "my-gemma"
+    mode = "merge"                 # vote | best-of | merge | debate | self
+    min_answers = 2                # quorum
+    grace_ms = 1500                # after the quorum, wait this long for stragglers, then cut them
+    deadline_ms = 30000            # hard limit for the fan-out
+    max_cost = 0.05                # USD; no further rounds once spent
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Mode = Literal["vote", "best-of", "merge", "debate", "self"]
+FUSION_PREFIX = "fusion/"
+
+
+class Member(BaseModel):
+    """One pool member: a model name and its own options."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    timeout_ms: int | None = Field(None, gt=0, description="this member's own time limit")
+
+
+class FusionPreset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pool: list[str | Member] = Field(min_length=1)
+    judge: str | None = Field(None, description="the model that picks or merges (best-of, merge, debate, self)")
+    backup_judge: str | None = None
+    mode: Mode = "merge"
+    description: str = ""
+    min_answers: int = Field(1, ge=1, description="fewer successful members than this is an error")
+    grace_ms: int | None = Field(None, ge=0, description="after the quorum, how long to wait for the rest")
+    deadline_ms: int | None = Field(None, gt=0, description="hard limit for each fan-out")
+    member_timeout_ms: int | None = Field(None, gt=0, description="default time limit per member call")
+    max_tokens: int = Field(512, ge=1, description="members' answer length")
+    temperature: float | None = Field(None, ge=0, le=2)
+    judge_max_tokens: int = Field(512, ge=1)
+    judge_timeout_ms: int | None = Field(None, gt=0)
+    max_cost: float | None = Field(None, ge=0, description="USD; stops further rounds once spent")
+    rounds: int = Field(2, ge=0, le=10, description="debate: revision rounds")
+    debate_final: Literal["vote", "best-of", "merge"] = "vote"
+    samples: int = Field(3, ge=1, le=32, description="self: how many samples of the one model")
+    self_final: Literal["best-of", "merge"] = "best-of"
+    swap_check: bool = Field(False, description="best-of: ask twice in different orders, accept only agreement")
+    extractor: Literal["auto", "number", "letter", "text"] = "auto"
+    seed: int | None = Field(None, description="shuffle seed for the judge's view; random (and recorded) if unset")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FusionPreset:
+        needs_judge = self.mode in ("best-of", "merge") or (self.mode == "debate" and self.debate_final != "vote") \
+            or self.mode == "self"
+        if needs_judge and not self.judge:
+            raise ValueError(f"mode {self.mode!r} needs a judge model")
+        if self.mode == "self" and len(self.pool) != 1:
+            raise ValueError("mode 'self' samples one model: give exactly one pool entry and set samples")
+        if self.mode != "self" and self.min_answers > len(self.pool):
+            raise ValueError(f"min_answers ({self.min_answers}) is larger than the pool ({len(self.pool)})")
+        return self
+
+    def members(self) -> list[Member]:
+        return [Member(model=m) if isinstance(m, str) else m for m in self.pool]
+
+    def model_names(self) -> list[str]:
+        names = [m.model for m in self.members()]
+        return names + [n for n in (self.judge, self.backup_judge) if n]
+
+
+def builtin_presets() -> dict[str, FusionPreset]:
+    return {"default": FusionPreset(
+        pool=["smollm2-135m", "gemma-3-270m"], judge="smollm2-135m", mode="merge", max_tokens=96,
+        judge_max_tokens=160, temperature=0, description="the two built-in local models, merged by SmolLM2")}

@@ -1,0 +1,121 @@
+"""What a fusion produced and what it cost: candidates, failures, judge calls, timings, usage and money.
+
+Everything here serialises to plain JSON (`FusionTrace.to_dict`) and appends to a JSONL file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..models.base import Usage
+
+
+@dataclass
+class Call:
+    """One model call inside a fusion: a member's answer, a revision, or a judge call."""
+
+    role: str  # "member", "revision", "judge", "backup_judge", "repair"
+    member: str  # pool member id (model name, #n when a model appears twice) or judge name
+    model: str
+    text: str = ""
+    usage: Usage = field(default_factory=Usage)
+    cost: float | None = None  # None: the model has no price in the config (unpriced)
+    latency_s: float = 0.0
+    queued_s: float = 0.0  # waiting for the model's concurrency slot
+    started_s: float = 0.0  # offsets from the start of the fusion
+    ended_s: float = 0.0
+    round: int = 0
+    error: str | None = None  # a typed reason: timeout, rate_limit, upstream, empty, cut, ...
+    message: str | None = None  # the error's text
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class FusionTrace:
+    mode: str
+    seed: int
+    pool: list[str]
+    judge: str | None = None
+    calls: list[Call] = field(default_factory=list)
+    judge_choice: int | None = None  # best-of: index into `candidates` as shown to the judge, 1-based
+    judge_rationale: str | None = None
+    shown_order: list[str] = field(default_factory=list)  # member ids in the order the judge saw them
+    votes: dict[str, int] = field(default_factory=dict)
+    rounds: int = 0
+    degraded: bool = False
+    degraded_reason: str | None = None
+    stopped_by_cost: bool = False
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase: fan_out, judge, debate...
+    started_at: float = field(default_factory=time.time)
+
+    def add(self, call: Call) -> Call:
+        self.calls.append(call)
+        return call
+
+    def degrade(self, reason: str) -> None:
+        self.degraded = True
+        self.degraded_reason = reason if not self.degraded_reason else f"{self.degraded_reason}; {reason}"
+
+    @property
+    def candidates(self) -> list[Call]:
+        """The latest successful answer of each member (after revisions, in debate)."""
+        latest: dict[str, Call] = {}
+        for call in self.calls:
+            if call.role in ("member", "revision") and call.ok:
+                latest[call.member] = call
+        return list(latest.values())
+
+    @property
+    def failures(self) -> list[Call]:
+        return [c for c in self.calls if not c.ok]
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for call in self.calls:
+            total = total + call.usage
+        return total
+
+    @property
+    def cost(self) -> float:
+        """Money spent on priced models only; see `unpriced` for the rest."""
+        return sum(c.cost for c in self.calls if c.cost is not None)
+
+    @property
+    def unpriced(self) -> list[str]:
+        return sorted({c.model for c in self.calls if c.cost is None and (c.usage.total_tokens or c.ok)})
+
+    def critical_path(self) -> list[dict[str, Any]]:
+        """The calls that decided the wall time: per phase, the call that ended last."""
+        path: dict[tuple[str, int], Call] = {}
+        for call in self.calls:
+            key = ("judge" if "judge" in call.role or call.role == "repair" else "members", call.round)
+            if key not in path or call.ended_s > path[key].ended_s:
+                path[key] = call
+        ordered = sorted(path.values(), key=lambda c: c.ended_s)
+        return [{"role": c.role, "member": c.member, "round": c.round, "start_s": round(c.started_s, 4),
+                 "end_s": round(c.ended_s, 4)} for c in ordered]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for call in data["calls"]:
+            call["usage"]["total_tokens"] = call["usage"]["prompt_tokens"] + call["usage"]["completion_tokens"]
+        usage = self.usage
+        data.update(usage={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                           "total_tokens": usage.total_tokens, "estimated": usage.estimated},
+                    cost=self.cost, unpriced=self.unpriced, critical_path=self.critical_path(),
+                    failures=[{"member": c.member, "model": c.model, "role": c.role, "reason": c.error,
+                               "message": c.message} for c in self.failures])
+        return data
+
+    def write_jsonl(self, path: str | Path, answer: str | None = None) -> None:
+        record = {"answer": answer, **self.to_dict()}
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,0 +1,67 @@
+"""A scriptable in-memory model for deterministic fusion tests: queued answers, delays, failures.
+
+    registry = scripted_registry({"a": ScriptedModel(["4", "5"], delay_s=0.05), "j": ScriptedModel(['{"best": 1}'])})
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from ..config import Config, ConfigFile
+from ..messages import Message
+from ..models.base import GenerateOptions, Model, StreamChunk, Usage
+from ..models.registry import Registry
+from ..models.spec import ModelSpec, Price
+
+Reply = str | BaseException | Callable[[Sequence[Message]], str]
+
+
+class ScriptedModel(Model):
+    backend = "scripted"
+
+    def __init__(self, replies: Sequence[Reply] | Reply = "ok", *, delay_s: float = 0.0, name: str = "scripted",
+                 price: Price | None = None, concurrency: int | None = None, chunk_words: bool = True):
+        super().__init__(name)
+        self.replies = list(replies) if isinstance(replies, list | tuple) else [replies]
+        self.delay_s = delay_s
+        self.spec = ModelSpec(backend="scripted", price=price, concurrency=concurrency)
+        self.chunk_words = chunk_words
+        self.calls: list[list[Message]] = []  # what each call was asked
+        self.options: list[GenerateOptions] = []
+        self.cancelled = 0
+
+    def enqueue(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def _next(self, messages: Sequence[Message]) -> str:
+        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]  # the last one repeats
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply(messages) if callable(reply) else reply
+
+    async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
+                     ) -> AsyncIterator[StreamChunk]:
+        self.calls.append(list(messages))
+        self.options.append(options or GenerateOptions())
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        text = self._next(messages)
+        pieces = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))] if self.chunk_words else [text]
+        for piece in pieces:
+            yield StreamChunk(text=piece)
+        prompt = sum(len(m.text.split()) for m in messages)
+        yield StreamChunk(finish_reason="stop", usage=Usage(prompt, len(text.split())))
+
+
+def scripted_registry(models: dict[str, ScriptedModel], presets: dict | None = None) -> Registry:
+    """A registry holding exactly these models (and presets), with no config file behind it."""
+    for name, model in models.items():
+        model.name = name
+    registry = Registry(Config(None, ConfigFile(), {n: m.spec for n, m in models.items()}, presets or {}))
+    registry._models.update(models)
+    return registry
