@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/gemfuse ask "What is the capital of France? Answer in one sentence." --model smollm2-135m --temperature 0
+	$(BIN)/gemfuse ask "What is the capital of France? Answer in one sentence." --preset default --show-candidates
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

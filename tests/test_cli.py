@@ -25,6 +25,7 @@ def test_models_lists_builtins_and_config(isolated_config, upstream):
     assert rows["smollm2-135m"]["reachable"] and rows["smollm2-135m"]["backend"] == "llamacpp"
     assert rows["remote"]["reachable"] and rows["remote"]["where"].startswith(upstream[0])
     assert not rows["dead"]["reachable"] and "not found" in rows["dead"]["detail"]
+    assert rows["fusion/default"]["backend"] == "fusion" and rows["fusion/default"]["reachable"]
     table = run("models")
     assert table.returncode == 0 and "smollm2-135m" in table.stdout and "remote" in table.stdout
 
@@ -35,6 +36,13 @@ def test_ask_streams_an_answer_from_a_builtin_model():
     assert result.returncode == 0, result.stderr
     assert "paris" in result.stdout.lower()
     assert "smollm2-135m:" in result.stderr and "tok/s" in result.stderr
+
+
+def test_a_fusion_preset_answers_as_a_model():
+    result = run("ask", "What is 2+2?", "--model", "fusion/default", "--max-tokens", "16", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["model"] == "fusion/default" and data["text"] and data["usage"]["prompt_tokens"] > 0
 
 
 def test_ask_json_with_system_prompt_and_stdin():

@@ -37,22 +37,43 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         image: list[Path] = typer.Option([], "--image", help="attach an image file (repeatable)"),
         audio: list[Path] = typer.Option([], "--audio", help="attach an audio file (repeatable)"),
         system: str | None = typer.Option(None, "--system", "-s", help="system prompt"),
-        max_tokens: int = typer.Option(256, "--max-tokens", min=1),
+        max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="answer length [default: 256]"),
         temperature: float | None = typer.Option(None, "--temperature", "-t", min=0.0, max=2.0),
         top_p: float | None = typer.Option(None, "--top-p"),
         seed: int | None = typer.Option(None, "--seed"),
         stop: list[str] = typer.Option([], "--stop", help="stop sequence (repeatable)"),
-        as_json: bool = typer.Option(False, "--json", help="print the whole completion as JSON"),
+        pool: str | None = typer.Option(None, "--pool", help="fuse these models: a,b,c"),
+        judge: str | None = typer.Option(None, "--judge", help="the fusion's judge model"),
+        mode: str | None = typer.Option(None, "--mode", help="fusion mode: vote | best-of | merge | debate | self"),
+        preset: str | None = typer.Option(None, "--preset", "-p", help="a fusion preset (built in: default)"),
+        show_candidates: bool = typer.Option(False, "--show-candidates", help="print each member's answer"),
+        trace: Path | None = typer.Option(None, "--trace", help="append the fusion trace to this JSONL file"),
+        as_json: bool = typer.Option(False, "--json", help="print the completion (or the fusion trace) as JSON"),
         config: Path | None = ConfigOpt) -> None:
-    """Ask one model and stream its answer."""
-    from .commands.ask import run_ask
+    """Ask one model, or fuse a pool of models (--pool / --preset), and stream the answer."""
     from .errors import GemfuseError
 
     if prompt == "-":
         prompt = sys.stdin.read()
     try:
-        run_ask(prompt, model=model, images=image, audio=audio, system=system, config=config, as_json=as_json,
-                options=dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop))
+        if pool or preset or judge or mode:
+            from .commands.ask import build_messages
+            from .commands.fusion import run_fusion_ask
+            from .models.registry import Registry
+
+            registry = Registry.load(config)
+            fusion = dict(pool=pool.split(",") if pool else None, judge=judge, mode=mode, seed=seed,
+                          preset=preset or (None if pool else "default"), trace_path=trace,
+                          max_tokens=max_tokens, temperature=temperature)
+            run_fusion_ask(build_messages(prompt, image, audio, system), registry=registry,
+                           settings={k: v for k, v in fusion.items() if v is not None},
+                           show_candidates=show_candidates, as_json=as_json)
+        else:
+            from .commands.ask import run_ask
+
+            options = dict(max_tokens=max_tokens or 256, temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+            run_ask(prompt, model=model, images=image, audio=audio, system=system, config=config, as_json=as_json,
+                    options=options)
     except GemfuseError as exc:
         _fail(str(exc))
 

@@ -49,7 +49,7 @@ def run_ask(prompt: str, *, model: str | None, images, audio, system, config, as
             options: dict[str, Any]) -> Completion:
     registry = Registry.load(config)
     name = model or registry.config.default_model
-    registry.spec(name)  # unknown names fail before anything loads
+    registry.get(name)  # unknown names fail before anything loads
     messages = build_messages(prompt, images, audio, system)
     opts = GenerateOptions(**options)
     completion = asyncio.run(stream_answer(registry, name, messages, opts, out=None if as_json else sys.stdout))

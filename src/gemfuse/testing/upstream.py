@@ -4,6 +4,8 @@ The request's `model` field picks a behaviour, so one server covers every case:
 
     ok            answers "echo: <last user text>" (streamed or not), with usage
     slow-<ms>     waits <ms> milliseconds first, then answers like ok
+    lognormal-<median ms>-<seed>  waits a seeded log-normal delay (sigma 0.5) first; delays are recorded
+    judge-<ms>    waits <ms>, then answers {"best": 1} like a judge
     429-then-ok   first call of each test: 429 with Retry-After; afterwards ok
     500-then-ok   first call: 500; afterwards ok
     always-503    always 503
@@ -16,8 +18,10 @@ The request's `model` field picks a behaviour, so one server covers every case:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import random
 import socket
 import threading
 import time
@@ -49,6 +53,8 @@ def create_app():
     from starlette.routing import Route
 
     calls: Counter = Counter()
+    delays: dict[str, list[float]] = {}
+    rngs: dict[str, random.Random] = {}
 
     def error(status: int, message: str, headers: dict | None = None) -> Response:
         return JSONResponse({"error": {"message": message, "type": "upstream_test", "code": status}},
@@ -61,6 +67,14 @@ def create_app():
         stream = bool(body.get("stream"))
         if behaviour.startswith("slow-"):
             await asyncio.sleep(int(behaviour.removeprefix("slow-")) / 1000)
+        elif behaviour.startswith("lognormal-"):
+            median_ms, seed = behaviour.removeprefix("lognormal-").split("-")
+            rng = rngs.setdefault(behaviour, random.Random(int(seed)))
+            delay = float(median_ms) / 1000 * rng.lognormvariate(0, 0.5)
+            delays.setdefault(behaviour, []).append(delay)
+            await asyncio.sleep(delay)
+        elif behaviour.startswith("judge-"):
+            await asyncio.sleep(int(behaviour.removeprefix("judge-")) / 1000)
         elif behaviour == "429-then-ok" and calls[behaviour] == 1:
             return error(429, "rate limited, slow down", {"Retry-After": str(RETRY_AFTER_S)})
         elif behaviour == "500-then-ok" and calls[behaviour] == 1:
@@ -74,7 +88,7 @@ def create_app():
             return error(400, "max_tokens is too large for this model")
         elif behaviour == "garbage" and not stream:
             return PlainTextResponse("<html>502 Bad Gateway</html>", status_code=200)
-        text = _answer_text(body)
+        text = '{"best": 1, "reason": "test judge"}' if behaviour.startswith("judge-") else _answer_text(body)
         created = int(time.time())
         if not stream:
             return JSONResponse({"id": "chatcmpl-test", "object": "chat.completion", "created": created,
@@ -113,6 +127,7 @@ def create_app():
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
                             Route("/v1/models", models, methods=["GET"])])
     app.state.calls = calls
+    app.state.delays = delays
     return app
 
 
@@ -141,3 +156,17 @@ def serve_in_thread(app, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+
+
+def main() -> None:
+    """Serve the upstream in a process of its own: `python -m gemfuse.testing.upstream --port 8123`."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="a scriptable OpenAI-compatible test upstream")
+    parser.add_argument("--port", type=int, default=8123)
+    args = parser.parse_args()
+    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""`gemfuse ask --pool/--preset`: a fusion in the terminal — candidates as they arrive, the fused answer as it
+is written, then tokens, cost and timings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from ..fusion.api import FusionResult, afuse
+from ..fusion.trace import Call
+from ..models.registry import Registry
+
+
+def _header(title: str) -> str:
+    return f"\n── {title} " + "─" * max(4, 60 - len(title))
+
+
+def describe_call(call: Call) -> str:
+    status = f"{call.usage.completion_tokens} tok, {call.latency_s:.2f} s" if call.ok else f"FAILED: {call.error}"
+    return f"{call.member} ({status})"
+
+
+def summary(result: FusionResult) -> str:
+    trace = result.trace
+    usage = trace.usage
+    cost = f"${trace.cost:.6f}" + (f" + unpriced: {', '.join(trace.unpriced)}" if trace.unpriced else "")
+    phases = ", ".join(f"{k} {v:.2f} s" for k, v in trace.phases.items())
+    lines = [f"[{trace.mode}{' by ' + trace.judge if trace.judge and trace.mode != 'vote' else ''}: "
+             f"{len(trace.candidates)} answers, {len(trace.failures)} failed; "
+             f"{usage.prompt_tokens} + {usage.completion_tokens} tokens; cost {cost}; {phases}; seed {trace.seed}]"]
+    if result.chosen:
+        lines.append(f"[chosen: {result.chosen}]")
+    for failure in trace.failures:
+        lines.append(f"[failed: {failure.member}: {failure.error}: {failure.message}]")
+    if trace.degraded:
+        lines.append(f"[degraded: {trace.degraded_reason}]")
+    return "\n".join(lines)
+
+
+async def stream_fusion(registry: Registry, messages, settings: dict[str, Any], show_candidates: bool,
+                        out=sys.stdout) -> FusionResult:
+    started = {"answer": False}
+
+    async def on_event(event: dict[str, Any]) -> None:
+        if event["type"] == "call" and show_candidates:
+            call: Call = event["call"]
+            if call.role in ("member", "revision"):
+                label = describe_call(call) + (f", round {call.round}" if call.round else "")
+                out.write(_header(label) + "\n" + (call.text.strip() if call.ok else call.message or "") + "\n")
+                out.flush()
+        elif event["type"] == "delta":
+            if not started["answer"]:
+                started["answer"] = True
+                if show_candidates:
+                    out.write(_header("fused answer") + "\n")
+            out.write(event["text"])
+            out.flush()
+
+    try:
+        return await afuse(messages, registry=registry, on_event=on_event, **settings)
+    finally:
+        await registry.aclose()
+
+
+def run_fusion_ask(messages, *, registry: Registry, settings: dict[str, Any], show_candidates: bool,
+                   as_json: bool) -> FusionResult:
+    if as_json:
+        result = asyncio.run(stream_fusion(registry, messages, settings, False, out=_Null()))
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str))
+        return result
+    result = asyncio.run(stream_fusion(registry, messages, settings, show_candidates))
+    sys.stdout.write("\n")
+    print(summary(result), file=sys.stderr)
+    return result
+
+
+class _Null:
+    def write(self, text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
