@@ -78,6 +78,20 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         _fail(str(exc))
 
 
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind; others need an API key set"),
+          port: int = typer.Option(8000, "--port"),
+          config: Path | None = ConfigOpt) -> None:
+    """Serve every model and fusion preset over an OpenAI-compatible API, with a web page at /."""
+    from .errors import GemfuseError
+    from .serve.app import serve as run_server
+
+    try:
+        run_server(host=host, port=port, config=config)
+    except GemfuseError as exc:
+        _fail(str(exc))
+
+
 def main() -> None:
     app()
 

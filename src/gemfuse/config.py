@@ -23,6 +23,7 @@ from .errors import ConfigError
 from .fusion.preset import FUSION_PREFIX, FusionPreset, builtin_presets
 from .models.spec import ModelSpec
 from .paths import config_path
+from .serve.schemas import ServerSettings
 
 
 class ConfigFile(BaseModel):
@@ -31,6 +32,7 @@ class ConfigFile(BaseModel):
     default_model: str | None = None
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
 
 def describe_validation_error(exc: ValidationError, where: str, prefix: str = "",
@@ -73,6 +75,10 @@ class Config:
         self.file = file
         self.specs = specs
         self.presets = presets or {}
+
+    @property
+    def server(self) -> ServerSettings:
+        return self.file.server
 
     @property
     def default_model(self) -> str:

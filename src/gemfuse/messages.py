@@ -27,13 +27,13 @@ _AUDIO_MAGIC = {b"RIFF": "wav", b"fLaC": "flac", b"OggS": "ogg", b"ID3": "mp3", 
                 b"\xff\xf3": "mp3", b"\xff\xf2": "mp3"}
 
 
-def _sniff_image(data: bytes) -> str | None:
+def sniff_image(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     return next((mime for magic, mime in _IMAGE_MAGIC.items() if data.startswith(magic)), None)
 
 
-def _sniff_audio(data: bytes) -> str | None:
+def sniff_audio(data: bytes) -> str | None:
     return next((fmt for magic, fmt in _AUDIO_MAGIC.items() if data.startswith(magic)), None)
 
 
@@ -73,7 +73,7 @@ class ImagePart:
     @classmethod
     def from_file(cls, path: str | Path) -> ImagePart:
         path, data = _read_file(path, "image")
-        mime = _sniff_image(data)
+        mime = sniff_image(data)
         if mime is None:
             raise MessageError(f"image file {path}: not a PNG, JPEG, WebP, GIF or BMP image")
         return cls(data=data, mime_type=mime)
@@ -91,7 +91,7 @@ class ImagePart:
         if mime not in IMAGE_MIME_TYPES:
             raise MessageError(f"{where}: unsupported image type {mime!r}; use one of {', '.join(IMAGE_MIME_TYPES)}")
         data = _b64decode(payload, where)
-        if _sniff_image(data) is None:
+        if sniff_image(data) is None:
             raise MessageError(f"{where}: decoded data is not a {mime} image")
         return cls(data=data, mime_type=mime)
 
@@ -131,7 +131,7 @@ class AudioPart:
     @classmethod
     def from_file(cls, path: str | Path) -> AudioPart:
         path, data = _read_file(path, "audio")
-        fmt = _sniff_audio(data) or path.suffix.lower().lstrip(".")
+        fmt = sniff_audio(data) or path.suffix.lower().lstrip(".")
         if fmt not in AUDIO_FORMATS:
             raise MessageError(f"audio file {path}: unsupported format; use one of {', '.join(AUDIO_FORMATS)}")
         return cls(data=data, format=fmt)

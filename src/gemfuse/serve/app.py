@@ -1,0 +1,144 @@
+"""The OpenAI-compatible server: /v1/models, /v1/chat/completions, /health and the web page at /."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import importlib.resources
+import ipaddress
+import json
+import os
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+
+from ..models.registry import Registry
+from .chat import ChatHandler
+from .errors import HTTPError, describe
+from .schemas import ChatRequest, ServerSettings, error_body
+
+OPEN_PATHS = ("/", "/health", "/favicon.ico")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Guard:
+    """ASGI middleware: bearer auth (constant-time) and the request body size limit, before any route runs."""
+
+    def __init__(self, app, api_key: str | None, max_body: int):
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        if self.api_key and scope["path"] not in OPEN_PATHS:
+            given = headers.get(b"authorization", b"")
+            token = given[7:] if given[:7].lower() == b"bearer " else b""
+            if not hmac.compare_digest(token, self.api_key):
+                return await _send_error(send, 401, "missing or wrong API key: send Authorization: Bearer <key>",
+                                         "authentication_error", code="invalid_api_key")
+        declared = int(headers.get(b"content-length", b"0") or 0)
+        if declared > self.max_body:
+            return await _send_error(send, 413, f"request body of {declared} bytes is over the "
+                                     f"{self.max_body} byte limit", code="body_too_large")
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise HTTPError(413, f"request body is over the {self.max_body} byte limit", code="body_too_large")
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+async def _send_error(send, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None):
+    body = json.dumps(error_body(message, type_, None, code)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(registry: Registry | None = None, settings: ServerSettings | None = None) -> FastAPI:
+    registry = registry or Registry.load()
+    settings = settings or registry.config.server
+    api_key = os.environ.get(settings.api_key_env) or None
+    handler = ChatHandler(registry, settings)
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await registry.aclose()
+
+    app = FastAPI(title="gemfuse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.registry = registry
+
+    def error_response(exc: BaseException) -> JSONResponse:
+        status, body = describe(exc)
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "models": len(registry.names(presets=True))}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict:
+        created = int(time.time())
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "gemfuse"}
+                                           for name in registry.names(presets=True)]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        # Errors are answered here, not by exception handlers: Starlette re-raises unhandled ones after
+        # replying, which logs a traceback and drops the client's keep-alive connection.
+        try:
+            try:
+                raw = json.loads(await request.body())
+            except (ValueError, UnicodeDecodeError):
+                raise HTTPError(400, "the request body is not valid JSON", code="invalid_json") from None
+            if not isinstance(raw, dict):
+                raise HTTPError(400, "the request body must be a JSON object", code="invalid_json")
+            body = ChatRequest.model_validate(raw)
+            if body.stream:
+                events = await handler.stream(body)
+                return StreamingResponse(events, media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return JSONResponse(await handler.complete(body))
+        except Exception as exc:  # every failure becomes an OpenAI-shaped error
+            return error_response(exc)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        html = importlib.resources.files("gemfuse.serve").joinpath("web/index.html").read_text("utf-8")
+        return HTMLResponse(html)
+
+    return Guard(app, api_key, int(settings.max_body_mb * 1024 * 1024))
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, config=None) -> None:
+    """Run the server with uvicorn; refuses a non-loopback address unless an API key is set."""
+    import uvicorn
+
+    from ..errors import ConfigError
+
+    registry = Registry.load(config)
+    settings = registry.config.server
+    if not is_loopback(host) and not os.environ.get(settings.api_key_env):
+        raise ConfigError(f"refusing to listen on {host} without an API key: set {settings.api_key_env} "
+                          "(clients then send Authorization: Bearer <key>), or bind 127.0.0.1")
+    app = create_app(registry, settings)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30,
+                access_log=True, server_header=False)

@@ -1,0 +1,205 @@
+"""POST /v1/chat/completions: one model or a fusion, whole or streamed as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..errors import GemfuseError, MessageError
+from ..fusion.api import afuse, make_preset
+from ..fusion.preset import FUSION_PREFIX
+from ..fusion.trace import Call
+from ..messages import Message, parse_messages
+from ..models.base import GenerateOptions, Usage
+from ..models.openai import OpenAIModel
+from .fetch import resolve_remote_images
+from .schemas import ChatRequest, ServerSettings, chunk_body, completion_body, completion_id, error_body
+
+
+class QueueFull(GemfuseError):
+    """Too many requests are already waiting for this model."""
+
+
+class QueueGate:
+    """Bounds the requests in flight per model: its concurrency plus `max_queue` waiting; beyond that, 429."""
+
+    def __init__(self, registry, settings: ServerSettings):
+        self.registry = registry
+        self.settings = settings
+        self.inflight: dict[str, int] = {}
+
+    def limit(self, name: str) -> int | None:
+        if name.startswith(FUSION_PREFIX) or name not in self.registry.config.specs:
+            return None
+        concurrency = self.registry.spec(name).concurrency
+        return None if concurrency is None else concurrency + self.settings.max_queue
+
+    def enter(self, name: str) -> None:
+        limit = self.limit(name)
+        if limit is not None and self.inflight.get(name, 0) >= limit:
+            raise QueueFull(f"model {name} has {self.inflight[name]} requests in flight or waiting; retry later")
+        self.inflight[name] = self.inflight.get(name, 0) + 1
+
+    def leave(self, name: str) -> None:
+        self.inflight[name] -= 1
+
+
+def sse(data: dict | str) -> bytes:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode()
+
+
+def fusion_settings(request: ChatRequest) -> dict[str, Any] | None:
+    """The fusion this request asks for (a `fusion/<preset>` model or a `fusion` block), or None."""
+    block = request.fusion
+    if block is None:
+        return {"preset": request.model} if request.model.startswith(FUSION_PREFIX) else None
+    named = request.model.startswith(FUSION_PREFIX) and not block.analysis_models
+    preset = block.preset or (request.model if named else None)
+    if not block.analysis_models and not preset:
+        raise MessageError("fusion: give analysis_models (the pool) or a preset")
+    mode = block.mode or (None if preset else ("merge" if block.model else "vote"))
+    settings = dict(preset=preset, pool=block.analysis_models, judge=block.model, mode=mode,
+                    min_answers=block.min_answers, grace_ms=block.grace_ms, deadline_ms=block.deadline_ms,
+                    max_cost=block.max_cost, rounds=block.rounds, seed=block.seed)
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+def call_event(call: Call) -> dict[str, Any]:
+    return {"role": call.role, "member": call.member, "model": call.model, "round": call.round, "ok": call.ok,
+            "text": call.text, "error": call.error, "message": call.message, "latency_s": round(call.latency_s, 4),
+            "started_s": round(call.started_s, 4), "ended_s": round(call.ended_s, 4),
+            "usage": {"prompt_tokens": call.usage.prompt_tokens, "completion_tokens": call.usage.completion_tokens},
+            "cost": call.cost}
+
+
+class ChatHandler:
+    def __init__(self, registry, settings: ServerSettings):
+        self.registry = registry
+        self.settings = settings
+        self.gate = QueueGate(registry, settings)
+
+    async def prepare(self, request: ChatRequest) -> tuple[list[Message], GenerateOptions, dict | None]:
+        messages = parse_messages(request.messages)
+        options = GenerateOptions(**request.options())
+        fusion = fusion_settings(request)
+        if fusion is None:
+            model = self.registry.get(request.model)  # unknown names fail here, with close names
+            remote = isinstance(model, OpenAIModel)
+        else:  # a bad pool or preset fails now, before any response has started
+            base = self.registry.preset(fusion["preset"]) if "preset" in fusion else None
+            rest = {k: v for k, v in fusion.items() if k not in ("preset", "seed")}
+            self.registry.check_preset(make_preset(base, **rest))
+            remote = False
+        if not remote:
+            messages = await resolve_remote_images(messages, self.settings)
+        if request.stream and request.n > 1:
+            raise MessageError("n > 1 is not supported with stream = true")
+        return messages, options, fusion
+
+    # -- whole answers ----------------------------------------------------------------------------------------
+    async def complete(self, request: ChatRequest) -> dict[str, Any]:
+        messages, options, fusion = await self.prepare(request)
+        ident = completion_id()
+        if fusion is not None:
+            result = await afuse(messages, registry=self.registry, max_tokens=options.max_tokens,
+                                 **({"temperature": options.temperature} if options.temperature is not None else {}),
+                                 **fusion)
+            return completion_body(ident, request.model, [(result.text, "stop")], result.trace.usage,
+                                   fusion=result.to_dict())
+        model = self.registry.get(request.model)
+        self.gate.enter(request.model)
+        try:
+            choices, usage = [], Usage()
+            for i in range(request.n):
+                seeded = options if options.seed is None or i == 0 else options.model_copy(update={"seed": options.seed + i})
+                completion = await model.generate(messages, seeded)
+                choices.append((completion.text, completion.finish_reason))
+                usage = usage + completion.usage
+        finally:
+            self.gate.leave(request.model)
+        return completion_body(ident, request.model, choices, usage)
+
+    # -- streams ----------------------------------------------------------------------------------------------
+    async def stream(self, request: ChatRequest) -> AsyncIterator[bytes]:
+        """Server-sent events. Errors before the first event raise (a proper HTTP status); later ones become
+        an error event, since the status line has gone out."""
+        messages, options, fusion = await self.prepare(request)
+        events = (self._fusion_events(request, messages, options, fusion) if fusion is not None
+                  else self._model_events(request, messages, options))
+        first = await anext(events)
+        return self._with_first(first, events)
+
+    async def _with_first(self, first: bytes, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            yield first
+            async for event in events:
+                yield event
+        except Exception as exc:  # the status line is sent: report in the stream
+            from .errors import describe
+
+            _, body = describe(exc)
+            yield sse(body)
+        finally:
+            await events.aclose()
+        yield sse("[DONE]")
+
+    async def _model_events(self, request: ChatRequest, messages, options) -> AsyncIterator[bytes]:
+        ident, name = completion_id(), request.model
+        model = self.registry.get(name)
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        self.gate.enter(name)
+        try:
+            stream = model.stream(messages, options)
+            try:
+                first = await anext(stream)  # errors from loading or the first call surface before any event
+            except StopAsyncIteration:
+                first = None
+            yield sse(chunk_body(ident, name, {"role": "assistant", "content": ""}))
+            pending = [first] if first is not None else []
+            async for chunk in _chain(pending, stream):
+                if chunk.text:
+                    yield sse(chunk_body(ident, name, {"content": chunk.text}))
+                if chunk.finish_reason:
+                    yield sse(chunk_body(ident, name, {}, finish=chunk.finish_reason))
+                    if include_usage and chunk.usage is not None:
+                        yield sse(chunk_body(ident, name, usage=chunk.usage))
+        finally:
+            self.gate.leave(name)
+
+    async def _fusion_events(self, request: ChatRequest, messages, options, fusion) -> AsyncIterator[bytes]:
+        ident, name = completion_id(), request.model
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        queue: asyncio.Queue = asyncio.Queue()
+        extra = {"temperature": options.temperature} if options.temperature is not None else {}
+        task = asyncio.create_task(afuse(messages, registry=self.registry, on_event=queue.put,
+                                         max_tokens=options.max_tokens, **extra, **fusion))
+        task.add_done_callback(lambda t: queue.put_nowait({"type": "finished"}))
+        try:
+            yield sse(chunk_body(ident, name, {"role": "assistant", "content": ""}))
+            while True:
+                event = await queue.get()
+                if event["type"] == "call":
+                    yield sse(chunk_body(ident, name, extra={"fusion_event": call_event(event["call"])}))
+                elif event["type"] == "delta":
+                    yield sse(chunk_body(ident, name, {"content": event["text"]}))
+                elif event["type"] == "finished":
+                    result = task.result()
+                    yield sse(chunk_body(ident, name, {}, finish="stop", extra={"fusion": result.to_dict()}))
+                    if include_usage:
+                        yield sse(chunk_body(ident, name, usage=result.trace.usage))
+                    return
+        finally:
+            if not task.done():
+                task.cancel()
+
+
+async def _chain(first: list, rest: AsyncIterator):
+    for item in first:
+        yield item
+    async for item in rest:
+        yield item
+
+
+__all__ = ["ChatHandler", "QueueFull", "error_body", "sse"]

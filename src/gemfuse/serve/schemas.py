@@ -1,0 +1,121 @@
+"""Wire types of the OpenAI-compatible API (requests validated, responses built) and the server's settings."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..fusion.preset import Mode
+
+
+class ServerSettings(BaseModel):
+    """The `[server]` table of the config."""
+
+    model_config = ConfigDict(extra="forbid")
+    api_key_env: str = Field("GEMFUSE_API_KEY", description="environment variable holding the bearer key")
+    max_body_mb: float = Field(32, gt=0, description="largest request body accepted")
+    max_queue: int = Field(16, ge=0, description="requests allowed to wait for one model beyond its concurrency")
+    allow_remote_images: bool = Field(False, description="fetch http(s) image URLs for local models")
+    remote_image_max_mb: float = Field(10, gt=0)
+    allow_private_image_hosts: bool = Field(False, description="let image fetches reach loopback/private addresses")
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class FusionBlock(BaseModel):
+    """An ad-hoc fusion, OpenRouter style: the request's `model` is ignored when `analysis_models` is set."""
+
+    model_config = ConfigDict(extra="forbid")
+    analysis_models: list[str] | None = Field(None, min_length=1, description="the pool")
+    model: str | None = Field(None, description="the judge")
+    preset: str | None = None
+    mode: Mode | None = None
+    min_answers: int | None = Field(None, ge=1)
+    grace_ms: int | None = Field(None, ge=0)
+    deadline_ms: int | None = Field(None, gt=0)
+    max_cost: float | None = Field(None, ge=0)
+    rounds: int | None = Field(None, ge=0, le=10)
+    seed: int | None = None
+
+
+class ChatRequest(BaseModel):
+    """OpenAI chat completion parameters we honour; harmless ones we accept and ignore; anything else is 400."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    messages: list[Any] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int = Field(1, ge=1, le=8)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    fusion: FusionBlock | None = None
+    # accepted for compatibility, no effect
+    user: str | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    logprobs: bool | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value):
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    def options(self) -> dict[str, Any]:
+        return dict(max_tokens=self.max_completion_tokens or self.max_tokens or 512, temperature=self.temperature,
+                    top_p=self.top_p, seed=self.seed, stop=self.stop)
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def usage_dict(usage) -> dict[str, int]:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def completion_body(ident: str, model: str, choices: list[tuple[str, str | None]], usage,
+                    fusion: dict | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": ident, "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish or "stop",
+                     "logprobs": None} for i, (text, finish) in enumerate(choices)],
+        "usage": usage_dict(usage)}
+    if fusion is not None:
+        body["fusion"] = fusion
+    return body
+
+
+def chunk_body(ident: str, model: str, delta: dict | None = None, finish: str | None = None, usage=None,
+               extra: dict | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk", "created": int(time.time()),
+                            "model": model,
+                            "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish,
+                                                                  "logprobs": None}]}
+    if usage is not None:
+        body["usage"] = usage_dict(usage)
+    if extra:
+        body.update(extra)
+    return body
+
+
+ErrorType = Literal["invalid_request_error", "authentication_error", "not_found_error", "rate_limit_error",
+                    "upstream_error", "timeout_error", "server_error"]
+
+
+def error_body(message: str, type_: ErrorType, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
