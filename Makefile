@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # A portable llama.cpp build (AVX2, no -march=native), so a cached wheel runs on any x86-64 machine of ours.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/gemfuse ask "What is the capital of France? Answer in one sentence." --preset default --show-candidates
 
-test: $(STAMP)
+# The web page test drives Debian's chromium; without root or apt it is skipped, with a reason.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 || \
+	    echo "chromium could not be installed: the web page test will be skipped"; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
