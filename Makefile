@@ -34,6 +34,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/backend_overhead.py
 	$(BIN)/python benchmarks/fusion_overhead.py
+	$(BIN)/python benchmarks/serve_overhead.py
 
 clean:
 	rm -rf $(VENV)
