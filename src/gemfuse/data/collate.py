@@ -1,0 +1,150 @@
+"""Batches for training: rendered with the model's own chat template, run through its processor (pixel values,
+audio features, token types), dynamically padded, with labels on assistant tokens only — every assistant turn,
+its closing end-of-turn token included, never a prompt, media or padding token."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from ..errors import MessageError
+from .schema import Example, Media
+from .target import Target
+from .validate import conversation
+
+IGNORE = -100
+
+
+def _decode_image(media: Media):
+    from ..messages import ImagePart, sniff_image
+
+    data = media.read()
+    return ImagePart(data=data, mime_type=sniff_image(data) or "image/png").to_pil()
+
+
+def _decode_audio(media: Media, rate: int):
+    from ..messages import AudioPart, sniff_audio
+
+    data = media.read()
+    return AudioPart(data=data, format=sniff_audio(data) or "wav").to_waveform(rate)
+
+
+def find(sequence: list[int], pattern: list[int], start: int = 0) -> int:
+    n = len(pattern)
+    first = pattern[0]
+    for i in range(start, len(sequence) - n + 1):
+        if sequence[i] == first and sequence[i:i + n] == pattern:
+            return i
+    return -1
+
+
+class Collator:
+    """`collator(examples) -> dict of tensors` for one family, found from the target; no family branches."""
+
+    def __init__(self, target: Target, max_length: int | None = None):
+        self.target = target
+        self.max_length = max_length
+        tokenizer = target.tokenizer
+        prefix, end = target.markers
+        self.prefix_ids = tokenizer(prefix, add_special_tokens=False).input_ids
+        self.end_id = tokenizer(end, add_special_tokens=False).input_ids[0]
+        media_tokens = ("image_token", "boi_token", "eoi_token", "audio_token", "boa_token", "eoa_token")
+        self.media_ids = {tokenizer.convert_tokens_to_ids(getattr(tokenizer, name)) for name in media_tokens
+                          if getattr(tokenizer, name, None)}
+
+    def render(self, example: Example) -> str:
+        return self.target.render(conversation(example))
+
+    def labels_for(self, ids: list[int], mask: list[int]) -> list[int]:
+        labels = [IGNORE] * len(ids)
+        position = 0
+        while True:
+            start = find(ids, self.prefix_ids, position)
+            if start < 0:
+                break
+            begin = start + len(self.prefix_ids)
+            end = begin
+            while end < len(ids) and ids[end] != self.end_id and mask[end]:
+                end += 1
+            stop = end + 1 if end < len(ids) and ids[end] == self.end_id else end  # learn to close the turn
+            for i in range(begin, stop):
+                if ids[i] not in self.media_ids and mask[i]:
+                    labels[i] = ids[i]
+            position = stop
+        return labels
+
+    def __call__(self, examples: Sequence[Example]) -> dict:
+        import torch
+
+        texts = [self.render(e) for e in examples]
+        images = [[_decode_image(m) for t in e.turns for m in t.media if m.kind == "image"] for e in examples]
+        audio = [_decode_audio(m, self.target.sampling_rate) for e in examples for t in e.turns for m in t.media
+                 if m.kind == "audio"]
+        kwargs = dict(text=texts, padding=True, return_tensors="pt", add_special_tokens=False)
+        if any(images):
+            kwargs["images"] = images
+        if audio:
+            kwargs["audio"] = audio
+        if self.target.processor is self.target.tokenizer:
+            batch = self.target.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+        else:
+            batch = self.target.processor(**kwargs)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if self.max_length and ids.shape[1] > self.max_length:
+            for row, example in enumerate(examples):
+                tail = ids[row, self.max_length:][mask[row, self.max_length:].bool()].tolist()
+                if any(t in self.media_ids for t in tail):
+                    raise MessageError(f"{example.file}:{example.line}: truncating to {self.max_length} tokens would "
+                                       "cut media; raise --max-length or shorten the conversation")
+            batch = {k: (v[:, :self.max_length] if k in ("input_ids", "attention_mask", "token_type_ids",
+                                                         "mm_token_type_ids") else v) for k, v in batch.items()}
+            ids, mask = batch["input_ids"], batch["attention_mask"]
+        batch = dict(batch)
+        batch["labels"] = torch.tensor([self.labels_for(r, m) for r, m in zip(ids.tolist(), mask.tolist())])
+        return batch
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int = 0, mega: int = 50) -> list[list[int]]:
+    """Shuffle, then sort by length inside windows of `mega` batches: little padding, still random order."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * mega
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: -lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def pack(rows: Sequence[dict], max_length: int) -> list[dict]:
+    """Pack tokenised text-only rows (input_ids, labels) into sequences of at most `max_length`. Each row keeps
+    its own positions and sees only itself: `position_ids` restart and a block-diagonal causal mask separates
+    rows, so nothing leaks between them."""
+    import torch
+
+    packs, current = [], []
+    for row in sorted(rows, key=lambda r: -len(r["input_ids"])):
+        if len(row["input_ids"]) > max_length:
+            raise MessageError(f"a row of {len(row['input_ids'])} tokens does not fit --max-length {max_length}")
+        for bucket in current:
+            if sum(len(r["input_ids"]) for r in bucket) + len(row["input_ids"]) <= max_length:
+                bucket.append(row)
+                break
+        else:
+            current.append([row])
+    for bucket in current:
+        total = sum(len(r["input_ids"]) for r in bucket)
+        mask = torch.zeros(total, total, dtype=torch.bool)
+        position_ids, offset = [], 0
+        for r in bucket:
+            n = len(r["input_ids"])
+            mask[offset:offset + n, offset:offset + n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
+            position_ids += list(range(n))
+            offset += n
+        packs.append({"input_ids": torch.tensor([sum((list(r["input_ids"]) for r in bucket), [])]),
+                      "labels": torch.tensor([sum((list(r["labels"]) for r in bucket), [])]),
+                      "position_ids": torch.tensor([position_ids]),
+                      "attention_mask": mask[None, None]})
+    return packs
