@@ -100,7 +100,7 @@ class Collator:
                                                          "mm_token_type_ids") else v) for k, v in batch.items()}
             ids, mask = batch["input_ids"], batch["attention_mask"]
         batch = dict(batch)
-        batch["labels"] = torch.tensor([self.labels_for(r, m) for r, m in zip(ids.tolist(), mask.tolist())])
+        batch["labels"] = torch.tensor([self.labels_for(r, m) for r, m in zip(ids.tolist(), mask.tolist(), strict=True)])
         return batch
 
 

@@ -115,7 +115,7 @@ class MediaCache:
             if key not in self.by_key and key not in todo:
                 todo[key] = media
         with ThreadPoolExecutor(self.workers) as pool:
-            for key, info in zip(todo, pool.map(self._one, todo.values())):
+            for key, info in zip(todo, pool.map(self._one, todo.values()), strict=True):
                 self.by_key[key] = info
 
     def get(self, media: Media) -> MediaInfo:

@@ -127,7 +127,7 @@ def count_tokens(examples: list[Example], cache: MediaCache, target: Target, max
     prefix_ids = tokenizer(target.markers[0], add_special_tokens=False).input_ids
     texts = [target.render(conversation(e)) for e in examples]
     encoded = tokenizer(texts, add_special_tokens=False).input_ids if texts else []
-    for example, ids in zip(examples, encoded):
+    for example, ids in zip(examples, encoded, strict=True):
         media = iter([m for t in example.turns for m in t.media])
         position, media_spans, answer_start, last_answer = 0, [], None, None
         for index, token in enumerate(ids):
