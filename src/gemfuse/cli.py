@@ -78,6 +78,57 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         _fail(str(exc))
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Training data: import, validate, preview.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("import")
+def data_import(source: Path = typer.Argument(..., help="a CSV, a folder of images or audio, Alpaca or ShareGPT JSON"),
+                out: Path = typer.Option(..., "--out", "-o", help="the JSONL to write"),
+                fmt: str = typer.Option("auto", "--format", help="auto | csv | images | audio | alpaca | sharegpt"),
+                instruction: str | None = typer.Option(None, "--instruction", help="user text for caption/transcript rows"),
+                val_out: Path | None = typer.Option(None, "--val-out", help="also write a validation split here"),
+                val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.9),
+                seed: int = typer.Option(0, "--seed")) -> None:
+    """Convert an existing dataset into gemfuse's JSONL chat format."""
+    from .commands.data import run_import
+    from .errors import GemfuseError
+
+    try:
+        raise typer.Exit(run_import(source, out, fmt, instruction, val_out, val_fraction, seed))
+    except (GemfuseError, OSError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@data_app.command("validate")
+def data_validate(file: Path, model: str = typer.Option(..., "--model", "-m", help="gemma3 | gemma3n | gemma4 | a model folder"),
+                  max_length: int | None = typer.Option(None, "--max-length", min=16),
+                  val: Path | None = typer.Option(None, "--val", help="a validation file: checked too, and for leakage"),
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+    """Check a dataset before training: every problem with file:line; exit 1 on errors."""
+    from .commands.data import run_validate
+    from .errors import GemfuseError
+
+    try:
+        code = run_validate(file, model, max_length, val, as_json)
+    except (GemfuseError, OSError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
+@data_app.command("preview")
+def data_preview(file: Path, model: str = typer.Option(..., "--model", "-m"),
+                 n: int = typer.Option(3, "-n", min=1), max_length: int | None = typer.Option(None, "--max-length")) -> None:
+    """Show rows as the model will see them, trained tokens marked, media token counts."""
+    from .commands.data import run_preview
+    from .errors import GemfuseError
+
+    try:
+        raise typer.Exit(run_preview(file, model, n, max_length))
+    except (GemfuseError, OSError) as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind; others need an API key set"),
           port: int = typer.Option(8000, "--port"),
