@@ -143,8 +143,10 @@ def pack(rows: Sequence[dict], max_length: int) -> list[dict]:
             mask[offset:offset + n, offset:offset + n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
             position_ids += list(range(n))
             offset += n
+        # a row's first token must not be predicted from the row before it
+        labels = sum(([IGNORE, *list(r["labels"])[1:]] for r in bucket), [])
         packs.append({"input_ids": torch.tensor([sum((list(r["input_ids"]) for r in bucket), [])]),
-                      "labels": torch.tensor([sum((list(r["labels"]) for r in bucket), [])]),
+                      "labels": torch.tensor([labels]),
                       "position_ids": torch.tensor([position_ids]),
                       "attention_mask": mask[None, None]})
     return packs
