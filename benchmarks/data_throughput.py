@@ -87,19 +87,19 @@ def main() -> None:
         folder = Path(tmp)
         target = load_target(str(build_tiny_model("gemma3n", folder / "tiny-gemma3n")))
         files = make_datasets(folder, args.text_rows, args.media_rows)
-        print(f"validation, rows/s (tiny Gemma 3n processor; ratio = ours / per-row baseline):")
+        print("validation, rows/s (tiny Gemma 3n processor; ratio = ours / per-row baseline):")
         for kind, path in files.items():
             rows = args.text_rows if kind == "text" else args.media_rows
-            ours = rate(lambda: validate(path, target), rows)
-            base = rate(lambda: naive_validate(path, target), rows)
+            ours = rate(lambda p=path: validate(p, target), rows)
+            base = rate(lambda p=path: naive_validate(p, target), rows)
             print(f"  {kind:6s} ours {ours:9.0f}  baseline {base:9.0f}  ratio {ours / base:5.2f}")
         print(f"collation, rows/s, batch {args.batch_size}:")
         for kind, path in files.items():
             examples = list(read_jsonl(path))[:max(args.media_rows, 400)]
             collator = Collator(target)
             batches = [examples[i:i + args.batch_size] for i in range(0, len(examples), args.batch_size)]
-            ours = rate(lambda: [collator(b) for b in batches], len(examples))
-            base = rate(lambda: naive_collate(examples, target, args.batch_size), len(examples))
+            ours = rate(lambda c=collator, bs=batches: [c(b) for b in bs], len(examples))
+            base = rate(lambda ex=examples: naive_collate(ex, target, args.batch_size), len(examples))
             print(f"  {kind:6s} ours {ours:9.0f}  baseline {base:9.0f}  ratio {ours / base:5.2f}")
 
 
