@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/backend_overhead.py
 	$(BIN)/python benchmarks/fusion_overhead.py
 	$(BIN)/python benchmarks/serve_overhead.py
+	$(BIN)/python benchmarks/data_throughput.py
 
 clean:
 	rm -rf $(VENV)
