@@ -17,15 +17,13 @@ import subprocess
 import sys
 import time
 
-import httpx
-
 from gemfuse.config import Config, ConfigFile
 from gemfuse.fusion import afuse
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.openai import OpenAISpec
 from gemfuse.models.registry import Registry
-from gemfuse.testing.upstream import free_port
+from gemfuse.testing.upstream import free_port, wait_until_up
 
 QUESTION = [Message.user("What is 2+2?")]
 
@@ -121,12 +119,7 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-m", "gemfuse.testing.upstream", "--port", str(port)])
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        for _ in range(200):
-            try:
-                httpx.get(f"{base_url}/models", timeout=0.5)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+        wait_until_up(f"{base_url}/models", server)
         asyncio.run(main_async(args, base_url))
     finally:
         server.terminate()

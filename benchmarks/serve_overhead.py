@@ -25,7 +25,7 @@ import httpx
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.builtin import SMOLLM2, resolve_path
-from gemfuse.testing.upstream import free_port
+from gemfuse.testing.upstream import free_port, wait_until_up
 
 BODY = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 
@@ -50,14 +50,8 @@ def child_server(port: int) -> None:
 def start(command: list[str], port: int) -> subprocess.Popen:
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "GEMFUSE_API_KEY": ""})
-    for _ in range(600):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"server on {port} did not start")
+    wait_until_up(f"http://127.0.0.1:{port}/v1/models", proc)
+    return proc
 
 
 def pct(values: list[float], q: float) -> float:

@@ -6,14 +6,13 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 
 from gemfuse.errors import AuthError, BadRequestError, ModelTimeoutError, RateLimitError, UpstreamError
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.openai import OpenAIModel, OpenAISpec, parse_retry_after
-from gemfuse.testing.upstream import RETRY_AFTER_S, free_port
+from gemfuse.testing.upstream import RETRY_AFTER_S, free_port, wait_until_up
 
 QUESTION = [Message.user("hello there")]
 
@@ -162,17 +161,7 @@ def llamacpp_server():
                              "--model_alias", "smollm2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
     base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("llama.cpp server did not start")
-        time.sleep(0.25)
+    wait_until_up(f"{base_url}/models", proc, timeout=120)
     yield base_url
     proc.terminate()
     proc.wait(timeout=10)

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from gemfuse.testing.media import png_bytes, wav_bytes
-from gemfuse.testing.upstream import free_port
+from gemfuse.testing.upstream import free_port, wait_until_up
 
 KEY = "test-server-key-5d1c9"
 
@@ -72,17 +72,10 @@ mode = "vote"
     proc = subprocess.Popen([gemfuse, "serve", "--port", str(port), "--config", str(config)], stdout=log,
                             stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("server did not start: " + (folder / "server.log").read_text())
-        time.sleep(0.2)
+    try:
+        wait_until_up(f"{url}/health", proc)
+    except RuntimeError:
+        pytest.fail("server did not start: " + (folder / "server.log").read_text())
     yield {"url": url, "log": folder / "server.log", "proc": proc}
     proc.terminate()
     proc.wait(timeout=30)
@@ -252,3 +245,26 @@ def test_refuses_a_public_bind_without_a_key(tmp_path):
     result = subprocess.run([gemfuse, "serve", "--host", "0.0.0.0", "--port", str(free_port())], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "refusing to listen on 0.0.0.0 without an API key" in result.stderr
+
+
+def test_shutdown_finishes_in_flight_requests(tmp_path, upstream):
+    import signal
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[models.slow]\nbackend = "openai"\nbase_url = "{upstream[0]}"\nmodel = "slow-1500"\n')
+    port = free_port()
+    gemfuse = os.path.join(os.path.dirname(sys.executable), "gemfuse")
+    proc = subprocess.Popen([gemfuse, "serve", "--port", str(port), "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url + "/health", proc)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(httpx.post(
+        url + "/v1/chat/completions", json={"model": "slow", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30)))
+    worker.start()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    worker.join()
+    assert results[0].status_code == 200 and results[0].json()["choices"][0]["message"]["content"] == "echo: hi"
+    assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained

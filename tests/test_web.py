@@ -4,12 +4,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 
-from gemfuse.testing.upstream import free_port
+from gemfuse.testing.upstream import free_port, wait_until_up
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -25,12 +23,7 @@ def page_server(tmp_path):
     proc = subprocess.Popen([gemfuse, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(url + "/health", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    wait_until_up(url + "/health", proc)
     yield url
     proc.terminate()
     proc.wait(timeout=30)

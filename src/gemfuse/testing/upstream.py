@@ -158,6 +158,24 @@ def serve_in_thread(app, port: int | None = None) -> Iterator[str]:
         thread.join(timeout=5)
 
 
+def wait_until_up(url: str, proc=None, timeout: float = 60.0) -> None:
+    """Poll `url` until it answers 200; fail early if the server process `proc` exits."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+            if proc is not None:
+                proc.kill()
+            raise RuntimeError(f"{url} did not come up within {timeout:g} s")
+        time.sleep(0.1)
+
+
 def main() -> None:
     """Serve the upstream in a process of its own: `python -m gemfuse.testing.upstream --port 8123`."""
     import uvicorn
