@@ -121,11 +121,23 @@ def create_app():
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    async def image(request: Request) -> Response:
+        """GET /files/red.png, /files/big.png (3 MB, not an image past its first bytes), /files/redirect."""
+        from .media import png_bytes
+
+        name = request.path_params["name"]
+        if name == "redirect":
+            return Response(status_code=302, headers={"Location": "/files/red.png"})
+        if name == "big.png":
+            return Response(png_bytes()[:8] + b"\0" * 3_000_000, media_type="image/png")
+        return Response(png_bytes(), media_type="image/png")
+
     async def models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "ok", "object": "model"}]})
 
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
-                            Route("/v1/models", models, methods=["GET"])])
+                            Route("/v1/models", models, methods=["GET"]),
+                            Route("/files/{name}", image, methods=["GET"])])
     app.state.calls = calls
     app.state.delays = delays
     return app
