@@ -97,8 +97,14 @@ class LocalModel(Model):
                      ) -> AsyncIterator[StreamChunk]:
         options = options or GenerateOptions()
         await self._prepare(messages)
+        started = False
         async for chunk in self._bridge.stream(lambda emit, cancelled: self._produce(messages, options, emit,
                                                                                      cancelled)):
+            if chunk.text and not started:  # templates ending in "Assistant:" leave a leading space
+                chunk.text = chunk.text.lstrip()
+                started = bool(chunk.text)
+                if not started:
+                    continue
             yield chunk
 
     async def check(self) -> tuple[bool, str]:

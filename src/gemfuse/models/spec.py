@@ -27,10 +27,15 @@ class ModelSpec(BaseModel):
     concurrency: int | None = Field(None, ge=1, description="calls in flight at once (local models: 1)")
 
 
-# For base (not instruction-tuned) models, whose GGUF carries no chat template: plain, visible turns.
+# For base (not instruction-tuned) models, whose GGUF carries no chat template: a plain transcript with a short
+# preamble and one example exchange, which base models continue far better than bare turns (measured with Gemma
+# 3 270M: without them it mostly repeats the question).
 PLAIN_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
-    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n{% else %}Assistant: {{ m['content'] }}\n{% endif %}"
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}"
+    "{% else %}The following is a conversation with a helpful assistant that answers questions correctly and "
+    "briefly.{% endif %}\n\nUser: Name a fruit that is yellow.\nAssistant: A banana is yellow.\n"
+    "{% for m in messages %}{% if m['role'] == 'user' %}User: {{ m['content'] }}\n"
+    "{% elif m['role'] == 'assistant' %}Assistant: {{ m['content'] }}\n{% endif %}"
     "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
 PLAIN_CHAT_STOP = ("\nUser:", "\n\n")
 
