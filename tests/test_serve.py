@@ -136,7 +136,7 @@ def test_fusion_preset_returns_the_trace(client):
                                               messages=[{"role": "user", "content": "What is 2+2?"}])
     fusion = response.model_dump()["fusion"]
     assert response.choices[0].message.content == fusion["text"]
-    assert fusion["mode"] == "merge" and {c["member"] for c in fusion["calls"] if c["role"] == "member"} == {
+    assert fusion["mode"] == "best-of" and {c["member"] for c in fusion["calls"] if c["role"] == "member"} == {
         "smollm2-135m", "gemma-3-270m"}
     assert response.usage.total_tokens == fusion["usage"]["total_tokens"]
 

@@ -66,7 +66,7 @@ def test_fusing_the_builtin_models_in_the_page(page_server, browser, tmp_path):
     assert all("tok" in text for text in members.values()), "each card shows tokens and latency"
     answer = browser.find_element(By.ID, "answer").text
     assert answer.strip(), "the fused answer was streamed into the page"
-    assert "merge by smollm2-135m" in browser.find_element(By.ID, "judge").text
+    assert "best-of by smollm2-135m" in browser.find_element(By.ID, "judge").text
     assert browser.find_element(By.ID, "error").text == ""
     bars = browser.find_elements(By.CSS_SELECTOR, ".member .bar span")
     assert all(float(b.value_of_css_property("width").removesuffix("px")) > 0 for b in bars)

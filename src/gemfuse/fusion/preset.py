@@ -80,5 +80,6 @@ class FusionPreset(BaseModel):
 
 def builtin_presets() -> dict[str, FusionPreset]:
     return {"default": FusionPreset(
-        pool=["smollm2-135m", "gemma-3-270m"], judge="smollm2-135m", mode="merge", max_tokens=96,
-        judge_max_tokens=160, temperature=0, description="the two built-in local models, merged by SmolLM2")}
+        # best-of, not merge: a 135M judge picks well enough but adds made-up facts when it rewrites
+        pool=["smollm2-135m", "gemma-3-270m"], judge="smollm2-135m", mode="best-of", max_tokens=96,
+        judge_max_tokens=64, temperature=0, description="the two built-in local models, judged by SmolLM2")}
