@@ -15,7 +15,7 @@ from ..messages import Message, parse_messages
 from ..models.base import GenerateOptions, Usage
 from ..models.openai import OpenAIModel
 from .fetch import resolve_remote_images
-from .schemas import ChatRequest, ServerSettings, chunk_body, completion_body, completion_id, error_body
+from .schemas import ChatRequest, ServerSettings, chunk_body, completion_body, completion_id
 
 
 class QueueFull(GemfuseError):
@@ -202,4 +202,4 @@ async def _chain(first: list, rest: AsyncIterator):
         yield item
 
 
-__all__ = ["ChatHandler", "QueueFull", "error_body", "sse"]
+__all__ = ["ChatHandler", "QueueFull", "sse"]
