@@ -35,6 +35,18 @@ async def test_vote_extracts_and_counts_without_a_judge():
     assert not result.trace.degraded and [c.role for c in result.trace.calls] == ["member"] * 3
 
 
+async def test_vote_takes_a_registered_extractor():
+    from gemfuse.fusion.extract import register_extractor
+
+    register_extractor("first-word", lambda text: text.split()[0].strip(",.").lower() if text.split() else None)
+    registry = scripted_registry({"a": ScriptedModel("Yes, surely."), "b": ScriptedModel("no"),
+                                  "c": ScriptedModel("yes it is")})
+    result = await afuse("q", pool=["a", "b", "c"], mode="vote", extractor="first-word", registry=registry)
+    assert result.trace.votes == {"yes": 2, "no": 1} and result.text == "Yes, surely."
+    with pytest.raises(Exception, match="unknown extractor 'nope'"):
+        await afuse("q", pool=["a"], mode="vote", extractor="nope", registry=registry)
+
+
 async def test_vote_ties_break_by_pool_order_and_say_so():
     registry = scripted_registry({"a": ScriptedModel("(B)"), "b": ScriptedModel("(C)")})
     for pool, expected in ((["a", "b"], "(B)"), (["b", "a"], "(C)")):

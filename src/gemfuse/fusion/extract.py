@@ -63,3 +63,8 @@ def auto(text: str) -> str | None:
 
 
 EXTRACTORS: dict[str, Extractor] = {"auto": auto, "number": number, "letter": letter, "text": short_text}
+
+
+def register_extractor(name: str, extractor: Extractor) -> None:
+    """Make `extractor` available to presets as `extractor = "<name>"`."""
+    EXTRACTORS[name] = extractor

@@ -55,7 +55,7 @@ class FusionPreset(BaseModel):
     samples: int = Field(3, ge=1, le=32, description="self: how many samples of the one model")
     self_final: Literal["best-of", "merge"] = "best-of"
     swap_check: bool = Field(False, description="best-of: ask twice in different orders, accept only agreement")
-    extractor: Literal["auto", "number", "letter", "text"] = "auto"
+    extractor: str = Field("auto", description="vote's answer extractor: auto, number, letter, text or a registered one")
     seed: int | None = Field(None, description="shuffle seed for the judge's view; random (and recorded) if unset")
 
     @model_validator(mode="after")
@@ -66,6 +66,11 @@ class FusionPreset(BaseModel):
             raise ValueError(f"mode {self.mode!r} needs a judge model")
         if self.mode == "self" and len(self.pool) != 1:
             raise ValueError("mode 'self' samples one model: give exactly one pool entry and set samples")
+        from .extract import EXTRACTORS
+
+        if self.extractor not in EXTRACTORS:
+            raise ValueError(f"unknown extractor {self.extractor!r}; known: {', '.join(EXTRACTORS)} "
+                             "(gemfuse.fusion.extract.register_extractor adds one)")
         if self.mode != "self" and self.min_answers > len(self.pool):
             raise ValueError(f"min_answers ({self.min_answers}) is larger than the pool ({len(self.pool)})")
         return self
