@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..messages import Message
-from ..models.base import Completion, GenerateOptions, Usage
+from ..models.base import Completion, GenerateOptions, collect
 from ..models.registry import Registry
 
 
@@ -25,24 +24,14 @@ def build_messages(prompt: str, images: Sequence[Path] = (), audio: Sequence[Pat
 async def stream_answer(registry: Registry, name: str, messages: list[Message], options: GenerateOptions,
                         out=None) -> Completion:
     """Stream to `out` (if given) while collecting the completion and its timings."""
-    model = registry.get(name)
-    start = time.perf_counter()
-    pieces, ttft, finish, usage = [], None, None, None
+    def write(text: str) -> None:
+        out.write(text)
+        out.flush()
+
     try:
-        async for chunk in model.stream(messages, options):
-            if chunk.text:
-                if ttft is None:
-                    ttft = time.perf_counter() - start
-                pieces.append(chunk.text)
-                if out is not None:
-                    out.write(chunk.text)
-                    out.flush()
-            finish = chunk.finish_reason or finish
-            usage = chunk.usage or usage
+        return await collect(name, registry.get(name).stream(messages, options), write if out is not None else None)
     finally:
         await registry.aclose()
-    return Completion(text="".join(pieces), model=name, finish_reason=finish, usage=usage or Usage(estimated=True),
-                      latency_s=time.perf_counter() - start, ttft_s=ttft)
 
 
 def run_ask(prompt: str, *, model: str | None, images, audio, system, config, as_json: bool,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,21 @@ async def afuse(messages: str | Message | Sequence[Message], *, pool: Sequence[s
     if trace_path:
         run.trace.write_jsonl(trace_path, answer=text)
     return result
+
+
+async def fusion_events(messages: str | Message | Sequence[Message], **kwargs) -> AsyncIterator[dict[str, Any]]:
+    """`afuse` as a stream of its events (call, delta, ...); the last is {"type": "done", "result": FusionResult}.
+    A failed fusion raises here; closing the stream early cancels the fusion."""
+    queue: asyncio.Queue = asyncio.Queue()
+    task = asyncio.create_task(afuse(messages, on_event=queue.put, **kwargs))
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        task.result()
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 def fuse(messages: str | Message | Sequence[Message], **kwargs) -> FusionResult:

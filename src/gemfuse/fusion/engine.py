@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import GemfuseError, ModelError
 from ..messages import Message
-from ..models.base import GenerateOptions, StreamChunk, Usage
+from ..models.base import GenerateOptions, Usage, collect
 from .preset import FusionPreset, Member
 from .trace import Call, FusionTrace
 
@@ -176,14 +176,6 @@ async def _generate(model, messages, options, on_text) -> tuple[str, Usage, floa
     """generate(), or stream() when the caller wants the text as it comes (the judge's final answer)."""
     if on_text is None:
         completion = await model.generate(messages, options)
-        return completion.text, completion.usage, completion.latency_s
-    start = time.perf_counter()
-    pieces, usage = [], None
-    async for chunk in model.stream(messages, options):
-        chunk: StreamChunk
-        if chunk.text:
-            pieces.append(chunk.text)
-            await on_text(chunk.text)
-        usage = chunk.usage or usage
-    text = "".join(pieces)
-    return text, usage or Usage(0, 0, estimated=True), time.perf_counter() - start
+    else:
+        completion = await collect(model.name, model.stream(messages, options), on_text)
+    return completion.text, completion.usage, completion.latency_s

@@ -3,12 +3,11 @@ code use it like any model. It cannot be a member of another fusion."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Model, StreamChunk
-from .api import FusionResult, afuse
+from .api import FusionResult, afuse, fusion_events
 from .preset import FusionPreset
 
 
@@ -33,11 +32,11 @@ class FusionModel(Model):
             update["temperature"] = options.temperature
         return self.preset.model_copy(update=update)
 
-    async def fuse(self, messages: Sequence[Message], options: GenerateOptions | None = None,
-                   on_event=None) -> FusionResult:
-        seed = options.seed if options else None
-        return await afuse(messages, preset=self._preset_for(options), registry=self.registry, on_event=on_event,
-                           seed=seed)
+    def _fusion_args(self, options: GenerateOptions | None) -> dict:
+        return dict(preset=self._preset_for(options), registry=self.registry, seed=options.seed if options else None)
+
+    async def fuse(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> FusionResult:
+        return await afuse(messages, **self._fusion_args(options))
 
     async def generate(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> Completion:
         result = await self.fuse(messages, options)
@@ -47,18 +46,8 @@ class FusionModel(Model):
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:
         """The fused answer as it is written (merge) or once chosen (vote, best-of); usage at the end."""
-        queue: asyncio.Queue = asyncio.Queue()
-        task = asyncio.create_task(self.fuse(messages, options, on_event=queue.put))
-        task.add_done_callback(lambda t: queue.put_nowait({"type": "finished"}))
-        try:
-            while True:
-                event = await queue.get()
-                if event["type"] == "delta":
-                    yield StreamChunk(text=event["text"])
-                elif event["type"] == "finished":
-                    result = task.result()  # raises the fusion's error, if any
-                    yield StreamChunk(finish_reason="stop", usage=result.trace.usage)
-                    return
-        finally:
-            if not task.done():
-                task.cancel()
+        async for event in fusion_events(messages, **self._fusion_args(options)):
+            if event["type"] == "delta":
+                yield StreamChunk(text=event["text"])
+            elif event["type"] == "done":
+                yield StreamChunk(finish_reason="stop", usage=event["result"].trace.usage)

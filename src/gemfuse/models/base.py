@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
@@ -81,6 +82,30 @@ def estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4) if text else 0
 
 
+async def collect(name: str, chunks: AsyncIterator[StreamChunk],
+                  on_text: Callable[[str], object] | None = None) -> Completion:
+    """A stream gathered into a Completion (with time to first token); `on_text`, sync or async, sees each piece."""
+    start = time.perf_counter()
+    pieces: list[str] = []
+    ttft = None
+    finish, usage = None, None
+    async for chunk in chunks:
+        if chunk.text:
+            if ttft is None:
+                ttft = time.perf_counter() - start
+            pieces.append(chunk.text)
+            if on_text is not None:
+                result = on_text(chunk.text)
+                if inspect.isawaitable(result):
+                    await result
+        finish = chunk.finish_reason or finish
+        usage = chunk.usage or usage
+    text = "".join(pieces)
+    return Completion(text=text, model=name, finish_reason=finish,
+                      usage=usage or Usage(0, estimate_tokens(text), estimated=True),
+                      latency_s=time.perf_counter() - start, ttft_s=ttft)
+
+
 class Model(ABC):
     """A named model behind one interface. Subclasses implement `stream`; `generate` collects it."""
 
@@ -100,21 +125,7 @@ class Model(ABC):
         """Yield text deltas; the last chunk has finish_reason and usage."""
 
     async def generate(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> Completion:
-        start = time.perf_counter()
-        pieces: list[str] = []
-        ttft = None
-        finish, usage = None, None
-        async for chunk in self.stream(messages, options):
-            if chunk.text:
-                if ttft is None:
-                    ttft = time.perf_counter() - start
-                pieces.append(chunk.text)
-            finish = chunk.finish_reason or finish
-            usage = chunk.usage or usage
-        text = "".join(pieces)
-        return Completion(text=text, model=self.name, finish_reason=finish,
-                          usage=usage or Usage(0, estimate_tokens(text), estimated=True),
-                          latency_s=time.perf_counter() - start, ttft_s=ttft)
+        return await collect(self.name, self.stream(messages, options))
 
     def check_input(self, messages: Sequence[Message]) -> None:
         """Refuse media this model cannot take, naming the message, instead of silently dropping it."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ..errors import GemfuseError, MessageError
-from ..fusion.api import afuse, make_preset
+from ..fusion.api import afuse, fusion_events, make_preset
 from ..fusion.preset import FUSION_PREFIX
 from ..fusion.trace import Call
 from ..messages import Message, parse_messages
@@ -103,9 +102,7 @@ class ChatHandler:
         messages, options, fusion = await self.prepare(request)
         ident = completion_id()
         if fusion is not None:
-            result = await afuse(messages, registry=self.registry, max_tokens=options.max_tokens,
-                                 **({"temperature": options.temperature} if options.temperature is not None else {}),
-                                 **fusion)
+            result = await afuse(messages, **self._fusion_args(options, fusion))
             return completion_body(ident, request.model, [(result.text, "stop")], result.trace.usage,
                                    fusion=result.to_dict())
         model = self.registry.get(request.model)
@@ -168,31 +165,24 @@ class ChatHandler:
         finally:
             self.gate.leave(name)
 
+    def _fusion_args(self, options: GenerateOptions, fusion: dict) -> dict:
+        extra = {"temperature": options.temperature} if options.temperature is not None else {}
+        return dict(registry=self.registry, max_tokens=options.max_tokens, **extra, **fusion)
+
     async def _fusion_events(self, request: ChatRequest, messages, options, fusion) -> AsyncIterator[bytes]:
         ident, name = completion_id(), request.model
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        queue: asyncio.Queue = asyncio.Queue()
-        extra = {"temperature": options.temperature} if options.temperature is not None else {}
-        task = asyncio.create_task(afuse(messages, registry=self.registry, on_event=queue.put,
-                                         max_tokens=options.max_tokens, **extra, **fusion))
-        task.add_done_callback(lambda t: queue.put_nowait({"type": "finished"}))
-        try:
-            yield sse(chunk_body(ident, name, {"role": "assistant", "content": ""}))
-            while True:
-                event = await queue.get()
-                if event["type"] == "call":
-                    yield sse(chunk_body(ident, name, extra={"fusion_event": call_event(event["call"])}))
-                elif event["type"] == "delta":
-                    yield sse(chunk_body(ident, name, {"content": event["text"]}))
-                elif event["type"] == "finished":
-                    result = task.result()
-                    yield sse(chunk_body(ident, name, {}, finish="stop", extra={"fusion": result.to_dict()}))
-                    if include_usage:
-                        yield sse(chunk_body(ident, name, usage=result.trace.usage))
-                    return
-        finally:
-            if not task.done():
-                task.cancel()
+        yield sse(chunk_body(ident, name, {"role": "assistant", "content": ""}))
+        async for event in fusion_events(messages, **self._fusion_args(options, fusion)):
+            if event["type"] == "call":
+                yield sse(chunk_body(ident, name, extra={"fusion_event": call_event(event["call"])}))
+            elif event["type"] == "delta":
+                yield sse(chunk_body(ident, name, {"content": event["text"]}))
+            elif event["type"] == "done":
+                result = event["result"]
+                yield sse(chunk_body(ident, name, {}, finish="stop", extra={"fusion": result.to_dict()}))
+                if include_usage:
+                    yield sse(chunk_body(ident, name, usage=result.trace.usage))
 
 
 async def _chain(first: list, rest: AsyncIterator):
