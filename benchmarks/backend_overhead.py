@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from gemfuse._torchvision import make_torchvision_importable
+from gemfuse._torchvision import import_transformers
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.builtin import SMOLLM2, builtin_specs, hf_copy_of_gguf, resolve_path
@@ -119,8 +119,7 @@ def load_side(backend: str, side: str, max_tokens: int):
             model = TransformersModel("smollm2-135m-hf", builtin_specs()["smollm2-135m-hf"])
             call = lambda prompt: ours(model, prompt, options, counted)  # noqa: E731
         else:
-            make_torchvision_importable()
-            import transformers
+            transformers = import_transformers()
 
             folder = hf_copy_of_gguf(resolve_path(SMOLLM2))
             device = pick_device()

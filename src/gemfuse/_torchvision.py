@@ -35,3 +35,11 @@ def make_torchvision_importable() -> None:
 
 
 _LIBS: list = []
+
+
+def import_transformers():
+    """`transformers`, imported after the shim above: the one way gemfuse imports it."""
+    make_torchvision_importable()
+    import transformers
+
+    return transformers

@@ -84,11 +84,9 @@ class Target:
 
 def gemma_tokenizer():
     """The real Gemma tokenizer (262k pieces), read once from the built-in GGUF and cached as a folder."""
-    from .._torchvision import make_torchvision_importable
+    from .._torchvision import import_transformers
 
-    make_torchvision_importable()
-    import transformers
-
+    transformers = import_transformers()
     folder = cache_dir() / "gemma-tokenizer"
     if not (folder / "tokenizer_config.json").is_file():
         from ..models.builtin import GEMMA3_270M, resolve_path
@@ -110,9 +108,6 @@ def gemma_tokenizer():
 
 def load_target(model: str) -> Target:
     """`model` is a family name or a model folder (config.json + tokenizer or processor)."""
-    from .._torchvision import make_torchvision_importable
-
-    make_torchvision_importable()
     if model in KNOWN:
         return Target(family(model), gemma_tokenizer(), f"{model} (Gemma tokenizer)")
     path = Path(model).expanduser()
@@ -121,12 +116,6 @@ def load_target(model: str) -> Target:
         raise ConfigError(f"--model {model}: not a family ({', '.join(KNOWN)}) nor a model folder with config.json")
     config = json.loads(config_file.read_text())
     fam = family(config.get("model_type", ""))
-    from ..models.transformers import load_processor
+    from ..models.transformers import load_processor, modalities_of
 
-    if config.get("vision_config") or config.get("audio_config"):
-        processor = load_processor(str(path))
-    else:
-        import transformers
-
-        processor = transformers.AutoTokenizer.from_pretrained(str(path))
-    return Target(fam, processor, str(path))
+    return Target(fam, load_processor(str(path), modalities_of(config)), str(path))

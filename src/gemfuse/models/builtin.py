@@ -88,10 +88,9 @@ def hf_copy_of_gguf(gguf: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{gguf.stem}-", dir=target.parent))
     try:
-        from .._torchvision import make_torchvision_importable
+        from .._torchvision import import_transformers
 
-        make_torchvision_importable()
-        import transformers
+        transformers = import_transformers()
 
         # Unpacked to dense bf16: a plain model that reloads in well under a second.
         model = transformers.AutoModelForCausalLM.from_pretrained(

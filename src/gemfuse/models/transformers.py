@@ -67,18 +67,18 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def declared_modalities(config_file: Path) -> frozenset[str]:
-    """Modalities from a local config.json, so listings and input checks need not load the weights."""
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError):
-        return frozenset({"text"})
+def modalities_of(config: dict) -> frozenset[str]:
+    """What a model takes, from its config (a vision or audio tower beside the text model)."""
     return frozenset({"text"} | ({"image"} if config.get("vision_config") else set())
                      | ({"audio"} if config.get("audio_config") else set()))
 
 
-def is_multimodal(config: Any) -> bool:
-    return any(hasattr(config, key) for key in ("vision_config", "audio_config"))
+def declared_modalities(config_file: Path) -> frozenset[str]:
+    """Modalities from a local config.json, so listings and input checks need not load the weights."""
+    try:
+        return modalities_of(json.loads(config_file.read_text()))
+    except (OSError, ValueError):
+        return frozenset({"text"})
 
 
 class TransformersModel(LocalModel):
@@ -106,11 +106,11 @@ class TransformersModel(LocalModel):
             return self._loaded
 
     def _load(self):
-        from .._torchvision import make_torchvision_importable
-
-        make_torchvision_importable()
         import torch
-        import transformers
+
+        from .._torchvision import import_transformers
+
+        transformers = import_transformers()
 
         if self.spec.threads:
             torch.set_num_threads(self.spec.threads)
@@ -121,15 +121,11 @@ class TransformersModel(LocalModel):
         device = pick_device(self.spec.device)
         dtype = pick_dtype(device, self.spec.dtype)
         try:
-            config = transformers.AutoConfig.from_pretrained(path, **kwargs)
-            if is_multimodal(config):
-                model = transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **kwargs)
-                processor = load_processor(path, **kwargs)
-                self.modalities = frozenset({"text"} | ({"image"} if hasattr(config, "vision_config") else set())
-                                            | ({"audio"} if getattr(config, "audio_config", None) else set()))
-            else:
-                model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
-                processor = transformers.AutoTokenizer.from_pretrained(path, **kwargs)
+            self.modalities = modalities_of(transformers.AutoConfig.from_pretrained(path, **kwargs).to_dict())
+            auto = (transformers.AutoModelForImageTextToText if len(self.modalities) > 1
+                    else transformers.AutoModelForCausalLM)
+            model = auto.from_pretrained(path, dtype=dtype, **kwargs)
+            processor = load_processor(path, self.modalities, **kwargs)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load transformers model from {path}: {exc}", model=self.name) from exc
         if self.spec.adapter:
@@ -239,11 +235,15 @@ class TransformersModel(LocalModel):
         self._loaded = None
 
 
-def load_processor(path: str, **kwargs):
-    """A processor whose image side uses PIL: torchvision's processors give different pixels on CPU, and
-    here they cannot run at all. Gemma 4's video processor has no PIL backend, so only its image side is swapped."""
-    import transformers
+def load_processor(path: str, modalities: frozenset[str], **kwargs):
+    """The tokenizer of a text model, or the processor of a multimodal one with a PIL image side: torchvision's
+    processors give different pixels on CPU, and here they cannot run at all. Gemma 4's video processor has no
+    PIL backend, so only its image side is swapped."""
+    from .._torchvision import import_transformers
 
+    transformers = import_transformers()
+    if modalities == {"text"}:
+        return transformers.AutoTokenizer.from_pretrained(path, **kwargs)
     try:
         return transformers.AutoProcessor.from_pretrained(path, backend="pil", **kwargs)
     except (ImportError, TypeError, ValueError):

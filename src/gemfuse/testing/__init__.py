@@ -16,9 +16,9 @@ FAMILIES = ("gemma3", "gemma3n", "gemma4")
 def build_tiny_model(family: str, folder: str | Path, seed: int = 0) -> Path:
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
-    from .._torchvision import make_torchvision_importable
+    from .._torchvision import import_transformers
 
-    make_torchvision_importable()
+    import_transformers()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return importlib.import_module(f".{family}", __name__).build(folder, seed=seed)
