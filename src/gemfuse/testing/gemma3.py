@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .tokenizer import IDS, VOCAB_SIZE, build_tokenizer, chat_template, save
+from .tokenizer import IDS, build_tokenizer, chat_template, save, text_config
 
 IMAGE_SIZE = 32
 MM_TOKENS_PER_IMAGE = 4
@@ -16,10 +16,7 @@ def build(folder: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     config = Gemma3Config(
-        text_config=dict(vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=32, sliding_window=64,
-                         max_position_embeddings=2048, pad_token_id=IDS["pad"], bos_token_id=IDS["bos"],
-                         eos_token_id=[IDS["eos"], IDS["end_of_turn"]]),
+        text_config=text_config(),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                            image_size=IMAGE_SIZE, patch_size=8),
         mm_tokens_per_image=MM_TOKENS_PER_IMAGE, image_token_index=IDS["image"], boi_token_index=IDS["boi"],

@@ -14,10 +14,10 @@ from .tokenizer import (
     IMAGE_BLOCK,
     MEDIA_BLOCK,
     TEXT_VOCAB,
-    VOCAB_SIZE,
     build_tokenizer,
     chat_template,
     save,
+    text_config,
 )
 
 IMAGE_SIZE = 64
@@ -38,12 +38,9 @@ def build(folder: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     config = Gemma3nConfig(
-        text_config=dict(vocab_size=VOCAB_SIZE, vocab_size_per_layer_input=TEXT_VOCAB, hidden_size=64,
-                         intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                         head_dim=32, hidden_size_per_layer_input=16, laurel_rank=8, num_kv_shared_layers=0,
-                         activation_sparsity_pattern=[0.0, 0.0], sliding_window=64, max_position_embeddings=2048,
-                         layer_types=["sliding_attention", "full_attention"],
-                         pad_token_id=IDS["pad"], bos_token_id=IDS["bos"], eos_token_id=[IDS["eos"], IDS["end_of_turn"]]),
+        text_config=text_config(vocab_size_per_layer_input=TEXT_VOCAB, hidden_size_per_layer_input=16, laurel_rank=8,
+                                num_kv_shared_layers=0, activation_sparsity_pattern=[0.0, 0.0],
+                                layer_types=["sliding_attention", "full_attention"]),
         vision_config=dict(vocab_size=MEDIA_BLOCK, vocab_offset=IMAGE_BLOCK,
                            model_args={"channel_multiplier": 0.0625, "msfa_output_resolution": 4}),
         audio_config=dict(vocab_size=MEDIA_BLOCK, vocab_offset=AUDIO_BLOCK, input_feat_size=MEL_BINS, hidden_size=32,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .tokenizer import IDS, VOCAB_SIZE, build_tokenizer, chat_template, save
+from .tokenizer import IDS, VOCAB_SIZE, build_tokenizer, chat_template, save, text_config
 
 MEL_BINS = 32
 IMAGE_SOFT_TOKENS = 70
@@ -27,11 +27,8 @@ def build(folder: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     config = Gemma4Config(
-        text_config=dict(vocab_size=VOCAB_SIZE, vocab_size_per_layer_input=VOCAB_SIZE, hidden_size=64,
-                         intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                         head_dim=32, global_head_dim=32, hidden_size_per_layer_input=16, sliding_window=64,
-                         max_position_embeddings=2048, layer_types=["sliding_attention", "full_attention"],
-                         pad_token_id=IDS["pad"], bos_token_id=IDS["bos"], eos_token_id=[IDS["eos"], IDS["end_of_turn"]]),
+        text_config=text_config(vocab_size_per_layer_input=VOCAB_SIZE, global_head_dim=32,
+                                hidden_size_per_layer_input=16, layer_types=["sliding_attention", "full_attention"]),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                            num_key_value_heads=2, head_dim=16, patch_size=16, pooling_kernel_size=3),
         audio_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,

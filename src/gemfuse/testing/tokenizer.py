@@ -88,6 +88,14 @@ def build_tokenizer(extra_special_tokens: dict[str, str] | None = None):
     return tokenizer
 
 
+def text_config(**extra) -> dict:
+    """The tiny text model every family shares (hidden 64, 2 layers, head_dim 32), plus a family's own fields."""
+    return dict(vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=1, head_dim=32, sliding_window=64,
+                max_position_embeddings=2048, pad_token_id=IDS["pad"], bos_token_id=IDS["bos"],
+                eos_token_id=[IDS["eos"], IDS["end_of_turn"]], **extra)
+
+
 def save(model, processor, folder: Path) -> Path:
     """Write a tiny model and its processor; answers end at <end_of_turn> as Gemma's do."""
     model.generation_config.eos_token_id = [IDS["eos"], IDS["end_of_turn"]]
