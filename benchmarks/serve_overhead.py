@@ -34,16 +34,12 @@ def child_server(port: int) -> None:
     """Our server over the built-in models plus an instant scripted model."""
     import uvicorn
 
-    from gemfuse.config import Config, ConfigFile
     from gemfuse.models.builtin import builtin_specs
-    from gemfuse.models.registry import Registry
     from gemfuse.serve.app import create_app
-    from gemfuse.testing.scripted import ScriptedModel
+    from gemfuse.testing.scripted import ScriptedModel, scripted_registry
 
-    fake = ScriptedModel("one two three four")
-    registry = Registry(Config(None, ConfigFile(), {**builtin_specs(), "fake": fake.spec}))
-    registry._models["fake"] = fake
-    fake.name = "fake"
+    registry = scripted_registry({"fake": ScriptedModel("one two three four")})
+    registry.config.specs.update(builtin_specs())
     uvicorn.run(create_app(registry), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -4,6 +4,7 @@ is written, then tokens, cost and timings."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 from typing import Any
@@ -67,7 +68,7 @@ async def stream_fusion(registry: Registry, messages, settings: dict[str, Any], 
 def run_fusion_ask(messages, *, registry: Registry, settings: dict[str, Any], show_candidates: bool,
                    as_json: bool) -> FusionResult:
     if as_json:
-        result = asyncio.run(stream_fusion(registry, messages, settings, False, out=_Null()))
+        result = asyncio.run(stream_fusion(registry, messages, settings, False, out=io.StringIO()))
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str))
         return result
     result = asyncio.run(stream_fusion(registry, messages, settings, show_candidates))
@@ -75,10 +76,3 @@ def run_fusion_ask(messages, *, registry: Registry, settings: dict[str, Any], sh
     print(summary(result), file=sys.stderr)
     return result
 
-
-class _Null:
-    def write(self, text: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass

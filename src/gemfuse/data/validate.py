@@ -58,7 +58,7 @@ def check_turns(example: Example) -> None:
             example.issue("error", "empty_assistant", f"messages[{i}]: the assistant turn is empty")
         if turn.role == "assistant" and turn.media:
             example.issue("error", "media_in_answer", f"messages[{i}]: assistant turns are text only")
-        if turn.role != "user" and any(m.kind == "audio" for m in turn.media) and turn.role == "system":
+        if turn.role == "system" and any(m.kind == "audio" for m in turn.media):
             example.issue("error", "media_in_system", f"messages[{i}]: put media in user turns")
     dialogue = [t.role for t in turns if t.role != "system"]
     if dialogue and dialogue[0] != "user":

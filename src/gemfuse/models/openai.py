@@ -8,6 +8,7 @@ the environment at call time and scrubbed from anything the provider sends back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import os
@@ -196,27 +197,40 @@ class OpenAIModel(Model):
         return ModelTimeoutError(f"no complete answer within the total timeout ({self.spec.timeout.total:g} s)",
                                  model=self.name)
 
+    @contextlib.asynccontextmanager
+    async def _within(self, deadline: float | None):
+        """The total timeout around a block; our own typed timeouts pass through unchanged."""
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                yield
+        except TimeoutError as exc:
+            if isinstance(exc, ModelTimeoutError):
+                raise
+            raise self._total_timeout() from None
+
+    @staticmethod
+    def _usage(reported: dict | None, messages: Sequence[Message], text: str) -> Usage:
+        """The provider's counts, or an estimate flagged as such when it sent none."""
+        if reported and reported.get("prompt_tokens") is not None:
+            return Usage(int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0))
+        return Usage(sum(estimate_tokens(m.text) for m in messages), estimate_tokens(text), estimated=True)
+
     # -- the interface ---------------------------------------------------------------------------------------
     async def generate(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> Completion:
         options = options or GenerateOptions()
         self.check_input(messages)
         start = time.perf_counter()
         deadline = self._deadline()
-        try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
-                response = await self._send(self._body(messages, options, stream=False), deadline)
-                try:
-                    payload = await response.aread()
-                except httpx.TimeoutException:
-                    raise ModelTimeoutError("response body stalled past the read timeout", model=self.name) from None
-                except httpx.HTTPError as exc:
-                    raise UpstreamError(f"response cut: {type(exc).__name__}", model=self.name) from None
-                finally:
-                    await response.aclose()
-        except TimeoutError as exc:
-            if isinstance(exc, ModelTimeoutError):
-                raise
-            raise self._total_timeout() from None
+        async with self._within(deadline):
+            response = await self._send(self._body(messages, options, stream=False), deadline)
+            try:
+                payload = await response.aread()
+            except httpx.TimeoutException:
+                raise ModelTimeoutError("response body stalled past the read timeout", model=self.name) from None
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"response cut: {type(exc).__name__}", model=self.name) from None
+            finally:
+                await response.aclose()
         try:
             data = json.loads(payload)
             choice = data["choices"][0]
@@ -224,28 +238,18 @@ class OpenAIModel(Model):
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise UpstreamError(f"malformed response body: {self._scrub(payload[:200].decode('utf-8', 'replace'))!r}",
                                 model=self.name, status=response.status_code) from None
-        raw_usage = data.get("usage") or {}
-        if raw_usage.get("prompt_tokens") is not None:
-            usage = Usage(int(raw_usage.get("prompt_tokens") or 0), int(raw_usage.get("completion_tokens") or 0))
-        else:
-            usage = Usage(sum(estimate_tokens(m.text) for m in messages), estimate_tokens(text), estimated=True)
-        return Completion(text=text, model=self.name, finish_reason=choice.get("finish_reason"), usage=usage,
-                          latency_s=time.perf_counter() - start)
+        return Completion(text=text, model=self.name, finish_reason=choice.get("finish_reason"),
+                          usage=self._usage(data.get("usage"), messages, text), latency_s=time.perf_counter() - start)
 
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:
         options = options or GenerateOptions()
         self.check_input(messages)
         deadline = self._deadline()
-        at = _loop_time(deadline)
-        try:
-            async with asyncio.timeout_at(at):
-                response = await self._send(self._body(messages, options, stream=True), deadline)
-        except TimeoutError as exc:
-            if isinstance(exc, ModelTimeoutError):
-                raise
-            raise self._total_timeout() from None
-        finish, usage, done, produced = None, None, False, []
+        async with self._within(deadline):
+            response = await self._send(self._body(messages, options, stream=True), deadline)
+        at = _loop_time(deadline)  # computed once: the per-line timeout below is on the hot path
+        finish, reported, done, produced = None, None, False, []
         try:
             lines = response.aiter_lines()
             while True:
@@ -277,8 +281,7 @@ class OpenAIModel(Model):
                     raise UpstreamError(f"provider said: {self._scrub(provider_message(data.encode()))}",
                                         model=self.name)
                 if event.get("usage"):
-                    u = event["usage"]
-                    usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+                    reported = event["usage"]
                 for choice in event.get("choices") or []:
                     delta = (choice.get("delta") or {}).get("content")
                     finish = choice.get("finish_reason") or finish
@@ -289,10 +292,7 @@ class OpenAIModel(Model):
             await response.aclose()
         if not done and finish is None:
             raise UpstreamError("stream ended before the answer was complete", model=self.name)
-        if usage is None:
-            text = "".join(produced)
-            usage = Usage(sum(estimate_tokens(m.text) for m in messages), estimate_tokens(text), estimated=True)
-        yield StreamChunk(finish_reason=finish or "stop", usage=usage)
+        yield StreamChunk(finish_reason=finish or "stop", usage=self._usage(reported, messages, "".join(produced)))
 
     async def check(self) -> tuple[bool, str]:
         try:

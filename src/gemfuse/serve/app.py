@@ -120,9 +120,10 @@ def create_app(registry: Registry | None = None, settings: ServerSettings | None
         except Exception as exc:  # every failure becomes an OpenAI-shaped error
             return error_response(exc)
 
+    html = importlib.resources.files("gemfuse.serve").joinpath("web/index.html").read_text("utf-8")
+
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
-        html = importlib.resources.files("gemfuse.serve").joinpath("web/index.html").read_text("utf-8")
         return HTMLResponse(html)
 
     return Guard(app, api_key, int(settings.max_body_mb * 1024 * 1024))
