@@ -130,6 +130,39 @@ def data_preview(file: Path, model: str = typer.Option(..., "--model", "-m"),
 
 
 @app.command()
+def tune(config: Path | None = typer.Argument(None, help="the tune config (TOML)"),
+         set_: list[str] = typer.Option([], "--set", help="override a config key: section.key=value (repeatable)"),
+         resume: Path | None = typer.Option(None, "--resume", help="continue this run folder from its last checkpoint"),
+         init: str | None = typer.Option(None, "--init", help="print a commented config for text | image | audio")) -> None:
+    """Fine-tune a Gemma with LoRA on text, image and audio data; Ctrl-C checkpoints, --resume continues."""
+    from .commands.tune import run_tune
+    from .errors import GemfuseError
+
+    try:
+        code = run_tune(config, set_, resume, init)
+    except (GemfuseError, OSError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
+@app.command("export")
+def export_(run: Path = typer.Argument(..., help="a run folder from gemfuse tune"),
+            to: str = typer.Option("merged", "--to", help="merged | gguf | ollama"),
+            quant: str | None = typer.Option(None, "--quant", help="GGUF quantisation, e.g. Q4_K_M or Q8_0"),
+            out: Path | None = typer.Option(None, "--out", "-o", help="where to write (default: inside the run)"),
+            prompt: str = typer.Option("Hello!", "--prompt", help="what the export is asked to prove it generates")) -> None:
+    """Export a fine-tune: merged safetensors, a GGUF for llama.cpp, or an Ollama Modelfile + GGUF."""
+    from .commands.tune import run_export
+    from .errors import GemfuseError
+
+    try:
+        code = run_export(run, to, quant, out, prompt)
+    except (GemfuseError, OSError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
+@app.command()
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind; others need an API key set"),
           port: int = typer.Option(8000, "--port"),
           config: Path | None = ConfigOpt) -> None:

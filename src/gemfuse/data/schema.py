@@ -6,8 +6,9 @@
       {"role": "assistant", "content": "A cat on a sofa."}]}
 
 Content is a string or a list of parts: `{"type": "text", "text"}`, `{"type": "image", "path" | "url"}`
-(`url` a data: URL), `{"type": "audio", "path" | "data" (base64), "format"}`, and the OpenAI shapes
-`image_url` and `input_audio`. Paths are relative to the JSONL file and must stay inside its folder.
+(`url` a data: URL), `{"type": "audio", "path" | "data" (base64), "format"}`, the OpenAI shapes `image_url`
+and `input_audio`, and the transformers shapes `{"type": "image", "image": PATH_OR_URL}` and
+`{"type": "audio", "audio": PATH_OR_DATA_URL}`. Paths are relative to the JSONL file and must stay inside its folder.
 Reading never raises on bad data: every problem becomes an `Issue` with file and line.
 """
 
@@ -95,6 +96,19 @@ def _media_part(raw: dict, where: str, root: Path, example: Example) -> Media | 
         spec = raw.get("input_audio") if isinstance(raw.get("input_audio"), dict) else {}
         raw = {"type": "audio", "data": spec.get("data"), "format": spec.get("format")}
         kind = "audio"
+    elif isinstance(raw.get(kind), str) or (kind == "audio" and isinstance(raw.get("url"), str)):
+        # transformers-style parts, as Gemma's model cards, TRL and Unsloth write them: a path or a URL
+        value = raw[kind] if isinstance(raw.get(kind), str) else raw["url"]
+        if kind == "audio" and value.startswith("data:") and ";base64," in value:
+            raw = {"type": "audio", "data": value.split(",", 1)[1], "format": _data_url_format(value)}
+        elif value.startswith(("data:", "http://", "https://")):
+            raw = {"type": kind, "url": value}
+        else:
+            raw = {"type": kind, "path": value}
+    if kind == "audio" and isinstance(raw.get("url"), str):
+        example.issue("error", "remote_media", f"{where}: remote audio URLs are not read during training; "
+                      "download the file and give its path")
+        return None
     if raw.get("path") is not None:
         return _local_media(kind, raw["path"], where, root, example)
     inline = raw.get("url") if kind == "image" else raw.get("data")
@@ -116,6 +130,11 @@ def _media_part(raw: dict, where: str, root: Path, example: Example) -> Media | 
         example.issue("error", "bad_base64", f"{where}: inline {kind} data is not valid base64")
         return None
     return Media(kind, where, data=data, format=raw.get("format"))
+
+
+def _data_url_format(url: str) -> str | None:
+    mime = url[5:].split(";", 1)[0]
+    return mime.split("/", 1)[1].removeprefix("x-") if "/" in mime else None
 
 
 def _local_media(kind: str, relative: object, where: str, root: Path, example: Example) -> Media | None:

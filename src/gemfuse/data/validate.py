@@ -177,8 +177,17 @@ def validate(path: str | Path, target: Target, *, max_length: int | None = None,
              workers: int = 4) -> Report:
     cache = MediaCache(workers)
     files = [str(path)] + ([str(val_path)] if val_path else [])
-    report = Report(files)
     datasets = [load_examples(Path(path), cache)] + ([load_examples(Path(val_path), cache)] if val_path else [])
+    return validate_examples(datasets, files, target, cache, max_length=max_length)
+
+
+def validate_examples(datasets: list[list[Example]], files: list[str], target: Target, cache: MediaCache | None = None,
+                      *, max_length: int | None = None) -> Report:
+    """The same checks on rows already read: [train] or [train, validation] (checked for leakage too)."""
+    if cache is None:
+        cache = MediaCache()
+        cache.inspect_all([m for examples in datasets for e in examples for t in e.turns for m in t.media])
+    report = Report(files)
     seen: dict[tuple[int, str], Example] = {}
     for which, examples in enumerate(datasets):
         for example in examples:

@@ -1,0 +1,11 @@
+"""Fine-tuning: LoRA on Gemma 3 / 3n / 4 with text, image and audio data.
+
+    from gemfuse.tune import load_tune_config, train
+    result = train(load_tune_config("my.toml", ["train.lr=1e-4"]))
+    print(result.adapter)            # a run folder is a model: gemfuse ask -m runs/my-lora
+"""
+
+from .config import TuneConfig, init_config, load_tune_config
+from .train import DataError, Result, resume, train
+
+__all__ = ["DataError", "Result", "TuneConfig", "init_config", "load_tune_config", "resume", "train"]

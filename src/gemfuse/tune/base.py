@@ -1,0 +1,103 @@
+"""The base model of a fine-tune: found by folder, hub id or configured name, loaded for training on the
+chosen device with one dtype policy (bf16 where the device runs it well, fp32 otherwise; never fp16 with loss
+scaling), optionally 4-bit (QLoRA, CUDA only)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+@dataclass
+class Base:
+    name: str  # as the user wrote it, kept in the manifest (a `package:` path stays portable)
+    folder: Path  # a local folder with config.json
+    config: dict
+
+
+def resolve_base(model: str) -> Base:
+    """A model folder, a configured transformers model (built-ins included), or a hub id (downloaded)."""
+    path = Path(model).expanduser()
+    if (path / "config.json").is_file():
+        return Base(str(path.resolve()), path.resolve(), json.loads((path / "config.json").read_text()))
+    from ..config import load_config
+
+    specs = load_config().specs
+    if model in specs:
+        spec = specs[model]
+        if spec.backend != "transformers":
+            raise ConfigError(f"model {model!r} is a {spec.backend} model; fine-tuning needs transformers weights "
+                              f"(try {model}-hf, or a model folder)")
+        if spec.adapter:
+            raise ConfigError(f"model {model!r} already has an adapter; export it merged first "
+                              "(gemfuse export RUN --to merged) and fine-tune that folder")
+        return resolve_base(spec.path) if not spec.path.startswith("package:") else _package(spec.path)
+    if model.startswith("package:"):
+        return _package(model)
+    if model.count("/") == 1 and not path.exists():
+        return _hub(model)
+    raise ConfigError(f"model {model!r}: not a model folder (no config.json), a configured transformers model, "
+                      "or a hub id (owner/name)")
+
+
+def _package(spec_path: str) -> Base:
+    from ..models.builtin import hf_copy_of_gguf, resolve_path
+
+    folder = hf_copy_of_gguf(resolve_path(spec_path))
+    return Base(spec_path, folder, json.loads((folder / "config.json").read_text()))
+
+
+def _hub(repo_id: str) -> Base:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError
+
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt",
+                                                                 "*.jinja"]))
+    except GatedRepoError:
+        raise ConfigError(f"{repo_id} is gated: accept its licence on its hub page, then set HF_TOKEN") from None
+    return Base(repo_id, folder, json.loads((folder / "config.json").read_text()))
+
+
+def training_dtype(device: str, preference: str):
+    import torch
+
+    from ..models.transformers import cpu_has_fast_bf16
+
+    if preference != "auto":
+        return getattr(torch, preference)
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device == "mps":
+        return torch.bfloat16 if torch.backends.mps.is_macos_or_newer(14, 0) else torch.float32
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+def load_for_training(base: Base, device: str, dtype, quantize: str = "none"):
+    """The model on `device` in `dtype`, inputs' gradients on (for checkpointing through frozen layers)."""
+    from .._torchvision import import_transformers
+    from ..models.transformers import modalities_of
+
+    transformers = import_transformers()
+    multimodal = len(modalities_of(base.config)) > 1
+    auto = transformers.AutoModelForImageTextToText if multimodal else transformers.AutoModelForCausalLM
+    kwargs = {"dtype": dtype}
+    if quantize == "4bit":
+        if device != "cuda":
+            raise ConfigError("train.quantize = '4bit' (QLoRA) needs a CUDA GPU; on this device use 'none'")
+        kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype)
+        kwargs["device_map"] = {"": device}
+    model = auto.from_pretrained(str(base.folder), attn_implementation="sdpa", **kwargs)
+    if quantize == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    else:
+        model.to(device)
+    model.config.use_cache = False
+    return model

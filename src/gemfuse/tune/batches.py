@@ -1,0 +1,83 @@
+"""The data plan: which rows make micro-batch number k, as a pure function of (seed, epoch), so a resumed run
+and every rank of a multi-process run agree on it without talking.
+
+Rows are length-grouped (little padding, still shuffled) or, for text, packed into full sequences.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from ..data.collate import IGNORE, Collator, length_grouped_batches, pack
+from ..data.schema import Example
+
+
+def row_lengths(examples: Sequence[Example], collator: Collator) -> list[int]:
+    """Token counts for grouping: the rendered text plus each media item's token cost."""
+    target = collator.target
+    texts = [collator.render(e) for e in examples]
+    ids = target.tokenizer(texts, add_special_tokens=False).input_ids if texts else []
+    lengths = []
+    for example, row in zip(examples, ids, strict=True):
+        media = [m for t in example.turns for m in t.media]
+        extra = sum(target.image_cost if m.kind == "image" else target.audio_cost(10.0) for m in media)
+        lengths.append(len(row) + extra)
+    return lengths
+
+
+class Plan:
+    """Step k's rows are one group of `batch_size * grad_accum * world` rows (packs, when packing), cut into
+    one slice per rank and `grad_accum` micro-batches per slice. How a step is split never changes which rows
+    it holds, so 4 micro-batches of 1, one batch of 4, and 2 ranks x 2 compute the same gradient."""
+
+    def __init__(self, examples: Sequence[Example], collator: Collator, batch_size: int, grad_accum: int = 1,
+                 seed: int = 0, packing: bool = False, rank: int = 0, world: int = 1):
+        self.examples = list(examples)
+        self.collator = collator
+        self.batch_size, self.grad_accum = batch_size, grad_accum
+        self.seed = seed
+        self.rank, self.world = rank, world
+        self.per_step = batch_size * grad_accum * world
+        self.packs = None
+        self.lengths = None
+        if packing:
+            rows = [collator([e]) for e in self.examples]
+            rows = [{"input_ids": r["input_ids"][0].tolist(), "labels": r["labels"][0].tolist()} for r in rows]
+            self.packs = pack(rows, collator.max_length)
+            items = len(self.packs)
+        else:
+            self.lengths = row_lengths(self.examples, collator)
+            items = len(self.examples)
+        self.steps_per_epoch = -(-items // self.per_step)
+        self._orders: dict[int, list[list[int]]] = {}
+
+    def order(self, epoch: int) -> list[list[int]]:
+        """The epoch's groups of item indexes, one group per step."""
+        if epoch not in self._orders:
+            self._orders.clear()
+            seed = self.seed * 1_000_003 + epoch
+            if self.packs is not None:
+                order = list(range(len(self.packs)))
+                random.Random(seed).shuffle(order)
+                self._orders[epoch] = [order[i:i + self.per_step] for i in range(0, len(order), self.per_step)]
+            else:
+                self._orders[epoch] = length_grouped_batches(self.lengths, self.per_step, seed=seed)
+        return self._orders[epoch]
+
+    def step_batches(self, step: int) -> list[dict | None]:
+        """This rank's `grad_accum` micro-batches of step `step` (None where its slice is empty)."""
+        epoch, index = divmod(step, self.steps_per_epoch)
+        group = self.order(epoch)[index]
+        share = self.batch_size * self.grad_accum
+        mine = group[self.rank * share:(self.rank + 1) * share]
+        micro = [mine[i * self.batch_size:(i + 1) * self.batch_size] for i in range(self.grad_accum)]
+        if self.packs is not None:
+            return [dict(self.packs[m[0]]) if m else None for m in micro]
+        return [self.collator([self.examples[i] for i in m]) if m else None for m in micro]
+
+
+def supervised_count(batch: dict | None) -> int:
+    if batch is None:
+        return 0
+    return int((batch["labels"][:, 1:] != IGNORE).sum())

@@ -1,0 +1,96 @@
+"""Checkpoints that survive a crash: adapter, optimizer, scheduler, RNG states and the step (which fixes the
+data position), written to a temporary folder and renamed, so a reader sees a whole checkpoint or none.
+
+    run/checkpoints/step-000040/adapter_model.safetensors, adapter_config.json, state.pt
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+STATE = "state.pt"
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Rename `staging` onto `final`, replacing an older `final` without a moment where neither is whole."""
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.rename(final, old)
+        os.rename(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, final)
+
+
+def staging_dir(parent: Path, name: str) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=parent))
+
+
+def rng_state() -> dict:
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run: Path, model, optimizer, scheduler, step: int, extra: dict, keep: int = 2) -> Path:
+    import torch
+
+    folder = run / "checkpoints"
+    staging = staging_dir(folder, f"step-{step:06d}")
+    try:
+        model.save_pretrained(staging)
+        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": rng_state(), **extra}, staging / STATE)
+        final = folder / f"step-{step:06d}"
+        publish(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for old in checkpoints(run)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def checkpoints(run: Path) -> list[Path]:
+    """Whole checkpoints, oldest first (temporary folders of an interrupted save are not listed)."""
+    folder = Path(run) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.startswith("step-") and (p / STATE).is_file())
+
+
+def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
+    """Restore adapter weights, optimizer, scheduler and RNG states in place; returns the saved state."""
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = torch.load(folder / STATE, map_location="cpu", weights_only=False)
+    weights = load_file(str(folder / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(model, weights)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise RuntimeError(f"{folder}: checkpoint does not match this model ({len(unexpected)} unexpected weights)")
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return state

@@ -1,0 +1,179 @@
+"""The one typed config of a fine-tune: a TOML file, `--set section.key=value` on top, defaults below.
+
+Every field is defined once here (with its description) and read by the TOML loader, `--set`, the Python API
+and `gemfuse tune --init`; a mistyped key is an error naming the file, the key and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..config import describe_validation_error, field_names
+from ..errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Section):
+    train: str = Field(description="training data: our JSONL, a `datasets` folder, or a .jsonl/.parquet file")
+    val: str | None = Field(None, description="validation data, same forms as `train`")
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="hold out this share of `train` when no `val` is given")
+    max_length: int = Field(1024, ge=16, description="tokens per row; longer rows are cut (never through media)")
+    packing: bool = Field(False, description="pack text-only rows into full sequences (rows never see each other)")
+    messages_field: str = Field("messages", description="the column holding the conversation in `datasets` data")
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1, description="LoRA rank")
+    alpha: float = Field(32, gt=0, description="LoRA alpha (scale = alpha / r)")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: str = Field("language", description="language | language+vision | language+audio | all | a regex "
+                                                 "over module names")
+    layers: Literal["attention", "all-linear"] = Field("all-linear", description="which linear layers of each block")
+    dora: bool = Field(False, description="weight-decomposed LoRA (DoRA)")
+
+
+class TrainConfig(Section):
+    epochs: float = Field(1.0, gt=0, description="passes over the data (ignored when max_steps is set)")
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    batch_size: int = Field(4, ge=1, description="rows per micro-batch")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    lr: float = Field(2e-4, gt=0, description="peak learning rate")
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0, description="clip gradients to this norm; none to skip")
+    seed: int = 0
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% slower")
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float32"] = Field("auto", description="auto: bf16 where the device runs it "
+                                                                             "well, else fp32 (never fp16 scaling)")
+    quantize: Literal["none", "4bit"] = Field("none", description="4bit: QLoRA on CUDA (bitsandbytes NF4)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads")
+
+
+class RunConfig(Section):
+    eval_every: int = Field(0, ge=0, description="validation loss every N steps (0: at the end only)")
+    save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end and on a signal)")
+    log_every: int = Field(1, ge=1)
+    keep: int = Field(2, ge=1, description="checkpoints kept")
+    progress: bool = Field(True, description="a live progress bar on a terminal")
+
+
+class TuneConfig(Section):
+    model: str = Field(description="a model folder, a hub id, or a configured transformers model name")
+    out: str = Field("runs/lora", description="the run folder")
+    data: DataConfig
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> TuneConfig:
+        if self.data.packing and self.train.batch_size != 1:
+            raise ValueError("data.packing fills each sequence to max_length; set train.batch_size = 1 "
+                             "and raise train.grad_accum instead")
+        return self
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values are TOML values; a bare word that is not one is a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.lr=1e-4")
+        node = raw
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+        node[leaf] = parse_value(value.strip())
+    return raw
+
+
+def load_tune_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                     base: dict | None = None) -> TuneConfig:
+    """Defaults < the TOML file (or `base`) < `overrides`. Relative paths are read from the file's folder."""
+    raw: dict[str, Any] = dict(base or {})
+    where = "--set"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"tune config {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        config = TuneConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, where, known=field_names(TuneConfig))) from None
+    if path is not None:
+        config = relative_to(config, path.parent)
+    return config
+
+
+def relative_to(config: TuneConfig, folder: Path) -> TuneConfig:
+    """Data paths in a config file are read from its folder (the model too, when it names a folder there); `out`
+    stays relative to where the command runs, like every other path the user types."""
+    def local(value: str | None) -> str | None:
+        return value if value is None or Path(value).expanduser().is_absolute() else str(folder / value)
+
+    data = config.data.model_copy(update={"train": local(config.data.train), "val": local(config.data.val)})
+    model = str(folder / config.model) if (folder / config.model).exists() else config.model
+    return config.model_copy(update={"data": data, "model": model})
+
+
+INIT = {
+    "text": ("gemma-3-270m-hf", "data/train.jsonl", "language", 512),
+    "image": ("google/gemma-3-4b-it", "data/images.jsonl", "language+vision", 1024),
+    "audio": ("google/gemma-3n-E2B-it", "data/audio.jsonl", "language+audio", 1024),
+}
+
+
+def init_config(kind: str) -> str:
+    """A commented starting config for `text`, `image` or `audio` data."""
+    if kind not in INIT:
+        raise ConfigError(f"--init {kind!r}: choose text, image or audio")
+    model, train, targets, max_length = INIT[kind]
+    lines = [f"# gemfuse tune config ({kind}). Run: gemfuse tune this.toml [--set train.lr=1e-4 ...]",
+             "# Paths are relative to this file. `gemfuse data validate DATA --model MODEL` checks the data first.",
+             "", f'model = "{model}"   # {TuneConfig.model_fields["model"].description}',
+             f'out = "runs/{kind}-lora"   # {TuneConfig.model_fields["out"].description}', ""]
+    values = {"data": {"train": train, "max_length": max_length}, "lora": {"targets": targets}}
+    for name in ("data", "lora", "train", "run"):
+        section = TuneConfig.model_fields[name].annotation
+        lines.append(f"[{name}]")
+        for key, info in section.model_fields.items():
+            value = values.get(name, {}).get(key, info.default)
+            if info.is_required() and value is None:
+                value = ""
+            text = "# " + key + " = ..." if value is None else f"{key} = {toml_value(value)}"
+            note = f"   # {info.description}" if info.description else ""
+            lines.append(text + note)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)

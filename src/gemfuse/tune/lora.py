@@ -1,0 +1,73 @@
+"""Which modules get LoRA, and the PEFT wrapping.
+
+Targets are chosen from the model itself, not from per-family name lists: every `nn.Linear` under the language
+model whose leaf name is one of the family's layer names, plus every `nn.Linear` inside the vision or audio
+tower when asked. Gemma 4 wraps its tower projections in `Gemma4ClippableLinear` (a module PEFT cannot adapt);
+picking the plain `nn.Linear` inside it is what makes its towers trainable.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import ConfigError
+from ..families import Family
+
+TOWERS = {"vision": ("vision_tower", "embed_vision", "multi_modal_projector"),
+          "audio": ("audio_tower", "embed_audio")}
+PRESETS = {"language": (), "language+vision": ("vision",), "language+audio": ("audio",),
+           "all": ("vision", "audio")}
+
+
+def tower_of(name: str) -> str | None:
+    parts = name.split(".")
+    for tower, markers in TOWERS.items():
+        if any(marker in parts for marker in markers):
+            return tower
+    return None
+
+
+def target_modules(model, family: Family, targets: str, layers: str) -> list[str]:
+    """Full module names to adapt, for a preset name or a regex over module names."""
+    import torch
+
+    linear = [name for name, module in model.named_modules() if type(module) is torch.nn.Linear]
+    linear = [n for n in linear if not n.endswith("lm_head")]
+    if targets in PRESETS:
+        towers = PRESETS[targets]
+        leaves = set(family.lora_targets.get(layers) or family.lora_targets["all-linear"])
+        chosen = []
+        for name in linear:
+            tower = tower_of(name)
+            if tower is None and name.split(".")[-1] in leaves:
+                chosen.append(name)
+            elif tower in towers:
+                chosen.append(name)
+        missing = [t for t in towers if not any(tower_of(n) == t for n in chosen)]
+        if missing:
+            raise ConfigError(f"lora.targets = {targets!r}: this model has no {' or '.join(missing)} tower; "
+                              f"use one of: {', '.join(p for p in PRESETS if set(PRESETS[p]) <= present_towers(linear))}")
+    else:
+        try:
+            pattern = re.compile(targets)
+        except re.error as exc:
+            raise ConfigError(f"lora.targets: {targets!r} is neither a preset ({', '.join(PRESETS)}) "
+                              f"nor a valid regex: {exc}") from None
+        chosen = [n for n in linear if pattern.search(n)]
+    if not chosen:
+        raise ConfigError(f"lora.targets = {targets!r} matches no linear layer of this model")
+    return chosen
+
+
+def present_towers(names: list[str]) -> set[str]:
+    return {t for t in (tower_of(n) for n in names) if t}
+
+
+def apply_lora(model, family: Family, lora) -> tuple[object, list[str]]:
+    """Wrap `model` with PEFT LoRA per the config's `[lora]` section; returns (peft model, module names)."""
+    from peft import LoraConfig, get_peft_model
+
+    modules = target_modules(model, family, lora.targets, lora.layers)
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=modules,
+                        use_dora=lora.dora, bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, config), modules

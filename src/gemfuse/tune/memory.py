@@ -1,0 +1,89 @@
+"""A memory estimate made before the first step, so a run that will not fit says so instead of dying an hour in.
+
+weights (as loaded) + LoRA parameters, gradients and AdamW state (fp32: 16 bytes each) + activations kept for
+backward (per token and layer about (10 * hidden + 3 * intermediate) values; with gradient checkpointing only
+each layer's input) + the loss chunk's logits (chunk x vocab, fp32, three copies).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+GiB = 2**30
+
+
+@dataclass
+class Estimate:
+    weights: int
+    trainable: int
+    activations: int
+    loss: int
+    available: int | None
+    where: str
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.trainable + self.activations + self.loss
+
+    @property
+    def warning(self) -> str | None:
+        if self.available and self.total > 0.9 * self.available:
+            return (f"this run needs about {self.total / GiB:.1f} GiB but {self.where} has {self.available / GiB:.1f} "
+                    "GiB: lower train.batch_size or data.max_length, turn on train.gradient_checkpointing, "
+                    "or use train.quantize = '4bit' on CUDA")
+        return None
+
+    def summary(self) -> str:
+        have = f" of {self.available / GiB:.1f} GiB {self.where}" if self.available else ""
+        return (f"{self.total / GiB:.2f} GiB{have} (weights {self.weights / GiB:.2f}, LoRA + optimizer "
+                f"{self.trainable / GiB:.2f}, activations {self.activations / GiB:.2f}, loss {self.loss / GiB:.2f})")
+
+    def as_dict(self) -> dict:
+        return {"total_gib": round(self.total / GiB, 3), "weights_gib": round(self.weights / GiB, 3),
+                "trainable_gib": round(self.trainable / GiB, 3), "activations_gib": round(self.activations / GiB, 3),
+                "loss_gib": round(self.loss / GiB, 3),
+                "available_gib": round(self.available / GiB, 3) if self.available else None}
+
+
+def available_memory(device: str) -> tuple[int | None, str]:
+    import torch
+
+    if device.startswith("cuda"):
+        free, total = torch.cuda.mem_get_info()
+        return total, "GPU memory"
+    if device == "mps":
+        return int(torch.mps.recommended_max_memory()), "unified memory for the GPU"
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "available RAM"
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "RAM"
+    except (ValueError, OSError, AttributeError):
+        return None, "RAM"
+
+
+def estimate(model, config, device: str, dtype, plan) -> Estimate:
+    import torch
+
+    text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    hidden = getattr(text, "hidden_size", 0)
+    inter = getattr(text, "intermediate_size", 4 * hidden)
+    inter = max(inter) if isinstance(inter, list) else inter
+    layers = getattr(text, "num_hidden_layers", 0)
+    vocab = getattr(text, "vocab_size", 0)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) * 16
+    lengths = getattr(plan, "lengths", None)
+    longest = min(max(lengths), config.data.max_length) if lengths else config.data.max_length
+    tokens = config.train.batch_size * longest
+    width = torch.tensor([], dtype=dtype).element_size()
+    per_token_layer = 2 * hidden if config.train.gradient_checkpointing else 10 * hidden + 3 * inter
+    activations = tokens * layers * per_token_layer * width
+    loss = min(tokens, 1024) * vocab * 4 * 3
+    available, where = available_memory(device)
+    return Estimate(weights, trainable, activations, loss, available, where)

@@ -1,0 +1,103 @@
+"""What a person sees while training: a live bar on a terminal (step, loss, supervised tokens/s, ETA, memory),
+plain lines elsewhere, validation lines, and a summary at the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def memory_used(device: str) -> str:
+    """Peak memory so far: the accelerator's allocator on CUDA/MPS, the process's peak RSS on CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+    if device == "mps":
+        return f"{torch.mps.driver_allocated_memory() / 2**30:.1f} GiB"
+    import resource
+
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return f"{peak_kb / 2**20:.1f} GiB RSS"
+
+
+class Reporter:
+    def __init__(self, console=None, enabled: bool = True):
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self.enabled = enabled
+        self.live = enabled and self.console.is_terminal
+        self.progress = None
+
+    def warnings(self, issues) -> None:
+        if not self.enabled or not issues:
+            return
+        for issue in issues[:10]:
+            self.console.print(f"[yellow]{issue}[/]", markup=True, highlight=False)
+        if len(issues) > 10:
+            self.console.print(f"[yellow]... and {len(issues) - 10} more warnings[/]")
+
+    def start(self, session, step: int) -> None:
+        self.session = session
+        self.first_step = step
+        self.started = time.perf_counter()
+        self.tokens_at_start = session.tokens  # a resumed run's rate counts this process's tokens only
+        if not self.enabled:
+            return
+        s = session
+        estimate = s.estimate
+        self.console.print(
+            f"[bold]gemfuse tune[/] {s.base.name} ({s.target.family.name}) on {s.device} {str(s.dtype)[6:]}"
+            f"{f' x{s.world}' if s.world > 1 else ''}: {len(s.train_rows)} rows"
+            f"{f' + {len(s.val_rows)} validation' if s.val_rows else ''}, {s.total} steps, "
+            f"LoRA r={s.config.lora.r} on {len(s.modules)} modules ({sum(p.numel() for p in s.params):,} parameters)")
+        self.console.print(f"memory estimate: {estimate.summary()}")
+        if estimate.warning:
+            self.console.print(f"[yellow]warning: {estimate.warning}[/]")
+        if step:
+            self.console.print(f"resumed at step {step} from {s.run_dir / 'checkpoints'}")
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+                                     TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                                     console=self.console, transient=False)
+            self.task = self.progress.add_task("train", total=s.total, completed=step, info="")
+            self.progress.start()
+
+    def step(self, step: int, loss: float, tokens: int) -> None:
+        if not self.enabled:
+            return
+        seconds = time.perf_counter() - self.started
+        done = step - self.first_step
+        rate = (tokens - self.tokens_at_start) / seconds if seconds else 0.0
+        info = f"loss {loss:.4f}  {rate:,.0f} tok/s  {memory_used(self.session.device)}"
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, info=info)
+        elif step % self.session.config.run.log_every == 0 or step == self.session.total:
+            remaining = seconds / max(done, 1) * (self.session.total - step)
+            print(f"step {step}/{self.session.total}  {info}  eta {remaining:,.0f}s", file=sys.stderr, flush=True)
+
+    def validation(self, step: int, value: float) -> None:
+        if self.enabled:
+            self.console.print(f"step {step}: validation loss {value:.4f}")
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(text)
+
+    def finish(self, result, stopped_by: str | None) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if not self.enabled:
+            return
+        if result.interrupted:
+            self.console.print(f"[yellow]stopped by {stopped_by} at step {result.steps}[/]; continue with "
+                               f"`gemfuse tune --resume {result.run}`")
+            return
+        best = f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
+        loss = f"{result.train_loss:.4f}" if result.train_loss is not None else "n/a"
+        self.console.print(f"[green]done[/]: {result.steps} steps in {result.seconds:,.0f}s, {result.tokens:,} "
+                           f"supervised tokens, final loss {loss}{best}\nadapter: {result.adapter}\n"
+                           f"try it: gemfuse ask -m {result.run} \"...\"")
