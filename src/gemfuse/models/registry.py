@@ -70,6 +70,12 @@ class Registry:
 
     def spec(self, name: str) -> ModelSpec:
         if name not in self.config.specs:
+            from .finetuned import run_spec
+
+            found = run_spec(name)  # a fine-tune's run folder is a model by its path
+            if found is not None:
+                self.config.specs[name] = found
+                return found
             from ..config import unknown_model_message
 
             raise UnknownModelError(unknown_model_message(name, self.names(presets=True)))

@@ -132,7 +132,9 @@ class TransformersModel(LocalModel):
             try:
                 from peft import PeftModel
 
-                model = PeftModel.from_pretrained(model, self.spec.adapter)
+                from .finetuned import adapter_folder
+
+                model = PeftModel.from_pretrained(model, str(adapter_folder(self.spec.adapter)))
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(f"cannot load adapter {self.spec.adapter}: {exc}", model=self.name) from exc
         model.to(device).eval()
@@ -204,8 +206,15 @@ class TransformersModel(LocalModel):
                     emit(StreamChunk(text=text))
 
         sampling = options.temperature is None or options.temperature > 0
+        # Gemma chat turns end with <end_of_turn>; a config converted from a GGUF may list only <eos>.
+        eos = model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+        if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id and end_of_turn not in eos:
+            eos.append(end_of_turn)
         kwargs: dict[str, Any] = dict(max_new_tokens=options.max_tokens, do_sample=sampling,
-                                      streamer=Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True))
+                                      streamer=Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
+                                      eos_token_id=eos or None)
         if sampling:
             kwargs.update(temperature=options.temperature or 1.0, top_p=options.top_p or 1.0)
         if options.stop or self.spec.stop:

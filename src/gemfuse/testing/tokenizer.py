@@ -96,9 +96,19 @@ def text_config(**extra) -> dict:
                 eos_token_id=[IDS["eos"], IDS["end_of_turn"]], **extra)
 
 
+# At the default init (std 0.02) the tied LM head's logits stay within about +-1.3 whatever the hidden state,
+# so LoRA (which leaves embeddings and norms alone) could never make a confident prediction. Trained Gemmas
+# have far larger embeddings; this brings the tiny ones into a range where a fine-tune can learn.
+EMBED_SCALE = 10.0
+
+
 def save(model, processor, folder: Path) -> Path:
     """Write a tiny model and its processor; answers end at <end_of_turn> as Gemma's do."""
     model.generation_config.eos_token_id = [IDS["eos"], IDS["end_of_turn"]]
+    import torch
+
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(EMBED_SCALE)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return Path(folder)

@@ -92,7 +92,7 @@ def load_for_training(base: Base, device: str, dtype, quantize: str = "none"):
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype)
         kwargs["device_map"] = {"": device}
-    model = auto.from_pretrained(str(base.folder), attn_implementation="sdpa", **kwargs)
+    model = auto.from_pretrained(str(base.folder), **kwargs)
     if quantize == "4bit":
         from peft import prepare_model_for_kbit_training
 

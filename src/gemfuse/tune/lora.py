@@ -63,11 +63,24 @@ def present_towers(names: list[str]) -> set[str]:
     return {t for t in (tower_of(n) for n in names) if t}
 
 
+PROJECTORS = {"vision": ("multi_modal_projector", "embed_vision"), "audio": ("embed_audio",)}
+
+
+def projectors_to_train(model, towers: set[str]) -> list[str]:
+    """The small projectors between a trained tower and the language model are trained whole (Gemma 3's is a
+    bare weight matrix LoRA cannot reach; a low-rank update of the others learned nothing in our tests)."""
+    present = {name.split(".")[-1] for name, _ in model.named_modules()}
+    return [p for tower in sorted(towers) for p in PROJECTORS[tower] if p in present]
+
+
 def apply_lora(model, family: Family, lora) -> tuple[object, list[str]]:
     """Wrap `model` with PEFT LoRA per the config's `[lora]` section; returns (peft model, module names)."""
     from peft import LoraConfig, get_peft_model
 
     modules = target_modules(model, family, lora.targets, lora.layers)
+    projectors = projectors_to_train(model, present_towers(modules))
+    modules = [m for m in modules if not set(m.split(".")) & set(projectors)]
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=modules,
+                        modules_to_save=projectors or None,
                         use_dora=lora.dora, bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, config), modules

@@ -1,0 +1,70 @@
+"""Proof that training learns: the pixels reach the loss (a blanked control stays at chance), and a real
+Gemma 3 270M learns made-up facts it cannot know, asked in phrasings it never saw."""
+
+import pytest
+
+from gemfuse.tune import load_tune_config, train
+
+
+def run(model, task, out, targets, steps=100, lr=1e-2, batch_size=8):
+    config = load_tune_config(None, [], base={
+        "model": str(model), "out": str(out), "data": {"train": str(task.train)},
+        "lora": {"r": 8, "alpha": 16, "targets": targets},
+        "train": {"max_steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": 5, "dtype": "float32"},
+        "run": {"progress": False}})
+    return train(config)
+
+
+def held_out_accuracy(folder, adapter, held_out, choices) -> float:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from gemfuse.data.collate import Collator
+    from gemfuse.data.target import load_target
+    from gemfuse.testing.tasks import choice_accuracy
+
+    model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32), adapter)
+    return choice_accuracy(model, Collator(load_target(str(folder))), held_out, choices)
+
+
+@pytest.mark.parametrize("family", ["gemma3", "gemma4"])
+def test_image_task_is_learned_from_the_pixels(tmp_path, tiny_model, family):
+    from gemfuse.testing.tasks import colour_task
+
+    folder = tiny_model(family)
+    held = colour_task(tmp_path / "held", seed=1)  # unseen pictures, real colours
+    learned = run(folder, colour_task(tmp_path / "real"), tmp_path / "run-real", "language+vision")
+    blanked = run(folder, colour_task(tmp_path / "blank", blank=True), tmp_path / "run-blank", "language+vision")
+    accuracy = held_out_accuracy(folder, learned.adapter, held.held_out, held.choices)
+    control = held_out_accuracy(folder, blanked.adapter, held.held_out, held.choices)
+    assert accuracy >= 0.8, (accuracy, control)  # chance is 1/3
+    assert control <= 0.5, (accuracy, control)
+    assert learned.train_loss < blanked.train_loss / 3
+
+
+def test_real_gemma_learns_made_up_facts(tmp_path):
+    """LoRA on the built-in Gemma 3 270M (its transformers twin): made-up capitals, held-out phrasings."""
+    import asyncio
+
+    from gemfuse import GenerateOptions, Message
+    from gemfuse.data.schema import read_jsonl
+    from gemfuse.models.registry import Registry
+    from gemfuse.testing.tasks import facts_task
+
+    task = facts_task(tmp_path / "facts")
+    questions = [(e.turns[0].text, e.turns[-1].text) for e in read_jsonl(task.held_out)]
+    result = run("gemma-3-270m-hf", task, tmp_path / "run", "language", steps=30, lr=2e-3, batch_size=6)
+    registry = Registry.load()
+
+    async def accuracy(name):
+        model = registry.get(name)
+        right = 0
+        for question, answer in questions:
+            completion = await model.generate([Message.user(question)], GenerateOptions(max_tokens=16, temperature=0))
+            right += answer.lower() in completion.text.lower()
+        return right / len(questions)
+
+    before = asyncio.run(accuracy("gemma-3-270m-hf"))
+    after = asyncio.run(accuracy(str(result.run)))  # the run folder is a model name
+    assert before <= 0.1 and after >= 0.6, (before, after)
