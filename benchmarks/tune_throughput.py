@@ -1,0 +1,254 @@
+"""One fixed LoRA workload through gemfuse and through TRL's SFTTrainer + PEFT (completion-only loss), each run
+in its own process, alternating for several rounds. Prints supervised tokens/s, step time, peak RSS (and peak
+GPU memory on CUDA), final loss, the ratios gemfuse / TRL, and model FLOP use against the matmul rate measured
+in this run (bf16 or fp32, whichever this machine runs faster).
+
+    python benchmarks/tune_throughput.py                       # real Gemma 3 270M (built-in), CPU
+    python benchmarks/tune_throughput.py --model FOLDER --steps 30 --rounds 3
+    python benchmarks/tune_throughput.py --random-gemma-270m   # same architecture, random weights (no download)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
+         "quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()
+
+
+def make_data(folder: Path, rows: int = 96, seed: int = 0) -> Path:
+    """Fixed synthetic instructions: a ~50-word prompt, a ~25-word answer (rewrite words in reverse order)."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(rows):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(8, 25))]
+        prompt = "Write these words in reverse order, separated by spaces: " + " ".join(words) + ". " + \
+                 " ".join(rng.choice(WORDS) for _ in range(25))
+        lines.append({"messages": [{"role": "user", "content": prompt},
+                                   {"role": "assistant", "content": " ".join(reversed(words))}]})
+    path = folder / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def matmul_rate() -> tuple[float, str]:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    n = 4096 if device == "cuda" else 1024
+    best = (0.0, "")
+    for dtype in (torch.bfloat16, torch.float32):
+        a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+        for _ in range(3):
+            a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start, count = time.perf_counter(), 0
+        while time.perf_counter() - start < 1.0:
+            a @ b
+            count += 1
+        if device == "cuda":
+            torch.cuda.synchronize()
+        rate = 2 * n**3 * count / (time.perf_counter() - start)
+        best = max(best, (rate, str(dtype).removeprefix("torch.")))
+    return best
+
+
+# -- the two sides, each run as `python tune_throughput.py --side NAME ...` in its own process -------------------
+def side_gemfuse(args) -> dict:
+    from gemfuse.tune import load_tune_config, train
+
+    out = Path(tempfile.mkdtemp()) / "run"
+    config = load_tune_config(None, [], base={
+        "model": args.model, "out": str(out), "data": {"train": args.data, "max_length": args.max_length},
+        "lora": {"r": 16, "alpha": 32, "targets": "language"},
+        "train": {"max_steps": args.steps, "batch_size": args.batch, "lr": 2e-4, "schedule": "constant",
+                  "max_grad_norm": 1.0, "seed": 0, "dtype": args.dtype},
+        "run": {"progress": False}})
+    result = train(config)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return timing(metrics, args.warmup, [m["loss"] for m in metrics])
+
+
+def side_trl(args) -> dict:
+    import torch
+
+    from gemfuse._torchvision import import_transformers
+
+    transformers = import_transformers()
+    from datasets import load_dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from gemfuse.data.target import load_target
+    from gemfuse.families import LINEAR_TEXT
+    from gemfuse.tune.base import resolve_base
+
+    base = resolve_base(args.model)
+    target = load_target(str(base.folder))
+    tokenizer = target.tokenizer
+    tokenizer.chat_template = target.chat_template
+    rows = load_dataset("json", data_files=args.data, split="train")
+    # prompt-completion form: TRL's completion_only_loss puts the loss on the answer alone, as gemfuse does
+    def split(row):
+        prompt = target.render(row["messages"][:1], add_generation_prompt=True)
+        full = target.render(row["messages"])
+        return {"prompt": prompt, "completion": full[len(prompt):]}
+    rows = rows.map(split, remove_columns=["messages"])
+    dtype = getattr(torch, args.dtype) if args.dtype != "auto" else torch.float32
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(base.folder), dtype=dtype)
+    times, losses, tokens = [], [], []
+
+    class Clock(transformers.TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - self.start)
+
+        def on_log(self, _args, state, control, logs=None, **k):
+            if logs and "loss" in logs:
+                losses.append(logs["loss"])
+
+    config = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=args.steps, per_device_train_batch_size=args.batch,
+                       learning_rate=2e-4, lr_scheduler_type="constant", max_grad_norm=1.0, seed=0, logging_steps=1,
+                       save_strategy="no", report_to=[], completion_only_loss=True, max_length=args.max_length,
+                       bf16=dtype == torch.bfloat16, dataloader_num_workers=0, disable_tqdm=True)
+    peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LINEAR_TEXT, task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=config, train_dataset=rows, processing_class=tokenizer, peft_config=peft,
+                         callbacks=[Clock()])
+    for batch in trainer.get_train_dataloader():  # supervised tokens per step, as TRL batches them
+        tokens.append(int((batch["labels"][:, 1:] != -100).sum()))
+    trainer.train()
+    per_step = [statistics.fmean(tokens)] * len(times)  # TRL shuffles on its own: use the mean per step
+    return timing([{"seconds": sum(times[:i + 1]), "tokens": sum(per_step[:i + 1])} for i in range(len(times))],
+                  args.warmup, losses)
+
+
+def timing(metrics: list[dict], warmup: int, losses: list[float]) -> dict:
+    import torch
+
+    seconds = [m["seconds"] for m in metrics]
+    tokens = [m["tokens"] for m in metrics]
+    steady_s = seconds[-1] - seconds[warmup - 1]
+    steady_tokens = tokens[-1] - tokens[warmup - 1]
+    peak_gpu = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    return {"tokens_per_s": steady_tokens / steady_s, "step_s": steady_s / (len(seconds) - warmup),
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "peak_gpu_gib": peak_gpu,
+            "final_loss": statistics.fmean(losses[-5:]), "losses": losses,
+            "supervised_tokens_per_step": steady_tokens / (len(seconds) - warmup)}
+
+
+def run_side(name: str, args) -> dict:
+    command = [sys.executable, __file__, "--side", name, "--model", args.model, "--data", args.data,
+               "--steps", str(args.steps), "--batch", str(args.batch), "--max-length", str(args.max_length),
+               "--warmup", str(args.warmup), "--dtype", args.dtype]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def model_flops_per_step(folder: str, result: dict, rows_tokens: float) -> float:
+    """4 x (non-embedding parameters) x tokens (forward, and backward to the inputs; frozen weights need no
+    weight gradient) + the LM head at the supervised tokens."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    text = config.get("text_config", config)
+    hidden, layers, inter = text["hidden_size"], text["num_hidden_layers"], text["intermediate_size"]
+    heads, kv, head_dim = text["num_attention_heads"], text["num_key_value_heads"], text.get("head_dim", hidden // text["num_attention_heads"])
+    per_layer = hidden * head_dim * (2 * heads + 2 * kv) + 3 * hidden * inter
+    return 4 * per_layer * layers * rows_tokens + 6 * hidden * text["vocab_size"] * result["supervised_tokens_per_step"]
+
+
+def random_gemma_270m(folder: Path) -> str:
+    """Gemma 3 270M's architecture (262k vocabulary) with random weights and the tiny offline tokenizer."""
+    from gemfuse._torchvision import import_transformers
+
+    transformers = import_transformers()
+    from gemfuse.testing.tokenizer import build_tokenizer
+
+    config = transformers.Gemma3TextConfig(vocab_size=262_144, hidden_size=640, intermediate_size=2048,
+                                           num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1,
+                                           head_dim=256, sliding_window=512, max_position_embeddings=32_768)
+    transformers.Gemma3ForCausalLM(config).save_pretrained(folder)
+    build_tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--side")
+    parser.add_argument("--model", default="gemma-3-270m-hf")
+    parser.add_argument("--random-gemma-270m", action="store_true")
+    parser.add_argument("--data")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--dtype", default="auto")
+    args = parser.parse_args()
+    if args.side:
+        print(json.dumps({"gemfuse": side_gemfuse, "trl": side_trl}[args.side](args)))
+        return
+    work = Path(tempfile.mkdtemp())
+    args.data = args.data or str(make_data(work))
+    if args.random_gemma_270m:
+        args.model = random_gemma_270m(work / "gemma-270m-random")
+    from gemfuse.tune.base import resolve_base
+
+    folder = str(resolve_base(args.model).folder)
+    rate, rate_dtype = matmul_rate()
+    results = {"gemfuse": [], "trl": []}
+    for _ in range(args.rounds):
+        for name in ("trl", "gemfuse"):
+            results[name].append(run_side(name, args))
+            print(f"  {name}: {results[name][-1]['tokens_per_s']:.1f} supervised tok/s", file=sys.stderr, flush=True)
+    summary = {}
+    for name, runs in results.items():
+        summary[name] = {k: statistics.median(r[k] for r in runs) for k in
+                         ("tokens_per_s", "step_s", "peak_rss_gib", "final_loss", "supervised_tokens_per_step")}
+        summary[name]["spread_tokens_per_s"] = (min(r["tokens_per_s"] for r in runs), max(r["tokens_per_s"] for r in runs))
+        gpu = [r["peak_gpu_gib"] for r in runs if r["peak_gpu_gib"] is not None]
+        summary[name]["peak_gpu_gib"] = statistics.median(gpu) if gpu else None
+    row_tokens = args.batch * estimate_row_tokens(folder, args.data)
+    flops = model_flops_per_step(folder, summary["gemfuse"], row_tokens) / summary["gemfuse"]["step_s"]
+    print(f"workload: {args.model}, LoRA r=16 on attention+MLP, batch {args.batch}, max length {args.max_length}, "
+          f"{args.steps} steps ({args.warmup} warm-up), {args.rounds} rounds, dtype {args.dtype}")
+    print(f"{'':10}{'sup tok/s':>12}{'spread':>18}{'step s':>9}{'peak RSS GiB':>14}{'peak GPU GiB':>14}{'final loss':>12}")
+    for name, s in summary.items():
+        gpu = f"{s['peak_gpu_gib']:.2f}" if s["peak_gpu_gib"] is not None else "-"
+        print(f"{name:10}{s['tokens_per_s']:12.1f}{s['spread_tokens_per_s'][0]:9.1f}-{s['spread_tokens_per_s'][1]:<8.1f}"
+              f"{s['step_s']:9.3f}{s['peak_rss_gib']:14.2f}{gpu:>14}{s['final_loss']:12.4f}")
+    g, t = summary["gemfuse"], summary["trl"]
+    print(f"ratios gemfuse/TRL: tokens/s {g['tokens_per_s'] / t['tokens_per_s']:.2f}x, peak RSS "
+          f"{g['peak_rss_gib'] / t['peak_rss_gib']:.2f}x" + (f", peak GPU {g['peak_gpu_gib'] / t['peak_gpu_gib']:.2f}x"
+                                                            if g["peak_gpu_gib"] and t["peak_gpu_gib"] else ""))
+    print(f"model FLOP use (gemfuse): {flops / 1e9:.1f} GFLOP/s = {flops / rate:.1%} of the measured {rate_dtype} "
+          f"matmul rate ({rate / 1e9:.0f} GFLOP/s)")
+
+
+def estimate_row_tokens(folder: str, data: str) -> float:
+    from gemfuse.data.target import load_target
+
+    target = load_target(folder)
+    rows = [json.loads(line) for line in Path(data).read_text().splitlines()]
+    return statistics.fmean(len(target.tokenizer(target.render(r["messages"]), add_special_tokens=False).input_ids)
+                            for r in rows)
+
+
+if __name__ == "__main__":
+    main()
