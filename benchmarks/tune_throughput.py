@@ -74,7 +74,7 @@ def side_gemfuse(args) -> dict:
         "train": {"max_steps": args.steps, "batch_size": args.batch, "lr": 2e-4, "schedule": "constant",
                   "max_grad_norm": 1.0, "seed": 0, "dtype": args.dtype},
         "run": {"progress": False}})
-    result = train(config)
+    train(config)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return timing(metrics, args.warmup, [m["loss"] for m in metrics])
 
@@ -168,7 +168,8 @@ def model_flops_per_step(folder: str, result: dict, rows_tokens: float) -> float
     config = json.loads((Path(folder) / "config.json").read_text())
     text = config.get("text_config", config)
     hidden, layers, inter = text["hidden_size"], text["num_hidden_layers"], text["intermediate_size"]
-    heads, kv, head_dim = text["num_attention_heads"], text["num_key_value_heads"], text.get("head_dim", hidden // text["num_attention_heads"])
+    heads, kv = text["num_attention_heads"], text["num_key_value_heads"]
+    head_dim = text.get("head_dim") or hidden // heads
     per_layer = hidden * head_dim * (2 * heads + 2 * kv) + 3 * hidden * inter
     return 4 * per_layer * layers * rows_tokens + 6 * hidden * text["vocab_size"] * result["supervised_tokens_per_step"]
 
