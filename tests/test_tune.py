@@ -224,3 +224,20 @@ def test_sigterm_mid_run_leaves_a_loadable_checkpoint_and_resumes(tmp_path, tiny
 
     result = resume(tmp_path / "run", [f"train.max_steps={step + 2}"])
     assert result.steps == step + 2 and (result.adapter / "adapter_config.json").is_file()
+
+
+def test_two_processes_equal_one(tmp_path, tiny_model, text_data):
+    """torchrun with 2 CPU processes (gloo), batch 2 each, gives the adapter of one process with batch 4."""
+    folder = tiny_model("gemma3")
+    single = train(tiny_config(folder, text_data, tmp_path / "single", batch_size=4, max_steps=3))
+    config = tmp_path / "tune.toml"
+    config.write_text(f'model = "{folder}"\nout = "{tmp_path / "ddp"}"\n[data]\ntrain = "{text_data}"\n'
+                      '[lora]\nr = 4\nalpha = 8\n[train]\nmax_steps = 3\nbatch_size = 2\nlr = 1e-2\n'
+                      'dtype = "float32"\nseed = 1\n[run]\nprogress = false\n')
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                           "29517", "-m", "gemfuse.cli", "tune", str(config)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["status"] == "done"
+    assert_same_weights(adapter_weights(single.run), adapter_weights(tmp_path / "ddp"))

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..data.schema import read_jsonl
+from ..data.sources import read_rows
 
 
 def run_import(source: Path, out: Path, fmt: str, instruction: str | None, val_out: Path | None,
@@ -47,7 +47,7 @@ def run_preview(path: Path, model: str, count: int, max_length: int | None) -> i
     collator = Collator(target, max_length)
     color = sys.stdout.isatty()
     shown = 0
-    for example in read_jsonl(path):
+    for example in read_rows(path):
         if shown >= count:
             break
         if any(i.severity == "error" for i in example.issues):

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .media import MediaCache
-from .schema import Example, Issue, read_jsonl
+from .schema import Example, Issue
+from .sources import read_rows
 from .target import Target
 
 IMAGE_MAX_SIDE = 4096
@@ -168,7 +169,7 @@ def content_fingerprint(example: Example, cache: MediaCache) -> str:
 
 
 def load_examples(path: Path, cache: MediaCache) -> list[Example]:
-    examples = list(read_jsonl(path))
+    examples = read_rows(path)  # our JSONL, or a `datasets` folder / JSONL / Parquet file
     cache.inspect_all([m for e in examples for t in e.turns for m in t.media])
     return examples
 

@@ -98,8 +98,9 @@ def text_config(**extra) -> dict:
 
 # At the default init (std 0.02) the tied LM head's logits stay within about +-1.3 whatever the hidden state,
 # so LoRA (which leaves embeddings and norms alone) could never make a confident prediction. Trained Gemmas
-# have far larger embeddings; this brings the tiny ones into a range where a fine-tune can learn.
-EMBED_SCALE = 10.0
+# reach far larger logits; scaling the final norm's output brings the tiny ones there without changing
+# which token is most likely (scaling the embeddings instead makes the model echo its last input token).
+LOGIT_SCALE = 10.0
 
 
 def save(model, processor, folder: Path) -> Path:
@@ -107,8 +108,12 @@ def save(model, processor, folder: Path) -> Path:
     model.generation_config.eos_token_id = [IDS["eos"], IDS["end_of_turn"]]
     import torch
 
+    norm = next(m for name, m in model.named_modules() if name.endswith("language_model.norm"))
     with torch.no_grad():
-        model.get_input_embeddings().weight.mul_(EMBED_SCALE)
+        if not norm.weight.any():  # Gemma 3's norm scales by (1 + weight)
+            norm.weight.fill_(LOGIT_SCALE - 1)
+        else:
+            norm.weight.mul_(LOGIT_SCALE)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return Path(folder)

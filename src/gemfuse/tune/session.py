@@ -51,7 +51,8 @@ class Session:
         cfg = self.config
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        self._check_run_folder()
+        if self.main:  # the other ranks would see the folder rank 0 is already writing
+            self._check_run_folder()
         device = pick_device(cfg.train.device)
         if self.world > 1:
             device = self._init_distributed(device)
