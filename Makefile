@@ -33,6 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]' 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0
 	$(BIN)/python benchmarks/backend_overhead.py
 	$(BIN)/python benchmarks/fusion_overhead.py
 	$(BIN)/python benchmarks/serve_overhead.py
