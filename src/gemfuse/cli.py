@@ -162,6 +162,50 @@ def export_(run: Path = typer.Argument(..., help="a run folder from gemfuse tune
     raise typer.Exit(code)
 
 
+@app.command("eval")
+def eval_(dataset: str = typer.Argument(..., help="builtin:arithmetic | builtin:word | builtin:math (-choice), a JSONL, "
+                                                   "a GSM8K file, a datasets folder or .parquet"),
+          models: str | None = typer.Option(None, "--models", help="single models to score: a,b,runs/my-lora"),
+          pool: str | None = typer.Option(None, "--pool", help="the fusion pool: a,b"),
+          judge: str | None = typer.Option(None, "--judge", help="the fusion judge"),
+          systems: str = typer.Option("members", "--systems",
+                                      help="members,vote,best-of,merge,debate,self, fusion/<preset> or model names"),
+          n: int | None = typer.Option(None, "--n", min=1, help="the first N items (built-in sets: how many to make; 60)"),
+          seed: int = typer.Option(0, "--seed"),
+          out: Path | None = typer.Option(None, "--out", "-o", help="write report.json, report.md, records, a PNG here"),
+          scorer: str = typer.Option("auto", "--scorer", help="auto | exact | numeric | choice | regex | rubric"),
+          tolerance: float = typer.Option(1e-6, "--tolerance", help="numeric: relative tolerance"),
+          pattern: str | None = typer.Option(None, "--pattern", help="regex: read the answer from this group"),
+          evaluator: str | None = typer.Option(None, "--evaluator", help="rubric: the grading model (not a judge)"),
+          rubric: str | None = typer.Option(None, "--rubric", help="rubric: what a better answer does"),
+          dev_fraction: float = typer.Option(0.25, "--dev-fraction", min=0.0, max=0.9,
+                                             help="items that choose the best member (without a split column)"),
+          max_tokens: int = typer.Option(96, "--max-tokens", min=1, help="members' answer length"),
+          judge_max_tokens: int = typer.Option(64, "--judge-max-tokens", min=1),
+          temperature: float = typer.Option(0.0, "--temperature", "-t", min=0.0, max=2.0),
+          swap_check: bool = typer.Option(False, "--swap-check", help="best-of: ask the judge in two orders"),
+          concurrency: int = typer.Option(32, "--concurrency", min=1, help="items in flight (each model keeps its own limit)"),
+          cache: str | None = typer.Option(None, "--cache", help="the SQLite answer cache, or 'off' [default: user cache]"),
+          as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+          config: Path | None = ConfigOpt) -> None:
+    """Score models, fine-tunes and fusion modes on one eval set: accuracy with intervals, paired tests against
+    the best member and the base, cost, latency, and the judge's position bias. Every call is cached."""
+    from .commands.evals import run_eval
+    from .errors import GemfuseError
+    from .evals import EvalSettings
+
+    settings = EvalSettings(scorer=scorer, tolerance=tolerance, pattern=pattern, evaluator=evaluator, rubric=rubric,
+                            seed=seed, concurrency=concurrency)
+    try:
+        code = run_eval(dataset, models=models, pool=pool, judge=judge, systems=systems, n=n, seed=seed, out=out,
+                        settings=settings, config=config, cache=cache, max_tokens=max_tokens,
+                        judge_max_tokens=judge_max_tokens, temperature=temperature, swap_check=swap_check,
+                        dev_fraction=dev_fraction, as_json=as_json)
+    except (GemfuseError, OSError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind; others need an API key set"),
           port: int = typer.Option(8000, "--port"),

@@ -43,7 +43,8 @@ def _is_ours(path: Path) -> bool:
     return True
 
 
-def _load(path: Path):
+def load_table(path: Path):
+    """A `datasets` folder or a .jsonl / .parquet / .csv file as one `datasets.Dataset` (its train split)."""
     try:
         import datasets
     except ImportError:
@@ -61,7 +62,7 @@ def _load(path: Path):
 
 
 def _from_datasets(path: Path, messages_field: str):
-    rows = _load(path)
+    rows = load_table(path)
     if messages_field not in rows.column_names:
         raise ConfigError(f"data: {path} has no {messages_field!r} column (columns: {', '.join(rows.column_names)}); "
                           "set data.messages_field")

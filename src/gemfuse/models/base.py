@@ -59,6 +59,7 @@ class StreamChunk:
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    latency_s: float | None = None  # set by a replayed answer (an eval's cache): the latency it was measured at
 
 
 @dataclass
@@ -88,7 +89,7 @@ async def collect(name: str, chunks: AsyncIterator[StreamChunk],
     start = time.perf_counter()
     pieces: list[str] = []
     ttft = None
-    finish, usage = None, None
+    finish, usage, replayed = None, None, None
     async for chunk in chunks:
         if chunk.text:
             if ttft is None:
@@ -100,10 +101,11 @@ async def collect(name: str, chunks: AsyncIterator[StreamChunk],
                     await result
         finish = chunk.finish_reason or finish
         usage = chunk.usage or usage
+        replayed = chunk.latency_s if chunk.latency_s is not None else replayed
     text = "".join(pieces)
     return Completion(text=text, model=name, finish_reason=finish,
                       usage=usage or Usage(0, estimate_tokens(text), estimated=True),
-                      latency_s=time.perf_counter() - start, ttft_s=ttft)
+                      latency_s=replayed if replayed is not None else time.perf_counter() - start, ttft_s=ttft)
 
 
 class Model(ABC):

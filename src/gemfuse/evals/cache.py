@@ -1,0 +1,170 @@
+"""Nothing paid twice: every model call of an eval is kept in SQLite (WAL) under a hash of what decides its
+answer (model and its config, messages, sampling options and seed), and so is every scored item.
+
+An interrupted eval resumes where it stopped; a re-run with another judge or mode re-uses the members' answers;
+two systems asking the same question at the same moment share one call. Failed calls are not kept, so a re-run
+tries them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..messages import Message
+from ..models.base import Completion, GenerateOptions, Model, StreamChunk, Usage
+from ..models.registry import Registry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, text TEXT, finish TEXT, prompt_tokens INTEGER,
+    completion_tokens INTEGER, estimated INTEGER, latency_s REAL, created REAL);
+CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, system TEXT, item TEXT, record TEXT, created REAL);
+"""
+# Fields of a model's spec that do not change its answers: a price or a description edit keeps the cache.
+NEUTRAL_SPEC_FIELDS = {"price", "description", "concurrency", "api_key_env", "timeout", "max_retries", "backoff_s",
+                       "max_backoff_s", "threads"}
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+class EvalCache:
+    """The SQLite file: model calls and scored items. One writer (the eval's event loop)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: safe against a killed process
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- model calls --------------------------------------------------------------------------------------------
+    def get_call(self, key: str) -> Completion | None:
+        row = self.db.execute("SELECT model, text, finish, prompt_tokens, completion_tokens, estimated, latency_s "
+                              "FROM calls WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        model, text, finish, prompt, completion, estimated, latency = row
+        return Completion(text=text, model=model, finish_reason=finish, usage=Usage(prompt, completion, bool(estimated)),
+                          latency_s=latency)
+
+    def put_call(self, key: str, completion: Completion) -> None:
+        usage = completion.usage
+        self.db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (key, completion.model, completion.text, completion.finish_reason, usage.prompt_tokens,
+                         usage.completion_tokens, int(usage.estimated), completion.latency_s, time.time()))
+
+    def call_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    # -- scored items -------------------------------------------------------------------------------------------
+    def get_result(self, key: str) -> dict | None:
+        row = self.db.execute("SELECT record FROM results WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_result(self, key: str, system: str, item: str, record: dict) -> None:
+        self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)",
+                        (key, system, item, json.dumps(record, ensure_ascii=False), time.time()))
+
+
+def call_key(name: str, spec, messages: Sequence[Message], options: GenerateOptions) -> str:
+    identity = spec.model_dump(mode="json", exclude=NEUTRAL_SPEC_FIELDS & set(type(spec).model_fields))
+    return digest({"v": 1, "model": name, "spec": identity, "messages": [m.to_openai() for m in messages],
+                   "options": options.model_dump(mode="json")})
+
+
+class CachedModel(Model):
+    """A model whose calls go through the cache; a miss waits for the model's own concurrency slot."""
+
+    def __init__(self, inner: Model, registry: CachingRegistry):
+        super().__init__(inner.name)
+        self.inner = inner
+        self.registry = registry
+        self.modalities = inner.modalities
+
+    async def generate(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> Completion:
+        options = options or GenerateOptions()
+        key = call_key(self.name, self.registry.spec(self.name), messages, options)
+        return await self.registry.cached_call(key, self.name, lambda: self._call(messages, options))
+
+    async def _call(self, messages: Sequence[Message], options: GenerateOptions) -> Completion:
+        async with self.registry.inner.slot(self.name):
+            return await self.inner.generate(messages, options)
+
+    async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
+                     ) -> AsyncIterator[StreamChunk]:
+        completion = await self.generate(messages, options)
+        yield StreamChunk(text=completion.text)
+        yield StreamChunk(finish_reason=completion.finish_reason or "stop", usage=completion.usage,
+                          latency_s=completion.latency_s)
+
+    async def check(self) -> tuple[bool, str]:
+        return await self.inner.check()
+
+
+class CachingRegistry(Registry):
+    """The registry an eval runs on: the same models and presets, every call through the cache."""
+
+    def __init__(self, inner: Registry, cache: EvalCache | None):
+        super().__init__(inner.config)
+        self.inner = inner
+        self.cache = cache
+        self.inflight: dict[str, asyncio.Future] = {}
+        self.made: Counter = Counter()  # calls that reached a model, by model
+        self.reused: Counter = Counter()  # calls answered from the cache or by a call already in flight
+
+    def get(self, name: str) -> Model:
+        from ..fusion.preset import FUSION_PREFIX
+
+        if name.startswith(FUSION_PREFIX):
+            return super().get(name)
+        if name not in self._models:
+            self._models[name] = CachedModel(self.inner.get(name), self)
+        return self._models[name]
+
+    def slot(self, name: str):
+        """No slot here: a cached answer needs none, and a miss takes the model's own (CachedModel._call)."""
+        return contextlib.nullcontext()
+
+    async def cached_call(self, key: str, model: str, call) -> Completion:
+        if self.cache is not None and (hit := self.cache.get_call(key)) is not None:
+            self.reused[model] += 1
+            return hit
+        if key in self.inflight:
+            self.reused[model] += 1
+            return await asyncio.shield(self.inflight[key])
+        future = asyncio.get_running_loop().create_future()
+        self.inflight[key] = future
+        try:
+            completion = await call()
+            self.made[model] += 1
+            if self.cache is not None and completion.text.strip():
+                self.cache.put_call(key, completion)
+            future.set_result(completion)
+            return completion
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # marked as retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self.inflight[key]
+
+    async def aclose(self) -> None:
+        self._models.clear()
+        await self.inner.aclose()

@@ -1,0 +1,260 @@
+"""The eval loop: every system on its items, concurrently (bounded overall and per model), each scored item kept
+in the cache as soon as it is done, so a killed eval resumes and a finished one re-reports for free.
+
+    report = gemfuse.evals.run("builtin:arithmetic", models=["smollm2-135m", "gemma-3-270m"],
+                               pool=["smollm2-135m", "gemma-3-270m"], judge="smollm2-135m",
+                               systems=["members", "vote", "best-of"], n=60, out="evals/first")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, GemfuseError
+from ..fusion.api import afuse
+from ..fusion.engine import QuorumError
+from ..fusion.trace import FusionTrace
+from ..messages import Message
+from ..models.base import GenerateOptions
+from ..paths import cache_dir
+from .cache import CachingRegistry, EvalCache, digest
+from .datasets import EvalItem, EvalSet, load_eval_set
+from .scorers import DEFAULT_RUBRIC, Score, default_scorer, rubric, scorer_for
+from .systems import System, build_systems
+
+EXTRACTOR_FOR_KIND = {"number": "number", "choice": "letter", "text": "auto"}
+
+
+@dataclass
+class EvalSettings:
+    """Everything that decides an eval's results (and so its cache keys), besides the systems."""
+
+    scorer: str = "auto"
+    tolerance: float = 1e-6
+    pattern: str | None = None
+    evaluator: str | None = None  # the rubric scorer's model
+    rubric: str | None = None
+    seed: int = 0
+    concurrency: int = 32
+
+    def scorer_id(self, kind: str) -> dict[str, Any]:
+        name = default_scorer(kind) if self.scorer == "auto" else self.scorer
+        return {"scorer": name, "tolerance": self.tolerance, "pattern": self.pattern, "evaluator": self.evaluator,
+                "rubric": self.rubric}
+
+
+@dataclass
+class Progress:
+    """What a progress display needs; `on_record` is called after every scored item."""
+
+    total: int = 0
+    done: int = 0
+    from_cache: int = 0  # items whose scored result was already in the cache
+    correct: int = 0
+    cost: float = 0.0
+    listeners: list[Callable[[Progress], None]] = field(default_factory=list)
+
+    def add(self, record: dict) -> None:
+        self.done += 1
+        self.correct += bool(record["correct"])
+        self.cost += record["cost"] or 0.0
+        for listener in self.listeners:
+            listener(self)
+
+
+def item_seed(seed: int, item: EvalItem) -> int:
+    return int(hashlib.sha256(f"{seed}:{item.id}".encode()).hexdigest()[:8], 16)
+
+
+def item_digest(item: EvalItem) -> str:
+    return digest({"id": item.id, "messages": [m.to_openai() for m in item.messages], "answer": item.answer,
+                   "choices": item.choices})
+
+
+class Evaluator:
+    """Scores replies: a plain scorer, or the rubric through the evaluator model (its calls cached too)."""
+
+    def __init__(self, settings: EvalSettings, kind: str, registry: CachingRegistry):
+        self.settings = settings
+        self.name = settings.scorer_id(kind)["scorer"]
+        self.registry = registry
+        if self.name == "rubric":
+            if not settings.evaluator:
+                raise ConfigError("eval: the rubric scorer needs an evaluator model: --evaluator NAME")
+            registry.spec(settings.evaluator)
+            self.plain = None
+        else:
+            try:
+                self.plain = scorer_for(self.name, tolerance=settings.tolerance, pattern=settings.pattern)
+            except Exception as exc:
+                raise ConfigError(f"eval: scorer {self.name}: {exc}") from None
+        self.cost = 0.0
+
+    async def score(self, item: EvalItem, reply: str) -> tuple[Score, float]:
+        """(score, what the evaluator's calls cost)."""
+        if self.plain is not None:
+            return self.plain(item, reply), 0.0
+        spent = 0.0
+
+        async def ask(system: str, user: str) -> str:
+            nonlocal spent
+            model = self.registry.get(self.settings.evaluator)
+            completion = await model.generate([Message.system(system), Message.user(user)],
+                                              GenerateOptions(max_tokens=64, temperature=0, seed=self.settings.seed))
+            spec = self.registry.spec(self.settings.evaluator)
+            if spec.price:
+                spent += spec.price.cost(completion.usage.prompt_tokens, completion.usage.completion_tokens)
+            return completion.text
+
+        score = await rubric(item, reply, ask, self.settings.rubric or DEFAULT_RUBRIC)
+        return score, spent
+
+
+def modelled_latency(trace: FusionTrace) -> float:
+    """The fusion's latency from each call's own measured time: per round, the slowest member; then every
+    judge call in turn. Independent of queueing inside the eval and of which answers came from the cache."""
+    rounds: dict[int, float] = {}
+    judging = 0.0
+    for call in trace.calls:
+        if call.role in ("member", "revision"):
+            rounds[call.round] = max(rounds.get(call.round, 0.0), call.latency_s)
+        else:
+            judging += call.latency_s
+    return sum(rounds.values()) + judging
+
+
+async def run_one(system: System, item: EvalItem, registry: CachingRegistry, evaluator: Evaluator,
+                  seed: int) -> dict[str, Any]:
+    """One system on one item: the reply, its score, what it cost, and for fusions what the judge did."""
+    record: dict[str, Any] = {"system": system.name, "item": item.id, "split": item.split, "error": None}
+    trace: FusionTrace | None = None
+    text = ""
+    try:
+        result = await afuse(item.messages, preset=system.preset, registry=registry, seed=item_seed(seed, item))
+        trace, text = result.trace, result.text
+        record["chosen"] = result.chosen
+    except QuorumError as exc:
+        trace = exc.trace
+        record["error"] = f"no answer: {'; '.join(f'{c.error}: {c.message}' for c in trace.failures)}"[:500]
+    except GemfuseError as exc:
+        record["error"] = str(exc)[:500]
+    score, eval_cost = await evaluator.score(item, text) if text else (Score(False, 0.0, None), 0.0)
+    record.update(text=text, correct=score.correct, value=score.value, extracted=score.extracted, eval_cost=eval_cost)
+    if trace is None:
+        record.update(prompt_tokens=0, completion_tokens=0, cost=0.0, unpriced=[], latency_s=None, calls=0)
+        return record
+    usage = trace.usage
+    record.update(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, cost=trace.cost,
+                  unpriced=trace.unpriced, latency_s=modelled_latency(trace), calls=len(trace.calls),
+                  degraded=trace.degraded_reason)
+    if system.kind == "fusion":
+        firsts = [c for c in trace.calls if c.role == "member" and c.ok]
+        candidates = {}
+        for call in firsts:
+            candidates[call.member] = (await evaluator.score(item, call.text))[0].correct
+        record["candidates"] = candidates
+        if trace.judge_choice is not None:
+            record["judge"] = {"choice": trace.judge_choice, "shown": trace.shown_order,
+                               "swap_disagreed": "swap check" in (trace.degraded_reason or "")}
+        if trace.votes:
+            record["tie"] = list(trace.votes.values()).count(max(trace.votes.values())) > 1
+    return record
+
+
+async def run_systems(eval_set: EvalSet, systems: Sequence[System], registry: CachingRegistry,
+                      settings: EvalSettings, progress: Progress | None = None) -> list[dict]:
+    """Every (system, item) pair's record, from the cache when already done. Member systems run on dev and
+    test (dev picks the best member); fusions on test only."""
+    evaluator = Evaluator(settings, eval_set.kind, registry)
+    scorer_key = settings.scorer_id(eval_set.kind)
+    jobs = []
+    for system in systems:
+        for item in (eval_set.items if system.kind == "member" else eval_set.test):
+            jobs.append((system, item, digest({"system": system.key, "item": item_digest(item), "seed": settings.seed,
+                                               "scorer": scorer_key})))
+    progress = progress or Progress()
+    progress.total = len(jobs)
+    records: dict[int, dict] = {}
+    todo = []
+    for index, (_, _, key) in enumerate(jobs):
+        found = registry.cache.get_result(key) if registry.cache else None
+        if found is not None:
+            records[index] = found
+            progress.from_cache += 1
+            progress.add(found)
+        else:
+            todo.append(index)
+    gate = asyncio.Semaphore(settings.concurrency)
+
+    async def work(index: int) -> None:
+        system, item, key = jobs[index]
+        async with gate:
+            record = await run_one(system, item, registry, evaluator, settings.seed)
+        if registry.cache is not None and record["error"] is None:
+            registry.cache.put_result(key, system.name, item.id, record)
+        records[index] = record
+        progress.add(record)
+
+    # jobs list members first, so they take the gate first; a fusion asking the same call meanwhile shares it
+    await asyncio.gather(*(work(i) for i in todo))
+    return [records[i] for i in range(len(jobs))]
+
+
+def open_cache(cache: str | Path | None, out: str | Path | None) -> EvalCache | None:
+    if cache == "off":
+        return None
+    if cache is not None:
+        return EvalCache(cache)
+    return EvalCache(cache_dir() / "eval-cache.sqlite")
+
+
+def run(dataset: str | Path | EvalSet, *, models: Sequence[str] = (), pool: Sequence[str] = (), judge: str | None = None,
+        systems: Sequence[str] = ("members",), n: int | None = None, seed: int = 0, out: str | Path | None = None,
+        dev_fraction: float = 0.25, max_tokens: int = 96, judge_max_tokens: int = 64, temperature: float = 0.0,
+        swap_check: bool = False, settings: EvalSettings | None = None, config: str | Path | None = None,
+        registry=None, cache: str | Path | None = None, progress: Progress | None = None):
+    """Run an eval and return its Report (written to `out` as JSON, Markdown and a PNG when given)."""
+    return asyncio.run(arun(dataset, models=models, pool=pool, judge=judge, systems=systems, n=n, seed=seed, out=out,
+                            dev_fraction=dev_fraction, max_tokens=max_tokens, judge_max_tokens=judge_max_tokens,
+                            temperature=temperature, swap_check=swap_check, settings=settings, config=config,
+                            registry=registry, cache=cache, progress=progress))
+
+
+async def arun(dataset, *, models=(), pool=(), judge=None, systems=("members",), n=None, seed=0, out=None,
+               dev_fraction=0.25, max_tokens=96, judge_max_tokens=64, temperature=0.0, swap_check=False,
+               settings=None, config=None, registry=None, cache=None, progress=None):
+    from ..models.registry import Registry
+    from .report import build_report
+
+    settings = settings or EvalSettings(seed=seed)
+    settings.seed = seed
+    eval_set = dataset if isinstance(dataset, EvalSet) else load_eval_set(dataset, n, seed, dev_fraction)
+    own = registry is None
+    base_registry = registry or Registry.load(config)
+    caching = CachingRegistry(base_registry, open_cache(cache, out))
+    try:
+        chosen = build_systems(caching, models=list(models), pool=list(pool), judge=judge, systems=list(systems),
+                               max_tokens=max_tokens, judge_max_tokens=judge_max_tokens, temperature=temperature,
+                               seed=seed, extractor=EXTRACTOR_FOR_KIND[eval_set.kind], swap_check=swap_check)
+        if settings.evaluator:
+            judges = {j for s in chosen for j in (s.preset.judge, s.preset.backup_judge) if j}
+            if settings.evaluator in judges:
+                raise ConfigError(f"eval: the evaluator {settings.evaluator!r} is also a fusion judge; an evaluator "
+                                  "must not grade its own choices: pick another --evaluator")
+        progress = progress or Progress()
+        records = await run_systems(eval_set, chosen, caching, settings, progress)
+        report = build_report(eval_set, chosen, records, settings, calls_made=dict(caching.made),
+                              calls_reused=dict(caching.reused), results_reused=progress.from_cache)
+    finally:
+        if caching.cache is not None:
+            caching.cache.close()
+        if own:
+            await caching.aclose()
+    if out is not None:
+        report.write(out)
+    return report

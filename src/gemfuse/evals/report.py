@@ -1,0 +1,258 @@
+"""The report of an eval: per system accuracy with a bootstrap interval, a paired McNemar test against the best
+single member (chosen on dev) and a fine-tune against its base, cost per correct answer, tokens, latency; for
+fusions the oracle, judge regret, rescues and the judge's position bias. As a rich table, JSON, Markdown and a
+PNG of accuracy against cost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .datasets import EvalSet
+from .stats import bootstrap_interval, mcnemar, percentile, position_bias
+from .systems import System
+
+SIGNIFICANT = 0.05
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _system_stats(system: System, rows: list[dict], seed: int) -> dict[str, Any]:
+    correct = [bool(r["correct"]) for r in rows]
+    latencies = [r["latency_s"] for r in rows if r.get("latency_s") is not None]
+    cost = sum(r["cost"] or 0.0 for r in rows)
+    n_correct = sum(correct)
+    stats: dict[str, Any] = {
+        "name": system.name, "kind": system.kind, "members": system.members, "mode": system.preset.mode,
+        "judge": system.preset.judge if system.kind == "fusion" else None, "base": system.base,
+        "n": len(rows), "correct": n_correct, "accuracy": _mean([float(c) for c in correct]),
+        "interval": bootstrap_interval([float(c) for c in correct], seed=seed),
+        "score": _mean([r["value"] for r in rows]),
+        "errors": sum(1 for r in rows if r["error"]), "degraded": sum(1 for r in rows if r.get("degraded")),
+        "cost": cost, "cost_per_correct": cost / n_correct if n_correct else None,
+        "unpriced": sorted({m for r in rows for m in r.get("unpriced", [])}),
+        "eval_cost": sum(r.get("eval_cost", 0.0) for r in rows),
+        "prompt_tokens_per_item": _mean([r["prompt_tokens"] for r in rows]),
+        "completion_tokens_per_item": _mean([r["completion_tokens"] for r in rows]),
+        "calls_per_item": _mean([r["calls"] for r in rows]),
+        "latency_p50_s": percentile(latencies, 50), "latency_p95_s": percentile(latencies, 95),
+    }
+    if system.kind == "fusion":
+        stats.update(_fusion_stats(rows))
+    return stats
+
+
+def _fusion_stats(rows: list[dict]) -> dict[str, Any]:
+    n = len(rows)
+    oracle = [any(r.get("candidates", {}).values()) for r in rows]
+    regret = sum(1 for o, r in zip(oracle, rows, strict=True) if o and not r["correct"])
+    rescue = sum(1 for o, r in zip(oracle, rows, strict=True) if not o and r["correct"])
+    verdicts = [(r["judge"]["choice"], len(r["judge"]["shown"])) for r in rows if r.get("judge")]
+    swaps = [r["judge"]["swap_disagreed"] for r in rows if r.get("judge")]
+    out: dict[str, Any] = {"oracle": _mean([float(o) for o in oracle]), "regret": regret, "regret_rate": regret / n if n else 0,
+                           "rescue": rescue, "rescue_rate": rescue / n if n else 0,
+                           "ties": sum(1 for r in rows if r.get("tie"))}
+    if verdicts:
+        out["position_bias"] = position_bias(verdicts).to_dict()
+        out["swap_disagreement"] = _mean([float(s) for s in swaps])
+    return out
+
+
+def build_report(eval_set: EvalSet, systems: Sequence[System], records: list[dict], settings, *,
+                 calls_made: dict[str, int] | None = None, calls_reused: dict[str, int] | None = None,
+                 results_reused: int = 0) -> Report:
+    by_system: dict[str, list[dict]] = {s.name: [] for s in systems}
+    for record in records:
+        by_system[record["system"]].append(record)
+    test_ids = [i.id for i in eval_set.test]
+    members = [s for s in systems if s.kind == "member"]
+    dev_accuracy = {s.name: _mean([float(r["correct"]) for r in by_system[s.name] if r["split"] == "dev"])
+                    for s in members}
+    chosen_on = "dev" if eval_set.dev else "test"
+    ranking = {s.name: (dev_accuracy[s.name] if chosen_on == "dev" else
+                        _mean([float(r["correct"]) for r in by_system[s.name] if r["split"] == "test"])) for s in members}
+    best = max(ranking, key=lambda name: (ranking[name], -list(ranking).index(name))) if ranking else None
+
+    def test_rows(name: str) -> list[dict]:
+        rows = {r["item"]: r for r in by_system[name] if r["split"] == "test"}
+        return [rows[i] for i in test_ids if i in rows]
+
+    table = []
+    for system in systems:
+        rows = test_rows(system.name)
+        stats = _system_stats(system, rows, settings.seed)
+        if system.kind == "member":
+            stats["dev_accuracy"] = dev_accuracy[system.name]
+        correct = {r["item"]: bool(r["correct"]) for r in rows}
+        for label, other in (("vs_best", best), ("vs_base", system.base)):
+            if other and other != system.name:
+                theirs = {r["item"]: bool(r["correct"]) for r in test_rows(other)}
+                shared = [i for i in test_ids if i in correct and i in theirs]
+                stats[label] = {"against": other, **mcnemar([correct[i] for i in shared],
+                                                            [theirs[i] for i in shared]).to_dict()}
+        table.append(stats)
+    data = {"dataset": eval_set.name, "kind": eval_set.kind, "items": len(eval_set.items), "dev": len(eval_set.dev),
+            "test": len(eval_set.test), "scorer": settings.scorer_id(eval_set.kind), "seed": settings.seed,
+            "best_member": best, "best_chosen_on": chosen_on, "systems": table,
+            "calls": {"made": calls_made or {}, "reused": calls_reused or {}, "results_reused": results_reused}}
+    data["findings"] = findings(data)
+    return Report(data, records)
+
+
+def findings(data: dict) -> list[str]:
+    """What a reader should take from the table, in sentences."""
+    lines = []
+    best = data["best_member"]
+    if data["best_chosen_on"] == "test":
+        lines.append("No dev items: the best member was chosen on the test items themselves, which flatters it.")
+    for s in data["systems"]:
+        for label, what in (("vs_best", "the best member"), ("vs_base", "its base")):
+            test = s.get(label)
+            if not test:
+                continue
+            verdict = ("better than" if test["only_a"] > test["only_b"] else "worse than") \
+                if test["p_value"] < SIGNIFICANT else "not distinguishable from"
+            lines.append(f"{s['name']} is {verdict} {what} {test['against']} (right where it was wrong: "
+                         f"{test['only_a']}, the reverse: {test['only_b']}, McNemar p = {test['p_value']:.3g}).")
+        if s["kind"] == "fusion":
+            lines.append(f"{s['name']}: the members together knew {s['oracle']:.0%} (oracle); the fusion lost "
+                         f"{s['regret']} item(s) a member had right and rescued {s['rescue']} that none had.")
+            bias = s.get("position_bias")
+            if bias and bias["verdicts"]:
+                first, chance = bias["shares"][0], bias["expected"][0] / bias["verdicts"]
+                lines.append(f"{s['name']}: the judge picked the first shown answer in {first:.0%} of "
+                             f"{bias['verdicts']} verdicts (chance: {chance:.0%}; p = {bias['p_value']:.3g}).")
+            if s["degraded"]:
+                lines.append(f"{s['name']}: {s['degraded']} of {s['n']} fusion(s) degraded (a judge gave no usable "
+                             "verdict or a member failed; the trace says which); their answers came from the fallback.")
+            if s["ties"]:
+                lines.append(f"{s['name']}: {s['ties']} vote(s) tied and fell back to pool order.")
+        if s["errors"]:
+            lines.append(f"{s['name']}: {s['errors']} item(s) got no answer (see records.jsonl).")
+    if best is None:
+        lines.append("No member systems: nothing to compare the fusions with.")
+    return lines
+
+
+def _fmt_cost(value: float | None, unpriced: list[str]) -> str:
+    if unpriced:
+        return "unpriced"
+    return "-" if value is None else f"${value:.4g}"
+
+
+def _fmt_seconds(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.2f}s"
+
+
+def _test_cell(test: dict | None) -> str:
+    return f"{test['only_a']}/{test['only_b']} p={test['p_value']:.2g}" if test else "-"
+
+
+class Report:
+    COLUMNS = ("system", "accuracy (95% CI)", "vs best (+/-, p)", "vs base", "cost/correct", "tokens/item",
+               "latency p50 / p95", "oracle", "regret / rescue", "judge picks by position")
+
+    def __init__(self, data: dict, records: list[dict]):
+        self.data = data
+        self.records = records
+
+    def system(self, name: str) -> dict:
+        return next(s for s in self.data["systems"] if s["name"] == name)
+
+    def columns(self) -> list[str]:
+        """The table's columns, without those no system fills (no fine-tune: no 'vs base')."""
+        systems = self.data["systems"]
+        keep = {"vs base": any(s.get("vs_base") for s in systems),
+                "oracle": any("oracle" in s for s in systems), "regret / rescue": any("oracle" in s for s in systems),
+                "judge picks by position": any(s.get("position_bias") for s in systems)}
+        return [c for c in self.COLUMNS if keep.get(c, True)]
+
+    def rows(self) -> list[list[str]]:
+        columns = self.columns()
+        out = []
+        for s in self.data["systems"]:
+            low, high = s["interval"]
+            bias = s.get("position_bias")
+            cells = {
+                "system": s["name"] + (" (best)" if s["name"] == self.data["best_member"] else ""),
+                "accuracy (95% CI)": f"{s['accuracy']:.1%} ({low:.0%}-{high:.0%})",
+                "vs best (+/-, p)": _test_cell(s.get("vs_best")), "vs base": _test_cell(s.get("vs_base")),
+                "cost/correct": _fmt_cost(s["cost_per_correct"], s["unpriced"]),
+                "tokens/item": f"{s['prompt_tokens_per_item'] + s['completion_tokens_per_item']:.0f}",
+                "latency p50 / p95": f"{_fmt_seconds(s['latency_p50_s'])} / {_fmt_seconds(s['latency_p95_s'])}",
+                "oracle": f"{s['oracle']:.1%}" if "oracle" in s else "-",
+                "regret / rescue": f"{s['regret']} / {s['rescue']}" if "oracle" in s else "-",
+                "judge picks by position": " ".join(str(p) for p in bias["picks"]) if bias else "-"}
+            out.append([cells[c] for c in columns])
+        return out
+
+    def heading(self) -> str:
+        d = self.data
+        return (f"{d['dataset']}: {d['test']} test items ({d['dev']} dev), scorer {d['scorer']['scorer']}, "
+                f"seed {d['seed']}; best member on {d['best_chosen_on']}: {d['best_member']}")
+
+    def to_markdown(self) -> str:
+        columns = self.columns()
+        lines = [f"# Eval: {self.data['dataset']}", "", self.heading(), "",
+                 "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
+        lines += ["", "**What it says**", ""] + [f"- {line}" for line in self.data["findings"]]
+        return "\n".join(lines) + "\n"
+
+    def print(self, console=None) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = console or Console()
+        table = Table(title=self.heading(), title_justify="left")
+        for column in self.columns():
+            table.add_column(column, overflow="fold")
+        for row in self.rows():
+            table.add_row(*row)
+        console.print(table)
+        for line in self.data["findings"]:
+            console.print(f"- {line}", highlight=False)
+
+    def write(self, out: str | Path) -> Path:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "report.json").write_text(json.dumps(self.data, indent=2, ensure_ascii=False) + "\n")
+        (folder / "report.md").write_text(self.to_markdown())
+        with open(folder / "records.jsonl", "w", encoding="utf-8") as handle:
+            for record in self.records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.plot(folder / "accuracy_cost.png")
+        return folder
+
+    def plot(self, path: Path) -> Path | None:
+        try:
+            import matplotlib
+        except ImportError:
+            return None  # the JSON and Markdown still hold every figure
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        systems = self.data["systems"]
+        priced = any(s["cost"] > 0 for s in systems) and not any(s["unpriced"] for s in systems)
+        figure, axes = plt.subplots(figsize=(7, 4.5))
+        for s in systems:
+            x = s["cost"] / max(s["n"], 1) if priced else s["prompt_tokens_per_item"] + s["completion_tokens_per_item"]
+            low, high = s["interval"]
+            axes.errorbar([x], [s["accuracy"]], yerr=[[s["accuracy"] - low], [high - s["accuracy"]]], fmt="o",
+                          capsize=3, color="tab:blue" if s["kind"] == "member" else "tab:orange")
+            axes.annotate(s["name"], (x, s["accuracy"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        axes.set_xlabel("cost per item (USD)" if priced else "tokens per item (prompt + completion)")
+        axes.set_ylabel("accuracy on test (95% CI)")
+        axes.set_ylim(-0.02, 1.02)
+        axes.set_title(f"{self.data['dataset']}: accuracy against cost", fontsize=10)
+        axes.grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        return path

@@ -1,0 +1,113 @@
+"""What an eval compares: systems, each a fusion preset. A single model is a one-member vote, so members and
+fusion modes go through the same engine, ask the same requests and share their cached answers.
+
+`--systems` takes `members` (every model of --models and --pool), a mode (`vote`, `best-of`, `merge`, `debate`,
+`self`) run on --pool with --judge, `fusion/<preset>` from the config, or a model name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import ConfigError
+from ..fusion.preset import FUSION_PREFIX, FusionPreset, Member
+from .cache import digest
+
+MODES = ("vote", "best-of", "merge", "debate", "self")
+
+
+@dataclass
+class System:
+    name: str
+    kind: Literal["member", "fusion"]
+    preset: FusionPreset
+    base: str | None = None  # a fine-tune: the system of its base model
+
+    @property
+    def model(self) -> str | None:
+        return self.preset.members()[0].model if self.kind == "member" else None
+
+    @property
+    def key(self) -> str:
+        return digest({"kind": self.kind, "preset": self.preset.model_dump(mode="json")})
+
+    @property
+    def members(self) -> list[str]:
+        return [m.model for m in self.preset.members()]
+
+
+def build_systems(registry, *, models: list[str], pool: list[str], judge: str | None, systems: list[str],
+                  max_tokens: int, judge_max_tokens: int, temperature: float, seed: int, extractor: str,
+                  swap_check: bool = False, samples: int = 3, rounds: int = 2) -> list[System]:
+    """The systems to run, members first. Every pool member is also a member system, for the oracle and the
+    best-member comparison."""
+
+    def member(name: str) -> Member:
+        return Member(model=name, seed=seed)
+
+    def member_system(name: str) -> System:
+        preset = FusionPreset(pool=[member(name)], mode="vote", max_tokens=max_tokens, temperature=temperature,
+                              extractor=extractor)
+        return System(name, "member", preset)
+
+    chosen: dict[str, System] = {}
+    wanted_members = [*models, *pool] if "members" in systems else []
+    for entry in systems:
+        if entry in MODES:
+            wanted_members.extend(pool)  # each pool member on its own: the oracle and the best member need them
+        elif entry != "members" and not entry.startswith(FUSION_PREFIX):
+            wanted_members.append(entry)  # a model name
+    for name in dict.fromkeys(wanted_members):
+        registry.spec(name)  # unknown names fail here, with the known ones listed
+        chosen[name] = member_system(name)
+    for entry in systems:
+        if entry in MODES:
+            if not pool:
+                raise ConfigError(f"eval: system {entry!r} fuses --pool; give --pool a,b")
+            if entry == "self":
+                members = [member(pool[0])]
+            else:
+                members = [member(m) for m in pool]
+            try:
+                preset = FusionPreset(pool=members, judge=judge, mode=entry, max_tokens=max_tokens,
+                                      judge_max_tokens=judge_max_tokens, temperature=temperature, extractor=extractor,
+                                      swap_check=swap_check, samples=samples, rounds=rounds,
+                                      debate_final="vote" if not judge else "best-of")
+            except ValueError as exc:
+                raise ConfigError(f"eval: system {entry!r}: {_first_error(exc)}") from None
+            name = f"self({pool[0]})" if entry == "self" else entry
+            chosen[name] = System(name, "fusion", preset)
+        elif entry.startswith(FUSION_PREFIX):
+            chosen[entry] = System(entry, "fusion", registry.preset(entry))
+    for system in chosen.values():
+        if system.kind == "fusion":
+            registry.check_preset(system.preset)
+    _pair_fine_tunes(registry, chosen)
+    if not chosen:
+        raise ConfigError("eval: no systems to run; give --models, or --pool with --systems vote,best-of,...")
+    return list(chosen.values())
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    return errors()[0]["msg"].removeprefix("Value error, ") if callable(errors) else str(exc)
+
+
+def _pair_fine_tunes(registry, systems: dict[str, System]) -> None:
+    """A fine-tune (a spec with an adapter) is compared with the member system of its base model, when present."""
+    bases = {}
+    for name, system in systems.items():
+        spec = registry.spec(name) if system.kind == "member" else None
+        if spec is not None and getattr(spec, "path", None) and not getattr(spec, "adapter", None):
+            bases.setdefault(_same_path(spec.path), name)
+    for name, system in systems.items():
+        spec = registry.spec(name) if system.kind == "member" else None
+        if spec is not None and getattr(spec, "adapter", None):
+            system.base = bases.get(_same_path(spec.path))
+
+
+def _same_path(path: str) -> str:
+    candidate = Path(path).expanduser()
+    return str(candidate.resolve()) if candidate.exists() else path
