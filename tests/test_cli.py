@@ -71,3 +71,25 @@ def test_ask_errors_are_one_clear_line(args, message):
     result = run(*args)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_command_errors_name_what_to_fix(tmp_path, isolated_config, upstream):
+    no_pool = run("eval", "builtin:arithmetic", "--systems", "best-of", "--cache", "off")
+    assert no_pool.returncode == 1 and "system 'best-of' fuses --pool" in no_pool.stderr
+    no_judge = run("eval", "builtin:arithmetic", "--pool", "smollm2-135m,gemma-3-270m", "--systems", "best-of",
+                   "--cache", "off")
+    assert no_judge.returncode == 1 and "needs a judge model" in no_judge.stderr
+    unknown = run("eval", "builtin:arithmetic", "--models", "smollm3", "--cache", "off")
+    assert unknown.returncode == 1 and "smollm2-135m" in unknown.stderr, "the known names are listed"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "2+2?"}\n')
+    assert f"{bad}:1: answer: missing" in run("eval", str(bad), "--models", "smollm2-135m").stderr
+
+
+def test_eval_command_json_report_over_http_models(tmp_path, isolated_config, upstream):
+    isolated_config.write_text(f'[models.echo]\nbackend = "openai"\nbase_url = "{upstream[0]}"\nmodel = "ok"\n')
+    result = run("eval", "builtin:word", "--n", "8", "--models", "echo", "--json", "--cache", str(tmp_path / "c.sqlite"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["dataset"] == "builtin:word" and report["systems"][0]["name"] == "echo"
+    assert report["systems"][0]["n"] == 6 and report["calls"]["made"] == {"echo": 8}

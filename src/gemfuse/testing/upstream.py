@@ -14,6 +14,10 @@ The request's `model` field picks a behaviour, so one server covers every case:
     garbage       200 with a body that is not JSON (streamed: an event that is not JSON)
     cut           streamed: two deltas, then the connection drops without [DONE]
     stall         streamed: one delta, then silence
+
+`app.state.hold_after = N` holds every request after the N-th until it is set back to None (a test can then
+kill its client at a known point); `app.state.answered` counts the requests let through, by request body, and
+`app.state.held` the requests waiting (a held request whose client has gone is dropped, never answered).
 """
 
 from __future__ import annotations
@@ -62,6 +66,17 @@ def create_app():
 
     async def chat(request: Request) -> Response:
         body = await request.json()
+        state = request.app.state
+        if state.hold_after is not None and sum(state.answered.values()) >= state.hold_after:
+            state.held += 1
+            try:
+                while state.hold_after is not None and sum(state.answered.values()) >= state.hold_after:
+                    if await request.is_disconnected():  # the client is gone: this request was never answered
+                        return Response(status_code=499)
+                    await asyncio.sleep(0.01)
+            finally:
+                state.held -= 1
+        state.answered[json.dumps(body, sort_keys=True)] += 1
         behaviour = str(body.get("model", "ok"))
         calls[behaviour] += 1
         stream = bool(body.get("stream"))
@@ -140,6 +155,9 @@ def create_app():
                             Route("/files/{name}", image, methods=["GET"])])
     app.state.calls = calls
     app.state.delays = delays
+    app.state.hold_after = None
+    app.state.answered = Counter()
+    app.state.held = 0  # requests waiting at the hold
     return app
 
 
