@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fusion_overhead.py
 	$(BIN)/python benchmarks/serve_overhead.py
 	$(BIN)/python benchmarks/data_throughput.py
+	$(BIN)/python benchmarks/eval_throughput.py
 	$(BIN)/python benchmarks/tune_throughput.py
 
 clean:

@@ -183,3 +183,11 @@ def test_unknown_builtin_and_missing_file():
         load_eval_set("builtin:algebra")
     with pytest.raises(DatasetError, match="no such file"):
         load_eval_set("nowhere.jsonl")
+
+
+def test_exact_bootstrap_of_right_wrong_values_matches_resampling():
+    values = [1.0] * 13 + [0.0] * 27
+    exact_interval = bootstrap_interval(values)
+    resampled = bootstrap_interval([*values[:-1], 0.0001], resamples=4000)  # not 0/1: resampled
+    assert exact_interval[0] == pytest.approx(resampled[0], abs=0.03)
+    assert exact_interval[1] == pytest.approx(resampled[1], abs=0.03)
