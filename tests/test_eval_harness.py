@@ -154,3 +154,20 @@ def test_rubric_scoring_through_an_evaluator_model(dataset, tmp_path):
     good = report.system("good")
     assert good["accuracy"] == pytest.approx(sum(map(RULES["good"], test_ids)) / 30)  # right answers tie the reference
     assert len(models["grader"].calls) == 2 * N, "both orders, every item"
+
+
+def test_a_run_folder_brings_its_base_model_along(tmp_path):
+    from gemfuse.evals.systems import build_systems
+    from gemfuse.models.registry import Registry
+
+    run_folder = tmp_path / "runs" / "lora"
+    (run_folder / "adapter").mkdir(parents=True)
+    (run_folder / "adapter" / "adapter_config.json").write_text("{}")
+    base = tmp_path / "base-model"
+    base.mkdir()
+    (run_folder / "manifest.json").write_text(json.dumps({"base_model": str(base)}))
+    systems = build_systems(Registry.load(), models=[str(run_folder)], pool=[], judge=None, systems=["members"],
+                            max_tokens=32, judge_max_tokens=32, temperature=0, seed=0, extractor="auto")
+    assert [s.name for s in systems] == [str(run_folder), str(base)]
+    assert systems[0].base == str(base) and systems[1].preset.members()[0].model == str(base)
+    assert systems[0].preset.members()[0].seed == systems[1].preset.members()[0].seed == 0, "the same requests"

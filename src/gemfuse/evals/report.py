@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ def _fusion_stats(rows: list[dict]) -> dict[str, Any]:
     rescue = sum(1 for o, r in zip(oracle, rows, strict=True) if not o and r["correct"])
     verdicts = [(r["judge"]["choice"], len(r["judge"]["shown"])) for r in rows if r.get("judge")]
     swaps = [r["judge"]["swap_disagreed"] for r in rows if r.get("judge")]
-    out: dict[str, Any] = {"oracle": _mean([float(o) for o in oracle]), "regret": regret, "regret_rate": regret / n if n else 0,
+    reasons = Counter(part for r in rows if r.get("degraded") for part in r["degraded"].split("; "))
+    out: dict[str, Any] = {"degraded_reasons": dict(reasons.most_common()), "oracle": _mean([float(o) for o in oracle]),
+                           "regret": regret, "regret_rate": regret / n if n else 0,
                            "rescue": rescue, "rescue_rate": rescue / n if n else 0,
                            "ties": sum(1 for r in rows if r.get("tie"))}
     if verdicts:
@@ -128,11 +131,12 @@ def findings(data: dict) -> list[str]:
                 first, chance = bias["shares"][0], bias["expected"][0] / bias["verdicts"]
                 lines.append(f"{s['name']}: the judge picked the first shown answer in {first:.0%} of "
                              f"{bias['verdicts']} verdicts (chance: {chance:.0%}; p = {bias['p_value']:.3g}).")
+            if s.get("swap_disagreement"):
+                lines.append(f"{s['name']}: asked again in another order, the judge changed its choice on "
+                             f"{s['swap_disagreement']:.0%} of its verdicts; those items fell back to the vote.")
             if s["degraded"]:
-                lines.append(f"{s['name']}: {s['degraded']} of {s['n']} fusion(s) degraded (a judge gave no usable "
-                             "verdict or a member failed; the trace says which); their answers came from the fallback.")
-            if s["ties"]:
-                lines.append(f"{s['name']}: {s['ties']} vote(s) tied and fell back to pool order.")
+                reasons = ", ".join(f"{reason} ({count})" for reason, count in s["degraded_reasons"].items())
+                lines.append(f"{s['name']}: {s['degraded']} of {s['n']} answers came from a fallback: {reasons}.")
         if s["errors"]:
             lines.append(f"{s['name']}: {s['errors']} item(s) got no answer (see records.jsonl).")
     if best is None:

@@ -96,16 +96,26 @@ def _first_error(exc: ValueError) -> str:
 
 
 def _pair_fine_tunes(registry, systems: dict[str, System]) -> None:
-    """A fine-tune (a spec with an adapter) is compared with the member system of its base model, when present."""
+    """A fine-tune (a spec with an adapter) is compared with its base model: the member system whose spec loads
+    the same weights without an adapter, else the base itself, added as a system named by its path."""
     bases = {}
     for name, system in systems.items():
         spec = registry.spec(name) if system.kind == "member" else None
         if spec is not None and getattr(spec, "path", None) and not getattr(spec, "adapter", None):
             bases.setdefault(_same_path(spec.path), name)
-    for name, system in systems.items():
+    for name, system in list(systems.items()):
         spec = registry.spec(name) if system.kind == "member" else None
-        if spec is not None and getattr(spec, "adapter", None):
-            system.base = bases.get(_same_path(spec.path))
+        if spec is None or not getattr(spec, "adapter", None):
+            continue
+        key = _same_path(spec.path)
+        if key not in bases:
+            base_name = spec.path
+            registry.config.specs.setdefault(base_name, spec.model_copy(update={
+                "adapter": None, "description": f"the base of {name}"}))
+            systems[base_name] = System(base_name, "member", system.preset.model_copy(
+                update={"pool": [system.preset.members()[0].model_copy(update={"model": base_name})]}))
+            bases[key] = base_name
+        system.base = bases[key]
 
 
 def _same_path(path: str) -> str:

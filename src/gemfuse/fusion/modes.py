@@ -42,7 +42,7 @@ def tally(run: FusionRun, candidates: Sequence[Call], extractor: Extractor | Non
     winner = next(k for k in keys if counts[k] == best)  # keys follow pool order: the tie-break
     chosen = candidates[keys.index(winner)]
     if best == 1 and len(candidates) > 1:
-        run.trace.degrade("no two answers agreed; took the first successful member")
+        run.trace.degrade("no two answers agreed, so the first successful member's answer was taken")
     return chosen.text, chosen
 
 
