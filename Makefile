@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serve_overhead.py
 	$(BIN)/python benchmarks/data_throughput.py
 	$(BIN)/python benchmarks/eval_throughput.py
+	$(BIN)/python benchmarks/judge_verdicts.py
 	$(BIN)/python benchmarks/tune_throughput.py
 
 clean:

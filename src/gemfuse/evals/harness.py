@@ -161,8 +161,9 @@ async def run_one(system: System, item: EvalItem, registry: CachingRegistry, eva
         if trace.judge_choice is not None:
             record["judge"] = {"choice": trace.judge_choice, "shown": trace.shown_order,
                                "swap_disagreed": "swap check" in (trace.degraded_reason or "")}
-        if trace.votes:
-            record["tie"] = list(trace.votes.values()).count(max(trace.votes.values())) > 1
+        record["verdicts"] = [{"choice": v["choice"], "shown": len(v["order"]), "read_as": v["read_as"]}
+                              for v in trace.verdicts]
+        record["tie"] = trace.tie
     return record
 
 

@@ -54,13 +54,18 @@ def _fusion_stats(rows: list[dict]) -> dict[str, Any]:
     oracle = [any(r.get("candidates", {}).values()) for r in rows]
     regret = sum(1 for o, r in zip(oracle, rows, strict=True) if o and not r["correct"])
     rescue = sum(1 for o, r in zip(oracle, rows, strict=True) if not o and r["correct"])
-    verdicts = [(r["judge"]["choice"], len(r["judge"]["shown"])) for r in rows if r.get("judge")]
+    # every verdict the judge gave, first pass and swap pass alike: where it points is the bias
+    verdicts = [(v["choice"], v["shown"]) for r in rows for v in r.get("verdicts", []) if v["choice"] is not None]
+    asked = [v for r in rows for v in r.get("verdicts", [])]
     swaps = [r["judge"]["swap_disagreed"] for r in rows if r.get("judge")]
     reasons = Counter(part for r in rows if r.get("degraded") for part in r["degraded"].split("; "))
     out: dict[str, Any] = {"degraded_reasons": dict(reasons.most_common()), "oracle": _mean([float(o) for o in oracle]),
                            "regret": regret, "regret_rate": regret / n if n else 0,
                            "rescue": rescue, "rescue_rate": rescue / n if n else 0,
                            "ties": sum(1 for r in rows if r.get("tie"))}
+    if asked:
+        out["judge_replies"] = len(asked)
+        out["verdict_share"] = len(verdicts) / len(asked)
     if verdicts:
         out["position_bias"] = position_bias(verdicts).to_dict()
         out["swap_disagreement"] = _mean([float(s) for s in swaps])
@@ -126,6 +131,9 @@ def findings(data: dict) -> list[str]:
         if s["kind"] == "fusion":
             lines.append(f"{s['name']}: the members together knew {s['oracle']:.0%} (oracle); the fusion lost "
                          f"{s['regret']} item(s) a member had right and rescued {s['rescue']} that none had.")
+            if s.get("judge_replies"):
+                lines.append(f"{s['name']}: {s['verdict_share']:.0%} of {s['judge_replies']} judge replies were a "
+                             "verdict (the verdict JSON or an explicit 'best: N').")
             bias = s.get("position_bias")
             if bias and bias["verdicts"]:
                 first, chance = bias["shares"][0], bias["expected"][0] / bias["verdicts"]

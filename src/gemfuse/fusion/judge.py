@@ -1,5 +1,6 @@
-"""The judge: prompts from data files, candidates anonymised and shuffled with a recorded seed, lenient parsing
-with one repair retry, and the chain judge -> backup judge. Callers fall back to a vote when both fail.
+"""The judge: prompts from data files, candidates anonymised and shuffled with a recorded seed, replies held to
+an explicit verdict (constrained to the verdict JSON where the backend can), one repair retry, and the chain
+judge -> backup judge. Callers fall back to a vote when both fail.
 """
 
 from __future__ import annotations
@@ -50,25 +51,52 @@ def shuffled(run: FusionRun, candidates: Sequence[Call], salt: int = 0) -> list[
     return order
 
 
-def parse_choice(text: str, count: int) -> int | None:
-    """A 1-based choice from a judge's reply: JSON first, then `best: N`, then 'Answer N', then a lone number."""
+# The prompt's own example: copied back, it is no verdict.
+PLACEHOLDER_REASONS = {"<why, in one short sentence>", "one short sentence", "..."}
+_TRUNCATED_JSON = re.compile(r'^\s*\{\s*"best"\s*:\s*"?(\d+)"?\s*[,}]')
+_EXPLICIT = [re.compile(p, re.IGNORECASE) for p in (
+    r'(?<![\w"])best\s*[:=]\s*"?#?(\d+)\b',  # best: 2
+    r"\bbest\s+(?:answer|candidate|one|response)\s+is\s+(?:answer\s+|candidate\s+|number\s+|no\.?\s*|#)?(\d+)\b",
+    r"\b(?:answer|candidate|response)\s*#?(\d+)\s+is\s+(?:the\s+)?(?:best|most\s+correct)\b",
+    r"\bI\s+(?:choose|pick|select|prefer)\s+(?:answer|candidate|response)\s*#?(\d+)\b",
+)]
+
+
+def parse_verdict(text: str, count: int) -> tuple[int | None, str | None]:
+    """(choice, how it was read) from a judge's reply: the verdict JSON the prompt asks for ("json"), or an
+    explicit verdict form such as "best: 2" or "Answer 2 is best" ("explicit"); else (None, None). A number
+    that is part of an answer ("The answer is 2.") and the prompt's example copied back are no verdict."""
     for blob in re.findall(r"\{[^{}]*\}", text):
         try:
             data = json.loads(blob)
         except ValueError:
             continue
-        for key in ("best", "choice", "answer", "index"):
-            value = data.get(key) if isinstance(data, dict) else None
-            if isinstance(value, str) and value.strip().isdigit():
-                value = int(value)
-            if isinstance(value, int) and 1 <= value <= count:
-                return value
-    for pattern in (r'"?best"?\s*[:=]\s*"?(\d+)', r"\banswer\s*#?\s*(\d+)", r"\b(\d+)\b"):
-        for match in re.finditer(pattern, text, re.IGNORECASE):
-            value = int(match.group(1))
-            if 1 <= value <= count:
-                return value
-    return None
+        if not isinstance(data, dict) or str(data.get("reason", "")).strip() in PLACEHOLDER_REASONS:
+            continue
+        value = data.get("best", data.get("choice"))
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= count:
+            return value, "json"
+    truncated = _TRUNCATED_JSON.match(text)  # a constrained reply cut short inside its reason
+    if truncated and 1 <= int(truncated.group(1)) <= count and "}" not in text:
+        return int(truncated.group(1)), "json"
+    found = {int(m.group(1)) for pattern in _EXPLICIT for m in pattern.finditer(text)}
+    if len(found) == 1 and 1 <= (value := found.pop()) <= count:
+        return value, "explicit"
+    return None, None
+
+
+def parse_choice(text: str, count: int) -> int | None:
+    """The 1-based choice of a judge's reply, or None when it gave no explicit verdict."""
+    return parse_verdict(text, count)[0]
+
+
+def verdict_schema(count: int) -> dict:
+    """The JSON a constrained judge may write: the number of one shown answer, then a short reason."""
+    return {"type": "object", "properties": {"best": {"enum": list(range(1, count + 1))},
+                                             "reason": {"type": "string", "maxLength": 160}},
+            "required": ["best", "reason"], "additionalProperties": False}
 
 
 def reason_of(text: str) -> str | None:
@@ -87,44 +115,59 @@ def judges(run: FusionRun) -> list[tuple[str, str]]:
     return [(name, role) for name, role in ((preset.judge, "judge"), (preset.backup_judge, "backup_judge")) if name]
 
 
-def judge_request(run: FusionRun, name: str, role: str, messages: list[Message]) -> Request:
-    options = GenerateOptions(max_tokens=run.preset.judge_max_tokens, temperature=0)
+def judge_request(run: FusionRun, name: str, role: str, messages: list[Message], schema: dict | None = None) -> Request:
+    options = GenerateOptions(max_tokens=run.preset.judge_max_tokens, temperature=0, json_schema=schema)
     timeout = run.preset.judge_timeout_ms / 1000 if run.preset.judge_timeout_ms else None
     return Request(name, name, messages, options, timeout, role=role)
 
 
-async def pick_best(run: FusionRun, candidates: Sequence[Call], salt: int = 0) -> Call | None:
-    """Ask the judge (then the backup) which candidate is best; None if neither gives a readable choice."""
-    order = shuffled(run, candidates, salt)
-    if salt == 0:
+def rotated(order: Sequence[Call]) -> list[Call]:
+    """The swap check's order: every candidate one place on, so each is shown at another position."""
+    return [*order[1:], *order[:1]]
+
+
+async def pick_best(run: FusionRun, order: Sequence[Call], pass_: int = 1) -> Call | None:
+    """Ask the judge (then the backup) which of `order`, shown as given, is best; None without an explicit
+    verdict from either. Every attempt is recorded in trace.verdicts."""
+    if pass_ == 1:
         run.trace.shown_order = [c.member for c in order]
     template = prompt("best_of")
     messages = [Message.system(template["system"].substitute()),
                 Message.user(template["user"].substitute(question=render_question(run.messages),
                                                          answers=render_answers([c.text for c in order]),
                                                          count=len(order)))]
+    schema = verdict_schema(len(order))
     for name, role in judges(run):
         if run.over_budget():
             run.trace.degrade("max_cost reached before judging")
             return None
-        call = await run.call(judge_request(run, name, role, messages))
+        call = await run.call(judge_request(run, name, role, messages, schema))
         if not call.ok:
             run.trace.degrade(f"{role} {name} failed: {call.error}")
             continue
-        choice = parse_choice(call.text, len(order))
+        choice, read_as = _record(run, pass_, name, role, order, call.text)
         if choice is None:
             repair = prompt("repair")["user"].substitute(count=len(order))
             retry = await run.call(judge_request(run, name, "repair",
-                                                 [*messages, Message.assistant(call.text), Message.user(repair)]))
-            choice = parse_choice(retry.text, len(order)) if retry.ok else None
+                                                 [*messages, Message.assistant(call.text), Message.user(repair)],
+                                                 schema))
+            if retry.ok:
+                choice, read_as = _record(run, pass_, name, "repair", order, retry.text)
         if choice is None:
             run.trace.degrade(f"{role} {name} gave no readable choice")
             continue
-        if salt == 0:
+        if pass_ == 1:
             run.trace.judge_choice = choice
             run.trace.judge_rationale = reason_of(call.text) or call.text.strip()[:500]
         return order[choice - 1]
     return None
+
+
+def _record(run: FusionRun, pass_: int, name: str, role: str, order: Sequence[Call], text: str):
+    choice, read_as = parse_verdict(text, len(order))
+    run.trace.verdicts.append({"pass": pass_, "judge": name, "role": role, "order": [c.member for c in order],
+                               "choice": choice, "read_as": read_as, "reply": text.strip()[:300]})
+    return choice, read_as
 
 
 async def merge_answers(run: FusionRun, candidates: Sequence[Call]) -> str | None:

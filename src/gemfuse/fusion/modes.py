@@ -2,7 +2,7 @@
 
 - vote: for short, checkable answers (numbers, option letters, names). No judge call: cheapest and fastest.
 - best-of: a judge picks the best candidate, returned verbatim. Cheap; keeps one model's voice. Optional
-  swap_check asks twice in different orders and trusts only a consistent choice.
+  swap_check asks again with the order rotated by one place and trusts only a consistent choice.
 - merge: a judge analyses agreement, contradictions and unique points, then writes one answer. Best quality
   for open questions; one judge call that reads every candidate.
 - debate: members see each other's anonymised answers and revise for up to `rounds` rounds (stopping early
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from ..messages import Message
 from .engine import FusionRun, Request
 from .extract import EXTRACTORS, Extractor
-from .judge import merge_answers, pick_best, prompt, render_answers, shuffled
+from .judge import merge_answers, pick_best, prompt, render_answers, rotated, shuffled
 from .trace import Call
 
 ModeResult = tuple[str, Call | None]
@@ -32,23 +32,39 @@ async def emit_answer(run: FusionRun, result: ModeResult) -> ModeResult:
     return result
 
 
-def tally(run: FusionRun, candidates: Sequence[Call], extractor: Extractor | None = None) -> ModeResult:
-    """Plurality over extracted answers; ties go to the group whose first member comes first in the pool."""
+def tally(run: FusionRun, candidates: Sequence[Call], extractor: Extractor | None = None) -> tuple[ModeResult, list[Call]]:
+    """Plurality over extracted answers: (the winner, the first candidate of each group tied for the top).
+    A tie goes to the group whose first member comes first in the pool, and the trace says so."""
     extract = extractor or EXTRACTORS[run.preset.extractor]
     keys = [extract(c.text) or c.text.strip().lower() for c in candidates]
     counts = Counter(keys)
     run.trace.votes = dict(counts)
     best = max(counts.values())
-    winner = next(k for k in keys if counts[k] == best)  # keys follow pool order: the tie-break
-    chosen = candidates[keys.index(winner)]
-    if best == 1 and len(candidates) > 1:
-        run.trace.degrade("no two answers agreed, so the first successful member's answer was taken")
-    return chosen.text, chosen
+    leaders = list(dict.fromkeys(k for k in keys if counts[k] == best))  # keys follow pool order: the tie-break
+    chosen = candidates[keys.index(leaders[0])]
+    tied = [candidates[keys.index(k)] for k in leaders] if len(leaders) > 1 else []
+    run.trace.tie, run.trace.tied = bool(tied), leaders if tied else []
+    return (chosen.text, chosen), tied
+
+
+def _pool_order_fallback(run: FusionRun, result: ModeResult, tied: Sequence[Call]) -> ModeResult:
+    if tied:
+        agreed = "no two answers agreed" if max(run.trace.votes.values()) == 1 else \
+            f"{len(tied)} answers tied with {max(run.trace.votes.values())} votes each"
+        run.trace.degrade(f"{agreed}, so the first successful member's answer was taken")
+    return result
 
 
 async def vote(run: FusionRun, candidates: Sequence[Call] | None = None) -> ModeResult:
     candidates = candidates if candidates is not None else await run.fan_out(run.member_requests())
-    return await emit_answer(run, tally(run, candidates))
+    result, tied = tally(run, candidates)
+    if tied and run.preset.tie_break == "judge" and run.preset.judge:
+        started = run.now()
+        chosen = await pick_best(run, shuffled(run, tied))
+        run.trace.phases["tie_break"] = run.now() - started
+        if chosen is not None:
+            return await emit_answer(run, (chosen.text, chosen))
+    return await emit_answer(run, _pool_order_fallback(run, result, tied))
 
 
 async def _judge_or_vote(run: FusionRun, candidates: Sequence[Call], final: str) -> ModeResult:
@@ -59,18 +75,19 @@ async def _judge_or_vote(run: FusionRun, candidates: Sequence[Call], final: str)
         if merged is not None:
             return merged, None
     else:
-        chosen = await pick_best(run, candidates)
+        order = shuffled(run, candidates)
+        chosen = await pick_best(run, order)
         if chosen is not None and run.preset.swap_check:
-            again = await pick_best(run, candidates, salt=1)
+            again = await pick_best(run, rotated(order), pass_=2)
             if again is None or again.member != chosen.member:
                 run.trace.degrade("swap check: the judge chose differently when the order changed")
                 chosen = None
         if chosen is not None:
             return await emit_answer(run, (chosen.text, chosen))
     started = run.now()
-    result = tally(run, candidates)
+    result, tied = tally(run, candidates)
     run.trace.phases["fallback_vote"] = run.now() - started
-    return await emit_answer(run, result)
+    return await emit_answer(run, _pool_order_fallback(run, result, tied))
 
 
 async def best_of(run: FusionRun) -> ModeResult:

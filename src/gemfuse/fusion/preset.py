@@ -54,16 +54,19 @@ class FusionPreset(BaseModel):
     debate_final: Literal["vote", "best-of", "merge"] = "vote"
     samples: int = Field(3, ge=1, le=32, description="self: how many samples of the one model")
     self_final: Literal["best-of", "merge"] = "best-of"
-    swap_check: bool = Field(False, description="best-of: ask twice in different orders, accept only agreement")
+    swap_check: bool = Field(False, description="best-of: ask again with the order rotated, accept only agreement")
+    tie_break: Literal["pool-order", "judge"] = Field(
+        "pool-order", description="vote: a tie goes to the judge, or to the pool's first (marked degraded)")
     extractor: str = Field("auto", description="vote's answer extractor: auto, number, letter, text or a registered one")
     seed: int | None = Field(None, description="shuffle seed for the judge's view; random (and recorded) if unset")
 
     @model_validator(mode="after")
     def _consistent(self) -> FusionPreset:
         needs_judge = self.mode in ("best-of", "merge") or (self.mode == "debate" and self.debate_final != "vote") \
-            or self.mode == "self"
+            or self.mode == "self" or (self.mode == "vote" and self.tie_break == "judge")
         if needs_judge and not self.judge:
-            raise ValueError(f"mode {self.mode!r} needs a judge model")
+            raise ValueError("tie_break = 'judge' needs a judge model" if self.mode == "vote"
+                             else f"mode {self.mode!r} needs a judge model")
         if self.mode == "self" and len(self.pool) != 1:
             raise ValueError("mode 'self' samples one model: give exactly one pool entry and set samples")
         from .extract import EXTRACTORS

@@ -48,6 +48,9 @@ class FusionTrace:
     judge_rationale: str | None = None
     shown_order: list[str] = field(default_factory=list)  # member ids in the order the judge saw them
     votes: dict[str, int] = field(default_factory=dict)
+    tie: bool = False  # the vote's top count was shared; `tied` holds those answers
+    tied: list[str] = field(default_factory=list)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # every judge pass: order shown, choice, how read
     rounds: int = 0
     degraded: bool = False
     degraded_reason: str | None = None

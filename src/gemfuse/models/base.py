@@ -28,6 +28,8 @@ class GenerateOptions(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    json_schema: dict | None = Field(None, description="constrain the reply to JSON of this schema where the backend "
+                                                       "can (llama.cpp grammar, OpenAI response_format)")
 
     @field_validator("stop", mode="before")
     @classmethod

@@ -111,6 +111,12 @@ class LlamaCppModel(LocalModel):
             kwargs["repeat_penalty"] = self.spec.repeat_penalty
         if options.stop or self.spec.stop:
             kwargs["stop"] = [*options.stop, *self.spec.stop]
+        if options.json_schema is not None:  # llama.cpp turns the schema into a grammar the sampler obeys
+            kwargs["response_format"] = {"type": "json_object", "schema": options.json_schema}
+        if options.temperature == 0 or options.seed is not None:
+            # Re-using the previous prompt's evaluated prefix changes the logits slightly (other batch shapes), and
+            # with them a greedy answer: a request that asks to be reproducible evaluates its whole prompt afresh.
+            llama.reset()
         chunks = llama.create_chat_completion(messages=[m.to_openai() for m in messages], stream=True, **kwargs)
         finish, produced, prompt_tokens = None, 0, None
         try:

@@ -87,6 +87,7 @@ class OpenAIModel(Model):
         self.modalities = frozenset(spec.modalities)
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._schema_refused = False  # the endpoint refused response_format once: ask in plain text from then on
 
     def __repr__(self) -> str:
         return f"<OpenAIModel {self.name!r} {self.spec.model!r} at {self.spec.base_url}>"
@@ -136,6 +137,9 @@ class OpenAIModel(Model):
                 body[key] = getattr(options, key)
         if options.stop:
             body["stop"] = list(options.stop)
+        if options.json_schema is not None and not self._schema_refused:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "reply", "schema": options.json_schema, "strict": True}}
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body
@@ -179,6 +183,9 @@ class OpenAIModel(Model):
                 payload = await response.aread()
                 await response.aclose()
                 error = self._error(response.status_code, payload, response.headers)
+                if isinstance(error, BadRequestError) and body.pop("response_format", None) is not None:
+                    self._schema_refused = True  # many endpoints take no JSON schema: the reply is parsed instead
+                    return await self._send(body, deadline)
                 if response.status_code not in RETRY_STATUSES:
                     raise error
             if attempt == self.spec.max_retries:

@@ -6,6 +6,7 @@ The request's `model` field picks a behaviour, so one server covers every case:
     slow-<ms>     waits <ms> milliseconds first, then answers like ok
     lognormal-<median ms>-<seed>  waits a seeded log-normal delay (sigma 0.5) first; delays are recorded
     judge-<ms>    waits <ms>, then answers {"best": 1} like a judge
+    no-schema     400 when the request carries a response_format (many endpoints take none); else like ok
     429-then-ok   first call of each test: 429 with Retry-After; afterwards ok
     500-then-ok   first call: 500; afterwards ok
     always-503    always 503
@@ -99,6 +100,8 @@ def create_app():
         elif behaviour == "auth":
             token = request.headers.get("authorization", "").removeprefix("Bearer ")
             return error(401, f"Incorrect API key provided: {token}")
+        elif behaviour == "no-schema" and "response_format" in body:
+            return error(400, "response_format is not supported by this model")
         elif behaviour == "bad":
             return error(400, "max_tokens is too large for this model")
         elif behaviour == "garbage" and not stream:
