@@ -83,7 +83,7 @@ class EvalCache:
 def call_key(name: str, spec, messages: Sequence[Message], options: GenerateOptions) -> str:
     identity = spec.model_dump(mode="json", exclude=NEUTRAL_SPEC_FIELDS & set(type(spec).model_fields))
     return digest({"v": 1, "model": name, "spec": identity, "messages": [m.to_openai() for m in messages],
-                   "options": options.model_dump(mode="json")})
+                   "options": options.model_dump(mode="json", exclude_defaults=True)})  # a new option keeps old keys
 
 
 class CachedModel(Model):
