@@ -35,6 +35,8 @@ def summary(result: FusionResult) -> str:
         lines.append(f"[chosen: {result.chosen}]")
     for failure in trace.failures:
         lines.append(f"[failed: {failure.member}: {failure.error}: {failure.message}]")
+    if trace.tie:
+        lines.append(f"[vote tied between: {' | '.join(trace.tied)}]")
     if trace.degraded:
         lines.append(f"[degraded: {trace.degraded_reason}]")
     return "\n".join(lines)
