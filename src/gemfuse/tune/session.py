@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .config import TuneConfig
-from .train import DataError, Result, Stop, distributed, elapsed, make_optimizer, schedule_factor, seed_everything
+from .runtime import DataError, Result, Stop, distributed, elapsed, make_optimizer, schedule_factor, seed_everything
 
 
 class Session:
