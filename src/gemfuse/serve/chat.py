@@ -6,19 +6,16 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..errors import GemfuseError, MessageError
+from ..errors import MessageError
 from ..fusion.api import afuse, fusion_events, make_preset
 from ..fusion.preset import FUSION_PREFIX
 from ..fusion.trace import Call
 from ..messages import Message, parse_messages
 from ..models.base import GenerateOptions, Usage
 from ..models.openai import OpenAIModel
+from .errors import QueueFull, describe
 from .fetch import resolve_remote_images
 from .schemas import ChatRequest, ServerSettings, chunk_body, completion_body, completion_id
-
-
-class QueueFull(GemfuseError):
-    """Too many requests are already waiting for this model."""
 
 
 class QueueGate:
@@ -134,8 +131,6 @@ class ChatHandler:
             async for event in events:
                 yield event
         except Exception as exc:  # the status line is sent: report in the stream
-            from .errors import describe
-
             _, body = describe(exc)
             yield sse(body)
         finally:

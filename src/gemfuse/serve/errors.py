@@ -20,10 +20,13 @@ from ..errors import (
     UpstreamError,
 )
 from ..fusion.engine import QuorumError
-from .chat import QueueFull
 from .schemas import error_body
 
 log = logging.getLogger("gemfuse.serve")
+
+
+class QueueFull(GemfuseError):
+    """Too many requests are already waiting for this model."""
 
 
 class HTTPError(GemfuseError):
