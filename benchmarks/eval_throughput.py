@@ -17,8 +17,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from pathlib import Path
 from gemfuse.evals import EvalSettings, load_eval_set, run
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.registry import Registry
-from gemfuse.testing.upstream import free_port, wait_until_up
+from gemfuse.testing.upstream import serve_in_process
 
 DELAYS_MS = {"m50": 50, "m80": 80, "m120": 120}
 
@@ -92,12 +90,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "gemfuse.testing.upstream", "--port", str(port)])
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/v1/models", server)
+    with serve_in_process() as base_url:
+        port = int(base_url.rsplit(":", 1)[1].split("/")[0])
         folder = Path(tempfile.mkdtemp(prefix="gemfuse-eval-bench-"))
-        config = write_config(folder, f"http://127.0.0.1:{port}/v1")
+        config = write_config(folder, base_url)
         os.environ["GEMFUSE_CONFIG"] = str(config)
         items = load_eval_set("builtin:math", args.items).items
         calls = args.items * len(DELAYS_MS)
@@ -128,9 +124,6 @@ def main() -> None:
               f"{(cold / ideal - 1) * 100:+.1f}% (target within 10%); over the raw-client floor: "
               f"{(cold / floor - 1) * 100:+.1f}%")
         print(f"warm re-run vs cold: {cold / warm:.1f}x faster (target over 50x)")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 if __name__ == "__main__":

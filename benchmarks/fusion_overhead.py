@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import time
 
 from gemfuse.config import Config, ConfigFile
@@ -23,7 +21,7 @@ from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.openai import OpenAISpec
 from gemfuse.models.registry import Registry
-from gemfuse.testing.upstream import free_port, wait_until_up
+from gemfuse.testing.upstream import serve_in_process
 
 QUESTION = [Message.user("What is 2+2?")]
 
@@ -115,15 +113,8 @@ def main() -> None:
     parser.add_argument("--median-ms", type=int, default=40)
     parser.add_argument("--judge-ms", type=int, default=20)
     args = parser.parse_args()
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "gemfuse.testing.upstream", "--port", str(port)])
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_until_up(f"{base_url}/models", server)
+    with serve_in_process() as base_url:
         asyncio.run(main_async(args, base_url))
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -171,3 +171,11 @@ def test_a_run_folder_brings_its_base_model_along(tmp_path):
     assert [s.name for s in systems] == [str(run_folder), str(base)]
     assert systems[0].base == str(base) and systems[1].preset.members()[0].model == str(base)
     assert systems[0].preset.members()[0].seed == systems[1].preset.members()[0].seed == 0, "the same requests"
+
+
+def test_swap_check_disagreement_of_a_judge_that_follows_position(dataset):
+    registry, _ = registry_with()  # the judge always says 1: rotated, it names another member every time
+    report = run(dataset, pool=["good", "mid"], judge="judge", systems=["best-of"], swap_check=True,
+                 registry=registry, cache="off")
+    best_of = report.system("best-of")
+    assert best_of["swap_disagreement"] == 1.0 and best_of["position_bias"]["picks"] == [60, 0]

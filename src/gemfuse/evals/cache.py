@@ -67,9 +67,6 @@ class EvalCache:
                         (key, completion.model, completion.text, completion.finish_reason, usage.prompt_tokens,
                          usage.completion_tokens, int(usage.estimated), completion.latency_s, time.time()))
 
-    def call_count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-
     # -- scored items -------------------------------------------------------------------------------------------
     def get_result(self, key: str) -> dict | None:
         row = self.db.execute("SELECT record FROM results WHERE key = ?", (key,)).fetchone()

@@ -50,7 +50,7 @@ class EvalSettings:
 
 @dataclass
 class Progress:
-    """What a progress display needs; `on_record` is called after every scored item."""
+    """What a progress display needs; each listener is called after every scored item."""
 
     total: int = 0
     done: int = 0
@@ -93,7 +93,6 @@ class Evaluator:
                 self.plain = scorer_for(self.name, tolerance=settings.tolerance, pattern=settings.pattern)
             except Exception as exc:
                 raise ConfigError(f"eval: scorer {self.name}: {exc}") from None
-        self.cost = 0.0
 
     async def score(self, item: EvalItem, reply: str) -> tuple[Score, float]:
         """(score, what the evaluator's calls cost)."""
@@ -128,6 +127,15 @@ def modelled_latency(trace: FusionTrace) -> float:
     return sum(rounds.values()) + judging
 
 
+def _swap_disagreed(verdicts: list[dict]) -> bool:
+    """Did the swap pass choose another member than the first pass (or none)?"""
+    def chosen(pass_: int) -> str | None:
+        read = [v for v in verdicts if v["pass"] == pass_ and v["choice"] is not None]
+        return read[-1]["order"][read[-1]["choice"] - 1] if read else None
+
+    return any(v["pass"] == 2 for v in verdicts) and chosen(2) != chosen(1)
+
+
 async def run_one(system: System, item: EvalItem, registry: CachingRegistry, evaluator: Evaluator,
                   seed: int) -> dict[str, Any]:
     """One system on one item: the reply, its score, what it cost, and for fusions what the judge did."""
@@ -160,7 +168,7 @@ async def run_one(system: System, item: EvalItem, registry: CachingRegistry, eva
         record["candidates"] = candidates
         if trace.judge_choice is not None:
             record["judge"] = {"choice": trace.judge_choice, "shown": trace.shown_order,
-                               "swap_disagreed": "swap check" in (trace.degraded_reason or "")}
+                               "swap_disagreed": _swap_disagreed(trace.verdicts)}
         record["verdicts"] = [{"choice": v["choice"], "shown": len(v["order"]), "read_as": v["read_as"]}
                               for v in trace.verdicts]
         record["tie"] = trace.tie
@@ -206,7 +214,7 @@ async def run_systems(eval_set: EvalSet, systems: Sequence[System], registry: Ca
     return [records[i] for i in range(len(jobs))]
 
 
-def open_cache(cache: str | Path | None, out: str | Path | None) -> EvalCache | None:
+def open_cache(cache: str | Path | None) -> EvalCache | None:
     if cache == "off":
         return None
     if cache is not None:
@@ -214,21 +222,19 @@ def open_cache(cache: str | Path | None, out: str | Path | None) -> EvalCache | 
     return EvalCache(cache_dir() / "eval-cache.sqlite")
 
 
-def run(dataset: str | Path | EvalSet, *, models: Sequence[str] = (), pool: Sequence[str] = (), judge: str | None = None,
-        systems: Sequence[str] = ("members",), n: int | None = None, seed: int = 0, out: str | Path | None = None,
-        dev_fraction: float = 0.25, max_tokens: int = 96, judge_max_tokens: int = 64, temperature: float = 0.0,
-        swap_check: bool = False, settings: EvalSettings | None = None, config: str | Path | None = None,
-        registry=None, cache: str | Path | None = None, progress: Progress | None = None):
-    """Run an eval and return its Report (written to `out` as JSON, Markdown and a PNG when given)."""
-    return asyncio.run(arun(dataset, models=models, pool=pool, judge=judge, systems=systems, n=n, seed=seed, out=out,
-                            dev_fraction=dev_fraction, max_tokens=max_tokens, judge_max_tokens=judge_max_tokens,
-                            temperature=temperature, swap_check=swap_check, settings=settings, config=config,
-                            registry=registry, cache=cache, progress=progress))
+def run(dataset: str | Path | EvalSet, **settings):
+    """Run an eval from synchronous code; `arun`'s arguments. Returns the Report."""
+    return asyncio.run(arun(dataset, **settings))
 
 
-async def arun(dataset, *, models=(), pool=(), judge=None, systems=("members",), n=None, seed=0, out=None,
-               dev_fraction=0.25, max_tokens=96, judge_max_tokens=64, temperature=0.0, swap_check=False,
-               settings=None, config=None, registry=None, cache=None, progress=None):
+async def arun(dataset: str | Path | EvalSet, *, models: Sequence[str] = (), pool: Sequence[str] = (),
+               judge: str | None = None, systems: Sequence[str] = ("members",), n: int | None = None, seed: int = 0,
+               out: str | Path | None = None, dev_fraction: float = 0.25, max_tokens: int = 96,
+               judge_max_tokens: int = 64, temperature: float = 0.0, swap_check: bool = False,
+               settings: EvalSettings | None = None, config: str | Path | None = None, registry=None,
+               cache: str | Path | None = None, progress: Progress | None = None):
+    """Run an eval and return its Report (written to `out` as JSON, Markdown, records and a PNG when given).
+    `cache`: the SQLite file, "off", or None for the user cache."""
     from ..models.registry import Registry
     from .report import build_report
 
@@ -237,7 +243,7 @@ async def arun(dataset, *, models=(), pool=(), judge=None, systems=("members",),
     eval_set = dataset if isinstance(dataset, EvalSet) else load_eval_set(dataset, n, seed, dev_fraction)
     own = registry is None
     base_registry = registry or Registry.load(config)
-    caching = CachingRegistry(base_registry, open_cache(cache, out))
+    caching = CachingRegistry(base_registry, open_cache(cache))
     try:
         chosen = build_systems(caching, models=list(models), pool=list(pool), judge=judge, systems=list(systems),
                                max_tokens=max_tokens, judge_max_tokens=judge_max_tokens, temperature=temperature,

@@ -191,6 +191,24 @@ def serve_in_thread(app, port: int | None = None) -> Iterator[str]:
         thread.join(timeout=5)
 
 
+@contextmanager
+def serve_in_process() -> Iterator[str]:
+    """The upstream in a process of its own (so it takes no CPU from the caller's event loop); yields its base
+    URL (…/v1) once it answers, and stops it afterwards."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "gemfuse.testing.upstream", "--port", str(port)])
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_until_up(f"{base_url}/models", server)
+        yield base_url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def wait_until_up(url: str, proc=None, timeout: float = 60.0) -> None:
     """Poll `url` until it answers 200; fail early if the server process `proc` exits."""
     import httpx
