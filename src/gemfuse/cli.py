@@ -162,6 +162,46 @@ def export_(run: Path = typer.Argument(..., help="a run folder from gemfuse tune
     raise typer.Exit(code)
 
 
+@app.command()
+def pull(source: str = typer.Argument(..., help="a hub id (owner/name), a model folder or a GGUF file"),
+         revision: str | None = typer.Option(None, "--revision", help="hub branch, tag or commit"),
+         include: list[str] = typer.Option([], "--include", help="only files matching this pattern (repeatable)"),
+         gguf: str | None = typer.Option(None, "--gguf", help="only the GGUF of this quant type, e.g. Q4_K_M"),
+         name: str | None = typer.Option(None, "--name", help="the short name to register (default: from SOURCE)"),
+         force: bool = typer.Option(False, "--force", help="replace a model of that name in the config"),
+         config: Path | None = ConfigOpt) -> None:
+    """Download or copy weights (resumable) and register them in the config under a short name."""
+    from .commands.weights import run_pull
+    from .errors import GemfuseError
+
+    try:
+        code = run_pull(source, revision=revision, include=include, gguf=gguf, name=name, config=config, force=force)
+    except (GemfuseError, OSError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
+@app.command()
+def plan(model: str = typer.Argument(..., help="a model folder, a GGUF file, a configured model or a hub id"),
+         device: str = typer.Option("cpu", "--device", help="cuda | mps | cpu"),
+         memory: float | None = typer.Option(None, "--memory", min=0.1, help="GB to plan for (default: this device's)"),
+         context: int | None = typer.Option(None, "--context", min=1, help="tokens (default: the model's, up to 8192)"),
+         batch: int = typer.Option(1, "--batch", min=1, help="sequences at once"),
+         train: str | None = typer.Option(None, "--train", help="lora | qlora: plan a fine-tune instead"),
+         revision: str | None = typer.Option(None, "--revision", help="hub revision of the config"),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """Will it fit? Memory per precision (weights, KV cache, runtime, training) from the config alone."""
+    from .commands.weights import run_plan
+    from .errors import GemfuseError
+
+    try:
+        code = run_plan(model, device=device, memory=memory, context=context, batch=batch, train=train,
+                        revision=revision, as_json=as_json)
+    except (GemfuseError, OSError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
 @app.command("eval")
 def eval_(dataset: str = typer.Argument(..., help="builtin:arithmetic | builtin:word | builtin:math (-choice), a JSONL, "
                                                    "a GSM8K file, a datasets folder or .parquet"),

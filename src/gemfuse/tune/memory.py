@@ -82,8 +82,15 @@ def estimate(model, config, device: str, dtype, plan) -> Estimate:
     longest = min(max(lengths), config.data.max_length) if lengths else config.data.max_length
     tokens = config.train.batch_size * longest
     width = torch.tensor([], dtype=dtype).element_size()
-    per_token_layer = 2 * hidden if config.train.gradient_checkpointing else 10 * hidden + 3 * inter
-    activations = tokens * layers * per_token_layer * width
-    loss = min(tokens, 1024) * vocab * 4 * 3
+    activations = activation_bytes(tokens, layers, hidden, inter, config.train.gradient_checkpointing, width)
     available, where = available_memory(device)
-    return Estimate(weights, trainable, activations, loss, available, where)
+    return Estimate(weights, trainable, activations, loss_bytes(tokens, vocab), available, where)
+
+
+def activation_bytes(tokens: int, layers: int, hidden: int, inter: int, checkpointing: bool, width: int) -> int:
+    per_token_layer = 2 * hidden if checkpointing else 10 * hidden + 3 * inter
+    return tokens * layers * per_token_layer * width
+
+
+def loss_bytes(tokens: int, vocab: int) -> int:
+    return min(tokens, 1024) * vocab * 4 * 3

@@ -1,0 +1,73 @@
+"""`gemfuse pull`, `gemfuse plan`, `gemfuse quantize`: printing around gemfuse.weights."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+GB = 10**9
+
+
+def run_plan(model: str, *, device: str, memory: float | None, context: int | None, batch: int, train: str | None,
+             revision: str | None, as_json: bool) -> int:
+    from ..weights.plan import plan
+    from ..weights.shape import read_shape
+
+    result = plan(read_shape(model, revision=revision), device=device, memory_gb=memory, context=context,
+                  batch=batch, train=train)
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    shape = result.shape
+    console = Console()
+    counted = "counted from its tensors" if shape.exact else "estimated from its config"
+    have = f"{result.memory / GB:.1f} GB ({result.memory_source})" if result.memory else result.memory_source
+    console.print(f"[bold]{shape.name}[/] ({shape.model_type}): {shape.params / 1e9:.2f} B parameters, {counted}; "
+                  f"{len(shape.caches)} of {shape.layers} layers keep a KV cache; context up to {shape.max_context:,}")
+    doing = f"training {result.train} on" if result.train else "inference at"
+    console.print(f"{doing} {result.context:,} tokens x batch {result.batch} on {result.device}: {have}")
+    table = Table(caption="GB = 10^9 bytes; `--json` says how each precision is loaded", caption_justify="left")
+    columns = ["precision", "weights", "training" if result.train else "KV cache", "runtime", "total", "verdict",
+               "longest ctx"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("precision", "verdict") else "right", no_wrap=True)
+    colours = {"fits": "green", "too big": "red"}
+    for row in result.rows:
+        needs = row.needs
+        verdict = f"[{colours.get(row.verdict, 'dim')}]{row.verdict.replace('not on this device', 'not here')}[/]"
+        varying = needs.training if result.train else needs.kv_cache
+        table.add_row(needs.precision, f"{needs.weights / GB:.2f}", f"{varying / GB:.2f}", f"{needs.runtime / GB:.2f}",
+                      f"{needs.total / GB:.2f}", verdict, f"{row.max_context:,}" if row.max_context else "-")
+    console.print(table)
+    best = result.best()
+    if best:
+        console.print(f"widest precision that fits: [bold]{best.needs.precision}[/] (longest context "
+                      f"{best.max_context:,})")
+    elif result.memory:
+        console.print("[red]nothing fits[/]: a smaller model, a shorter context, or a bigger device")
+    for note in shape.notes:
+        console.print(f"note: {note}")
+    if any(r.needs.precision.startswith("gguf:") for r in result.rows) and any(c.window for c in shape.caches):
+        console.print("note: llama.cpp keeps a full-size cache on sliding-window layers; transformers keeps the window")
+    return 0
+
+
+def run_pull(source: str, *, revision: str | None, include: list[str], gguf: str | None, name: str | None,
+             config, force: bool) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from ..weights.pull import pull
+
+    console = Console(stderr=True)
+    with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("copy", total=None)
+        pulled = pull(source, revision=revision, include=include or None, gguf=gguf, name=name, config=config,
+                      force=force, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    resumed = pulled.bytes - pulled.copied
+    console.print(f"{pulled.path} ({pulled.bytes / 2**20:,.1f} MiB"
+                  + (f"; {resumed / 2**20:,.1f} MiB were there already" if resumed else "") + ")")
+    console.print(f"registered as [bold]{pulled.name}[/] ({pulled.backend}) in {pulled.config}; try: "
+                  f"gemfuse ask -m {pulled.name} \"Hello\"")
+    return 0

@@ -1,0 +1,1 @@
+"""Own the weights: fetch them, plan whether they fit, quantise them."""
