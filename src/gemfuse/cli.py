@@ -202,6 +202,25 @@ def plan(model: str = typer.Argument(..., help="a model folder, a GGUF file, a c
     raise typer.Exit(code)
 
 
+@app.command()
+def quantize(model: str = typer.Argument(..., help="a model folder, a GGUF file or a configured local model"),
+             to: str = typer.Option(..., "--to", help="gguf:Q4_K_M | gguf:Q8_0 | gguf:Q5_K_M | ... (llama.cpp types)"),
+             out: Path | None = typer.Option(None, "--out", "-o", help="the GGUF to write (default: gemfuse's models folder)"),
+             name: str | None = typer.Option(None, "--name", help="register the result in the config under this name"),
+             eval_items: int = typer.Option(0, "--eval", min=0, help="also compare accuracy on N built-in arithmetic items"),
+             as_json: bool = typer.Option(False, "--json"),
+             config: Path | None = ConfigOpt) -> None:
+    """Quantise for llama.cpp and report the cost: size, perplexity on a fixed text, speed (and accuracy)."""
+    from .commands.weights import run_quantize
+    from .errors import GemfuseError
+
+    try:
+        code = run_quantize(model, to, out=out, name=name, eval_items=eval_items, as_json=as_json, config=config)
+    except (GemfuseError, OSError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
 @app.command("eval")
 def eval_(dataset: str = typer.Argument(..., help="builtin:arithmetic | builtin:word | builtin:math (-choice), a JSONL, "
                                                    "a GSM8K file, a datasets folder or .parquet"),

@@ -71,3 +71,38 @@ def run_pull(source: str, *, revision: str | None, include: list[str], gguf: str
     console.print(f"registered as [bold]{pulled.name}[/] ({pulled.backend}) in {pulled.config}; try: "
                   f"gemfuse ask -m {pulled.name} \"Hello\"")
     return 0
+
+
+def run_quantize(model: str, to: str, *, out, name: str | None, eval_items: int, as_json: bool, config) -> int:
+    from ..weights.pull import check_name_free, register
+    from ..weights.quantize import quantize
+
+    if name:
+        from ..paths import config_path
+
+        config_file = config or config_path()
+        check_name_free(config_file, name, force=False)
+    console = Console(stderr=True)
+    with console.status(f"quantising {model} to {to} and measuring both"):
+        done = quantize(model, to, out=out, eval_items=eval_items)
+    if name:
+        register(config_file, name, {"backend": "llamacpp", "path": str(done.result.path),
+                                     "description": f"{model} quantised to {done.quant}"})
+    if as_json:
+        print(json.dumps(done.as_dict(), indent=2))
+        return 0
+    table = Table(title=f"{done.quant}: what it cost")
+    for column in ("", "size MiB", "perplexity", "decode tok/s", "accuracy"):
+        table.add_column(column, justify="right" if column else "left")
+    for label, measured in (("source", done.source), (done.quant, done.result)):
+        accuracy = f"{measured.accuracy:.1%}" if measured.accuracy is not None else "-"
+        table.add_row(label, f"{measured.bytes / 2**20:,.1f}", f"{measured.perplexity:.3f}",
+                      f"{measured.tokens_per_s:.1f}", accuracy)
+    ratios = done.as_dict()
+    table.add_row("ratio", f"{ratios['size_ratio']:.3f}", f"{ratios['perplexity_ratio']:.4f}",
+                  f"{ratios['speed_ratio']:.3f}", "")
+    Console().print(table)
+    for note in done.notes:
+        console.print(f"note: {note}")
+    console.print(f"wrote {done.result.path}" + (f"; registered as [bold]{name}[/]" if name else ""))
+    return 0

@@ -30,6 +30,9 @@ class TransformersSpec(LocalSpec):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     revision: str | None = None
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    quantize: Literal["none", "int8", "8bit", "4bit"] = Field(
+        "none", description="int8: int8 weight-only (torchao), CPU or GPU; 8bit / 4bit: CUDA, bitsandbytes "
+                            "LLM.int8 / NF4")
 
 
 def pick_device(preference: str = "auto") -> str:
@@ -120,11 +123,15 @@ class TransformersModel(LocalModel):
             kwargs["gguf_file"] = self.spec.gguf_file
         device = pick_device(self.spec.device)
         dtype = pick_dtype(device, self.spec.dtype)
+        quantize = self.spec.quantize
+        placement: dict[str, Any] = {}
+        if quantize in ("8bit", "4bit"):  # bitsandbytes quantises while loading, onto the GPU
+            placement = {"quantization_config": bitsandbytes_config(quantize, device, dtype), "device_map": {"": device}}
         try:
             self.modalities = modalities_of(transformers.AutoConfig.from_pretrained(path, **kwargs).to_dict())
             auto = (transformers.AutoModelForImageTextToText if len(self.modalities) > 1
                     else transformers.AutoModelForCausalLM)
-            model = auto.from_pretrained(path, dtype=dtype, **kwargs)
+            model = auto.from_pretrained(path, dtype=dtype, **kwargs, **placement)
             processor = load_processor(path, self.modalities, **kwargs)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load transformers model from {path}: {exc}", model=self.name) from exc
@@ -137,7 +144,11 @@ class TransformersModel(LocalModel):
                 model = PeftModel.from_pretrained(model, str(adapter_folder(self.spec.adapter)))
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(f"cannot load adapter {self.spec.adapter}: {exc}", model=self.name) from exc
-        model.to(device).eval()
+        if not placement:
+            model.to(device)
+        if quantize == "int8":
+            model = quantize_int8_weights(model)
+        model.eval()
         return model, processor, device
 
     def _source(self) -> str:
@@ -242,6 +253,49 @@ class TransformersModel(LocalModel):
     async def aclose(self) -> None:
         await super().aclose()
         self._loaded = None
+
+
+def bitsandbytes_config(kind: str, device: str, dtype):
+    """bitsandbytes LLM.int8 ('8bit') or NF4 with double quantisation ('4bit', QLoRA's), CUDA only."""
+    import importlib.util
+
+    from .._torchvision import import_transformers
+
+    if device != "cuda":
+        raise ModelLoadError(f"quantize = '{kind}' (bitsandbytes) needs a CUDA GPU; on the CPU use 'int8', or a "
+                             "GGUF quant on llama.cpp (gemfuse quantize MODEL --to gguf:Q4_K_M)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(f"quantize = '{kind}' needs bitsandbytes: pip install 'gemfuse[cuda]'")
+    transformers = import_transformers()
+    if kind == "8bit":
+        return transformers.BitsAndBytesConfig(load_in_8bit=True)
+    return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                           bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+
+
+def quantize_int8_weights(model):
+    """torchao int8 weight-only: every linear layer but the output head (often tied to the embedding, which
+    stays 16-bit) keeps int8 weights with a scale per row; the 16-bit weights it replaces go back to the OS."""
+    import ctypes
+    import gc
+    import logging
+
+    import torch
+
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # its optional CUDA kernels report failing to load
+    try:
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    except ImportError:
+        raise ModelLoadError("quantize = 'int8' needs torchao: pip install torchao") from None
+    head = model.get_output_embeddings()
+    quantize_(model, Int8WeightOnlyConfig(), filter_fn=lambda module, name: isinstance(module, torch.nn.Linear)
+              and module is not head and "lora_" not in name)  # a LoRA adapter keeps its own precision
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the freed memory is reused by the process instead
+        pass
+    return model
 
 
 def load_processor(path: str, modalities: frozenset[str], **kwargs):

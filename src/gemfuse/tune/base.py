@@ -79,7 +79,7 @@ def training_dtype(device: str, preference: str):
 def load_for_training(base: Base, device: str, dtype, quantize: str = "none"):
     """The model on `device` in `dtype`, inputs' gradients on (for checkpointing through frozen layers)."""
     from .._torchvision import import_transformers
-    from ..models.transformers import modalities_of
+    from ..models.transformers import bitsandbytes_config, modalities_of
 
     transformers = import_transformers()
     multimodal = len(modalities_of(base.config)) > 1
@@ -88,9 +88,7 @@ def load_for_training(base: Base, device: str, dtype, quantize: str = "none"):
     if quantize == "4bit":
         if device != "cuda":
             raise ConfigError("train.quantize = '4bit' (QLoRA) needs a CUDA GPU; on this device use 'none'")
-        kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype)
+        kwargs["quantization_config"] = bitsandbytes_config("4bit", device, dtype)
         kwargs["device_map"] = {"": device}
     model = auto.from_pretrained(str(base.folder), **kwargs)
     if quantize == "4bit":
