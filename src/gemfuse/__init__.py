@@ -1,5 +1,6 @@
 """gemfuse: fine-tune, run, serve and fuse your own models."""
 
+from ._sync import run_sync
 from .errors import GemfuseError
 from .fusion import FusionPreset, FusionResult, afuse, fuse
 from .messages import AudioPart, ImagePart, Message, TextPart
@@ -16,4 +17,5 @@ def get_model(name: str, config=None) -> Model:
 
 
 __all__ = ["AudioPart", "Completion", "FusionPreset", "FusionResult", "GemfuseError", "GenerateOptions", "ImagePart",
-           "Message", "Model", "StreamChunk", "TextPart", "Usage", "afuse", "fuse", "get_model", "__version__"]
+           "Message", "Model", "StreamChunk", "TextPart", "Usage", "afuse", "fuse", "get_model", "run_sync",
+           "__version__"]

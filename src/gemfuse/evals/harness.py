@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._sync import run_sync
 from ..errors import ConfigError, GemfuseError
 from ..fusion.api import afuse
 from ..fusion.engine import QuorumError
@@ -224,7 +225,7 @@ def open_cache(cache: str | Path | None) -> EvalCache | None:
 
 def run(dataset: str | Path | EvalSet, **settings):
     """Run an eval from synchronous code; `arun`'s arguments. Returns the Report."""
-    return asyncio.run(arun(dataset, **settings))
+    return run_sync(arun(dataset, **settings))
 
 
 async def arun(dataset: str | Path | EvalSet, *, models: Sequence[str] = (), pool: Sequence[str] = (),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._sync import run_sync
 from ..messages import Message, as_messages
 from .engine import EventSink, FusionRun
 from .modes import MODES
@@ -86,4 +87,4 @@ def fuse(messages: str | Message | Sequence[Message], **kwargs) -> FusionResult:
             if own:
                 await registry.aclose()
 
-    return asyncio.run(run())
+    return run_sync(run())

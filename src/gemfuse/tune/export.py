@@ -80,14 +80,13 @@ def merge(run: Path, manifest: dict, out: Path) -> Path:
 
 
 def generate_hf(folder: Path, prompt: str, max_tokens: int = 16) -> str:
-    import asyncio
-
+    from .._sync import run_sync
     from ..messages import Message
     from ..models.base import GenerateOptions
     from ..models.transformers import TransformersModel, TransformersSpec
 
     model = TransformersModel("export-check", TransformersSpec(path=str(folder)))
-    completion = asyncio.run(model.generate([Message.user(prompt)], GenerateOptions(max_tokens=max_tokens,
+    completion = run_sync(model.generate([Message.user(prompt)], GenerateOptions(max_tokens=max_tokens,
                                                                                    temperature=0)))
     return completion.text
 

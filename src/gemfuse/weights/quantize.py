@@ -169,3 +169,21 @@ def eval_accuracy(paths: list[Path], items: int) -> list[float]:
                  dev_fraction=0.0)
     by_name = {s["name"]: s for s in report.data["systems"]}
     return [by_name[name]["accuracy"] for name in names]
+
+
+def perplexity_hf(model, tokenizer, text: str | None = None, window: int = 256) -> float:
+    """The same measure for a transformers model: windows of `window` tokens, each scored on its own."""
+    import torch
+
+    ids = tokenizer((text or fixed_text()), return_tensors="pt")["input_ids"][0]
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        for start in range(0, len(ids) - 1, window - 1):
+            chunk = ids[start: start + window].unsqueeze(0).to(device)
+            if chunk.shape[1] < 2:
+                break
+            logits = model(chunk).logits[0, :-1].float()
+            total += float(torch.nn.functional.cross_entropy(logits, chunk[0, 1:], reduction="sum"))
+            count += chunk.shape[1] - 1
+    return math.exp(total / count)
