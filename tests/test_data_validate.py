@@ -112,6 +112,11 @@ def test_every_broken_input_is_reported_on_its_line(corpus, tiny_model):
     assert "200000000 pixels" in by_line[7].message and "31.0 s of audio is over gemma4's 30 s limit" in by_line[15].message
     assert by_line[5].file.endswith("train.jsonl") and "nowhere.png" in by_line[5].message
     assert report.summary()["rows"] == 18 and not report.ok
+    assert errors[17] == {"invalid_json"} and errors[6] == {"bad_utf8"}  # one error per cause
+    assert not [i.message for i in report.issues if " at 0x" in i.message]  # no object reprs in messages
+    (corpus / "partless.jsonl").write_text(json.dumps({"messages": [user({"type": "image"}), answer()]}) + "\n")
+    partless = validate(corpus / "partless.jsonl", load_target(str(tiny_model("gemma4"))))
+    assert any("an image part needs" in i.message for i in partless.issues)
 
 
 def test_family_limits(corpus, tiny_model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,11 @@ class MediaInfo:
     format: str = ""
 
 
+def plain(exc: Exception) -> str:
+    """A library's message without the object reprs some put in it (`<_io.BytesIO object at 0x...>`)."""
+    return re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc)).strip() or type(exc).__name__
+
+
 def inspect_image(data: bytes, info: MediaInfo) -> None:
     from PIL import Image
 
@@ -47,9 +53,11 @@ def inspect_image(data: bytes, info: MediaInfo) -> None:
                     return
                 image.load()  # a truncated file fails here, not at open()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            info.code, info.error = "image_too_large", f"image too large to decode safely ({exc})"
+            info.code, info.error = "image_too_large", f"image too large to decode safely ({plain(exc)})"
+        except Image.UnidentifiedImageError:
+            info.code, info.error = "undecodable", "not an image file that can be read (PNG, JPEG, WebP, GIF, ...)"
         except Exception as exc:  # PIL raises many types for broken files
-            info.code, info.error = "undecodable", f"cannot decode image: {exc}"
+            info.code, info.error = "undecodable", f"cannot decode image: {plain(exc)}"
 
 
 def inspect_audio(data: bytes, info: MediaInfo) -> None:
@@ -61,7 +69,7 @@ def inspect_audio(data: bytes, info: MediaInfo) -> None:
             frames = sound.frames
             sound.read(dtype="float32")  # decode it all: a broken body fails here
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
-        info.code, info.error = "undecodable", f"cannot decode audio: {exc}"
+        info.code, info.error = "undecodable", f"cannot decode audio: {plain(exc)}"
         return
     if info.format not in AUDIO_FORMATS:
         info.code, info.error = "unsupported_format", f"unsupported audio format {info.format}"

@@ -49,8 +49,9 @@ class Report:
 
 def check_turns(example: Example) -> None:
     turns = example.turns
-    if not turns and not example.issues:
-        example.issue("error", "empty_conversation", "no messages")
+    if not turns:  # a line that did not parse has said so already; one error per cause
+        if not example.issues:
+            example.issue("error", "empty_conversation", "no messages")
         return
     for i, turn in enumerate(turns):
         if turn.role == "system" and i != 0:
