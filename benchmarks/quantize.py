@@ -1,6 +1,7 @@
 """Each precision of a built-in model in one run: decode tokens/s, peak memory and perplexity on the fixed
 text, as ratios to the transformers bf16 run. Every precision runs in its own process (peak memory is the
-process's high-water mark over its own baseline after imports), several rounds, alternating; medians printed.
+process's high-water mark over its own baseline after imports, while loading and decoding; perplexity is
+scored after), several rounds, alternating; medians printed.
 
     python benchmarks/quantize.py [--model smollm2-135m-hf] [--rounds 3]
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -21,12 +21,17 @@ PROMPT = "The history of the printing press"
 TOKENS = 64
 
 
-def rss() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
+def status(key: str) -> int:
+    """VmRSS now, or VmHWM: this process image's own peak (ru_maxrss would carry the parent's across exec)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def rss() -> int:
+    return status("VmRSS")
 
 
 def worker(kind: str, path: str) -> dict:
@@ -37,7 +42,7 @@ def worker(kind: str, path: str) -> dict:
 
         baseline = rss()
         speed = q.decode_speed_gguf(Path(path), TOKENS)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+        peak = status("VmHWM") - baseline
         return {"tokens_per_s": speed, "peak_bytes": peak, "perplexity": q.perplexity_gguf(Path(path))}
     import torch
 
@@ -58,7 +63,7 @@ def worker(kind: str, path: str) -> dict:
         started = time.perf_counter()
         out = model.generate(**inputs, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False)
         speed = (out.shape[1] - inputs["input_ids"].shape[1]) / (time.perf_counter() - started)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+    peak = status("VmHWM") - baseline
     return {"tokens_per_s": speed, "peak_bytes": peak, "perplexity": q.perplexity_hf(model, tokenizer)}
 
 

@@ -70,15 +70,18 @@ def test_verdicts_and_longest_context_on_a_24_gb_gpu():
         plan(shape, train="full")
 
 
+# VmHWM is this process image's own high-water mark (ru_maxrss would carry the parent's peak across exec).
 MEASURE = """
-import json, resource, sys, psutil
+import json, sys
 from llama_cpp import Llama
 from gemfuse.models.builtin import resolve_path, builtin_specs
+def status(key):
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key + ":"))
 path = resolve_path(builtin_specs()[sys.argv[1]].path)
-before = psutil.Process().memory_info().rss
+before = status("VmRSS")
 llm = Llama(model_path=str(path), n_ctx=int(sys.argv[2]), verbose=False)
 llm.create_completion("The capital of France is", max_tokens=8, temperature=0)
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before))
+print(json.dumps(status("VmHWM") - before))
 """
 
 
