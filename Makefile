@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/eval_throughput.py
 	$(BIN)/python benchmarks/judge_verdicts.py
 	$(BIN)/python benchmarks/tune_throughput.py
+	$(BIN)/python benchmarks/quantize.py
 
 clean:
 	rm -rf $(VENV)
