@@ -23,7 +23,7 @@ from pathlib import Path
 
 from gemfuse.evals import EvalSettings, load_eval_set, run
 from gemfuse.models.base import GenerateOptions
-from gemfuse.models.registry import Registry
+from gemfuse.registry import Registry
 from gemfuse.testing.upstream import serve_in_process
 
 DELAYS_MS = {"m50": 50, "m80": 80, "m120": 120}

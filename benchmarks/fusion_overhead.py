@@ -20,7 +20,7 @@ from gemfuse.fusion import afuse
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.openai import OpenAISpec
-from gemfuse.models.registry import Registry
+from gemfuse.registry import Registry
 from gemfuse.testing.upstream import serve_in_process
 
 QUESTION = [Message.user("What is 2+2?")]

@@ -20,7 +20,8 @@ import time
 
 from gemfuse.evals.generators import generate
 from gemfuse.fusion.judge import parse_verdict, prompt, render_answers, verdict_schema
-from gemfuse.models.builtin import builtin_specs, resolve_path
+from gemfuse.models.builtin import builtin_specs
+from gemfuse.models.files import resolve_path
 from gemfuse.models.llamacpp import LlamaCppModel
 
 

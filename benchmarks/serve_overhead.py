@@ -24,7 +24,8 @@ import httpx
 
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
-from gemfuse.models.builtin import SMOLLM2, resolve_path
+from gemfuse.models.builtin import SMOLLM2
+from gemfuse.models.files import resolve_path
 from gemfuse.testing.upstream import free_port, wait_until_up
 
 BODY = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
@@ -121,7 +122,7 @@ def main() -> None:
     if args.child:
         return child_server(args.child)
 
-    from gemfuse.models.registry import Registry
+    from gemfuse.registry import Registry
     from gemfuse.testing.scripted import ScriptedModel
 
     ours_port = free_port()

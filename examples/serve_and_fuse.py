@@ -89,7 +89,7 @@ server.wait(timeout=30)
 
 # %%
 from gemfuse import fuse
-from gemfuse.models.registry import Registry
+from gemfuse.registry import Registry
 
 result = fuse("What is 2 + 3? Answer with the number.", preset="mine", registry=Registry.load(config))
 print("fused:", result.text)

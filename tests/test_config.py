@@ -3,7 +3,7 @@ import pytest
 from gemfuse.config import load_config
 from gemfuse.errors import ConfigError, UnknownModelError
 from gemfuse.models.openai import OpenAIModel
-from gemfuse.models.registry import Registry
+from gemfuse.registry import Registry
 
 GOOD = """
 default_model = "remote"

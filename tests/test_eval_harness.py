@@ -158,7 +158,7 @@ def test_rubric_scoring_through_an_evaluator_model(dataset, tmp_path):
 
 def test_a_run_folder_brings_its_base_model_along(tmp_path):
     from gemfuse.evals.systems import build_systems
-    from gemfuse.models.registry import Registry
+    from gemfuse.registry import Registry
 
     run_folder = tmp_path / "runs" / "lora"
     (run_folder / "adapter").mkdir(parents=True)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from gemfuse.fusion import afuse
-from gemfuse.models.registry import Registry
+from gemfuse.registry import Registry
 
 
 @pytest.fixture(autouse=True)

@@ -236,7 +236,7 @@ async def test_concurrency_limit_queues_calls_to_one_model():
 
 async def test_fusion_cannot_call_fusion(isolated_config):
     from gemfuse.config import load_config
-    from gemfuse.models.registry import Registry
+    from gemfuse.registry import Registry
 
     isolated_config.write_text('[presets.loop]\npool = ["fusion/loop", "smollm2-135m"]\nmode = "vote"\n')
     with pytest.raises(ConfigError, match="presets.loop: 'fusion/loop' is a fusion preset; a fusion cannot call"):

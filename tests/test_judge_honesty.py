@@ -92,7 +92,7 @@ async def test_vote_ties_are_told_and_a_judge_can_break_them():
 
 
 async def test_remote_judges_get_a_json_schema_and_endpoints_that_refuse_it_are_asked_plainly(upstream, isolated_config):
-    from gemfuse.models.registry import Registry
+    from gemfuse.registry import Registry
 
     base_url, calls = upstream
     isolated_config.write_text("".join(f'[models.{name}]\nbackend = "openai"\nbase_url = "{base_url}"\nmodel = "{model}"\n'

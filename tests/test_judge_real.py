@@ -6,7 +6,7 @@ import pytest
 from gemfuse.evals.generators import generate
 from gemfuse.fusion import afuse
 from gemfuse.fusion.judge import parse_verdict
-from gemfuse.models.registry import Registry
+from gemfuse.registry import Registry
 from gemfuse.testing.scripted import ScriptedModel, scripted_registry
 
 

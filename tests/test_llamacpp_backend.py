@@ -8,7 +8,7 @@ from gemfuse.errors import ModelLoadError, UnsupportedInputError
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.llamacpp import LlamaCppModel, LlamaCppSpec
-from gemfuse.models.registry import Registry
+from gemfuse.registry import Registry
 
 FRANCE = [Message.user("What is the capital of France?")]
 GREEDY = GenerateOptions(max_tokens=40, temperature=0)

@@ -8,7 +8,7 @@ import pytest
 from gemfuse.errors import AuthError
 from gemfuse.messages import Message
 from gemfuse.models.openai import OpenAIModel, OpenAISpec
-from gemfuse.models.registry import Registry
+from gemfuse.registry import Registry
 
 SECRET = "sk-test-7f3a9c1e5b2d4f6a8c0e"
 

@@ -9,8 +9,8 @@ import pytest
 from gemfuse.errors import MessageError, ModelLoadError, UnsupportedInputError
 from gemfuse.messages import AudioPart, Message
 from gemfuse.models.base import GenerateOptions
-from gemfuse.models.registry import Registry
 from gemfuse.models.transformers import TransformersModel, TransformersSpec, pick_device, pick_dtype
+from gemfuse.registry import Registry
 
 GREEDY = GenerateOptions(max_tokens=6, temperature=0)
 

@@ -56,7 +56,7 @@ def test_real_gemma_learns_made_up_facts(tmp_path):
 
     from gemfuse import GenerateOptions, Message
     from gemfuse.data.schema import read_jsonl
-    from gemfuse.models.registry import Registry
+    from gemfuse.registry import Registry
     from gemfuse.testing.tasks import facts_task
 
     task = facts_task(tmp_path / "facts")

@@ -59,7 +59,7 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         if pool or preset or judge or mode:
             from .commands.ask import build_messages
             from .commands.fusion import run_fusion_ask
-            from .models.registry import Registry
+            from .registry import Registry
 
             registry = Registry.load(config)
             fusion = dict(pool=pool.split(",") if pool else None, judge=judge, mode=mode, seed=seed,

@@ -87,8 +87,8 @@ class Config:
 
 def load_config(path: str | Path | None = None) -> Config:
     """Read `path` (or $GEMFUSE_CONFIG, or the platform default); a missing default file is fine."""
+    from .models.backends import spec_class
     from .models.builtin import builtin_specs
-    from .models.registry import spec_class
 
     explicit = path is not None
     file_path = Path(path).expanduser() if explicit else config_path()

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, collect
-from ..models.registry import Registry
+from ..registry import Registry
 
 
 def build_messages(prompt: str, images: Sequence[Path] = (), audio: Sequence[Path] = (),

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..fusion.api import FusionResult, afuse
 from ..fusion.trace import Call
-from ..models.registry import Registry
+from ..registry import Registry
 
 
 def _header(title: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from ..models.registry import Registry
+from ..registry import Registry
 
 
 async def describe(registry: Registry) -> list[dict]:

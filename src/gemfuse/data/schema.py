@@ -113,7 +113,7 @@ def _media_part(raw: dict, where: str, root: Path, example: Example) -> Media | 
         return _local_media(kind, raw["path"], where, root, example)
     inline = raw.get("url") if kind == "image" else raw.get("data")
     if not isinstance(inline, str):
-        example.issue("error", "media_missing", f"{where}: {'an' if kind[0] in 'aeiou' else 'a'} {kind} part needs a 'path' or inline data")
+        example.issue("error", "media_missing", f"{where}: {article(kind)} {kind} part needs a 'path' or inline data")
         return None
     if kind == "image":
         if inline.startswith(("http://", "https://")):
@@ -206,6 +206,10 @@ def fingerprint(example: Example) -> str:
         for part in turn.parts:
             digest.update((part if isinstance(part, str) else part.key()).encode("utf-8", "surrogatepass") + b"\0")
     return digest.hexdigest()
+
+
+def article(word: str) -> str:
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
 
 
 def read_jsonl(path: str | Path) -> Iterator[Example]:

@@ -89,7 +89,8 @@ def gemma_tokenizer():
     transformers = import_transformers()
     folder = cache_dir() / "gemma-tokenizer"
     if not (folder / "tokenizer_config.json").is_file():
-        from ..models.builtin import GEMMA3_270M, resolve_path
+        from ..models.builtin import GEMMA3_270M
+        from ..models.files import resolve_path
 
         gguf = resolve_path(GEMMA3_270M)
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +117,6 @@ def load_target(model: str) -> Target:
         raise ConfigError(f"--model {model}: not a family ({', '.join(KNOWN)}) nor a model folder with config.json")
     config = json.loads(config_file.read_text())
     fam = family(config.get("model_type", ""))
-    from ..models.transformers import load_processor, modalities_of
+    from ..processors import load_processor, modalities_of
 
     return Target(fam, load_processor(str(path), modalities_of(config)), str(path))

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Model, StreamChunk, Usage
-from ..models.registry import Registry
+from ..registry import Registry
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, text TEXT, finish TEXT, prompt_tokens INTEGER,

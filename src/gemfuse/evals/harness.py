@@ -236,7 +236,7 @@ async def arun(dataset: str | Path | EvalSet, *, models: Sequence[str] = (), poo
                cache: str | Path | None = None, progress: Progress | None = None):
     """Run an eval and return its Report (written to `out` as JSON, Markdown, records and a PNG when given).
     `cache`: the SQLite file, "off", or None for the user cache."""
-    from ..models.registry import Registry
+    from ..registry import Registry
     from .report import build_report
 
     settings = settings or EvalSettings(seed=seed)

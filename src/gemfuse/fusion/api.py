@@ -1,4 +1,5 @@
-"""`fuse()`: one prompt through a pool of models, one answer from a mode, with the full trace."""
+"""`afuse()`: one prompt through a pool of models, one answer from a mode, with the full trace. It is handed
+the registry it calls models through; `gemfuse.afuse` / `gemfuse.fuse` make the default one from the config."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._sync import run_sync
 from ..messages import Message, as_messages
 from .engine import EventSink, FusionRun
 from .modes import MODES
@@ -37,14 +37,12 @@ def make_preset(preset: FusionPreset | None = None, *, pool: Sequence[str | Memb
     return FusionPreset.model_validate(values)
 
 
-async def afuse(messages: str | Message | Sequence[Message], *, pool: Sequence[str | Member] | None = None,
+async def afuse(messages: str | Message | Sequence[Message], *, registry, pool: Sequence[str | Member] | None = None,
                 judge: str | None = None, mode: str | None = None, preset: str | FusionPreset | None = None,
-                registry=None, on_event: EventSink | None = None, seed: int | None = None,
+                on_event: EventSink | None = None, seed: int | None = None,
                 trace_path: str | Path | None = None, **settings) -> FusionResult:
-    """Fuse the answers of `pool` (or of a named preset) to `messages`. Settings are FusionPreset fields."""
-    from ..models.registry import Registry
-
-    registry = registry or Registry.load()
+    """Fuse the answers of `pool` (or of a named preset) to `messages`. Settings are FusionPreset fields;
+    `registry` gives the models (get / spec / slot) and presets (preset / check_preset)."""
     base = registry.preset(preset) if isinstance(preset, str) else preset
     spec = make_preset(base, pool=pool, judge=judge, mode=mode, **settings)
     registry.check_preset(spec)
@@ -72,19 +70,3 @@ async def fusion_events(messages: str | Message | Sequence[Message], **kwargs) -
     finally:
         if not task.done():
             task.cancel()
-
-
-def fuse(messages: str | Message | Sequence[Message], **kwargs) -> FusionResult:
-    """Synchronous `afuse`, for scripts (not for code already inside an event loop)."""
-    from ..models.registry import Registry
-
-    async def run() -> FusionResult:
-        own = kwargs.get("registry") is None
-        registry = kwargs.pop("registry", None) or Registry.load(kwargs.pop("config", None))
-        try:
-            return await afuse(messages, registry=registry, **kwargs)
-        finally:
-            if own:
-                await registry.aclose()
-
-    return run_sync(run())

@@ -6,14 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .files import adapter_folder
 from .spec import Price
 from .transformers import TransformersSpec
-
-
-def adapter_folder(path: str | Path) -> Path:
-    """`runs/x` or `runs/x/adapter`: the folder holding adapter_config.json."""
-    path = Path(path).expanduser()
-    return path / "adapter" if (path / "adapter" / "adapter_config.json").is_file() else path
 
 
 def run_spec(name: str) -> TransformersSpec | None:

@@ -65,7 +65,7 @@ class LlamaCppModel(LocalModel):
         return self.spec.path
 
     def gguf_path(self) -> Path:
-        from .builtin import resolve_path
+        from .files import resolve_path
 
         return resolve_path(self.spec.path)
 

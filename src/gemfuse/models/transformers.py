@@ -6,7 +6,6 @@ thread and streams through a TextStreamer subclass that hands each piece to the 
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from pydantic import Field
 
 from ..errors import ModelLoadError
 from ..messages import AudioPart, ImagePart, Message, TextPart
+from ..processors import declared_modalities, load_processor, modalities_of
 from .base import GenerateOptions, StreamChunk, Usage
 from .local import Cancelled, LocalModel, StopFilter, WorkerBridge
 from .spec import PLAIN_CHAT_TEMPLATE, LocalSpec
@@ -68,20 +68,6 @@ def cpu_has_fast_bf16() -> bool:
         return bool(probe and probe()) or torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16")
     except Exception:  # private probes may vanish in later torch releases
         return False
-
-
-def modalities_of(config: dict) -> frozenset[str]:
-    """What a model takes, from its config (a vision or audio tower beside the text model)."""
-    return frozenset({"text"} | ({"image"} if config.get("vision_config") else set())
-                     | ({"audio"} if config.get("audio_config") else set()))
-
-
-def declared_modalities(config_file: Path) -> frozenset[str]:
-    """Modalities from a local config.json, so listings and input checks need not load the weights."""
-    try:
-        return modalities_of(json.loads(config_file.read_text()))
-    except (OSError, ValueError):
-        return frozenset({"text"})
 
 
 class TransformersModel(LocalModel):
@@ -139,7 +125,7 @@ class TransformersModel(LocalModel):
             try:
                 from peft import PeftModel
 
-                from .finetuned import adapter_folder
+                from .files import adapter_folder
 
                 model = PeftModel.from_pretrained(model, str(adapter_folder(self.spec.adapter)))
             except (OSError, ValueError) as exc:
@@ -155,7 +141,7 @@ class TransformersModel(LocalModel):
         """The folder to load: `package:` paths name a GGUF that is converted once into the cache."""
         if not self.spec.path.startswith("package:"):
             return self.spec.path
-        from .builtin import hf_copy_of_gguf, resolve_path
+        from .files import hf_copy_of_gguf, resolve_path
 
         return str(hf_copy_of_gguf(resolve_path(self.spec.path)))
 
@@ -296,21 +282,3 @@ def quantize_int8_weights(model):
     except (OSError, AttributeError):  # not glibc: the freed memory is reused by the process instead
         pass
     return model
-
-
-def load_processor(path: str, modalities: frozenset[str], **kwargs):
-    """The tokenizer of a text model, or the processor of a multimodal one with a PIL image side: torchvision's
-    processors give different pixels on CPU, and here they cannot run at all. Gemma 4's video processor has no
-    PIL backend, so only its image side is swapped."""
-    from .._torchvision import import_transformers
-
-    transformers = import_transformers()
-    if modalities == {"text"}:
-        return transformers.AutoTokenizer.from_pretrained(path, **kwargs)
-    try:
-        return transformers.AutoProcessor.from_pretrained(path, backend="pil", **kwargs)
-    except (ImportError, TypeError, ValueError):
-        processor = transformers.AutoProcessor.from_pretrained(path, **kwargs)
-    if getattr(processor, "image_processor", None) is not None and "Pil" not in type(processor.image_processor).__name__:
-        processor.image_processor = transformers.AutoImageProcessor.from_pretrained(path, backend="pil", **kwargs)
-    return processor

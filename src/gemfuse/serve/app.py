@@ -13,7 +13,7 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from ..models.registry import Registry
+from ..registry import Registry
 from .chat import ChatHandler
 from .errors import HTTPError, describe
 from .schemas import ChatRequest, ServerSettings, error_body

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from ..config import Config, ConfigFile
 from ..messages import Message
 from ..models.base import GenerateOptions, Model, StreamChunk, Usage
-from ..models.registry import Registry
 from ..models.spec import ModelSpec, Price
+from ..registry import Registry
 
 Reply = str | BaseException | Callable[[Sequence[Message]], str]
 

@@ -44,7 +44,7 @@ def resolve_base(model: str) -> Base:
 
 
 def _package(spec_path: str) -> Base:
-    from ..models.builtin import hf_copy_of_gguf, resolve_path
+    from ..models.files import hf_copy_of_gguf, resolve_path
 
     folder = hf_copy_of_gguf(resolve_path(spec_path))
     return Base(spec_path, folder, json.loads((folder / "config.json").read_text()))
@@ -79,7 +79,8 @@ def training_dtype(device: str, preference: str):
 def load_for_training(base: Base, device: str, dtype, quantize: str = "none"):
     """The model on `device` in `dtype`, inputs' gradients on (for checkpointing through frozen layers)."""
     from .._torchvision import import_transformers
-    from ..models.transformers import bitsandbytes_config, modalities_of
+    from ..models.transformers import bitsandbytes_config
+    from ..processors import modalities_of
 
     transformers = import_transformers()
     multimodal = len(modalities_of(base.config)) > 1

@@ -53,7 +53,7 @@ def merge(run: Path, manifest: dict, out: Path) -> Path:
     import torch
 
     from .._torchvision import import_transformers
-    from ..models.transformers import load_processor, modalities_of
+    from ..processors import load_processor, modalities_of
     from .base import resolve_base
 
     transformers = import_transformers()

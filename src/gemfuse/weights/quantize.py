@@ -67,7 +67,7 @@ def source_of(model: str) -> tuple[Path, str]:
     path = Path(model).expanduser()
     if not path.exists():
         from ..config import load_config
-        from ..models.builtin import hf_copy_of_gguf, resolve_path
+        from ..models.files import hf_copy_of_gguf, resolve_path
 
         spec = load_config().specs.get(model)
         if spec is None or not getattr(spec, "path", None):
@@ -159,7 +159,7 @@ def eval_accuracy(paths: list[Path], items: int) -> list[float]:
     from ..config import load_config
     from ..evals import run
     from ..models.llamacpp import LlamaCppSpec
-    from ..models.registry import Registry
+    from ..registry import Registry
 
     config = load_config()
     names = [f"quantize-check-{i}" for i in range(len(paths))]
