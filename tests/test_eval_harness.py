@@ -18,11 +18,12 @@ def number_of(messages):
     return int(re.search(r"Question (\d+)", messages[-1].text).group(1))
 
 
-def answerer(right):
-    """A model that answers item i correctly when right(i), else with a wrong number of its own."""
+def answerer(right, wrong_offset: int = 1000):
+    """A model that answers item i correctly when right(i), else with a wrong number of its own (never the
+    same wrong number as another model's, so wrong answers do not form a plurality)."""
     def reply(messages):
         i = number_of(messages)
-        return f"The answer is {i if right(i) else i + 1000 + (hash(right) % 7)}."
+        return f"The answer is {i if right(i) else i + wrong_offset}."
     return reply
 
 
@@ -38,7 +39,7 @@ def dataset(tmp_path):
 
 
 def registry_with(judge_reply='{"best": 1, "reason": "first"}'):
-    models = {name: ScriptedModel(answerer(rule)) for name, rule in RULES.items()}
+    models = {name: ScriptedModel(answerer(rule, 1000 + k)) for k, (name, rule) in enumerate(RULES.items())}
     models["judge"] = ScriptedModel(judge_reply)
     models["judge2"] = ScriptedModel('{"best": 2}')
     return scripted_registry(models), models

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from .commands.options import with_fusion_options
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run, fine-tune and fuse your own models.")
 
@@ -32,12 +34,14 @@ def models(config: Path | None = ConfigOpt,
 
 
 @app.command()
+@with_fusion_options
 def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from standard input"),
-        model: str | None = typer.Option(None, "--model", "-m", help="model name (see `gemfuse models`)"),
+        model: str | None = typer.Option(None, "--model", "-m", help="model name, or fusion/PRESET (see `gemfuse models`)"),
         image: list[Path] = typer.Option([], "--image", help="attach an image file (repeatable)"),
         audio: list[Path] = typer.Option([], "--audio", help="attach an audio file (repeatable)"),
         system: str | None = typer.Option(None, "--system", "-s", help="system prompt"),
-        max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="answer length [default: 256]"),
+        max_tokens: int | None = typer.Option(None, "--max-tokens", min=1,
+                                              help="answer length [default: 512; a fusion: its preset's]"),
         temperature: float | None = typer.Option(None, "--temperature", "-t", min=0.0, max=2.0),
         top_p: float | None = typer.Option(None, "--top-p"),
         seed: int | None = typer.Option(None, "--seed"),
@@ -49,31 +53,37 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         show_candidates: bool = typer.Option(False, "--show-candidates", help="print each member's answer"),
         trace: Path | None = typer.Option(None, "--trace", help="append the fusion trace to this JSONL file"),
         as_json: bool = typer.Option(False, "--json", help="print the completion (or the fusion trace) as JSON"),
-        config: Path | None = ConfigOpt) -> None:
-    """Ask one model, or fuse a pool of models (--pool / --preset), and stream the answer."""
+        config: Path | None = ConfigOpt, fusion_settings: dict | None = None) -> None:
+    """Ask one model, or fuse a pool of models (--pool / --preset / -m fusion/NAME), and stream the answer.
+    Every fusion setting is an option here, as in fuse() and the server's `fusion` block."""
     from .errors import GemfuseError
+    from .fusion.preset import FUSION_PREFIX
 
     if prompt == "-":
         prompt = sys.stdin.read()
+    named = model.removeprefix(FUSION_PREFIX) if model and model.startswith(FUSION_PREFIX) else None
     try:
-        if pool or preset or judge or mode:
+        if pool or preset or judge or mode or named:
             from .commands.ask import build_messages
             from .commands.fusion import run_fusion_ask
             from .registry import Registry
 
             registry = Registry.load(config)
             fusion = dict(pool=pool.split(",") if pool else None, judge=judge, mode=mode, seed=seed,
-                          preset=preset or (None if pool else "default"), trace_path=trace,
-                          max_tokens=max_tokens, temperature=temperature)
+                          preset=preset or named or (None if pool else "default"), trace_path=trace,
+                          max_tokens=max_tokens, temperature=temperature, **(fusion_settings or {}))
             run_fusion_ask(build_messages(prompt, image, audio, system), registry=registry,
                            settings={k: v for k, v in fusion.items() if v is not None},
                            show_candidates=show_candidates, as_json=as_json)
+        elif fusion_settings:
+            given = ", ".join("--" + k.replace("_", "-") for k in fusion_settings)
+            _fail(f"{given}: fusion settings; add --pool a,b or --preset NAME (or -m fusion/NAME)", code=2)
         else:
             from .commands.ask import run_ask
 
-            options = dict(max_tokens=max_tokens or 256, temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+            options = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop)
             run_ask(prompt, model=model, images=image, audio=audio, system=system, config=config, as_json=as_json,
-                    options=options)
+                    options={k: v for k, v in options.items() if v is not None})
     except GemfuseError as exc:
         _fail(str(exc))
 

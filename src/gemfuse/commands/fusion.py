@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from ..fusion.api import FusionResult, afuse
+from ..fusion.preset import FUSION_PREFIX
 from ..fusion.trace import Call
 from ..registry import Registry
 
@@ -71,7 +72,8 @@ def run_fusion_ask(messages, *, registry: Registry, settings: dict[str, Any], sh
                    as_json: bool) -> FusionResult:
     if as_json:
         result = asyncio.run(stream_fusion(registry, messages, settings, False, out=io.StringIO()))
-        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str))
+        label = FUSION_PREFIX + settings["preset"] if settings.get("preset") else "fusion"
+        print(json.dumps({"model": label, **result.to_dict()}, ensure_ascii=False, indent=2, default=str))
         return result
     result = asyncio.run(stream_fusion(registry, messages, settings, show_candidates))
     sys.stdout.write("\n")

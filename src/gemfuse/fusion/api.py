@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from ..errors import ConfigError
 from ..messages import Message, as_messages
 from .engine import EventSink, FusionRun
 from .modes import MODES
@@ -34,7 +37,13 @@ def make_preset(preset: FusionPreset | None = None, *, pool: Sequence[str | Memb
     for key, value in (("pool", list(pool) if pool else None), ("judge", judge), ("mode", mode), *settings.items()):
         if value is not None:
             values[key] = value
-    return FusionPreset.model_validate(values)
+    try:
+        return FusionPreset.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'preset'}: {e['msg']}"
+                             + (f" (got {e['input']!r})" if e["type"] != "missing" and e["loc"] else "")
+                             for e in exc.errors())
+        raise ConfigError(f"fusion: {problems}") from None
 
 
 async def afuse(messages: str | Message | Sequence[Message], *, registry, pool: Sequence[str | Member] | None = None,

@@ -25,11 +25,11 @@ class FusionModel(Model):
         return f"{self.preset.mode}: {', '.join(m.model for m in self.preset.members())}{judge}"
 
     def _preset_for(self, options: GenerateOptions | None) -> FusionPreset:
+        """The preset, with the options the caller actually set (unset ones inherit the preset's)."""
         if options is None:
             return self.preset
-        update = {"max_tokens": options.max_tokens}
-        if options.temperature is not None:
-            update["temperature"] = options.temperature
+        update = {k: getattr(options, k) for k in ("max_tokens", "temperature")
+                  if k in options.model_fields_set and getattr(options, k) is not None}
         return self.preset.model_copy(update=update)
 
     def _fusion_args(self, options: GenerateOptions | None) -> dict:

@@ -26,7 +26,7 @@ class Member(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str
-    temperature: float | None = Field(None, ge=0, le=2)
+    temperature: float | None = Field(None, ge=0, le=2, description="members' sampling temperature")
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
     seed: int | None = None
@@ -38,22 +38,22 @@ class FusionPreset(BaseModel):
 
     pool: list[str | Member] = Field(min_length=1)
     judge: str | None = Field(None, description="the model that picks or merges (best-of, merge, debate, self)")
-    backup_judge: str | None = None
-    mode: Mode = "merge"
+    backup_judge: str | None = Field(None, description="the judge to ask when the judge gives no verdict")
+    mode: Mode = Field("merge", description="vote | best-of | merge | debate | self")
     description: str = ""
     min_answers: int = Field(1, ge=1, description="fewer successful members than this is an error")
     grace_ms: int | None = Field(None, ge=0, description="after the quorum, how long to wait for the rest")
     deadline_ms: int | None = Field(None, gt=0, description="hard limit for each fan-out")
     member_timeout_ms: int | None = Field(None, gt=0, description="default time limit per member call")
     max_tokens: int = Field(512, ge=1, description="members' answer length")
-    temperature: float | None = Field(None, ge=0, le=2)
-    judge_max_tokens: int = Field(512, ge=1)
-    judge_timeout_ms: int | None = Field(None, gt=0)
+    temperature: float | None = Field(None, ge=0, le=2, description="members' sampling temperature")
+    judge_max_tokens: int = Field(512, ge=1, description="the judge's answer length")
+    judge_timeout_ms: int | None = Field(None, gt=0, description="time limit per judge call")
     max_cost: float | None = Field(None, ge=0, description="USD; stops further rounds once spent")
     rounds: int = Field(2, ge=0, le=10, description="debate: revision rounds")
-    debate_final: Literal["vote", "best-of", "merge"] = "vote"
+    debate_final: Literal["vote", "best-of", "merge"] = Field("vote", description="debate: how the last answers are fused")
     samples: int = Field(3, ge=1, le=32, description="self: how many samples of the one model")
-    self_final: Literal["best-of", "merge"] = "best-of"
+    self_final: Literal["best-of", "merge"] = Field("best-of", description="self: how the samples are fused")
     swap_check: bool = Field(False, description="best-of: ask again with the order rotated, accept only agreement")
     tie_break: Literal["pool-order", "judge"] = Field(
         "pool-order", description="vote: a tie goes to the judge, or to the pool's first (marked degraded)")

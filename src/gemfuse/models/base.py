@@ -115,10 +115,14 @@ class Model(ABC):
 
     backend: ClassVar[str] = "base"
     Spec: ClassVar[type[ModelSpec]] = ModelSpec  # the config fields this backend takes
+    # True: image URLs are passed on as they are (a remote API fetches them); False: the server fetches them
+    # first, within its own limits, and hands the model the bytes.
+    fetches_media_urls: ClassVar[bool] = False
     modalities: frozenset[str] = frozenset({"text"})
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, spec: ModelSpec | None = None):
         self.name = name
+        self.spec = spec  # this backend's Spec, validated from the config (None for fusions and scripted models)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -56,8 +56,7 @@ class LlamaCppModel(LocalModel):
     Spec = LlamaCppSpec
 
     def __init__(self, name: str, spec: LlamaCppSpec):
-        super().__init__(name)
-        self.spec = spec
+        super().__init__(name, spec)
         self._bridge = WorkerBridge(name, llama_thread())
         self._llama: Any = None
 

@@ -80,10 +80,10 @@ def provider_message(body: bytes) -> str:
 class OpenAIModel(Model):
     backend = "openai"
     Spec = OpenAISpec
+    fetches_media_urls = True
 
     def __init__(self, name: str, spec: OpenAISpec):
-        super().__init__(name)
-        self.spec = spec
+        super().__init__(name, spec)
         self.modalities = frozenset(spec.modalities)
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None

@@ -76,8 +76,7 @@ class TransformersModel(LocalModel):
     Spec = TransformersSpec
 
     def __init__(self, name: str, spec: TransformersSpec):
-        super().__init__(name)
-        self.spec = spec
+        super().__init__(name, spec)
         self._bridge = WorkerBridge(name)
         self._loaded: tuple[Any, Any, str] | None = None  # model, processor-or-tokenizer, device
         self._lock = threading.Lock()

@@ -9,10 +9,10 @@ from typing import Any
 from ..errors import MessageError
 from ..fusion.api import afuse, fusion_events, make_preset
 from ..fusion.preset import FUSION_PREFIX
+from ..fusion.settings import chosen
 from ..fusion.trace import Call
 from ..messages import Message, parse_messages
 from ..models.base import GenerateOptions, Usage
-from ..models.openai import OpenAIModel
 from .errors import QueueFull, describe
 from .fetch import resolve_remote_images
 from .schemas import ChatRequest, ServerSettings, chunk_body, completion_body, completion_id
@@ -55,10 +55,9 @@ def fusion_settings(request: ChatRequest) -> dict[str, Any] | None:
     preset = block.preset or (request.model if named else None)
     if not block.analysis_models and not preset:
         raise MessageError("fusion: give analysis_models (the pool) or a preset")
-    mode = block.mode or (None if preset else ("merge" if block.model else "vote"))
-    settings = dict(preset=preset, pool=block.analysis_models, judge=block.model, mode=mode,
-                    min_answers=block.min_answers, grace_ms=block.grace_ms, deadline_ms=block.deadline_ms,
-                    max_cost=block.max_cost, rounds=block.rounds, seed=block.seed)
+    mode = block.mode or (None if preset else ("merge" if block.model or block.judge else "vote"))
+    settings = {**chosen(block.model_dump()), "preset": preset, "pool": block.analysis_models,
+                "judge": block.model or block.judge, "mode": mode}
     return {k: v for k, v in settings.items() if v is not None}
 
 
@@ -82,7 +81,7 @@ class ChatHandler:
         fusion = fusion_settings(request)
         if fusion is None:
             model = self.registry.get(request.model)  # unknown names fail here, with close names
-            remote = isinstance(model, OpenAIModel)
+            remote = type(model).fetches_media_urls
         else:  # a bad pool or preset fails now, before any response has started
             base = self.registry.preset(fusion["preset"]) if "preset" in fusion else None
             rest = {k: v for k, v in fusion.items() if k not in ("preset", "seed")}
@@ -161,8 +160,11 @@ class ChatHandler:
             self.gate.leave(name)
 
     def _fusion_args(self, options: GenerateOptions, fusion: dict) -> dict:
-        extra = {"temperature": options.temperature} if options.temperature is not None else {}
-        return dict(registry=self.registry, max_tokens=options.max_tokens, **extra, **fusion)
+        """The request's own max_tokens / temperature (when it set them) over the preset's; the fusion block
+        over both."""
+        given = {k: getattr(options, k) for k in ("max_tokens", "temperature")
+                 if k in options.model_fields_set and getattr(options, k) is not None}
+        return dict(registry=self.registry, **{**given, **fusion})
 
     async def _fusion_events(self, request: ChatRequest, messages, options, fusion) -> AsyncIterator[bytes]:
         ident, name = completion_id(), request.model

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..fusion.preset import Mode
+from ..fusion.settings import settings_model
 
 
 class ServerSettings(BaseModel):
@@ -28,20 +28,13 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class FusionBlock(BaseModel):
-    """An ad-hoc fusion, OpenRouter style: the request's `model` is ignored when `analysis_models` is set."""
-
-    model_config = ConfigDict(extra="forbid")
-    analysis_models: list[str] | None = Field(None, min_length=1, description="the pool")
-    model: str | None = Field(None, description="the judge")
-    preset: str | None = None
-    mode: Mode | None = None
-    min_answers: int | None = Field(None, ge=1)
-    grace_ms: int | None = Field(None, ge=0)
-    deadline_ms: int | None = Field(None, gt=0)
-    max_cost: float | None = Field(None, ge=0)
-    rounds: int | None = Field(None, ge=0, le=10)
-    seed: int | None = None
+# An ad-hoc fusion, OpenRouter style (`analysis_models` the pool, `model` the judge), or a preset with any of
+# its settings changed: every setting is generated from FusionPreset's fields (gemfuse.fusion.settings).
+FusionBlock = settings_model(
+    "FusionBlock",
+    analysis_models=(list[str] | None, Field(None, min_length=1, description="the pool")),
+    model=(str | None, Field(None, description="the judge")),
+    preset=(str | None, Field(None, description="start from this preset")))
 
 
 class ChatRequest(BaseModel):
@@ -75,8 +68,10 @@ class ChatRequest(BaseModel):
         return value
 
     def options(self) -> dict[str, Any]:
-        return dict(max_tokens=self.max_completion_tokens or self.max_tokens or 512, temperature=self.temperature,
-                    top_p=self.top_p, seed=self.seed, stop=self.stop)
+        """Only what the request set: an unset max_tokens is the model's default, or a fusion preset's own."""
+        given = dict(max_tokens=self.max_completion_tokens or self.max_tokens, temperature=self.temperature,
+                     top_p=self.top_p, seed=self.seed, stop=self.stop)
+        return {k: v for k, v in given.items() if v is not None}
 
 
 def completion_id() -> str:

@@ -1,0 +1,57 @@
+"""The fusion settings, defined once: every FusionPreset field but the pool is a setting a caller may give per
+request. `gemfuse ask` options, `fuse()` keywords and the server's `fusion` block are all generated from
+FusionPreset's fields here, so they cannot drift. Unset (None) means "inherit from the preset"; the one
+default of each setting is FusionPreset's own.
+"""
+
+from __future__ import annotations
+
+import copy
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, create_model
+from pydantic.fields import FieldInfo
+
+from .preset import FusionPreset
+
+NOT_SETTINGS = ("pool", "description")
+
+
+def setting_fields() -> dict[str, FieldInfo]:
+    return {name: field for name, field in FusionPreset.model_fields.items() if name not in NOT_SETTINGS}
+
+
+def optional_fields() -> dict[str, tuple[Any, FieldInfo]]:
+    """Each setting as an optional field with the preset's own constraints and description, default None."""
+    fields = {}
+    for name, field in setting_fields().items():
+        optional = copy.copy(field)
+        optional.default, optional.default_factory = None, None
+        fields[name] = (field.annotation | None, optional)
+    return fields
+
+
+def settings_model(name: str, **extra: Any) -> type[BaseModel]:
+    """A pydantic model holding every setting (all optional) plus `extra` fields."""
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **extra, **optional_fields())
+
+
+FusionSettings = settings_model("FusionSettings")
+
+
+def chosen(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings actually given: known names with a value."""
+    known = setting_fields()
+    return {k: v for k, v in values.items() if k in known and v is not None}
+
+
+def plain_type(annotation: Any) -> type:
+    """int / float / str / bool for a setting's annotation (a Literal is a str; the preset checks its values)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    first = args[0]
+    if typing.get_origin(first) is typing.Literal:
+        return str
+    if any(a is str or typing.get_origin(a) is not None for a in args):  # str | Member etc.
+        return str
+    return first if isinstance(first, type) else str

@@ -1,0 +1,116 @@
+"""Every fusion setting is defined once (FusionPreset's fields) and reaches a fusion the same way through the
+Python API, `gemfuse ask`, the server's `fusion` block and a `fusion/<preset>` model; unset means the preset's."""
+
+import json
+import os
+import subprocess
+import sys
+import typing
+
+import httpx
+import pytest
+
+from gemfuse.fusion.api import make_preset
+from gemfuse.fusion.preset import FusionPreset
+from gemfuse.fusion.settings import setting_fields
+from gemfuse.messages import Message
+from gemfuse.models.base import GenerateOptions
+from gemfuse.registry import Registry
+from gemfuse.serve.chat import fusion_settings
+from gemfuse.serve.schemas import ChatRequest
+
+
+def sample(name: str):
+    """A valid value for the setting that differs from the preset's default."""
+    values = {"judge": "b", "backup_judge": "a", "mode": "best-of", "extractor": "number", "temperature": 0.3,
+              "max_cost": 0.5, "swap_check": True, "seed": 7, "tie_break": "judge", "debate_final": "merge",
+              "self_final": "merge", "min_answers": 2}
+    if name in values:
+        return values[name]
+    annotation = setting_fields()[name].annotation
+    assert int in typing.get_args(annotation) or annotation is int, name
+    return 3
+
+
+@pytest.mark.parametrize("name", sorted(setting_fields()))
+def test_each_setting_is_accepted_by_the_api_the_cli_and_the_server(name):
+    value = sample(name)
+    base = FusionPreset(pool=["a", "b"], judge="a", mode="vote")
+    assert getattr(make_preset(base, **{name: value}), name) == value  # fuse(..., name=value)
+    request = ChatRequest.model_validate({"model": "x", "messages": [{"role": "user", "content": "q"}],
+                                          "fusion": {"analysis_models": ["a", "b"], name: value}})
+    assert fusion_settings(request)[name] == value
+    import typer.main
+
+    from gemfuse.cli import app
+
+    command = typer.main.get_command(app).commands["ask"]
+    flag = "--" + name.replace("_", "-")
+    args = ["q", "--pool", "a,b", flag] if value is True else ["q", "--pool", "a,b", flag, str(value)]
+    params = command.make_context("ask", args).params
+    assert params[name] == value or str(params[name]) == str(value)
+
+
+@pytest.fixture
+def scripted(tmp_path, monkeypatch):
+    from gemfuse.testing.upstream import create_app, serve_in_thread
+
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-test")
+    upstream = create_app()
+    with serve_in_thread(upstream) as base_url:
+        config = tmp_path / "fusion.toml"
+        models = "".join(f'[models.{name}]\nbackend = "openai"\nbase_url = "{base_url}"\nmodel = "{behaviour}"\n'
+                         f'api_key_env = "UPSTREAM_KEY"\n\n' for name, behaviour in
+                         (("a", "ok"), ("b", "slow-20"), ("c", "slow-2000")))
+        config.write_text(models + '[presets.short]\npool = ["a", "b"]\nmode = "vote"\nmax_tokens = 96\n')
+        yield config, upstream.state.answered
+
+
+def member_max_tokens(answered, prompt: str) -> list[int]:
+    bodies = [json.loads(key) for key in answered]
+    return sorted(b.get("max_tokens") for b in bodies if prompt in json.dumps(b["messages"]))
+
+
+async def test_a_presets_max_tokens_reaches_its_members_through_every_door(scripted):
+    config, answered = scripted
+    registry = Registry.load(config)
+    from gemfuse.fusion.api import afuse
+
+    await afuse("through the API", preset="short", registry=registry)
+    await registry.get("fusion/short").generate([Message.user("through FusionModel")])
+    await registry.get("fusion/short").generate([Message.user("an explicit 40")], GenerateOptions(max_tokens=40))
+    from gemfuse.serve.app import create_app
+
+    transport = httpx.ASGITransport(app=create_app(registry))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        reply = await client.post("/v1/chat/completions", json={
+            "model": "fusion/short", "messages": [{"role": "user", "content": "through the server"}]})
+        assert reply.status_code == 200, reply.text
+        block = await client.post("/v1/chat/completions", json={
+            "model": "any", "messages": [{"role": "user", "content": "a fusion block"}],
+            "fusion": {"preset": "short", "min_answers": 2}})
+        assert block.status_code == 200 and block.json()["fusion"]["calls"], block.text
+    env = {**os.environ, "GEMFUSE_CONFIG": str(config)}
+    for args in (["-m", "fusion/short"], ["--preset", "short"]):
+        done = subprocess.run([sys.executable, "-m", "gemfuse.cli", "ask", f"through the CLI {args[0]}", *args],
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    for prompt in ("through the API", "through FusionModel", "through the server", "a fusion block",
+                   "through the CLI -m", "through the CLI --preset"):
+        assert member_max_tokens(answered, prompt) == [96, 96], prompt
+    assert member_max_tokens(answered, "an explicit 40") == [40, 40]
+
+
+def test_cli_quorum_and_grace_cut_a_straggler(scripted):
+    config, _ = scripted
+    env = {**os.environ, "GEMFUSE_CONFIG": str(config)}
+    done = subprocess.run([sys.executable, "-m", "gemfuse.cli", "ask", "who is slow?", "--pool", "a,b,c", "--mode",
+                           "vote", "--min-answers", "2", "--grace-ms", "300", "--json"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    trace = json.loads(done.stdout)
+    assert [f["member"] for f in trace["failures"]] == ["c"] and trace["failures"][0]["reason"] == "cut"
+    assert trace["phases"]["total"] < 1.5  # the 2-second member was not waited for
+    refused = subprocess.run([sys.executable, "-m", "gemfuse.cli", "ask", "q", "--min-answers", "2"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "--min-answers: fusion settings" in refused.stderr
