@@ -278,13 +278,15 @@ def eval_(dataset: str = typer.Argument(..., help="builtin:arithmetic | builtin:
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind; others need an API key set"),
           port: int = typer.Option(8000, "--port"),
+          workers: int = typer.Option(1, "--workers", min=1,
+                                      help="processes sharing the port; more than 1 serves remote models only"),
           config: Path | None = ConfigOpt) -> None:
     """Serve every model and fusion preset over an OpenAI-compatible API, with a web page at /."""
     from .errors import GemfuseError
     from .serve.app import serve as run_server
 
     try:
-        run_server(host=host, port=port, config=config)
+        run_server(host=host, port=port, config=config, workers=workers)
     except GemfuseError as exc:
         _fail(str(exc))
 

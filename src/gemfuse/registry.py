@@ -21,18 +21,28 @@ from .models.spec import ModelSpec
 class Registry:
     """Named models from a config; one instance per name, made on first use and shared."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, remote_only: bool = False):
         self.config = config
+        self.remote_only = remote_only  # several server processes: in-process models are not served
         self._models: dict[str, Model] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
 
     @classmethod
-    def load(cls, path=None) -> Registry:
-        return cls(load_config(path))
+    def load(cls, path=None, remote_only: bool = False) -> Registry:
+        return cls(load_config(path), remote_only)
+
+    def in_process(self, name: str) -> bool:
+        return backend_class(self.spec(name).backend).in_process
 
     def names(self, presets: bool = False) -> list[str]:
-        """Model names, and with `presets` the fusion presets as `fusion/<name>`."""
-        return list(self.config.specs) + ([FUSION_PREFIX + p for p in self.config.presets] if presets else [])
+        """Model names, and with `presets` the fusion presets as `fusion/<name>` (without the in-process
+        ones, and the presets that use them, when remote only)."""
+        models = [n for n in self.config.specs if not (self.remote_only and self.in_process(n))]
+        if not presets:
+            return models
+        usable = [p for p, preset in self.config.presets.items()
+                  if not self.remote_only or all(m in models for m in preset.model_names())]
+        return models + [FUSION_PREFIX + p for p in usable]
 
     def spec(self, name: str) -> ModelSpec:
         if name not in self.config.specs:
@@ -65,7 +75,12 @@ class Registry:
                 self._models[name] = FusionModel(name, self.preset(name), self)
             else:
                 spec = self.spec(name)
-                self._models[name] = backend_class(spec.backend)(name, spec)
+                backend = backend_class(spec.backend)
+                if self.remote_only and backend.in_process:
+                    raise UnknownModelError(
+                        f"{name} runs in-process, and this server runs several worker processes, which serve "
+                        "remote models only; serve local models from a one-worker `gemfuse serve`")
+                self._models[name] = backend(name, spec)
         return self._models[name]
 
     def slot(self, name: str):

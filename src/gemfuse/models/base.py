@@ -118,6 +118,8 @@ class Model(ABC):
     # True: image URLs are passed on as they are (a remote API fetches them); False: the server fetches them
     # first, within its own limits, and hands the model the bytes.
     fetches_media_urls: ClassVar[bool] = False
+    # True: the weights live in this process (a server with several worker processes would load a copy each).
+    in_process: ClassVar[bool] = False
     modalities: frozenset[str] = frozenset({"text"})
 
     def __init__(self, name: str, spec: ModelSpec | None = None):

@@ -83,6 +83,7 @@ class WorkerBridge:
 class LocalModel(Model):
     """A model that runs in-process: subclasses set `_bridge` and implement `_produce` (on the worker thread)."""
 
+    in_process = True
     library: ClassVar[str]  # the import name of the library it needs
     extra: ClassVar[str]  # the gemfuse extra that installs it
     _bridge: WorkerBridge

@@ -13,6 +13,7 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
+from ..paths import CONFIG_ENV
 from ..registry import Registry
 from .chat import ChatHandler
 from .errors import HTTPError, describe
@@ -73,6 +74,9 @@ async def _send_error(send, status: int, message: str, type_: str = "invalid_req
     await send({"type": "http.response.body", "body": body})
 
 
+REMOTE_ONLY_ENV = "GEMFUSE_SERVE_REMOTE_ONLY"
+
+
 def create_app(registry: Registry | None = None, settings: ServerSettings | None = None) -> FastAPI:
     registry = registry or Registry.load()
     settings = settings or registry.config.server
@@ -129,8 +133,9 @@ def create_app(registry: Registry | None = None, settings: ServerSettings | None
     return Guard(app, api_key, int(settings.max_body_mb * 1024 * 1024))
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, config=None) -> None:
-    """Run the server with uvicorn; refuses a non-loopback address unless an API key is set."""
+def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int = 1) -> None:
+    """Run the server with uvicorn; refuses a non-loopback address unless an API key is set. With `workers`
+    > 1, that many processes share the port (fusion is stateless); they serve remote models only."""
     import uvicorn
 
     from ..errors import ConfigError
@@ -140,6 +145,22 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config=None) -> None:
     if not is_loopback(host) and not os.environ.get(settings.api_key_env):
         raise ConfigError(f"refusing to listen on {host} without an API key: set {settings.api_key_env} "
                           "(clients then send Authorization: Bearer <key>), or bind 127.0.0.1")
-    app = create_app(registry, settings)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30,
-                access_log=True, server_header=False)
+    common = dict(host=host, port=port, log_level="info", timeout_graceful_shutdown=30, access_log=True,
+                  server_header=False)
+    if workers <= 1:
+        uvicorn.run(create_app(registry, settings), **common)
+        return
+    own = registry.config.file.models
+    local = sorted(n for n in own if registry.in_process(n))
+    if local:
+        raise ConfigError(f"--workers {workers}: {', '.join(local)} run in-process, and each worker would load its "
+                          "own copy; serve them from a one-worker `gemfuse serve`, and remote models with --workers")
+    if registry.config.path:
+        os.environ[CONFIG_ENV] = str(registry.config.path)
+    os.environ[REMOTE_ONLY_ENV] = "1"
+    uvicorn.run("gemfuse.serve.app:app_for_worker", factory=True, workers=workers, **common)
+
+
+def app_for_worker() -> FastAPI:
+    """Each worker process's app (uvicorn imports this by name): the config from $GEMFUSE_CONFIG."""
+    return create_app(Registry.load(remote_only=os.environ.get(REMOTE_ONLY_ENV) == "1"))
