@@ -179,3 +179,20 @@ async def test_against_llamacpp_server(llamacpp_server):
     assert "paris" in "".join(c.text for c in chunks).lower()
     assert sum(1 for c in chunks if c.text) > 1 and chunks[-1].finish_reason in ("stop", "length")
     assert (await m.check()) == (True, "HTTP 200")
+
+
+async def test_seven_models_on_one_base_url_share_one_pool(monkeypatch):
+    from gemfuse.testing.upstream import create_app, serve_in_thread
+
+    monkeypatch.setenv("GEMFUSE_TEST_KEY", "sk-pool")
+    app = create_app()
+    with serve_in_thread(app) as base_url:
+        models = [OpenAIModel(f"m{i}", OpenAISpec(base_url=base_url, model="ok", api_key_env="GEMFUSE_TEST_KEY"))
+                  for i in range(7)]
+        for model in models:  # one after another: each finds the connection the previous one left open
+            assert (await model.generate([Message.user("hi")])).text == "echo: hi"
+        async for _ in models[3].stream([Message.user("streamed")]):
+            pass
+        assert len(app.state.peers) == 1
+        for model in models:
+            await model.aclose()

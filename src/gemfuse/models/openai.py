@@ -1,6 +1,7 @@
-"""Any OpenAI-compatible chat endpoint (OpenRouter, vLLM, Ollama, llama.cpp server) over httpx.
+"""Any OpenAI-compatible chat endpoint (OpenRouter, vLLM, Ollama, llama.cpp server), over one shared aiohttp
+pool per origin (transport.py).
 
-Pooled connections, SSE streaming, connect/read/total timeouts, retries with exponential backoff and full
+SSE streaming, connect/read/total timeouts, retries with exponential backoff and full
 jitter on 429, 5xx and connection errors (honouring Retry-After), and typed errors. The API key is read from
 the environment at call time and scrubbed from anything the provider sends back.
 """
@@ -11,20 +12,22 @@ import asyncio
 import contextlib
 import email.utils
 import json
+import logging
 import os
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import AuthError, BadRequestError, ModelError, ModelTimeoutError, RateLimitError, UpstreamError
 from ..messages import Message
 from .base import Completion, GenerateOptions, Model, StreamChunk, Usage, estimate_tokens
 from .spec import ModelSpec
+from .transport import Client, Response, TransportError, TransportTimeout
 
+log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -85,8 +88,7 @@ class OpenAIModel(Model):
     def __init__(self, name: str, spec: OpenAISpec):
         super().__init__(name, spec)
         self.modalities = frozenset(spec.modalities)
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._client = Client(spec.base_url, spec.timeout.connect, spec.timeout.read)
         self._schema_refused = False  # the endpoint refused response_format once: ask in plain text from then on
 
     def __repr__(self) -> str:
@@ -96,17 +98,6 @@ class OpenAIModel(Model):
         return f"{self.spec.base_url} ({self.spec.model})"
 
     # -- plumbing ---------------------------------------------------------------------------------------------
-    def _http(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:  # a pool belongs to one event loop
-            t = self.spec.timeout
-            self._client = httpx.AsyncClient(
-                base_url=self.spec.base_url.rstrip("/") + "/",
-                timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.connect),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
-            self._client_loop = loop
-        return self._client
-
     def _api_key(self) -> str | None:
         if not self.spec.api_key_env:
             return None
@@ -144,7 +135,7 @@ class OpenAIModel(Model):
             body["stream_options"] = {"include_usage": True}
         return body
 
-    def _error(self, status: int, body: bytes, headers: httpx.Headers) -> ModelError:
+    def _error(self, status: int, body: bytes, headers) -> ModelError:
         detail = self._scrub(provider_message(body))
         kwargs = dict(model=self.name, status=status, provider_message=detail)
         text = f"provider said: {detail}" if detail else "provider returned an error"
@@ -163,30 +154,35 @@ class OpenAIModel(Model):
             return error.retry_after
         return random.uniform(0, min(self.spec.max_backoff_s, self.spec.backoff_s * 2 ** attempt))
 
-    async def _send(self, body: dict[str, Any], deadline: float | None) -> httpx.Response:
-        """POST with retries; returns an open (streaming) response with a 2xx status."""
-        client = self._http()
+    async def _send(self, body: dict[str, Any], deadline: float | None) -> Response:
+        """POST with retries; returns a response with a 2xx status whose body is still to be read."""
         headers = self._headers()
+        payload = json.dumps(body).encode()
         for attempt in range(self.spec.max_retries + 1):
-            request = client.build_request("POST", "chat/completions", json=body, headers=headers)
+            log.debug("POST %schat/completions (%s, attempt %d)", self._client.base_url, self.spec.model, attempt + 1)
             try:
-                response = await client.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
-                    httpx.WriteError) as exc:
-                error: ModelError = UpstreamError(f"connection failed: {type(exc).__name__}", model=self.name)
-            except httpx.TimeoutException as exc:
-                raise ModelTimeoutError(f"no response within the read timeout ({type(exc).__name__})",
-                                        model=self.name) from None
+                response = await self._client.post("chat/completions", payload, headers)
+            except TransportError as exc:
+                error: ModelError = UpstreamError(f"connection failed: {exc}", model=self.name)
+            except TransportTimeout as exc:
+                if exc.phase == "connect":
+                    error = UpstreamError("connection failed: connect timeout", model=self.name)
+                else:
+                    raise ModelTimeoutError("no response within the read timeout", model=self.name) from None
             else:
-                if response.status_code < 400:
+                if response.status < 400:
                     return response
-                payload = await response.aread()
-                await response.aclose()
-                error = self._error(response.status_code, payload, response.headers)
+                try:
+                    detail = await response.read()
+                except (TransportError, TransportTimeout):
+                    detail = b""
+                finally:
+                    response.close()
+                error = self._error(response.status, detail, response.headers)
                 if isinstance(error, BadRequestError) and body.pop("response_format", None) is not None:
                     self._schema_refused = True  # many endpoints take no JSON schema: the reply is parsed instead
                     return await self._send(body, deadline)
-                if response.status_code not in RETRY_STATUSES:
+                if response.status not in RETRY_STATUSES:
                     raise error
             if attempt == self.spec.max_retries:
                 raise error
@@ -231,20 +227,20 @@ class OpenAIModel(Model):
         async with self._within(deadline):
             response = await self._send(self._body(messages, options, stream=False), deadline)
             try:
-                payload = await response.aread()
-            except httpx.TimeoutException:
+                payload = await response.read()
+            except TransportTimeout:
                 raise ModelTimeoutError("response body stalled past the read timeout", model=self.name) from None
-            except httpx.HTTPError as exc:
-                raise UpstreamError(f"response cut: {type(exc).__name__}", model=self.name) from None
+            except TransportError as exc:
+                raise UpstreamError(f"response cut: {exc}", model=self.name) from None
             finally:
-                await response.aclose()
+                response.close()
         try:
             data = json.loads(payload)
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise UpstreamError(f"malformed response body: {self._scrub(payload[:200].decode('utf-8', 'replace'))!r}",
-                                model=self.name, status=response.status_code) from None
+                                model=self.name, status=response.status) from None
         return Completion(text=text, model=self.name, finish_reason=choice.get("finish_reason"),
                           usage=self._usage(data.get("usage"), messages, text), latency_s=time.perf_counter() - start)
 
@@ -258,19 +254,19 @@ class OpenAIModel(Model):
         at = _loop_time(deadline)  # computed once: the per-line timeout below is on the hot path
         finish, reported, done, produced = None, None, False, []
         try:
-            lines = response.aiter_lines()
+            lines = response.lines()
             while True:
                 try:
                     async with asyncio.timeout_at(at):
                         line = await anext(lines)
                 except StopAsyncIteration:
                     break
+                except TransportTimeout:
+                    raise ModelTimeoutError("stream stalled past the read timeout", model=self.name) from None
                 except TimeoutError:
                     raise self._total_timeout() from None
-                except httpx.TimeoutException:
-                    raise ModelTimeoutError("stream stalled past the read timeout", model=self.name) from None
-                except httpx.HTTPError as exc:
-                    raise UpstreamError(f"stream cut mid-way: {type(exc).__name__}", model=self.name) from None
+                except TransportError as exc:
+                    raise UpstreamError(f"stream cut mid-way: {exc}", model=self.name) from None
                 if not line.startswith("data:"):
                     continue  # SSE comments, event names, keep-alives
                 data = line[5:].strip()
@@ -296,12 +292,14 @@ class OpenAIModel(Model):
                         produced.append(delta)
                         yield StreamChunk(text=delta)
         finally:
-            await response.aclose()
+            response.close()
         if not done and finish is None:
             raise UpstreamError("stream ended before the answer was complete", model=self.name)
         yield StreamChunk(finish_reason=finish or "stop", usage=self._usage(reported, messages, "".join(produced)))
 
     async def check(self) -> tuple[bool, str]:
+        import httpx  # a one-off GET for `gemfuse models`, outside the shared pool
+
         try:
             headers = self._headers()
         except AuthError as exc:
@@ -316,12 +314,7 @@ class OpenAIModel(Model):
         return response.status_code < 500, f"HTTP {response.status_code}"
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            try:
-                await client.aclose()
-            except RuntimeError:  # its loop is gone; the sockets went with it
-                pass
+        await self._client.aclose()
 
 
 def _loop_time(deadline: float | None) -> float | None:

@@ -18,7 +18,8 @@ The request's `model` field picks a behaviour, so one server covers every case:
 
 `app.state.hold_after = N` holds every request after the N-th until it is set back to None (a test can then
 kill its client at a known point); `app.state.answered` counts the requests let through, by request body, and
-`app.state.held` the requests waiting (a held request whose client has gone is dropped, never answered).
+`app.state.held` the requests waiting (a held request whose client has gone is dropped, never answered), and
+`app.state.peers` the client address:port pairs seen (one per connection).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def create_app():
             finally:
                 state.held -= 1
         state.answered[json.dumps(body, sort_keys=True)] += 1
+        state.peers.add(tuple(request.client) if request.client else None)  # one per TCP connection
         behaviour = str(body.get("model", "ok"))
         calls[behaviour] += 1
         stream = bool(body.get("stream"))
@@ -161,6 +163,7 @@ def create_app():
     app.state.hold_after = None
     app.state.answered = Counter()
     app.state.held = 0  # requests waiting at the hold
+    app.state.peers = set()  # the client (address, port) pairs seen: how many connections were opened
     return app
 
 
