@@ -117,6 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--real", type=int, default=6, help="requests to the real model")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating decode rounds per server")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -153,24 +154,33 @@ def main() -> None:
         ours.terminate()
         ours.wait(timeout=30)
 
-    # decode speed: our server vs llama-cpp-python's server, same GGUF, same threads, one at a time
+    # decode speed: our server vs llama-cpp-python's server, same GGUF, same threads; both started once and
+    # asked alternately, round after round, so a slow moment of the machine hits both
     prompt = "Write a short story about a dragon."
-    rates = {}
-    for label in ("gemfuse", "llama-cpp-python"):
-        port = free_port()
-        command = ([sys.executable, __file__, "--child", str(port)] if label == "gemfuse" else
-                   [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_path(SMOLLM2)), "--port",
-                    str(port), "--n_ctx", "2048", "--n_threads", str(os.cpu_count()), "--model_alias", "smollm2-135m"])
-        server = start(command, port)
-        try:
-            stream_rate(port, "smollm2-135m", prompt, 16)
-            rates[label] = statistics.median(stream_rate(port, "smollm2-135m", prompt, 128) for _ in range(3))
-        finally:
+    servers = {}
+    try:
+        for label in ("gemfuse", "llama-cpp-python"):
+            port = free_port()
+            command = ([sys.executable, __file__, "--child", str(port)] if label == "gemfuse" else
+                       [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_path(SMOLLM2)), "--port",
+                        str(port), "--n_ctx", "2048", "--n_threads", str(os.cpu_count()), "--model_alias",
+                        "smollm2-135m"])
+            servers[label] = (start(command, port), port)
+            stream_rate(port, "smollm2-135m", prompt, 16)  # load and warm
+        rates: dict[str, list[float]] = {label: [] for label in servers}
+        ratios = []
+        for _ in range(args.rounds):
+            for label, (_, port) in servers.items():
+                rates[label].append(stream_rate(port, "smollm2-135m", prompt, 128))
+            ratios.append(rates["gemfuse"][-1] / rates["llama-cpp-python"][-1])
+    finally:
+        for server, _ in servers.values():
             server.terminate()
             server.wait(timeout=30)
-    print(f"decode tokens/s, streamed: gemfuse {rates['gemfuse']:.1f}, llama-cpp-python server "
-          f"{rates['llama-cpp-python']:.1f}, ratio {rates['gemfuse'] / rates['llama-cpp-python']:.3f}")
-
+    print(f"decode tokens/s, streamed, {args.rounds} alternating rounds (median): gemfuse "
+          f"{statistics.median(rates['gemfuse']):.1f}, llama-cpp-python server "
+          f"{statistics.median(rates['llama-cpp-python']):.1f}; ratio median {statistics.median(ratios):.3f} "
+          f"(spread {min(ratios):.3f}-{max(ratios):.3f})")
 
 if __name__ == "__main__":
     main()
