@@ -9,6 +9,7 @@ typed errors, key scrubbing); this module only moves bytes, with connect and rea
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -41,7 +42,8 @@ class _Pool:
     users: int = 0
 
 
-_pools: dict[tuple[int, str], _Pool] = {}
+# Per event loop (weakly: a finished loop's pools go with it, and a later loop never finds them), then origin.
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Pool]] = weakref.WeakKeyDictionary()
 
 
 def origin(url: str) -> str:
@@ -89,22 +91,23 @@ class Client:
         self.base_url = base_url.rstrip("/") + "/"
         self.origin = origin(self.base_url)
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s, sock_read=read_s)
-        self._key: tuple[int, str] | None = None
+        self._loop: weakref.ref | None = None  # the loop whose pool this client holds a share of
 
     def _session(self) -> aiohttp.ClientSession:
-        key = (id(asyncio.get_running_loop()), self.origin)
-        if self._key != key:
+        loop = asyncio.get_running_loop()
+        if self._loop is None or self._loop() is not loop:
             self.release()
-            pool = _pools.get(key)
+            pools = _pools.setdefault(loop, {})
+            pool = pools.get(self.origin)
             if pool is None or pool.session.closed:
                 connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS_PER_ORIGIN, ttl_dns_cache=300,
                                                  enable_cleanup_closed=True)
-                pool = _pools[key] = _Pool(aiohttp.ClientSession(connector=connector, read_bufsize=LINE_LIMIT,
-                                                                 max_line_size=LINE_LIMIT, max_field_size=LINE_LIMIT,
-                                                                 auto_decompress=True))
+                pool = pools[self.origin] = _Pool(aiohttp.ClientSession(
+                    connector=connector, read_bufsize=LINE_LIMIT, max_line_size=LINE_LIMIT,
+                    max_field_size=LINE_LIMIT, auto_decompress=True))
             pool.users += 1
-            self._key = key
-        return _pools[key].session
+            self._loop = weakref.ref(loop)
+        return _pools[loop][self.origin].session
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Response:
         """POST and return once the status line and headers are in; the body is left to the caller."""
@@ -121,19 +124,22 @@ class Client:
             raise TransportError("cut", type(exc).__name__) from None
         return Response(raw)
 
-    def release(self) -> None:
-        """Stop using the pool (the model moved to another event loop); the last user of a pool drops it."""
-        key, self._key = self._key, None
-        pool = _pools.get(key) if key else None
-        if pool is not None:
-            pool.users -= 1
-            if pool.users <= 0:
-                del _pools[key]  # its loop has ended or is not ours: its sockets close with it
+    def release(self) -> _Pool | None:
+        """Stop using the pool; returns it when this was its last user (the caller may then close it)."""
+        loop, self._loop = (self._loop() if self._loop else None), None
+        pools = _pools.get(loop) if loop is not None else None
+        pool = pools.get(self.origin) if pools else None
+        if pool is None:
+            return None
+        pool.users -= 1
+        if pool.users > 0:
+            return None
+        del pools[self.origin]
+        return pool
 
     async def aclose(self) -> None:
-        """Stop using the pool; the last user closes it."""
-        key = self._key
-        pool = _pools.get(key) if key else None
-        self.release()
-        if pool is not None and key not in _pools and key[0] == id(asyncio.get_running_loop()):
+        """Stop using the pool; the last user closes it (on its own loop; another loop's sockets go with it)."""
+        owner = self._loop() if self._loop else None
+        pool = self.release()
+        if pool is not None and owner is asyncio.get_running_loop():
             await pool.session.close()

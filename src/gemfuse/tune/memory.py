@@ -54,17 +54,23 @@ def available_memory(device: str) -> tuple[int | None, str]:
         return total, "GPU memory"
     if device == "mps":
         return int(torch.mps.recommended_max_memory()), "unified memory for the GPU"
+    available = system_ram("MemAvailable")
+    return (available, "available RAM") if available else (system_ram("MemTotal"), "RAM")
+
+
+def system_ram(field: str = "MemTotal") -> int | None:
+    """Bytes of RAM from /proc/meminfo (`MemTotal`, `MemAvailable`); elsewhere the physical total."""
     try:
         with open("/proc/meminfo") as handle:
             for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024, "available RAM"
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
     except OSError:
         pass
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "RAM"
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return None, "RAM"
+        return None
 
 
 def estimate(model, config, device: str, dtype, plan) -> Estimate:

@@ -5,7 +5,6 @@ precision and the longest context that fits. From the model's shape alone: no we
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -25,8 +24,6 @@ class Precision:
     how: str = ""
 
     def weight_bytes(self, shape: ModelShape) -> float:
-        if self.name == "file":
-            return float(shape.file_bytes or 0)
         rest = shape.params - shape.embedding_params
         embeddings = self.embeddings_bits if self.embeddings_bits is not None else self.bits
         return (rest * self.bits + shape.embedding_params * embeddings) / 8
@@ -48,7 +45,8 @@ PRECISIONS += [Precision(f"gguf:{name}", bits, how="llama.cpp") for name, bits i
 
 
 def own_file(shape: ModelShape) -> list[Precision]:
-    """A GGUF as it is on disk (llama.cpp maps the file: its size is its weights' memory)."""
+    """A GGUF as it is on disk (llama.cpp maps the file: its size is its weights' memory, which these bits
+    per weight reproduce)."""
     if not shape.file_bytes:
         return []
     bits = 8 * shape.file_bytes / max(shape.params, 1)
@@ -134,17 +132,10 @@ def training_bytes(shape: ModelShape, context: int, batch: int, rank: int = 16, 
 
 def device_memory(device: str) -> tuple[float | None, str]:
     if device == "cpu":
-        try:
-            with open("/proc/meminfo") as handle:
-                for line in handle:
-                    if line.startswith("MemTotal:"):
-                        return int(line.split()[1]) * 1024, "this machine's RAM"
-        except OSError:
-            pass
-        try:
-            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's RAM"
-        except (ValueError, OSError, AttributeError):
-            return None, "unknown (pass --memory)"
+        from ..tune.memory import system_ram
+
+        total = system_ram("MemTotal")
+        return (total, "this machine's RAM") if total else (None, "unknown (pass --memory)")
     try:
         import torch
 

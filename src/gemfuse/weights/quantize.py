@@ -100,7 +100,7 @@ def quantize(model: str, to: str, *, out: str | Path | None = None, eval_items: 
         kind = gguf_file_type(source)
         if kind not in ("F32", "F16", "BF16", "ALL_F32"):
             notes.append(f"the source is already quantised ({kind}): quantising again stacks both errors")
-    if quant in ("F16", "BF16") and source.is_dir() and quant == "F16":
+    if quant == "F16" and source.is_dir():  # the converter's own output is the answer
         target = baseline
     else:
         quantize_gguf(baseline, target, quant, allow_requantize=True)
