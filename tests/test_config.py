@@ -66,3 +66,23 @@ def test_unknown_model_lists_known_names():
 def test_explicit_config_path_must_exist(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_local_models_cost_nothing_unless_priced(isolated_config, tmp_path):
+    """A user's own GGUF or transformers folder is free in a fusion's cost; a price in the config still counts."""
+    from gemfuse.models.base import Usage
+
+    isolated_config.write_text(f'[models.mine]\nbackend = "llamacpp"\npath = "{tmp_path}/m.gguf"\n'
+                               f'[models.folder]\nbackend = "transformers"\npath = "{tmp_path}"\n'
+                               f'[models.priced]\nbackend = "llamacpp"\npath = "{tmp_path}/m.gguf"\n'
+                               'price = { input = 1.0, output = 2.0 }\n' + GOOD.replace('default_model = "remote"', ""))
+    config = load_config()
+    assert config.specs["mine"].price.cost(10**6, 10**6) == 0 and config.specs["folder"].price.cost(5, 5) == 0
+    assert config.specs["priced"].price.cost(10**6, 0) == pytest.approx(1.0)
+    assert config.specs["remote"].price.input == 0.5
+    from gemfuse.fusion.engine import FusionRun
+
+    engine = FusionRun.__new__(FusionRun)  # only its pricing is exercised: the rule every fusion's cost goes through
+    engine.registry = Registry.load()
+    assert engine.price("mine", Usage(10, 10)) == 0 and engine.price("folder", Usage(10, 10)) == 0
+    assert engine.price("priced", Usage(10**6, 0)) == pytest.approx(1.0)

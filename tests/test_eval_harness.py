@@ -180,3 +180,24 @@ def test_swap_check_disagreement_of_a_judge_that_follows_position(dataset):
                  registry=registry, cache="off")
     best_of = report.system("best-of")
     assert best_of["swap_disagreement"] == 1.0 and best_of["position_bias"]["picks"] == [60, 0]
+
+
+def test_a_built_in_base_is_named_as_the_config_names_it(tmp_path):
+    """A fine-tune of the built-in Gemma is compared with `gemma-3-270m-hf`, not with `package:...`."""
+    from gemfuse.evals.systems import build_systems
+    from gemfuse.models.builtin import GEMMA3_270M
+    from gemfuse.registry import Registry
+
+    run_folder = tmp_path / "runs" / "lora"
+    (run_folder / "adapter").mkdir(parents=True)
+    (run_folder / "adapter" / "adapter_config.json").write_text("{}")
+    (run_folder / "manifest.json").write_text(json.dumps({"base_model": GEMMA3_270M, "chat_template": "T",
+                                                          "config": {"model": "gemma-3-270m-hf"}}))
+    registry = Registry.load()
+    systems = build_systems(registry, models=[str(run_folder)], pool=[], judge=None, systems=["members"],
+                            max_tokens=32, judge_max_tokens=32, temperature=0, seed=0, extractor="auto")
+    assert [s.name for s in systems] == [str(run_folder), "gemma-3-270m-hf"]
+    assert systems[0].base == "gemma-3-270m-hf"
+    base_spec = registry.spec("gemma-3-270m-hf")
+    assert base_spec.chat_template == "T" and base_spec.adapter is None  # the fine-tune's template, no adapter
+    assert "package:" not in registry.spec(str(run_folder)).description

@@ -54,8 +54,9 @@ def test_export_refuses_an_unfinished_run(tmp_path):
 
 def test_real_fine_tune_to_quantised_gguf_and_ollama(tmp_path):
     result = small_run("gemma-3-270m-hf", tmp_path)
-    gguf = export(result.run, "gguf", quant="Q8_0", check_prompt="What is the capital of France?")
-    assert gguf.path.suffix == ".gguf" and gguf.path.stat().st_size > 100e6
+    wanted = tmp_path / "exports" / "nested" / "x.gguf"  # folders that do not exist yet
+    gguf = export(result.run, "gguf", quant="Q8_0", out=wanted, check_prompt="What is the capital of France?")
+    assert gguf.path == wanted and gguf.path.suffix == ".gguf" and gguf.path.stat().st_size > 100e6
     assert gguf.sample and gguf.sample.strip()  # llama.cpp loaded the file and generated from it
     ollama = export(result.run, "ollama", quant="Q8_0", check_prompt=None)
     text = ollama.path.read_text()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MessageError
+from ..paths import output_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
@@ -169,7 +170,9 @@ def import_dataset(source: str | Path, out: str | Path, *, format: str = "auto",
     source, out = Path(source), Path(out)
     if val_out and Path(val_out).resolve().parent != out.resolve().parent:
         raise MessageError("--val-out must sit in the same folder as --out (media paths are relative to it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(out)
+    if val_out:
+        val_out = output_path(val_out, "--val-out")
     writer = _Writer(out)
     kind = detect(source) if format == "auto" else format
     readers = {"csv": lambda: from_csv(source, writer, instruction),

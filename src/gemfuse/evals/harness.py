@@ -22,7 +22,7 @@ from ..fusion.engine import QuorumError
 from ..fusion.trace import FusionTrace
 from ..messages import Message
 from ..models.base import GenerateOptions
-from ..paths import cache_dir
+from ..paths import cache_dir, output_path
 from .cache import CachingRegistry, EvalCache, digest
 from .datasets import EvalItem, EvalSet, load_eval_set
 from .scorers import DEFAULT_RUBRIC, Score, default_scorer, rubric, scorer_for
@@ -241,6 +241,8 @@ async def arun(dataset: str | Path | EvalSet, *, models: Sequence[str] = (), poo
 
     settings = settings or EvalSettings(seed=seed)
     settings.seed = seed
+    if out is not None:
+        output_path(out, folder=True)  # a bad --out is said before any call is paid
     eval_set = dataset if isinstance(dataset, EvalSet) else load_eval_set(dataset, n, seed, dev_fraction)
     own = registry is None
     base_registry = registry or Registry.load(config)

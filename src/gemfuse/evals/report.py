@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..paths import output_path
 from .datasets import EvalSet
 from .stats import bootstrap_interval, mcnemar, percentile, position_bias
 from .systems import System
@@ -232,8 +233,7 @@ class Report:
             console.print(f"- {line}", highlight=False)
 
     def write(self, out: str | Path) -> Path:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = output_path(out, folder=True)
         (folder / "report.json").write_text(json.dumps(self.data, indent=2, ensure_ascii=False) + "\n")
         (folder / "report.md").write_text(self.to_markdown())
         with open(folder / "records.jsonl", "w", encoding="utf-8") as handle:

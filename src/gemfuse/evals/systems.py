@@ -97,7 +97,8 @@ def _first_error(exc: ValueError) -> str:
 
 def _pair_fine_tunes(registry, systems: dict[str, System]) -> None:
     """A fine-tune (a spec with an adapter) is compared with its base model: the member system whose spec loads
-    the same weights without an adapter, else the base itself, added as a system named by its path."""
+    the same weights without an adapter, else the base itself with the fine-tune's settings (its chat template),
+    added under the configured name of those weights (a built-in's `gemma-3-270m-hf`, never an internal path)."""
     bases = {}
     for name, system in systems.items():
         spec = registry.spec(name) if system.kind == "member" else None
@@ -109,13 +110,21 @@ def _pair_fine_tunes(registry, systems: dict[str, System]) -> None:
             continue
         key = _same_path(spec.path)
         if key not in bases:
-            base_name = spec.path
-            registry.config.specs.setdefault(base_name, spec.model_copy(update={
-                "adapter": None, "description": f"the base of {name}"}))
+            base_name = _configured_name(registry, spec, key) or spec.path
+            registry.config.specs[base_name] = spec.model_copy(update={
+                "adapter": None, "description": f"the base of {name}, with its chat template"})
             systems[base_name] = System(base_name, "member", system.preset.model_copy(
                 update={"pool": [system.preset.members()[0].model_copy(update={"model": base_name})]}))
             bases[key] = base_name
         system.base = bases[key]
+
+
+def _configured_name(registry, spec, key: str) -> str | None:
+    """The name the config gives these weights (on the fine-tune's backend first), if any."""
+    same = [n for n, s in registry.config.specs.items()
+            if getattr(s, "path", None) and not getattr(s, "adapter", None) and _same_path(s.path) == key]
+    same.sort(key=lambda n: registry.config.specs[n].backend != spec.backend)
+    return same[0] if same else None
 
 
 def _same_path(path: str) -> str:

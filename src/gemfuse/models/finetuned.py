@@ -18,6 +18,7 @@ def run_spec(name: str) -> TransformersSpec | None:
     if not manifest.is_file() or not (adapter_folder(folder) / "adapter_config.json").is_file():
         return None
     info = json.loads(manifest.read_text())
+    written = info.get("config", {}).get("model") or info["base_model"]  # the base as the user named it
     return TransformersSpec(path=info["base_model"], adapter=str(adapter_folder(folder).resolve()),
                             chat_template=info.get("chat_template"), concurrency=1, price=Price(input=0, output=0),
-                            description=f"LoRA fine-tune of {info['base_model']} ({folder})")
+                            description=f"LoRA fine-tune of {written} ({folder})")

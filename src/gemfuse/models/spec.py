@@ -43,5 +43,8 @@ PLAIN_CHAT_STOP = ("\nUser:", "\n\n")
 class LocalSpec(ModelSpec):
     """Fields shared by the in-process backends."""
 
+    # Weights on the user's own machine cost nothing per token unless the config says otherwise.
+    price: Price | None = Field(default_factory=lambda: Price(input=0, output=0))
+
     chat_template: str | None = Field(None, description="a Jinja chat template replacing the model's own")
     stop: list[str] = Field(default_factory=list, description="stop sequences always added to a call's own")

@@ -6,6 +6,6 @@
 """
 
 from .config import TuneConfig, init_config, load_tune_config
-from .train import DataError, Result, resume, train
+from .train import DataError, DivergedError, Result, resume, train
 
-__all__ = ["DataError", "Result", "TuneConfig", "init_config", "load_tune_config", "resume", "train"]
+__all__ = ["DataError", "DivergedError", "Result", "TuneConfig", "init_config", "load_tune_config", "resume", "train"]

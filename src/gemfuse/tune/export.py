@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..paths import output_path
 from ..weights.gguf import convert_to_gguf, quantize_gguf
 
 TARGETS = ("merged", "gguf", "ollama")
@@ -32,12 +33,14 @@ def export(run: str | Path, to: str = "merged", *, quant: str | None = None, out
     if not is_run(run) or not (run / "adapter" / "adapter_config.json").is_file():
         raise ConfigError(f"{run}: not a finished run folder (no manifest.json and adapter/); train or resume it first")
     manifest = read_manifest(run)
+    if out is not None:  # made (or refused in one line) before any work is done
+        out = output_path(out, folder=to != "gguf")
     if to == "merged":
-        folder = merge(run, manifest, Path(out) if out else run / "merged")
+        folder = merge(run, manifest, out or run / "merged")
         return Exported(folder, generate_hf(folder, check_prompt) if check_prompt else None)
-    gguf = to_gguf(run, manifest, Path(out) if out and to == "gguf" else None, quant)
+    gguf = to_gguf(run, manifest, out if to == "gguf" else None, quant)
     if to == "ollama":
-        folder = Path(out) if out else run / "ollama"
+        folder = out or run / "ollama"
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / gguf.name
         if target != gguf:

@@ -87,9 +87,13 @@ class Reporter:
         if self.enabled:
             self.console.print(text)
 
-    def finish(self, result, stopped_by: str | None) -> None:
+    def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+            self.progress = None
+
+    def finish(self, result, stopped_by: str | None) -> None:
+        self.close()
         if not self.enabled:
             return
         if result.interrupted:
@@ -97,6 +101,8 @@ class Reporter:
                                f"`gemfuse tune --resume {result.run}`")
             return
         best = f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
+        if result.skipped_steps:
+            best += f"; {result.skipped_steps} steps skipped (not finite), see metrics.jsonl"
         loss = f"{result.train_loss:.4f}" if result.train_loss is not None else "n/a"
         self.console.print(f"[green]done[/]: {result.steps} steps in {result.seconds:,.0f}s, {result.tokens:,} "
                            f"supervised tokens, final loss {loss}{best}\nadapter: {result.adapter}\n"

@@ -19,6 +19,10 @@ class DataError(GemfuseError):
     """The training data has errors; the message lists them with file and line."""
 
 
+class DivergedError(GemfuseError):
+    """Several steps in a row had a non-finite loss or gradient; none of them reached the weights."""
+
+
 @dataclass
 class Result:
     run: Path
@@ -29,6 +33,7 @@ class Result:
     best_val_loss: float | None
     tokens: int
     seconds: float
+    skipped_steps: int = 0  # steps whose loss or gradient was not finite: the weights were left as they were
 
 
 class Stop:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .config import TuneConfig
-from .runtime import DataError, Result, Stop, distributed, elapsed, make_optimizer, schedule_factor, seed_everything
+from .runtime import DataError, DivergedError, Result, Stop, distributed, elapsed, make_optimizer, schedule_factor, seed_everything
 
 
 class Session:
@@ -147,18 +147,31 @@ class Session:
             self._write_manifest("running")
         self.tokens = state.get("tokens", 0)
         self.best_val = state.get("best_val")
+        self.skipped = state.get("skipped", 0)
         self.last_loss = None
         self.report.start(self, step)
         cfg = self.config
         interrupted = False
+        bad_run: list[tuple[int, str]] = []  # the current streak of skipped steps
         while step < self.total:
-            loss, count = self._step(step)
+            loss, count, norm, skipped = self._step(step)
             step += 1
             self.tokens += count
+            if skipped:
+                self.skipped += 1
+                bad_run.append((step, skipped))
+                if self.main:
+                    self.metrics.log(step=step, skipped=skipped, tokens=self.tokens, seconds=round(elapsed(started), 3))
+                self.report.note(f"[yellow]step {step}: {skipped}; skipped, the weights were not changed[/]")
+                if len(bad_run) >= cfg.train.max_skipped_steps:
+                    self._diverged(bad_run, started)
+                continue
+            bad_run.clear()
             self.last_loss = loss
             if self.main and (step % cfg.run.log_every == 0 or step == self.total):
-                self.metrics.log(step=step, loss=round(loss, 6), lr=self.scheduler.get_last_lr()[0],
-                                 tokens=self.tokens, seconds=round(elapsed(started), 3))
+                self.metrics.log(step=step, loss=round(loss, 6), grad_norm=round(norm, 6),
+                                 lr=self.scheduler.get_last_lr()[0], tokens=self.tokens,
+                                 seconds=round(elapsed(started), 3))
             self.report.step(step, loss, self.tokens)
             if self.val_rows and cfg.run.eval_every and step % cfg.run.eval_every == 0 and step < self.total:
                 self._validate(step)
@@ -176,7 +189,7 @@ class Session:
                 self._validate(step)
             adapter = self._save_adapter()
         result = Result(self.run_dir, adapter, step, interrupted, self.last_loss, self.best_val, self.tokens,
-                        elapsed(started))
+                        elapsed(started), self.skipped)
         if self.main:
             self._write_manifest("interrupted" if interrupted else "done", result)
             from .run_folder import plot_loss
@@ -185,8 +198,11 @@ class Session:
         self.report.finish(result, self.stop.requested)
         return result
 
-    def _step(self, step: int) -> tuple[float, int]:
-        """One optimizer step over grad_accum micro-batches; returns (mean loss per supervised token, tokens)."""
+    def _step(self, step: int) -> tuple[float, int, float, str | None]:
+        """One optimizer step over grad_accum micro-batches; returns (mean loss per supervised token, tokens,
+        gradient norm, why it was skipped). A non-finite loss or gradient never reaches the weights."""
+        import math
+
         import torch
 
         from .batches import supervised_count
@@ -206,12 +222,22 @@ class Session:
             (loss / max(total, 1)).backward()
             summed += float(loss.detach())
         self._all_reduce_grads()
+        loss_value = self._all_sum(summed) / max(total, 1)
+        # the norm is the same on every rank (gradients are already summed), so every rank takes the same branch
         if self.config.train.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.params, self.config.train.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
+            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.config.train.max_grad_norm))
+        else:
+            norm = float(torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None]))
+        skipped = None
+        if not math.isfinite(loss_value):
+            skipped = f"loss {loss_value}"
+        elif not math.isfinite(norm):
+            skipped = f"gradient norm {norm}"
+        else:
+            self.optimizer.step()
+        self.scheduler.step()  # the schedule follows the step counter, which fixes the data position
         self.optimizer.zero_grad(set_to_none=True)
-        return self._all_sum(summed) / max(total, 1), total
+        return loss_value, total, norm, skipped
 
     def _to_device(self, batch: dict) -> dict:
         import torch
@@ -277,12 +303,35 @@ class Session:
         self.report.validation(step, value)
         return value
 
+    def _diverged(self, streak: list[tuple[int, str]], started: float) -> None:
+        """Stop: the weights still hold the last finite step; the checkpoints on disk stay as they are."""
+        from .checkpoint import checkpoints
+
+        steps = ", ".join(str(s) for s, _ in streak)
+        found = checkpoints(self.run_dir)
+        kept = (f"the last checkpoint, {found[-1]}, is untouched (`gemfuse tune --resume {self.run_dir} --set "
+                f"train.lr=...` continues from it)") if found else "no checkpoint was written before it"
+        reason = (f"training diverged: steps {steps} in a row were not finite ({streak[-1][1]}); none of them "
+                  f"changed the weights and no adapter was saved; {kept}. Try a lower train.lr (now "
+                  f"{self.config.train.lr:g}), train.max_grad_norm, or look at the rows those steps read "
+                  f"(gemfuse data validate)")
+        result = Result(self.run_dir, None, streak[-1][0], False, self.last_loss, self.best_val, self.tokens,
+                        elapsed(started), self.skipped)
+        if self.main:
+            self._write_manifest("failed", result, error=reason)
+            from .run_folder import plot_loss
+
+            plot_loss(self.run_dir)
+        self.report.close()
+        raise DivergedError(reason)
+
     def _checkpoint(self, step: int) -> None:
         if self.main:
             from .checkpoint import save_checkpoint
 
             path = save_checkpoint(self.run_dir, self.model, self.optimizer, self.scheduler, step,
-                                   {"tokens": self.tokens, "best_val": self.best_val}, keep=self.config.run.keep)
+                                   {"tokens": self.tokens, "best_val": self.best_val, "skipped": self.skipped},
+                                   keep=self.config.run.keep)
             self.report.note(f"checkpoint: {path}")
         self._barrier()
 
@@ -310,7 +359,7 @@ class Session:
         self._barrier()
         return final
 
-    def _write_manifest(self, status: str, result: Result | None = None) -> None:
+    def _write_manifest(self, status: str, result: Result | None = None, error: str | None = None) -> None:
         from .run_folder import MANIFEST, data_hash, package_versions, write_json
 
         payload = {
@@ -326,6 +375,8 @@ class Session:
         if result is not None:
             payload["result"] = {"steps": result.steps, "train_loss": result.train_loss,
                                  "best_val_loss": result.best_val_loss, "supervised_tokens": result.tokens,
-                                 "seconds": round(result.seconds, 2),
+                                 "seconds": round(result.seconds, 2), "skipped_steps": result.skipped_steps,
                                  "adapter": str(result.adapter) if result.adapter else None}
+        if error is not None:
+            payload["error"] = error
         write_json(self.run_dir / MANIFEST, payload)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .config import TuneConfig, load_tune_config
-from .runtime import DataError, Result
+from .runtime import DataError, DivergedError, Result
 from .session import Session
 
-__all__ = ["DataError", "Result", "resume", "train"]
+__all__ = ["DataError", "DivergedError", "Result", "resume", "train"]
 
 
 def train(config: TuneConfig | str | Path, overrides: list[str] | None = None, *, resume: bool = False,

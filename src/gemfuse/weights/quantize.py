@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..paths import output_path
 
 TARGET_PREFIX = "gguf:"
 
@@ -87,8 +88,7 @@ def quantize(model: str, to: str, *, out: str | Path | None = None, eval_items: 
 
     quant = parse_target(to)
     source, name = source_of(model)
-    target = Path(out).expanduser() if out else models_dir() / f"{name}-{quant}.gguf"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = output_path(out if out else models_dir() / f"{name}-{quant}.gguf")
     notes = []
     if source.is_dir():
         baseline = target.with_name(f"{name}-F16.gguf")
