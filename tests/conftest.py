@@ -53,3 +53,22 @@ def upstream():
     app = create_app()
     with serve_in_thread(app) as base_url:
         yield base_url, app.state.calls
+
+
+# A small chat dataset the tuner tests train on (tiny models learn it in a few steps).
+QUESTIONS = ["What is two plus two?", "Name the capital of France, please.", "Say yes.",
+             "Describe a red square on a white background in a few words.", "Is this a test?",
+             "Transcribe this: hello world.", "What is the capital of Italy?", "Answer with one word: no."]
+ANSWERS = ["Four.", "Paris is the capital of France.", "Yes.", "A red square sits on white.", "Yes, a test.",
+           "Hello world.", "Rome.", "No."]
+
+
+@pytest.fixture
+def text_data(tmp_path):
+    import json
+
+    path = tmp_path / "train.jsonl"
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for q, a in zip(QUESTIONS, ANSWERS, strict=True)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -14,21 +14,6 @@ from gemfuse.errors import ConfigError
 from gemfuse.tune import DataError, init_config, load_tune_config, train
 from gemfuse.tune.config import TuneConfig
 
-QUESTIONS = ["What is two plus two?", "Name the capital of France, please.", "Say yes.",
-             "Describe a red square on a white background in a few words.", "Is this a test?",
-             "Transcribe this: hello world.", "What is the capital of Italy?", "Answer with one word: no."]
-ANSWERS = ["Four.", "Paris is the capital of France.", "Yes.", "A red square sits on white.", "Yes, a test.",
-           "Hello world.", "Rome.", "No."]
-
-
-@pytest.fixture
-def text_data(tmp_path):
-    path = tmp_path / "train.jsonl"
-    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-            for q, a in zip(QUESTIONS, ANSWERS, strict=True)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
 
 def tiny_config(model, data, out, **train) -> TuneConfig:
     settings = {"max_steps": 3, "batch_size": 4, "lr": 1e-2, "dtype": "float32", "seed": 1, **train}

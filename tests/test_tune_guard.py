@@ -7,8 +7,7 @@ import pytest
 
 from gemfuse.tune import DivergedError, train
 from gemfuse.tune.checkpoint import checkpoints
-
-from test_tune import adapter_weights, text_data, tiny_config  # noqa: F401  (text_data is a fixture)
+from test_tune import adapter_weights, tiny_config
 
 
 def poison_steps(monkeypatch, bad_steps: set[int], micro_batches_per_step: int = 1) -> None:

@@ -9,7 +9,17 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .config import TuneConfig
-from .runtime import DataError, DivergedError, Result, Stop, distributed, elapsed, make_optimizer, schedule_factor, seed_everything
+from .runtime import (
+    DataError,
+    DivergedError,
+    Result,
+    Stop,
+    distributed,
+    elapsed,
+    make_optimizer,
+    schedule_factor,
+    seed_everything,
+)
 
 
 class Session:
