@@ -19,10 +19,10 @@ import threading
 import time
 
 from gemfuse._torchvision import import_transformers
+from gemfuse.files import hf_copy_of_gguf, resolve_path
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.builtin import SMOLLM2, builtin_specs
-from gemfuse.models.files import hf_copy_of_gguf, resolve_path
 from gemfuse.models.llamacpp import LlamaCppModel, default_threads
 from gemfuse.models.transformers import TransformersModel, pick_device, pick_dtype
 

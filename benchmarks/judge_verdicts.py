@@ -19,9 +19,9 @@ import re
 import time
 
 from gemfuse.evals.generators import generate
+from gemfuse.files import resolve_path
 from gemfuse.fusion.judge import parse_verdict, prompt, render_answers, verdict_schema
 from gemfuse.models.builtin import builtin_specs
-from gemfuse.models.files import resolve_path
 from gemfuse.models.llamacpp import LlamaCppModel
 
 

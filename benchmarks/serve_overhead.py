@@ -22,10 +22,10 @@ import time
 
 import httpx
 
+from gemfuse.files import resolve_path
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.builtin import SMOLLM2
-from gemfuse.models.files import resolve_path
 from gemfuse.testing.upstream import free_port, wait_until_up
 
 BODY = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}

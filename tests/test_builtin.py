@@ -5,9 +5,9 @@ import os
 import pytest
 
 from gemfuse.errors import ModelLoadError
+from gemfuse.files import check_path, hf_copy_of_gguf, resolve_path
 from gemfuse.models import builtin
 from gemfuse.models.builtin import SMOLLM2
-from gemfuse.models.files import check_path, hf_copy_of_gguf, resolve_path
 
 
 def test_package_paths_resolve_without_network():

@@ -2,10 +2,10 @@
 
 import pytest
 
+from gemfuse.config import ServerSettings
 from gemfuse.errors import MessageError
 from gemfuse.messages import ImagePart, Message
 from gemfuse.serve.fetch import fetch_image, resolve_remote_images
-from gemfuse.serve.schemas import ServerSettings
 
 
 def remote(url):

@@ -153,8 +153,8 @@ async def test_concurrent_calls_share_one_pool(upstream):
 @pytest.fixture(scope="module")
 def llamacpp_server():
     """llama-cpp-python's own OpenAI server serving the built-in SmolLM2 GGUF."""
+    from gemfuse.files import resolve_path
     from gemfuse.models.builtin import SMOLLM2
-    from gemfuse.models.files import resolve_path
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_path(SMOLLM2)),

@@ -75,7 +75,7 @@ MEASURE = """
 import json, sys
 from llama_cpp import Llama
 from gemfuse.models.builtin import builtin_specs
-from gemfuse.models.files import resolve_path
+from gemfuse.files import resolve_path
 def status(key):
     return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key + ":"))
 path = resolve_path(builtin_specs()[sys.argv[1]].path)

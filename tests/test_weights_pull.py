@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gemfuse.errors import ConfigError
+from gemfuse.files import resolve_path
 from gemfuse.models.builtin import SMOLLM2
-from gemfuse.models.files import resolve_path
 from gemfuse.weights.pull import PullError, models_dir, pull, resumable_copy
 
 

@@ -74,7 +74,7 @@ def test_quantize_a_model_to_q8_0_reports_its_cost_and_registers_it(tmp_path, is
 
 
 def test_requantising_a_quantised_gguf_says_so(tmp_path):
-    from gemfuse.models.files import resolve_path
+    from gemfuse.files import resolve_path
     from gemfuse.weights.quantize import quantize
 
     done = quantize(str(resolve_path(SMOLLM2)), "gguf:Q4_0", out=tmp_path / "smol-q4_0.gguf")

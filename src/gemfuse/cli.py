@@ -12,6 +12,15 @@ from .commands.options import with_fusion_options
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run, fine-tune and fuse your own models.")
 
+@app.callback()
+def _global(verbose: bool = typer.Option(False, "--verbose", "-v",
+                                         help="show the libraries' own warnings and logs (otherwise written to "
+                                              "libraries.log in the gemfuse cache folder)")) -> None:
+    from .quiet import quiet_libraries
+
+    quiet_libraries(verbose)
+
+
 ConfigOpt = typer.Option(None, "--config", "-c", help="config file (TOML); default: $GEMFUSE_CONFIG or the user config folder")
 
 

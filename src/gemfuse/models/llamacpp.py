@@ -18,6 +18,7 @@ from pydantic import Field
 
 from ..errors import ModelLoadError
 from ..messages import Message
+from ..quiet import quiet_llama_cpp
 from .base import GenerateOptions, StreamChunk, Usage
 from .local import LocalModel, WorkerBridge, quiet_stderr
 from .spec import LocalSpec
@@ -64,7 +65,7 @@ class LlamaCppModel(LocalModel):
         return self.spec.path
 
     def gguf_path(self) -> Path:
-        from .files import resolve_path
+        from ..files import resolve_path
 
         return resolve_path(self.spec.path)
 
@@ -80,6 +81,7 @@ class LlamaCppModel(LocalModel):
             if not path.is_file():
                 raise ModelLoadError(f"GGUF file not found: {path}", model=self.name)
             threads = self.spec.threads or default_threads()
+            quiet_llama_cpp()
             try:
                 with quiet_stderr():
                     llama = Llama(model_path=str(path), n_ctx=self.spec.n_ctx, n_threads=threads,

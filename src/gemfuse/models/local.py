@@ -111,7 +111,7 @@ class LocalModel(Model):
     async def check(self) -> tuple[bool, str]:
         if importlib.util.find_spec(self.library) is None:
             return False, f"{self.library} is not installed: pip install 'gemfuse[{self.extra}]'"
-        from .files import check_path
+        from ..files import check_path
 
         return check_path(self.spec.path)
 

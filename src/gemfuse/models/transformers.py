@@ -124,7 +124,7 @@ class TransformersModel(LocalModel):
             try:
                 from peft import PeftModel
 
-                from .files import adapter_folder
+                from ..files import adapter_folder
 
                 model = PeftModel.from_pretrained(model, str(adapter_folder(self.spec.adapter)))
             except (OSError, ValueError) as exc:
@@ -140,7 +140,7 @@ class TransformersModel(LocalModel):
         """The folder to load: `package:` paths name a GGUF that is converted once into the cache."""
         if not self.spec.path.startswith("package:"):
             return self.spec.path
-        from .files import hf_copy_of_gguf, resolve_path
+        from ..files import hf_copy_of_gguf, resolve_path
 
         return str(hf_copy_of_gguf(resolve_path(self.spec.path)))
 

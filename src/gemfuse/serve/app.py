@@ -13,11 +13,12 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
+from ..config import ServerSettings
 from ..paths import CONFIG_ENV
 from ..registry import Registry
 from .chat import ChatHandler
 from .errors import HTTPError, describe
-from .schemas import ChatRequest, ServerSettings, error_body
+from .schemas import ChatRequest, error_body
 
 OPEN_PATHS = ("/", "/health", "/favicon.ico")
 

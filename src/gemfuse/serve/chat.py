@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..config import ServerSettings
 from ..errors import MessageError
 from ..fusion.api import afuse, fusion_events, make_preset
 from ..fusion.preset import FUSION_PREFIX
@@ -15,7 +16,7 @@ from ..messages import Message, parse_messages
 from ..models.base import GenerateOptions, Usage
 from .errors import QueueFull, describe
 from .fetch import resolve_remote_images
-from .schemas import ChatRequest, ServerSettings, chunk_body, completion_body, completion_id
+from .schemas import ChatRequest, chunk_body, completion_body, completion_id
 
 
 class QueueGate:

@@ -11,9 +11,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from ..config import ServerSettings
 from ..errors import MessageError
 from ..messages import ImagePart, Message, sniff_image
-from .schemas import ServerSettings
 
 MAX_REDIRECTS = 3
 

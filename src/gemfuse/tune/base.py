@@ -44,7 +44,7 @@ def resolve_base(model: str) -> Base:
 
 
 def _package(spec_path: str) -> Base:
-    from ..models.files import hf_copy_of_gguf, resolve_path
+    from ..files import hf_copy_of_gguf, resolve_path
 
     folder = hf_copy_of_gguf(resolve_path(spec_path))
     return Base(spec_path, folder, json.loads((folder / "config.json").read_text()))

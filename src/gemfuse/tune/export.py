@@ -112,6 +112,9 @@ def to_gguf(run: Path, manifest: dict, out: Path | None, quant: str | None) -> P
 def generate_gguf(path: Path, prompt: str, max_tokens: int = 16) -> str:
     from llama_cpp import Llama
 
+    from ..quiet import quiet_llama_cpp
+
+    quiet_llama_cpp()
     llm = Llama(model_path=str(path), n_ctx=512, verbose=False)
     reply = llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0)
     return reply["choices"][0]["message"]["content"]

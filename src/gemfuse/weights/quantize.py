@@ -68,7 +68,7 @@ def source_of(model: str) -> tuple[Path, str]:
     path = Path(model).expanduser()
     if not path.exists():
         from ..config import load_config
-        from ..models.files import hf_copy_of_gguf, resolve_path
+        from ..files import hf_copy_of_gguf, resolve_path
 
         spec = load_config().specs.get(model)
         if spec is None or not getattr(spec, "path", None):
@@ -125,6 +125,9 @@ def perplexity_gguf(path: Path, text: str | None = None, window: int = 256) -> f
     import numpy as np
     from llama_cpp import Llama
 
+    from ..quiet import quiet_llama_cpp
+
+    quiet_llama_cpp()
     llm = Llama(model_path=str(path), n_ctx=window, n_batch=window, logits_all=True, verbose=False)
     tokens = llm.tokenize((text or fixed_text()).encode("utf-8"), add_bos=True)
     total, count = 0.0, 0
@@ -147,6 +150,9 @@ def perplexity_gguf(path: Path, text: str | None = None, window: int = 256) -> f
 def decode_speed_gguf(path: Path, tokens: int = 64) -> float:
     from llama_cpp import Llama
 
+    from ..quiet import quiet_llama_cpp
+
+    quiet_llama_cpp()
     llm = Llama(model_path=str(path), n_ctx=512, verbose=False)
     llm.create_completion("Once upon a time", max_tokens=4, temperature=0)  # warm the caches
     started = time.perf_counter()

@@ -241,7 +241,7 @@ def configured_path(name: str) -> Path | None:
     path = getattr(spec, "path", None)
     if not path:
         return None
-    from ..models.files import resolve_path
+    from ..files import resolve_path
 
     resolved = resolve_path(path)
     gguf = getattr(spec, "gguf_file", None)

