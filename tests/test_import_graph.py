@@ -86,3 +86,14 @@ def test_backends_know_nothing_of_fusion_config_or_server():
     leaks = {name: sorted(t for t in targets if t.startswith(above))
              for name, targets in graph.items() if name.startswith("gemfuse.models")}
     assert not {name: t for name, t in leaks.items() if t}
+
+
+def test_a_backend_plugin_import_loads_no_fusion_registry_or_config():
+    import subprocess
+    import sys
+
+    probe = ("import sys, gemfuse.models.base; "
+             "print(sorted(m for m in sys.modules if m.startswith(('gemfuse.fusion', 'gemfuse.registry', "
+             "'gemfuse.config', 'gemfuse.serve'))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
