@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -29,20 +31,36 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _handled(command: Callable) -> Callable:
+    """The one place a command's failure becomes one red line and exit code 1: gemfuse's own errors say what
+    to do; a file the system refused is named with the reason. Anything else is a bug and keeps its traceback."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from .errors import GemfuseError
+
+        try:
+            return command(*args, **kwargs)
+        except GemfuseError as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}")
+
+    return run
+
+
 @app.command()
+@_handled
 def models(config: Path | None = ConfigOpt,
            as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
     """List the configured models: backend, where they live, modalities, and whether they are usable now."""
     from .commands.models import list_models
-    from .errors import GemfuseError
 
-    try:
-        list_models(config, as_json)
-    except GemfuseError as exc:
-        _fail(str(exc))
+    list_models(config, as_json)
 
 
 @app.command()
+@_handled
 @with_fusion_options
 def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from standard input"),
         model: str | None = typer.Option(None, "--model", "-m", help="model name, or fusion/PRESET (see `gemfuse models`)"),
@@ -65,36 +83,32 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         config: Path | None = ConfigOpt, fusion_settings: dict | None = None) -> None:
     """Ask one model, or fuse a pool of models (--pool / --preset / -m fusion/NAME), and stream the answer.
     Every fusion setting is an option here, as in fuse() and the server's `fusion` block."""
-    from .errors import GemfuseError
     from .fusion.preset import FUSION_PREFIX
 
     if prompt == "-":
         prompt = sys.stdin.read()
     named = model.removeprefix(FUSION_PREFIX) if model and model.startswith(FUSION_PREFIX) else None
-    try:
-        if pool or preset or judge or mode or named:
-            from .commands.ask import build_messages
-            from .commands.fusion import run_fusion_ask
-            from .registry import Registry
+    if pool or preset or judge or mode or named:
+        from .commands.ask import build_messages
+        from .commands.fusion import run_fusion_ask
+        from .registry import Registry
 
-            registry = Registry.load(config)
-            fusion = dict(pool=pool.split(",") if pool else None, judge=judge, mode=mode, seed=seed,
-                          preset=preset or named or (None if pool else "default"), trace_path=trace,
-                          max_tokens=max_tokens, temperature=temperature, **(fusion_settings or {}))
-            run_fusion_ask(build_messages(prompt, image, audio, system), registry=registry,
-                           settings={k: v for k, v in fusion.items() if v is not None},
-                           show_candidates=show_candidates, as_json=as_json)
-        elif fusion_settings:
-            given = ", ".join("--" + k.replace("_", "-") for k in fusion_settings)
-            _fail(f"{given}: fusion settings; add --pool a,b or --preset NAME (or -m fusion/NAME)", code=2)
-        else:
-            from .commands.ask import run_ask
+        registry = Registry.load(config)
+        fusion = dict(pool=pool.split(",") if pool else None, judge=judge, mode=mode, seed=seed,
+                      preset=preset or named or (None if pool else "default"), trace_path=trace,
+                      max_tokens=max_tokens, temperature=temperature, **(fusion_settings or {}))
+        run_fusion_ask(build_messages(prompt, image, audio, system), registry=registry,
+                       settings={k: v for k, v in fusion.items() if v is not None},
+                       show_candidates=show_candidates, as_json=as_json)
+    elif fusion_settings:
+        given = ", ".join("--" + k.replace("_", "-") for k in fusion_settings)
+        _fail(f"{given}: fusion settings; add --pool a,b or --preset NAME (or -m fusion/NAME)", code=2)
+    else:
+        from .commands.ask import run_ask
 
-            options = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop)
-            run_ask(prompt, model=model, images=image, audio=audio, system=system, config=config, as_json=as_json,
-                    options={k: v for k, v in options.items() if v is not None})
-    except GemfuseError as exc:
-        _fail(str(exc))
+        options = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+        run_ask(prompt, model=model, images=image, audio=audio, system=system, config=config, as_json=as_json,
+                options={k: v for k, v in options.items() if v is not None})
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Training data: import, validate, preview.")
@@ -102,6 +116,7 @@ app.add_typer(data_app, name="data")
 
 
 @data_app.command("import")
+@_handled
 def data_import(source: Path = typer.Argument(..., help="a CSV, a folder of images or audio, Alpaca or ShareGPT JSON"),
                 out: Path = typer.Option(..., "--out", "-o", help="the JSONL to write"),
                 fmt: str = typer.Option("auto", "--format", help="auto | csv | images | audio | alpaca | sharegpt"),
@@ -111,60 +126,48 @@ def data_import(source: Path = typer.Argument(..., help="a CSV, a folder of imag
                 seed: int = typer.Option(0, "--seed")) -> None:
     """Convert an existing dataset into gemfuse's JSONL chat format."""
     from .commands.data import run_import
-    from .errors import GemfuseError
 
-    try:
-        raise typer.Exit(run_import(source, out, fmt, instruction, val_out, val_fraction, seed))
-    except (GemfuseError, OSError, ValueError) as exc:
-        _fail(str(exc))
+    raise typer.Exit(run_import(source, out, fmt, instruction, val_out, val_fraction, seed))
 
 
 @data_app.command("validate")
+@_handled
 def data_validate(file: Path, model: str = typer.Option(..., "--model", "-m", help="gemma3 | gemma3n | gemma4 | a model folder"),
                   max_length: int | None = typer.Option(None, "--max-length", min=16),
                   val: Path | None = typer.Option(None, "--val", help="a validation file: checked too, and for leakage"),
                   as_json: bool = typer.Option(False, "--json")) -> None:
     """Check a dataset before training: every problem with file:line; exit 1 on errors."""
     from .commands.data import run_validate
-    from .errors import GemfuseError
 
-    try:
-        code = run_validate(file, model, max_length, val, as_json)
-    except (GemfuseError, OSError) as exc:
-        _fail(str(exc))
+    code = run_validate(file, model, max_length, val, as_json)
     raise typer.Exit(code)
 
 
 @data_app.command("preview")
+@_handled
 def data_preview(file: Path, model: str = typer.Option(..., "--model", "-m"),
                  n: int = typer.Option(3, "-n", min=1), max_length: int | None = typer.Option(None, "--max-length")) -> None:
     """Show rows as the model will see them, trained tokens marked, media token counts."""
     from .commands.data import run_preview
-    from .errors import GemfuseError
 
-    try:
-        raise typer.Exit(run_preview(file, model, n, max_length))
-    except (GemfuseError, OSError) as exc:
-        _fail(str(exc))
+    raise typer.Exit(run_preview(file, model, n, max_length))
 
 
 @app.command()
+@_handled
 def tune(config: Path | None = typer.Argument(None, help="the tune config (TOML)"),
          set_: list[str] = typer.Option([], "--set", help="override a config key: section.key=value (repeatable)"),
          resume: Path | None = typer.Option(None, "--resume", help="continue this run folder from its last checkpoint"),
          init: str | None = typer.Option(None, "--init", help="print a commented config for text | image | audio")) -> None:
     """Fine-tune a Gemma with LoRA on text, image and audio data; Ctrl-C checkpoints, --resume continues."""
     from .commands.tune import run_tune
-    from .errors import GemfuseError
 
-    try:
-        code = run_tune(config, set_, resume, init)
-    except (GemfuseError, OSError) as exc:
-        _fail(str(exc))
+    code = run_tune(config, set_, resume, init)
     raise typer.Exit(code)
 
 
 @app.command("export")
+@_handled
 def export_(run: Path = typer.Argument(..., help="a run folder from gemfuse tune"),
             to: str = typer.Option("merged", "--to", help="merged | gguf | ollama"),
             quant: str | None = typer.Option(None, "--quant", help="GGUF quantisation, e.g. Q4_K_M or Q8_0"),
@@ -172,16 +175,13 @@ def export_(run: Path = typer.Argument(..., help="a run folder from gemfuse tune
             prompt: str = typer.Option("Hello!", "--prompt", help="what the export is asked to prove it generates")) -> None:
     """Export a fine-tune: merged safetensors, a GGUF for llama.cpp, or an Ollama Modelfile + GGUF."""
     from .commands.tune import run_export
-    from .errors import GemfuseError
 
-    try:
-        code = run_export(run, to, quant, out, prompt)
-    except (GemfuseError, OSError) as exc:
-        _fail(str(exc))
+    code = run_export(run, to, quant, out, prompt)
     raise typer.Exit(code)
 
 
 @app.command()
+@_handled
 def pull(source: str = typer.Argument(..., help="a hub id (owner/name), a model folder or a GGUF file"),
          revision: str | None = typer.Option(None, "--revision", help="hub branch, tag or commit"),
          include: list[str] = typer.Option([], "--include", help="only files matching this pattern (repeatable)"),
@@ -191,16 +191,13 @@ def pull(source: str = typer.Argument(..., help="a hub id (owner/name), a model 
          config: Path | None = ConfigOpt) -> None:
     """Download or copy weights (resumable) and register them in the config under a short name."""
     from .commands.weights import run_pull
-    from .errors import GemfuseError
 
-    try:
-        code = run_pull(source, revision=revision, include=include, gguf=gguf, name=name, config=config, force=force)
-    except (GemfuseError, OSError) as exc:
-        _fail(str(exc))
+    code = run_pull(source, revision=revision, include=include, gguf=gguf, name=name, config=config, force=force)
     raise typer.Exit(code)
 
 
 @app.command()
+@_handled
 def plan(model: str = typer.Argument(..., help="a model folder, a GGUF file, a configured model or a hub id"),
          device: str = typer.Option("cpu", "--device", help="cuda | mps | cpu"),
          memory: float | None = typer.Option(None, "--memory", min=0.1, help="GB to plan for (default: this device's)"),
@@ -211,17 +208,14 @@ def plan(model: str = typer.Argument(..., help="a model folder, a GGUF file, a c
          as_json: bool = typer.Option(False, "--json")) -> None:
     """Will it fit? Memory per precision (weights, KV cache, runtime, training) from the config alone."""
     from .commands.weights import run_plan
-    from .errors import GemfuseError
 
-    try:
-        code = run_plan(model, device=device, memory=memory, context=context, batch=batch, train=train,
-                        revision=revision, as_json=as_json)
-    except (GemfuseError, OSError) as exc:
-        _fail(str(exc))
+    code = run_plan(model, device=device, memory=memory, context=context, batch=batch, train=train,
+                    revision=revision, as_json=as_json)
     raise typer.Exit(code)
 
 
 @app.command()
+@_handled
 def quantize(model: str = typer.Argument(..., help="a model folder, a GGUF file or a configured local model"),
              to: str = typer.Option(..., "--to", help="gguf:Q4_K_M | gguf:Q8_0 | gguf:Q5_K_M | ... (llama.cpp types)"),
              out: Path | None = typer.Option(None, "--out", "-o", help="the GGUF to write (default: gemfuse's models folder)"),
@@ -231,16 +225,13 @@ def quantize(model: str = typer.Argument(..., help="a model folder, a GGUF file 
              config: Path | None = ConfigOpt) -> None:
     """Quantise for llama.cpp and report the cost: size, perplexity on a fixed text, speed (and accuracy)."""
     from .commands.weights import run_quantize
-    from .errors import GemfuseError
 
-    try:
-        code = run_quantize(model, to, out=out, name=name, eval_items=eval_items, as_json=as_json, config=config)
-    except (GemfuseError, OSError) as exc:
-        _fail(str(exc))
+    code = run_quantize(model, to, out=out, name=name, eval_items=eval_items, as_json=as_json, config=config)
     raise typer.Exit(code)
 
 
 @app.command("eval")
+@_handled
 def eval_(dataset: str = typer.Argument(..., help="builtin:arithmetic | builtin:word | builtin:math (-choice), a JSONL, "
                                                    "a GSM8K file, a datasets folder or .parquet"),
           models: str | None = typer.Option(None, "--models", help="single models to score: a,b,runs/my-lora"),
@@ -269,35 +260,28 @@ def eval_(dataset: str = typer.Argument(..., help="builtin:arithmetic | builtin:
     """Score models, fine-tunes and fusion modes on one eval set: accuracy with intervals, paired tests against
     the best member and the base, cost, latency, and the judge's position bias. Every call is cached."""
     from .commands.evals import run_eval
-    from .errors import GemfuseError
     from .evals import EvalSettings
 
     settings = EvalSettings(scorer=scorer, tolerance=tolerance, pattern=pattern, evaluator=evaluator, rubric=rubric,
                             seed=seed, concurrency=concurrency)
-    try:
-        code = run_eval(dataset, models=models, pool=pool, judge=judge, systems=systems, n=n, seed=seed, out=out,
-                        settings=settings, config=config, cache=cache, max_tokens=max_tokens,
-                        judge_max_tokens=judge_max_tokens, temperature=temperature, swap_check=swap_check,
-                        dev_fraction=dev_fraction, as_json=as_json)
-    except (GemfuseError, OSError) as exc:
-        _fail(str(exc))
+    code = run_eval(dataset, models=models, pool=pool, judge=judge, systems=systems, n=n, seed=seed, out=out,
+                    settings=settings, config=config, cache=cache, max_tokens=max_tokens,
+                    judge_max_tokens=judge_max_tokens, temperature=temperature, swap_check=swap_check,
+                    dev_fraction=dev_fraction, as_json=as_json)
     raise typer.Exit(code)
 
 
 @app.command()
+@_handled
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind; others need an API key set"),
           port: int = typer.Option(8000, "--port"),
           workers: int = typer.Option(1, "--workers", min=1,
                                       help="processes sharing the port; more than 1 serves remote models only"),
           config: Path | None = ConfigOpt) -> None:
     """Serve every model and fusion preset over an OpenAI-compatible API, with a web page at /."""
-    from .errors import GemfuseError
     from .serve.app import serve as run_server
 
-    try:
-        run_server(host=host, port=port, config=config, workers=workers)
-    except GemfuseError as exc:
-        _fail(str(exc))
+    run_server(host=host, port=port, config=config, workers=workers)
 
 
 def main() -> None:

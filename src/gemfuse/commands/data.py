@@ -12,9 +12,15 @@ from ..data.sources import read_rows
 def run_import(source: Path, out: Path, fmt: str, instruction: str | None, val_out: Path | None,
                val_fraction: float, seed: int) -> int:
     from ..data.importers import import_dataset
+    from ..errors import MessageError
 
-    result = import_dataset(source, out, format=fmt, instruction=instruction, val_out=val_out,
-                            val_fraction=val_fraction, seed=seed)
+    try:
+        result = import_dataset(source, out, format=fmt, instruction=instruction, val_out=val_out,
+                                val_fraction=val_fraction, seed=seed)
+    except ValueError as exc:  # a JSON file that does not parse, a CSV with a broken row: say which file
+        if isinstance(exc, MessageError):
+            raise
+        raise MessageError(f"{source}: {exc}") from None
     for line in result.skipped:
         print(f"skipped: {line}", file=sys.stderr)
     print(f"wrote {result.rows} rows to {result.train}" + (f" and {result.val_rows} to {result.val}" if result.val
