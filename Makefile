@@ -12,7 +12,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[all,dev]' 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0
-	$(BIN)/python -m gemfuse.weights.gguf >/dev/null  # llama.cpp's GGUF converter, from llama-cpp-python's sources
+	$(BIN)/python -m gemfuse.gguf_tools >/dev/null  # llama.cpp's GGUF converter, from llama-cpp-python's sources
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -3,7 +3,7 @@
 - the sequential loop most eval scripts use (each item, each model, one call after another);
 - the floor: the same calls from a raw asyncio keep-alive HTTP/1.1 client at the same concurrency (benchmark
   code only), which shows what the upstream server itself adds over the ideal;
-- `gemfuse.evals.run` at concurrency 32 on a fresh cache (cold), against the ideal: total model time / 32;
+- `gemfuse.evaluate` at concurrency 32 on a fresh cache (cold), against the ideal: total model time / 32;
 - the same eval again on the warm cache.
 
 Three OpenAI-compatible models answer after 50, 80 and 120 ms (a test upstream in its own process).
@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from gemfuse.evals import EvalSettings, load_eval_set, run
+from gemfuse import evaluate
+from gemfuse.evals import load_eval_set
 from gemfuse.models.base import GenerateOptions
 from gemfuse.registry import Registry
 from gemfuse.testing.upstream import serve_in_process
@@ -79,8 +80,8 @@ async def raw_floor(port: int, items, concurrency: int) -> float:
 
 def timed_eval(config: Path, cache: Path, n: int, concurrency: int) -> float:
     start = time.perf_counter()
-    run("builtin:math", models=list(DELAYS_MS), n=n, config=config, cache=cache, dev_fraction=0,
-        settings=EvalSettings(concurrency=concurrency))
+    evaluate("builtin:math", models=list(DELAYS_MS), n=n, config=config, cache=cache, dev_fraction=0,
+             concurrency=concurrency)
     return time.perf_counter() - start
 
 

@@ -76,7 +76,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return
-    from gemfuse.weights.gguf import convert_to_gguf, quantize_gguf
+    from gemfuse.gguf_tools import convert_to_gguf, quantize_gguf
     from gemfuse.weights.quantize import source_of
 
     folder, _ = source_of(args.model)

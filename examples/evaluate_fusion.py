@@ -20,11 +20,11 @@ WORK = Path(os.environ.get("GEMFUSE_EXAMPLES_WORK", "runs"))
 ITEMS = 4 if QUICK else 60
 
 # %%
-from gemfuse.evals import run
+from gemfuse import evaluate
 
-report = run("builtin:arithmetic", pool=["smollm2-135m", "gemma-3-270m"], judge="smollm2-135m",
-             systems=["members", "vote", "best-of"], n=ITEMS, max_tokens=32, out=WORK / "eval",
-             cache=WORK / "eval-cache.sqlite")
+report = evaluate("builtin:arithmetic", pool=["smollm2-135m", "gemma-3-270m"], judge="smollm2-135m",
+                  systems=["members", "vote", "best-of"], n=ITEMS, max_tokens=32, out=WORK / "eval",
+                  cache=WORK / "eval-cache.sqlite")
 display(Markdown(report.to_markdown()))
 
 # %% [markdown]

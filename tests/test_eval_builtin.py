@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gemfuse.evals import run
+from gemfuse import evaluate
 
 
 @pytest.mark.slow
@@ -12,7 +12,7 @@ def test_builtin_models_on_generated_arithmetic(tmp_path):
     models = ["smollm2-135m", "gemma-3-270m"]
     settings = dict(models=models, pool=models, judge="smollm2-135m", systems=["members", "vote", "best-of"], n=20,
                     cache=tmp_path / "cache.sqlite", max_tokens=48)
-    report = run("builtin:arithmetic", out=tmp_path / "out", **settings)
+    report = evaluate("builtin:arithmetic", out=tmp_path / "out", **settings)
     data = report.data
     assert (data["items"], data["dev"], data["test"]) == (20, 5, 15)
     assert [s["name"] for s in data["systems"]] == [*models, "vote", "best-of"]
@@ -29,6 +29,6 @@ def test_builtin_models_on_generated_arithmetic(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "out" / "records.jsonl").read_text().splitlines()]
     assert len(records) == 2 * 20 + 2 * 15
     # a warm re-run makes no model call at all and reports the same
-    again = run("builtin:arithmetic", **settings)
+    again = evaluate("builtin:arithmetic", **settings)
     assert again.data["calls"]["made"] == {} and again.data["calls"]["results_reused"] == 70
     assert again.data["systems"] == data["systems"]

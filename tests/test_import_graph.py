@@ -97,3 +97,52 @@ def test_a_backend_plugin_import_loads_no_fusion_registry_or_config():
              "'gemfuse.config', 'gemfuse.serve'))))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+# The layers, highest first. A module imports its own layer or a lower one only; layers of one rank (evals, tune
+# and weights; models and data) do not import each other.
+RANKS = {
+    "gemfuse.testing": 9, "gemfuse": 8, "gemfuse.cli": 7.5, "gemfuse.commands": 7,
+    "gemfuse.serve": 6,
+    "gemfuse.api": 5.5, "gemfuse.registry": 5,
+    "gemfuse.evals": 4, "gemfuse.tune": 4, "gemfuse.weights": 4,
+    "gemfuse.config": 3.5,
+    "gemfuse.fusion": 3,
+    "gemfuse.models": 2, "gemfuse.data": 2,
+    "gemfuse.families": 1.8,
+    "gemfuse.processors": 1.6, "gemfuse.files": 1.6, "gemfuse.gguf_tools": 1.6,
+    "gemfuse.messages": 1,
+    "gemfuse.quiet": 0.7,
+    "gemfuse.memory": 0.5, "gemfuse.paths": 0.5, "gemfuse._sync": 0.5, "gemfuse._torchvision": 0.5,
+    "gemfuse.errors": 0,
+}
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in RANKS:
+            return ".".join(parts[:end])
+    raise AssertionError(f"{module} has no layer: give it a rank in RANKS")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    wrong = []
+    for module, targets in graph.items():
+        own = layer(module)
+        for target in targets:
+            other = layer(target)
+            if other != own and RANKS[other] >= RANKS[own]:
+                wrong.append(f"{module} ({RANKS[own]}) imports {target} ({RANKS[other]})")
+    return sorted(wrong)
+
+
+def test_imports_point_down_the_layers():
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_layer_check_sees_upward_and_sideways_imports():
+    graph = {"gemfuse.config": {"gemfuse.serve.schemas", "gemfuse.fusion.preset"},
+             "gemfuse.weights.plan": {"gemfuse.tune.memory"}, "gemfuse.tune.session": {"gemfuse.tune.loss"}}
+    assert upward_imports(graph) == ["gemfuse.config (3.5) imports gemfuse.serve.schemas (6)",
+                                     "gemfuse.weights.plan (4) imports gemfuse.tune.memory (4)"]

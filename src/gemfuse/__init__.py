@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _WHERE = {
-    "run_sync": "._sync", "afuse": ".api", "fuse": ".api", "get_model": ".api", "GemfuseError": ".errors",
+    "run_sync": "._sync", "afuse": ".api", "fuse": ".api", "aevaluate": ".api", "evaluate": ".api",
+    "get_model": ".api", "GemfuseError": ".errors",
     "FusionPreset": ".fusion", "FusionResult": ".fusion", "AudioPart": ".messages", "ImagePart": ".messages",
     "Message": ".messages", "TextPart": ".messages", "Completion": ".models.base", "GenerateOptions": ".models.base",
     "Model": ".models.base", "StreamChunk": ".models.base", "Usage": ".models.base",
 }
 
 __all__ = ["AudioPart", "Completion", "FusionPreset", "FusionResult", "GemfuseError", "GenerateOptions", "ImagePart",
-           "Message", "Model", "StreamChunk", "TextPart", "Usage", "afuse", "fuse", "get_model", "run_sync",
-           "__version__"]
+           "Message", "Model", "StreamChunk", "TextPart", "Usage", "aevaluate", "afuse", "evaluate", "fuse",
+           "get_model", "run_sync", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -32,7 +33,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from ._sync import run_sync
-    from .api import afuse, fuse, get_model
+    from .api import aevaluate, afuse, evaluate, fuse, get_model
     from .errors import GemfuseError
     from .fusion import FusionPreset, FusionResult
     from .messages import AudioPart, ImagePart, Message, TextPart

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from ._sync import run_sync
 from .fusion.api import FusionResult
@@ -33,3 +34,44 @@ async def afuse(messages: str | Message | Sequence[Message], *, registry: Regist
 def fuse(messages: str | Message | Sequence[Message], **settings) -> FusionResult:
     """Synchronous `afuse`, for scripts and notebooks."""
     return run_sync(afuse(messages, **settings))
+
+
+async def aevaluate(dataset, settings=None, *, config=None, **options):
+    """Evaluate on the configured models (`gemfuse eval` in Python): `gemfuse.evals.arun` with the default
+    registry, made from the config and closed afterwards. Keywords: EvalSettings fields, cache, progress, out."""
+    from .evals import arun
+
+    registry = Registry.load(config)
+    try:
+        return await arun(dataset, settings, registry=registry, **options)
+    finally:
+        await registry.aclose()
+
+
+def evaluate(dataset, settings=None, **options):
+    """Synchronous `aevaluate`: `gemfuse.evaluate("builtin:arithmetic", models=["smollm2-135m"], n=40)`."""
+    return run_sync(aevaluate(dataset, settings, **options))
+
+
+def gguf_accuracy(paths: Sequence[Path], items: int) -> list[float]:
+    """Accuracy of each GGUF on the built-in arithmetic set (same items, temperature 0)."""
+    from .config import load_config
+    from .models.llamacpp import LlamaCppSpec
+
+    config = load_config()
+    names = [f"quantize-check-{i}" for i in range(len(paths))]
+    for name, path in zip(names, paths, strict=True):
+        config.specs[name] = LlamaCppSpec(path=str(path), n_ctx=2048, concurrency=1, repeat_penalty=1.1)
+    from .evals import arun
+
+    async def score():
+        registry = Registry(config)
+        try:
+            return await arun("builtin:arithmetic", registry=registry, models=names, n=items, cache="off",
+                              dev_fraction=0.0)
+        finally:
+            await registry.aclose()
+
+    report = run_sync(score())
+    by_name = {s["name"]: s for s in report.data["systems"]}
+    return [by_name[name]["accuracy"] for name in names]

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import typer
 
-from .commands.options import with_fusion_options
+from .commands.options import shown_default, with_fusion_options, with_options
+from .evals.settings import EvalSettings
+
+eval_options = with_options(EvalSettings.model_fields, into="eval_settings", short={"temperature": "-t"},
+                            default_note=shown_default)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run, fine-tune and fuse your own models.")
@@ -68,7 +72,7 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         audio: list[Path] = typer.Option([], "--audio", help="attach an audio file (repeatable)"),
         system: str | None = typer.Option(None, "--system", "-s", help="system prompt"),
         max_tokens: int | None = typer.Option(None, "--max-tokens", min=1,
-                                              help="answer length [default: 512; a fusion: its preset's]"),
+                                              help="answer length (default: 512; a fusion: its preset's)"),
         temperature: float | None = typer.Option(None, "--temperature", "-t", min=0.0, max=2.0),
         top_p: float | None = typer.Option(None, "--top-p"),
         seed: int | None = typer.Option(None, "--seed"),
@@ -232,43 +236,20 @@ def quantize(model: str = typer.Argument(..., help="a model folder, a GGUF file 
 
 @app.command("eval")
 @_handled
+@eval_options
 def eval_(dataset: str = typer.Argument(..., help="builtin:arithmetic | builtin:word | builtin:math (-choice), a JSONL, "
                                                    "a GSM8K file, a datasets folder or .parquet"),
-          models: str | None = typer.Option(None, "--models", help="single models to score: a,b,runs/my-lora"),
-          pool: str | None = typer.Option(None, "--pool", help="the fusion pool: a,b"),
-          judge: str | None = typer.Option(None, "--judge", help="the fusion judge"),
-          systems: str = typer.Option("members", "--systems",
-                                      help="members,vote,best-of,merge,debate,self, fusion/<preset> or model names"),
-          n: int | None = typer.Option(None, "--n", min=1, help="the first N items (built-in sets: how many to make; 60)"),
-          seed: int = typer.Option(0, "--seed"),
           out: Path | None = typer.Option(None, "--out", "-o", help="write report.json, report.md, records, a PNG here"),
-          scorer: str = typer.Option("auto", "--scorer", help="auto | exact | numeric | choice | regex | rubric"),
-          tolerance: float = typer.Option(1e-6, "--tolerance", help="numeric: relative tolerance"),
-          pattern: str | None = typer.Option(None, "--pattern", help="regex: read the answer from this group"),
-          evaluator: str | None = typer.Option(None, "--evaluator", help="rubric: the grading model (not a judge)"),
-          rubric: str | None = typer.Option(None, "--rubric", help="rubric: what a better answer does"),
-          dev_fraction: float = typer.Option(0.25, "--dev-fraction", min=0.0, max=0.9,
-                                             help="items that choose the best member (without a split column)"),
-          max_tokens: int = typer.Option(96, "--max-tokens", min=1, help="members' answer length"),
-          judge_max_tokens: int = typer.Option(64, "--judge-max-tokens", min=1),
-          temperature: float = typer.Option(0.0, "--temperature", "-t", min=0.0, max=2.0),
-          swap_check: bool = typer.Option(False, "--swap-check", help="best-of: ask the judge in two orders"),
-          concurrency: int = typer.Option(32, "--concurrency", min=1, help="items in flight (each model keeps its own limit)"),
-          cache: str | None = typer.Option(None, "--cache", help="the SQLite answer cache, or 'off' [default: user cache]"),
+          cache: str | None = typer.Option(None, "--cache", help="the SQLite answer cache, or 'off' (default: the user cache)"),
           as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
-          config: Path | None = ConfigOpt) -> None:
+          config: Path | None = ConfigOpt, eval_settings: dict | None = None) -> None:
     """Score models, fine-tunes and fusion modes on one eval set: accuracy with intervals, paired tests against
-    the best member and the base, cost, latency, and the judge's position bias. Every call is cached."""
+    the best member and the base, cost, latency, and the judge's position bias. Every call is cached.
+    Every setting is an option here and a keyword of gemfuse.evaluate()."""
     from .commands.evals import run_eval
-    from .evals import EvalSettings
 
-    settings = EvalSettings(scorer=scorer, tolerance=tolerance, pattern=pattern, evaluator=evaluator, rubric=rubric,
-                            seed=seed, concurrency=concurrency)
-    code = run_eval(dataset, models=models, pool=pool, judge=judge, systems=systems, n=n, seed=seed, out=out,
-                    settings=settings, config=config, cache=cache, max_tokens=max_tokens,
-                    judge_max_tokens=judge_max_tokens, temperature=temperature, swap_check=swap_check,
-                    dev_fraction=dev_fraction, as_json=as_json)
-    raise typer.Exit(code)
+    raise typer.Exit(run_eval(dataset, out=out, config=config, cache=cache, as_json=as_json,
+                              settings=eval_settings or {}))
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """The composition root: a config's model specs become Model objects (backends by name, models/backends.py)
 and its presets become fusion models (`fusion/<preset>`). It sits above both `models/` and `fusion/`; the
-backends know nothing of fusion or the config file, and fusion sees a registry only through what it calls
-(get, spec, slot, preset, check_preset)."""
+backends know nothing of fusion or the config file, and fusion, evaluation and the server see a registry only
+through the ModelRegistry Protocol (fusion/registry.py)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,13 @@ class Registry:
             raise UnknownModelError(unknown_model_message(name, self.names(presets=True)))
         return self.config.specs[name]
 
+    def specs(self) -> dict[str, ModelSpec]:
+        return dict(self.config.specs)
+
+    def add_spec(self, name: str, spec: ModelSpec) -> None:
+        self.config.specs[name] = spec
+        self._models.pop(name, None)
+
     def preset(self, name: str) -> FusionPreset:
         key = name.removeprefix(FUSION_PREFIX)
         if key not in self.config.presets:
@@ -83,7 +90,7 @@ class Registry:
                 self._models[name] = backend(name, spec)
         return self._models[name]
 
-    def slot(self, name: str):
+    def slot(self, name: str) -> contextlib.AbstractAsyncContextManager:
         """The model's concurrency slot (spec.concurrency calls at once); unlimited when unset."""
         limit = self.spec(name).concurrency
         if limit is None:

@@ -8,17 +8,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
-def split_list(value: str | None) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else []
-
-
-def run_eval(dataset: str, *, models: str | None, pool: str | None, judge: str | None, systems: str, n: int | None,
-             seed: int, out: Path | None, settings, config: Path | None, cache: str | None, max_tokens: int,
-             judge_max_tokens: int, temperature: float, swap_check: bool, dev_fraction: float, as_json: bool) -> int:
+def run_eval(dataset: str, *, out: Path | None, config: Path | None, cache: str | None, as_json: bool,
+             settings: dict) -> int:
     import json
 
+    from ..api import evaluate
     from ..evals import Progress as EvalProgress
-    from ..evals import run
+    from ..evals.settings import eval_settings
+
+    checked = eval_settings(named=lambda name: "--" + name.replace("_", "-"), **settings)  # before anything loads
 
     console = Console(stderr=True)
     tracker = EvalProgress()
@@ -33,10 +31,7 @@ def run_eval(dataset: str, *, models: str | None, pool: str | None, judge: str |
 
     tracker.listeners.append(show)
     with bar:
-        report = run(dataset, models=split_list(models), pool=split_list(pool), judge=judge,
-                     systems=split_list(systems), n=n, seed=seed, out=out, settings=settings, config=config,
-                     cache=cache, progress=tracker, max_tokens=max_tokens, judge_max_tokens=judge_max_tokens,
-                     temperature=temperature, swap_check=swap_check, dev_fraction=dev_fraction)
+        report = evaluate(dataset, checked, config=config, cache=cache, progress=tracker, out=out)
     if as_json:
         print(json.dumps(report.data, indent=2, ensure_ascii=False))
     else:

@@ -1,39 +1,63 @@
-"""Command-line options generated from the fusion settings (gemfuse.fusion.settings), so every preset field is
-an option of `gemfuse ask` without being written out twice."""
+"""Command-line options generated from pydantic settings, so a setting defined once (with its description and
+bounds) is an option without being written out twice: every fusion setting (gemfuse.fusion.settings) is an
+option of `gemfuse ask`, every EvalSettings field one of `gemfuse eval`."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import typer
+from pydantic.fields import FieldInfo
 
 from ..fusion.settings import plain_type, setting_fields
 
 
+def with_options(fields: Mapping[str, FieldInfo], *, into: str, panel: str | None = None,
+                 short: Mapping[str, str] | None = None, default_note: Callable[[FieldInfo], str] | None = None
+                 ) -> Callable[[Callable], Callable]:
+    """Add an option for every field the command does not declare itself; the values given (None: not given)
+    reach the command as the dict `into`. Booleans get --x/--no-x; lists are written a,b,c."""
+    short = short or {}
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command)
+        own = set(signature.parameters)
+        added = []
+        for name, field in fields.items():
+            if name in own:
+                continue
+            flag = "--" + name.replace("_", "-")
+            kind = plain_type(field.annotation)
+            declared = [f"{flag}/--no-{flag[2:]}" if kind is bool else flag, *([short[name]] if name in short else [])]
+            note = default_note(field) if default_note else ""
+            help_text = (field.description or name.replace("_", " ")) + note
+            added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind | None,
+                                           default=typer.Option(None, *declared, help=help_text,
+                                                                rich_help_panel=panel)))
+        names = [p.name for p in added]
+
+        @functools.wraps(command)
+        def wrapper(**values):
+            given = {name: values.pop(name) for name in names}
+            return command(**values, **{into: {k: v for k, v in given.items() if v is not None}})
+
+        kept = [p for p in signature.parameters.values() if p.name != into]
+        wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
 def with_fusion_options(command: Callable) -> Callable:
-    """Add `--min-answers`, `--grace-ms`, ... for every setting the command does not declare itself; their
-    values reach the command as `fusion_settings` (only those given)."""
-    signature = inspect.signature(command)
-    own = set(signature.parameters)
-    added = []
-    for name, field in setting_fields().items():
-        if name in own:
-            continue
-        flag = "--" + name.replace("_", "-")
-        kind = plain_type(field.annotation)
-        declared = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
-        help_text = (field.description or name.replace("_", " ")) + " [default: the preset's]"
-        added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind | None,
-                                       default=typer.Option(None, declared, help=help_text, rich_help_panel="Fusion")))
-    names = [p.name for p in added]
+    """`--min-answers`, `--grace-ms`, ... for every fusion setting; unset ones inherit the preset's."""
+    return with_options(setting_fields(), into="fusion_settings", panel="Fusion",
+                        default_note=lambda field: " (default: the preset's)")(command)
 
-    @functools.wraps(command)
-    def wrapper(**values):
-        given = {name: values.pop(name) for name in names}
-        return command(**values, fusion_settings={k: v for k, v in given.items() if v is not None})
 
-    kept = [p for p in signature.parameters.values() if p.name != "fusion_settings"]
-    wrapper.__signature__ = signature.replace(parameters=kept + added)
-    return wrapper
+def shown_default(field: FieldInfo) -> str:
+    value = field.get_default(call_default_factory=True)
+    if value is None or value == []:
+        return ""
+    return f" (default: {','.join(value) if isinstance(value, list) else value})"

@@ -74,6 +74,7 @@ def run_pull(source: str, *, revision: str | None, include: list[str], gguf: str
 
 
 def run_quantize(model: str, to: str, *, out, name: str | None, eval_items: int, as_json: bool, config) -> int:
+    from ..api import gguf_accuracy
     from ..weights.pull import check_name_free, register
     from ..weights.quantize import quantize
 
@@ -84,7 +85,8 @@ def run_quantize(model: str, to: str, *, out, name: str | None, eval_items: int,
         check_name_free(config_file, name, force=False)
     console = Console(stderr=True)
     with console.status(f"quantising {model} to {to} and measuring both"):
-        done = quantize(model, to, out=out, eval_items=eval_items)
+        done = quantize(model, to, out=out, accuracy=(lambda paths: gguf_accuracy(paths, eval_items))
+                        if eval_items else None)
     if name:
         register(config_file, name, {"backend": "llamacpp", "path": str(done.result.path),
                                      "description": f"{model} quantised to {done.quant}"})

@@ -1,7 +1,9 @@
-"""Evaluation: does a fine-tune beat its base, does fusion beat the best single model, at what cost?"""
+"""Evaluation: does a fine-tune beat its base, does fusion beat the best single model, at what cost?
+`gemfuse.evaluate()` runs one on the configured models; `run` / `arun` here take any ModelRegistry."""
 
 from .datasets import EvalItem, EvalSet, load_eval_set
-from .harness import EvalSettings, Progress, arun, run
+from .harness import Progress, arun, run
 from .report import Report
+from .settings import EvalSettings
 
 __all__ = ["EvalItem", "EvalSet", "EvalSettings", "Progress", "Report", "arun", "load_eval_set", "run"]

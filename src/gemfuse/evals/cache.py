@@ -15,13 +15,16 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..fusion.model import FusionModel
+from ..fusion.preset import FUSION_PREFIX, FusionPreset
+from ..fusion.registry import ModelRegistry
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Model, StreamChunk, Usage
-from ..registry import Registry
+from ..models.spec import ModelSpec
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, text TEXT, finish TEXT, prompt_tokens INTEGER,
@@ -112,25 +115,41 @@ class CachedModel(Model):
         return await self.inner.check()
 
 
-class CachingRegistry(Registry):
-    """The registry an eval runs on: the same models and presets, every call through the cache."""
+class CachingRegistry:
+    """The registry an eval runs on (a ModelRegistry): the same models and presets, every call through the
+    cache. Specs added here (a fine-tune's base) stay in this eval."""
 
-    def __init__(self, inner: Registry, cache: EvalCache | None):
-        super().__init__(inner.config)
+    def __init__(self, inner: ModelRegistry, cache: EvalCache | None):
         self.inner = inner
         self.cache = cache
+        self._models: dict[str, Model] = {}
         self.inflight: dict[str, asyncio.Future] = {}
         self.made: Counter = Counter()  # calls that reached a model, by model
         self.reused: Counter = Counter()  # calls answered from the cache or by a call already in flight
 
     def get(self, name: str) -> Model:
-        from ..fusion.preset import FUSION_PREFIX
-
-        if name.startswith(FUSION_PREFIX):
-            return super().get(name)
         if name not in self._models:
-            self._models[name] = CachedModel(self.inner.get(name), self)
+            if name.startswith(FUSION_PREFIX):
+                self._models[name] = FusionModel(name, self.preset(name), self)
+            else:
+                self._models[name] = CachedModel(self.inner.get(name), self)
         return self._models[name]
+
+    def spec(self, name: str) -> ModelSpec:
+        return self.inner.spec(name)
+
+    def specs(self) -> Mapping[str, ModelSpec]:
+        return self.inner.specs()
+
+    def add_spec(self, name: str, spec: ModelSpec) -> None:
+        self.inner.add_spec(name, spec)
+        self._models.pop(name, None)
+
+    def preset(self, name: str) -> FusionPreset:
+        return self.inner.preset(name)
+
+    def check_preset(self, preset: FusionPreset) -> None:
+        self.inner.check_preset(preset)
 
     def slot(self, name: str):
         """No slot here: a cached answer needs none, and a miss takes the model's own (CachedModel._call)."""

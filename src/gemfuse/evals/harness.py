@@ -1,9 +1,9 @@
 """The eval loop: every system on its items, concurrently (bounded overall and per model), each scored item kept
 in the cache as soon as it is done, so a killed eval resumes and a finished one re-reports for free.
 
-    report = gemfuse.evals.run("builtin:arithmetic", models=["smollm2-135m", "gemma-3-270m"],
-                               pool=["smollm2-135m", "gemma-3-270m"], judge="smollm2-135m",
-                               systems=["members", "vote", "best-of"], n=60, out="evals/first")
+    report = gemfuse.evaluate("builtin:arithmetic", models=["smollm2-135m", "gemma-3-270m"],
+                              pool=["smollm2-135m", "gemma-3-270m"], judge="smollm2-135m",
+                              systems=["members", "vote", "best-of"], n=60, out="evals/first")
 """
 
 from __future__ import annotations
@@ -19,34 +19,19 @@ from .._sync import run_sync
 from ..errors import ConfigError, GemfuseError
 from ..fusion.api import afuse
 from ..fusion.engine import QuorumError
+from ..fusion.registry import ModelRegistry
 from ..fusion.trace import FusionTrace
 from ..messages import Message
 from ..models.base import GenerateOptions
 from ..paths import cache_dir, output_path
 from .cache import CachingRegistry, EvalCache, digest
 from .datasets import EvalItem, EvalSet, load_eval_set
-from .scorers import DEFAULT_RUBRIC, Score, default_scorer, rubric, scorer_for
+from .report import Report, build_report
+from .scorers import DEFAULT_RUBRIC, Score, rubric, scorer_for
+from .settings import EvalSettings, eval_settings
 from .systems import System, build_systems
 
 EXTRACTOR_FOR_KIND = {"number": "number", "choice": "letter", "text": "auto"}
-
-
-@dataclass
-class EvalSettings:
-    """Everything that decides an eval's results (and so its cache keys), besides the systems."""
-
-    scorer: str = "auto"
-    tolerance: float = 1e-6
-    pattern: str | None = None
-    evaluator: str | None = None  # the rubric scorer's model
-    rubric: str | None = None
-    seed: int = 0
-    concurrency: int = 32
-
-    def scorer_id(self, kind: str) -> dict[str, Any]:
-        name = default_scorer(kind) if self.scorer == "auto" else self.scorer
-        return {"scorer": name, "tolerance": self.tolerance, "pattern": self.pattern, "evaluator": self.evaluator,
-                "rubric": self.rubric}
 
 
 @dataclass
@@ -223,34 +208,31 @@ def open_cache(cache: str | Path | None) -> EvalCache | None:
     return EvalCache(cache_dir() / "eval-cache.sqlite")
 
 
-def run(dataset: str | Path | EvalSet, **settings):
-    """Run an eval from synchronous code; `arun`'s arguments. Returns the Report."""
-    return run_sync(arun(dataset, **settings))
+def run(dataset: str | Path | EvalSet, settings: EvalSettings | None = None, *, registry: ModelRegistry,
+        **options: Any) -> Report:
+    """`arun` from synchronous code (a notebook included)."""
+    return run_sync(arun(dataset, settings, registry=registry, **options))
 
 
-async def arun(dataset: str | Path | EvalSet, *, models: Sequence[str] = (), pool: Sequence[str] = (),
-               judge: str | None = None, systems: Sequence[str] = ("members",), n: int | None = None, seed: int = 0,
-               out: str | Path | None = None, dev_fraction: float = 0.25, max_tokens: int = 96,
-               judge_max_tokens: int = 64, temperature: float = 0.0, swap_check: bool = False,
-               settings: EvalSettings | None = None, config: str | Path | None = None, registry=None,
-               cache: str | Path | None = None, progress: Progress | None = None):
-    """Run an eval and return its Report (written to `out` as JSON, Markdown, records and a PNG when given).
-    `cache`: the SQLite file, "off", or None for the user cache."""
-    from ..registry import Registry
-    from .report import build_report
-
-    settings = settings or EvalSettings(seed=seed)
-    settings.seed = seed
+async def arun(dataset: str | Path | EvalSet, settings: EvalSettings | None = None, *, registry: ModelRegistry,
+               cache: str | Path | None = None, progress: Progress | None = None, out: str | Path | None = None,
+               **changes: Any) -> Report:
+    """Run an eval of `dataset` on the models of `registry` and return its Report (written to `out` as JSON,
+    Markdown, records and a PNG when given). `settings` (EvalSettings) with any of its fields changed by
+    keyword: `arun(data, registry=r, models=["a"], n=40)`. `cache`: the SQLite file, "off", or None for the
+    user cache. The registry stays open: it is the caller's (`gemfuse.evaluate` makes and closes one)."""
+    settings = eval_settings(settings, **changes)
     if out is not None:
         output_path(out, folder=True)  # a bad --out is said before any call is paid
-    eval_set = dataset if isinstance(dataset, EvalSet) else load_eval_set(dataset, n, seed, dev_fraction)
-    own = registry is None
-    base_registry = registry or Registry.load(config)
-    caching = CachingRegistry(base_registry, open_cache(cache))
+    eval_set = (dataset if isinstance(dataset, EvalSet)
+                else load_eval_set(dataset, settings.n, settings.seed, settings.dev_fraction))
+    caching = CachingRegistry(registry, open_cache(cache))
     try:
-        chosen = build_systems(caching, models=list(models), pool=list(pool), judge=judge, systems=list(systems),
-                               max_tokens=max_tokens, judge_max_tokens=judge_max_tokens, temperature=temperature,
-                               seed=seed, extractor=EXTRACTOR_FOR_KIND[eval_set.kind], swap_check=swap_check)
+        chosen = build_systems(caching, models=settings.models, pool=settings.pool, judge=settings.judge,
+                               systems=settings.systems, max_tokens=settings.max_tokens,
+                               judge_max_tokens=settings.judge_max_tokens, temperature=settings.temperature,
+                               seed=settings.seed, extractor=EXTRACTOR_FOR_KIND[eval_set.kind],
+                               swap_check=settings.swap_check)
         if settings.evaluator:
             judges = {j for s in chosen for j in (s.preset.judge, s.preset.backup_judge) if j}
             if settings.evaluator in judges:
@@ -263,8 +245,6 @@ async def arun(dataset: str | Path | EvalSet, *, models: Sequence[str] = (), poo
     finally:
         if caching.cache is not None:
             caching.cache.close()
-        if own:
-            await caching.aclose()
     if out is not None:
         report.write(out)
     return report

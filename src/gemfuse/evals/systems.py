@@ -13,6 +13,8 @@ from typing import Literal
 
 from ..errors import ConfigError
 from ..fusion.preset import FUSION_PREFIX, FusionPreset, Member
+from ..fusion.registry import ModelRegistry
+from ..models.spec import ModelSpec
 from .cache import digest
 
 MODES = ("vote", "best-of", "merge", "debate", "self")
@@ -38,7 +40,7 @@ class System:
         return [m.model for m in self.preset.members()]
 
 
-def build_systems(registry, *, models: list[str], pool: list[str], judge: str | None, systems: list[str],
+def build_systems(registry: ModelRegistry, *, models: list[str], pool: list[str], judge: str | None, systems: list[str],
                   max_tokens: int, judge_max_tokens: int, temperature: float, seed: int, extractor: str,
                   swap_check: bool = False, samples: int = 3, rounds: int = 2) -> list[System]:
     """The systems to run, members first. Every pool member is also a member system, for the oracle and the
@@ -95,7 +97,7 @@ def _first_error(exc: ValueError) -> str:
     return errors()[0]["msg"].removeprefix("Value error, ") if callable(errors) else str(exc)
 
 
-def _pair_fine_tunes(registry, systems: dict[str, System]) -> None:
+def _pair_fine_tunes(registry: ModelRegistry, systems: dict[str, System]) -> None:
     """A fine-tune (a spec with an adapter) is compared with its base model: the member system whose spec loads
     the same weights without an adapter, else the base itself with the fine-tune's settings (its chat template),
     added under the configured name of those weights (a built-in's `gemma-3-270m-hf`, never an internal path)."""
@@ -111,19 +113,20 @@ def _pair_fine_tunes(registry, systems: dict[str, System]) -> None:
         key = _same_path(spec.path)
         if key not in bases:
             base_name = _configured_name(registry, spec, key) or spec.path
-            registry.config.specs[base_name] = spec.model_copy(update={
-                "adapter": None, "description": f"the base of {name}, with its chat template"})
+            registry.add_spec(base_name, spec.model_copy(update={
+                "adapter": None, "description": f"the base of {name}, with its chat template"}))
             systems[base_name] = System(base_name, "member", system.preset.model_copy(
                 update={"pool": [system.preset.members()[0].model_copy(update={"model": base_name})]}))
             bases[key] = base_name
         system.base = bases[key]
 
 
-def _configured_name(registry, spec, key: str) -> str | None:
+def _configured_name(registry: ModelRegistry, spec: ModelSpec, key: str) -> str | None:
     """The name the config gives these weights (on the fine-tune's backend first), if any."""
-    same = [n for n, s in registry.config.specs.items()
+    specs = registry.specs()
+    same = [n for n, s in specs.items()
             if getattr(s, "path", None) and not getattr(s, "adapter", None) and _same_path(s.path) == key]
-    same.sort(key=lambda n: registry.config.specs[n].backend != spec.backend)
+    same.sort(key=lambda n: specs[n].backend != spec.backend)
     return same[0] if same else None
 
 

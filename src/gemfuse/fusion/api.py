@@ -17,6 +17,7 @@ from ..messages import Message, as_messages
 from .engine import EventSink, FusionRun
 from .modes import MODES
 from .preset import FusionPreset, Member
+from .registry import ModelRegistry
 from .trace import FusionTrace
 
 
@@ -46,7 +47,8 @@ def make_preset(preset: FusionPreset | None = None, *, pool: Sequence[str | Memb
         raise ConfigError(f"fusion: {problems}") from None
 
 
-async def afuse(messages: str | Message | Sequence[Message], *, registry, pool: Sequence[str | Member] | None = None,
+async def afuse(messages: str | Message | Sequence[Message], *, registry: ModelRegistry,
+                pool: Sequence[str | Member] | None = None,
                 judge: str | None = None, mode: str | None = None, preset: str | FusionPreset | None = None,
                 on_event: EventSink | None = None, seed: int | None = None,
                 trace_path: str | Path | None = None, **settings) -> FusionResult:

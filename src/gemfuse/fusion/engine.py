@@ -18,6 +18,7 @@ from ..errors import GemfuseError, ModelError
 from ..messages import Message
 from ..models.base import GenerateOptions, Usage, collect
 from .preset import FusionPreset, Member
+from .registry import ModelRegistry
 from .trace import Call, FusionTrace
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None] | None]
@@ -47,7 +48,7 @@ class Request:
 class FusionRun:
     """One fusion in progress: the registry, the preset, the trace, the clock and the budget."""
 
-    def __init__(self, registry, preset: FusionPreset, messages: Sequence[Message], *, seed: int | None = None,
+    def __init__(self, registry: ModelRegistry, preset: FusionPreset, messages: Sequence[Message], *, seed: int | None = None,
                  on_event: EventSink | None = None):
         self.registry = registry
         self.preset = preset

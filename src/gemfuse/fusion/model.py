@@ -9,12 +9,13 @@ from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Model, StreamChunk
 from .api import FusionResult, afuse, fusion_events
 from .preset import FusionPreset
+from .registry import ModelRegistry
 
 
 class FusionModel(Model):
     backend = "fusion"
 
-    def __init__(self, name: str, preset: FusionPreset, registry):
+    def __init__(self, name: str, preset: FusionPreset, registry: ModelRegistry):
         super().__init__(name)
         self.preset = preset
         self.registry = registry

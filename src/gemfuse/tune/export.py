@@ -1,7 +1,7 @@
 """Export a fine-tune: merged safetensors, a GGUF for llama.cpp (optionally quantised), or an Ollama Modelfile
 beside that GGUF. Every export ends by generating from the exported artefact itself.
 
-GGUF conversion and quantisation are llama.cpp's own (gemfuse.weights.gguf).
+GGUF conversion and quantisation are llama.cpp's own (gemfuse.gguf_tools).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..gguf_tools import convert_to_gguf, quantize_gguf
 from ..paths import output_path
-from ..weights.gguf import convert_to_gguf, quantize_gguf
 
 TARGETS = ("merged", "gguf", "ollama")
 

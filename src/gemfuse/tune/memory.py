@@ -7,8 +7,9 @@ each layer's input) + the loss chunk's logits (chunk x vocab, fp32, three copies
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from ..memory import activation_bytes, loss_bytes, system_ram
 
 GiB = 2**30
 
@@ -58,21 +59,6 @@ def available_memory(device: str) -> tuple[int | None, str]:
     return (available, "available RAM") if available else (system_ram("MemTotal"), "RAM")
 
 
-def system_ram(field: str = "MemTotal") -> int | None:
-    """Bytes of RAM from /proc/meminfo (`MemTotal`, `MemAvailable`); elsewhere the physical total."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def estimate(model, config, device: str, dtype, plan) -> Estimate:
     import torch
 
@@ -91,12 +77,3 @@ def estimate(model, config, device: str, dtype, plan) -> Estimate:
     activations = activation_bytes(tokens, layers, hidden, inter, config.train.gradient_checkpointing, width)
     available, where = available_memory(device)
     return Estimate(weights, trainable, activations, loss_bytes(tokens, vocab), available, where)
-
-
-def activation_bytes(tokens: int, layers: int, hidden: int, inter: int, checkpointing: bool, width: int) -> int:
-    per_token_layer = 2 * hidden if checkpointing else 10 * hidden + 3 * inter
-    return tokens * layers * per_token_layer * width
-
-
-def loss_bytes(tokens: int, vocab: int) -> int:
-    return min(tokens, 1024) * vocab * 4 * 3

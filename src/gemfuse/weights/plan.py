@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..memory import activation_bytes, loss_bytes, system_ram
 from .shape import ModelShape
 
 GB = 10**9
@@ -120,9 +121,7 @@ def runtime_bytes(shape: ModelShape, device: str, batch: int) -> float:
 def training_bytes(shape: ModelShape, context: int, batch: int, rank: int = 16, checkpointing: bool = True,
                    width: int = 2) -> float:
     """LoRA on every attention and MLP projection: parameters, gradients and AdamW state in fp32 (16 bytes
-    each); activations kept for backward; the loss chunk's logits (see gemfuse.tune.memory)."""
-    from ..tune.memory import activation_bytes, loss_bytes
-
+    each); activations kept for backward; the loss chunk's logits (see gemfuse.memory)."""
     per_layer = rank * (10 * shape.hidden + 3 * shape.intermediate)  # r x (in + out) of q, k, v, o, gate, up, down
     trainable = shape.layers * per_layer * 16
     tokens = batch * context
@@ -132,8 +131,6 @@ def training_bytes(shape: ModelShape, context: int, batch: int, rank: int = 16, 
 
 def device_memory(device: str) -> tuple[float | None, str]:
     if device == "cpu":
-        from ..tune.memory import system_ram
-
         total = system_ram("MemTotal")
         return (total, "this machine's RAM") if total else (None, "unknown (pass --memory)")
     try:

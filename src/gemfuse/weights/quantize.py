@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -52,7 +53,7 @@ def fixed_text() -> str:
 
 
 def parse_target(to: str) -> str:
-    from .gguf import quant_types
+    from ..gguf_tools import quant_types
 
     if not to.lower().startswith(TARGET_PREFIX):
         raise ConfigError(f"--to {to!r}: name a llama.cpp quant type as gguf:TYPE, e.g. gguf:Q4_K_M or gguf:Q8_0 "
@@ -82,8 +83,11 @@ def source_of(model: str) -> tuple[Path, str]:
     return path, path.stem if path.suffix == ".gguf" else path.name
 
 
-def quantize(model: str, to: str, *, out: str | Path | None = None, eval_items: int = 0) -> Quantized:
-    from .gguf import convert_to_gguf, quantize_gguf
+def quantize(model: str, to: str, *, out: str | Path | None = None,
+             accuracy: Callable[[list[Path]], list[float]] | None = None) -> Quantized:
+    """Quantise `model` for llama.cpp and measure both sides; `accuracy` (given the source and the result GGUF)
+    scores each, e.g. `gemfuse.api.gguf_accuracy` on built-in arithmetic (`gemfuse quantize --eval N`)."""
+    from ..gguf_tools import convert_to_gguf, quantize_gguf
     from .pull import models_dir
 
     quant = parse_target(to)
@@ -105,8 +109,8 @@ def quantize(model: str, to: str, *, out: str | Path | None = None, eval_items: 
     else:
         quantize_gguf(baseline, target, quant, allow_requantize=True)
     before, after = measure_gguf(baseline), measure_gguf(target)
-    if eval_items:
-        before.accuracy, after.accuracy = eval_accuracy([baseline, target], eval_items)
+    if accuracy is not None:
+        before.accuracy, after.accuracy = accuracy([baseline, target])
     return Quantized(quant, before, after, notes)
 
 
@@ -158,23 +162,6 @@ def decode_speed_gguf(path: Path, tokens: int = 64) -> float:
     started = time.perf_counter()
     done = llm.create_completion("The history of the printing press", max_tokens=tokens, temperature=0)
     return done["usage"]["completion_tokens"] / (time.perf_counter() - started)
-
-
-def eval_accuracy(paths: list[Path], items: int) -> list[float]:
-    """Accuracy of each GGUF on the built-in arithmetic set (same items, temperature 0)."""
-    from ..config import load_config
-    from ..evals import run
-    from ..models.llamacpp import LlamaCppSpec
-    from ..registry import Registry
-
-    config = load_config()
-    names = [f"quantize-check-{i}" for i in range(len(paths))]
-    for name, path in zip(names, paths, strict=True):
-        config.specs[name] = LlamaCppSpec(path=str(path), n_ctx=2048, concurrency=1, repeat_penalty=1.1)
-    report = run("builtin:arithmetic", models=names, n=items, registry=Registry(config), cache="off",
-                 dev_fraction=0.0)
-    by_name = {s["name"]: s for s in report.data["systems"]}
-    return [by_name[name]["accuracy"] for name in names]
 
 
 def perplexity_hf(model, tokenizer, text: str | None = None, window: int = 256) -> float:

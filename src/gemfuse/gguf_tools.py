@@ -16,7 +16,7 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
-from ..errors import ConfigError, GemfuseError
+from .errors import ConfigError, GemfuseError
 
 LLAMA_CPP_ENV = "GEMFUSE_LLAMA_CPP"
 
@@ -130,5 +130,5 @@ def quantize_gguf(source: Path, target: Path, quant: str, allow_requantize: bool
     os.replace(staging, target)
 
 
-if __name__ == "__main__":  # `python -m gemfuse.weights.gguf`, run by `make setup`: unpack the converter
+if __name__ == "__main__":  # `python -m gemfuse.gguf_tools`, run by `make setup`: unpack the converter
     print(llama_cpp_tools())
