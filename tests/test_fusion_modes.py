@@ -8,6 +8,7 @@ import pytest
 
 from gemfuse.errors import ConfigError, UpstreamError
 from gemfuse.fusion import FusionPreset, QuorumError, afuse
+from gemfuse.fusion.events import Delta
 from gemfuse.fusion.judge import parse_choice
 from gemfuse.fusion.preset import Member
 from gemfuse.messages import Message
@@ -125,8 +126,8 @@ async def test_merge_streams_only_the_final_answer():
     deltas = []
 
     async def listen(event):
-        if event["type"] == "delta":
-            deltas.append(event["text"])
+        if isinstance(event, Delta):
+            deltas.append(event.text)
 
     result = await afuse("Capital?", pool=["a", "b"], judge="judge", mode="merge", registry=registry, on_event=listen)
     assert result.text == "Paris, on the Seine." and result.chosen is None

@@ -29,7 +29,7 @@ async def test_a_reply_that_is_no_verdict_degrades_through_the_chain(reply):
     assert trace.judge_choice is None and trace.degraded, reply
     assert "gave no readable choice" in trace.degraded_reason
     assert [c.role for c in trace.calls if c.role != "member"] == ["judge", "repair"], "one repair retry, then the vote"
-    assert [v["read_as"] for v in trace.verdicts] == [None, None]
+    assert [v.read_as for v in trace.verdicts] == [None, None]
 
 
 @pytest.mark.parametrize("reply, read_as", [('{"best": 2}', "json"), ("best: 2", "explicit"),
@@ -41,7 +41,7 @@ async def test_explicit_verdicts_choose(reply, read_as):
     trace = result.trace
     assert trace.judge_choice == 2 and not trace.degraded
     assert result.chosen == trace.shown_order[1]
-    assert trace.verdicts[0]["read_as"] == read_as and trace.verdicts[0]["choice"] == 2
+    assert trace.verdicts[0].read_as == read_as and trace.verdicts[0].choice == 2
 
 
 def test_parse_verdict_never_reads_a_number_that_is_part_of_an_answer():
@@ -58,11 +58,11 @@ async def test_the_swap_pass_shows_every_candidate_at_another_position(n):
     for seed in range(5):
         result = await afuse("q", pool=[f"m{i}" for i in range(n)], judge="judge", mode="best-of", swap_check=True,
                              registry=registry, seed=seed)
-        first, second = (v["order"] for v in result.trace.verdicts)
+        first, second = (v.order for v in result.trace.verdicts)
         assert sorted(first) == sorted(second) and all(a != b for a, b in zip(first, second, strict=True))
         assert second == first[1:] + first[:1]
         assert result.trace.degraded and "swap check" in result.trace.degraded_reason
-        assert [v["choice"] for v in result.trace.verdicts] == [1, 1]
+        assert [v.choice for v in result.trace.verdicts] == [1, 1]
 
 
 async def test_a_consistent_judge_passes_the_swap_check():
@@ -101,7 +101,7 @@ async def test_remote_judges_get_a_json_schema_and_endpoints_that_refuse_it_are_
     registry = Registry.load()
     try:
         judged = await afuse("q", pool=["a", "b"], judge="judge", mode="best-of", registry=registry, seed=1)
-        assert judged.trace.judge_choice == 1 and judged.trace.verdicts[0]["read_as"] == "json"
+        assert judged.trace.judge_choice == 1 and judged.trace.verdicts[0].read_as == "json"
         plain_model = registry.get("plain")
         before = calls["no-schema"]
         reply = await plain_model.generate([Message.user("hi")], GenerateOptions(json_schema={"type": "object"}))

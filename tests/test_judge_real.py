@@ -26,15 +26,15 @@ async def test_constrained_smollm2_judge_gives_verdicts_and_repeats_itself():
             result = await afuse(problem["prompt"], pool=["right", "wrong"], judge="smollm2-135m", mode="best-of",
                                  registry=registry, seed=i, judge_max_tokens=24)
             first = result.trace.verdicts[0]
-            assert first["role"] == "judge"
-            verdicts += first["read_as"] == "json"
-            first_replies.append(first["reply"])
+            assert first.role == "judge"
+            verdicts += first.read_as == "json"
+            first_replies.append(first.reply)
         assert verdicts >= 29, f"{verdicts} of 30 first replies were JSON verdicts"
         # the same judge request again, in the same process: the same reply
         for i, problem in enumerate(problems[:3]):
             again = await afuse(problem["prompt"], pool=["right", "wrong"], judge="smollm2-135m", mode="best-of",
                                 registry=registry, seed=i, judge_max_tokens=24)
-            assert again.trace.verdicts[0]["reply"] == first_replies[i]
+            assert again.trace.verdicts[0].reply == first_replies[i]
         assert parse_verdict(first_replies[0], 2)[1] == "json"
     finally:
         await real.aclose()

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._sync import run_sync
-from .fusion.api import FusionResult
 from .fusion.api import afuse as afuse_with
+from .fusion.trace import FusionResult
 from .messages import Message
 from .models.base import Model
 from .registry import Registry

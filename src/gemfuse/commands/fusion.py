@@ -9,9 +9,10 @@ import json
 import sys
 from typing import Any
 
-from ..fusion.api import FusionResult, afuse
+from ..fusion.api import afuse
+from ..fusion.events import CallDone, Delta, FusionEvent
 from ..fusion.preset import FUSION_PREFIX
-from ..fusion.trace import Call
+from ..fusion.trace import Call, FusionResult
 from ..registry import Registry
 
 
@@ -47,19 +48,19 @@ async def stream_fusion(registry: Registry, messages, settings: dict[str, Any], 
                         out=sys.stdout) -> FusionResult:
     started = {"answer": False}
 
-    async def on_event(event: dict[str, Any]) -> None:
-        if event["type"] == "call" and show_candidates:
-            call: Call = event["call"]
+    async def on_event(event: FusionEvent) -> None:
+        if isinstance(event, CallDone) and show_candidates:
+            call = event.call
             if call.role in ("member", "revision"):
                 label = describe_call(call) + (f", round {call.round}" if call.round else "")
                 out.write(_header(label) + "\n" + (call.text.strip() if call.ok else call.message or "") + "\n")
                 out.flush()
-        elif event["type"] == "delta":
+        elif isinstance(event, Delta):
             if not started["answer"]:
                 started["answer"] = True
                 if show_candidates:
                     out.write(_header("fused answer") + "\n")
-            out.write(event["text"])
+            out.write(event.text)
             out.flush()
 
     try:

@@ -20,7 +20,7 @@ from ..errors import ConfigError, GemfuseError
 from ..fusion.api import afuse
 from ..fusion.engine import QuorumError
 from ..fusion.registry import ModelRegistry
-from ..fusion.trace import FusionTrace
+from ..fusion.trace import FusionTrace, Verdict
 from ..messages import Message
 from ..models.base import GenerateOptions
 from ..paths import cache_dir, output_path
@@ -113,13 +113,13 @@ def modelled_latency(trace: FusionTrace) -> float:
     return sum(rounds.values()) + judging
 
 
-def _swap_disagreed(verdicts: list[dict]) -> bool:
+def _swap_disagreed(verdicts: list[Verdict]) -> bool:
     """Did the swap pass choose another member than the first pass (or none)?"""
-    def chosen(pass_: int) -> str | None:
-        read = [v for v in verdicts if v["pass"] == pass_ and v["choice"] is not None]
-        return read[-1]["order"][read[-1]["choice"] - 1] if read else None
+    def chosen(pass_number: int) -> str | None:
+        read = [v for v in verdicts if v.pass_number == pass_number and v.choice is not None]
+        return read[-1].order[read[-1].choice - 1] if read and read[-1].choice else None
 
-    return any(v["pass"] == 2 for v in verdicts) and chosen(2) != chosen(1)
+    return any(v.pass_number == 2 for v in verdicts) and chosen(2) != chosen(1)
 
 
 async def run_one(system: System, item: EvalItem, registry: CachingRegistry, evaluator: Evaluator,
@@ -155,7 +155,7 @@ async def run_one(system: System, item: EvalItem, registry: CachingRegistry, eva
         if trace.judge_choice is not None:
             record["judge"] = {"choice": trace.judge_choice, "shown": trace.shown_order,
                                "swap_disagreed": _swap_disagreed(trace.verdicts)}
-        record["verdicts"] = [{"choice": v["choice"], "shown": len(v["order"]), "read_as": v["read_as"]}
+        record["verdicts"] = [{"choice": v.choice, "shown": len(v.order), "read_as": v.read_as}
                               for v in trace.verdicts]
         record["tie"] = trace.tie
     return record

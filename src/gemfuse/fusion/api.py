@@ -6,29 +6,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..messages import Message, as_messages
-from .engine import EventSink, FusionRun
+from .engine import FusionRun
+from .events import Done, EventSink, FusionEvent
 from .modes import MODES
 from .preset import FusionPreset, Member
 from .registry import ModelRegistry
-from .trace import FusionTrace
-
-
-@dataclass
-class FusionResult:
-    text: str
-    trace: FusionTrace
-    chosen: str | None = None  # the member whose answer was returned verbatim (vote, best-of)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "chosen": self.chosen, **self.trace.to_dict()}
+from .trace import FusionResult
 
 
 def make_preset(preset: FusionPreset | None = None, *, pool: Sequence[str | Member] | None = None,
@@ -62,14 +51,14 @@ async def afuse(messages: str | Message | Sequence[Message], *, registry: ModelR
     text, chosen = await MODES[spec.mode](run)
     run.trace.phases["total"] = time.perf_counter() - started
     result = FusionResult(text=text, trace=run.trace, chosen=chosen.member if chosen else None)
-    await run.emit({"type": "done", "result": result})
+    await run.emit(Done(result))
     if trace_path:
         run.trace.write_jsonl(trace_path, answer=text)
     return result
 
 
-async def fusion_events(messages: str | Message | Sequence[Message], **kwargs) -> AsyncIterator[dict[str, Any]]:
-    """`afuse` as a stream of its events (call, delta, ...); the last is {"type": "done", "result": FusionResult}.
+async def fusion_events(messages: str | Message | Sequence[Message], **kwargs) -> AsyncIterator[FusionEvent]:
+    """`afuse` as a stream of its events (CallDone, Delta); the last is Done(result).
     A failed fusion raises here; closing the stream early cancels the fusion."""
     queue: asyncio.Queue = asyncio.Queue()
     task = asyncio.create_task(afuse(messages, on_event=queue.put, **kwargs))

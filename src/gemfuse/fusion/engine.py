@@ -12,16 +12,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import GemfuseError, ModelError
 from ..messages import Message
 from ..models.base import GenerateOptions, Usage, collect
+from .events import CallDone, EventSink, FusionEvent
 from .preset import FusionPreset, Member
 from .registry import ModelRegistry
 from .trace import Call, FusionTrace
-
-EventSink = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
 class FusionError(GemfuseError):
@@ -67,7 +65,7 @@ class FusionRun:
     def over_budget(self) -> bool:
         return self.preset.max_cost is not None and self.trace.cost >= self.preset.max_cost
 
-    async def emit(self, event: dict[str, Any]) -> None:
+    async def emit(self, event: FusionEvent) -> None:
         if self.on_event is not None:
             result = self.on_event(event)
             if asyncio.iscoroutine(result):
@@ -135,7 +133,7 @@ class FusionRun:
         if call.latency_s == 0.0:
             call.latency_s = call.ended_s - call.started_s
         call.cost = self.price(request.model, call.usage)
-        await self.emit({"type": "call", "call": call})
+        await self.emit(CallDone(call))
         return call
 
     # -- fan-out with quorum ----------------------------------------------------------------------------------

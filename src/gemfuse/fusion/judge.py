@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from ..messages import Message
 from ..models.base import GenerateOptions
 from .engine import FusionRun, Request
-from .trace import Call
+from .events import Delta
+from .trace import Call, Verdict
 
 FINAL_MARKER = re.compile(r"final\s+answer\s*:", re.IGNORECASE)
 ANALYSIS_MARKER = re.compile(r"^\s*analysis\s*:\s*", re.IGNORECASE)
@@ -165,8 +166,8 @@ async def pick_best(run: FusionRun, order: Sequence[Call], pass_: int = 1) -> Ca
 
 def _record(run: FusionRun, pass_: int, name: str, role: str, order: Sequence[Call], text: str):
     choice, read_as = parse_verdict(text, len(order))
-    run.trace.verdicts.append({"pass": pass_, "judge": name, "role": role, "order": [c.member for c in order],
-                               "choice": choice, "read_as": read_as, "reply": text.strip()[:300]})
+    run.trace.verdicts.append(Verdict(pass_, name, role, [c.member for c in order], choice, read_as,
+                                      text.strip()[:300]))
     return choice, read_as
 
 
@@ -227,15 +228,15 @@ class FinalAnswerStream:
             self.start = len(self.buffer) - len(final)
             final = self.buffer[self.start:]
         if len(final) > self.sent:
-            await self.run.emit({"type": "delta", "text": final[self.sent:]})
+            await self.run.emit(Delta(final[self.sent:]))
             self.sent = len(final)
 
     async def finish(self) -> None:
         if self.start is None:
             final = self.buffer.strip()
             if final:
-                await self.run.emit({"type": "delta", "text": final})
+                await self.run.emit(Delta(final))
             return
         rest = self.buffer[self.start:].rstrip()[self.sent:]
         if rest:
-            await self.run.emit({"type": "delta", "text": rest})
+            await self.run.emit(Delta(rest))

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Sequence
 
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Model, StreamChunk
-from .api import FusionResult, afuse, fusion_events
+from .api import afuse, fusion_events
+from .events import Delta, Done
 from .preset import FusionPreset
 from .registry import ModelRegistry
+from .trace import FusionResult
 
 
 class FusionModel(Model):
@@ -48,7 +50,7 @@ class FusionModel(Model):
                      ) -> AsyncIterator[StreamChunk]:
         """The fused answer as it is written (merge) or once chosen (vote, best-of); usage at the end."""
         async for event in fusion_events(messages, **self._fusion_args(options)):
-            if event["type"] == "delta":
-                yield StreamChunk(text=event["text"])
-            elif event["type"] == "done":
-                yield StreamChunk(finish_reason="stop", usage=event["result"].trace.usage)
+            if isinstance(event, Delta):
+                yield StreamChunk(text=event.text)
+            elif isinstance(event, Done):
+                yield StreamChunk(finish_reason="stop", usage=event.result.trace.usage)

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ..messages import Message
 from .engine import FusionRun, Request
+from .events import Delta
 from .extract import EXTRACTORS, Extractor
 from .judge import merge_answers, pick_best, prompt, render_answers, rotated, shuffled
 from .trace import Call
@@ -28,7 +29,7 @@ ModeResult = tuple[str, Call | None]
 
 async def emit_answer(run: FusionRun, result: ModeResult) -> ModeResult:
     """Modes that return a candidate verbatim stream it whole, once chosen."""
-    await run.emit({"type": "delta", "text": result[0]})
+    await run.emit(Delta(result[0]))
     return result
 
 

@@ -38,6 +38,23 @@ class Call:
 
 
 @dataclass
+class Verdict:
+    """One judge pass of best-of: what it was shown, what it replied, and the choice read from it (if any)."""
+
+    pass_number: int  # 1: the first order; 2: the swap check's rotated order
+    judge: str
+    role: str  # "judge", "backup_judge" or "repair"
+    order: list[str]  # member ids in the order shown
+    choice: int | None  # 1-based position in `order`; None: no explicit verdict
+    read_as: str | None  # "json", "explicit" or None
+    reply: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pass": self.pass_number, "judge": self.judge, "role": self.role, "order": self.order,
+                "choice": self.choice, "read_as": self.read_as, "reply": self.reply}
+
+
+@dataclass
 class FusionTrace:
     mode: str
     seed: int
@@ -50,7 +67,7 @@ class FusionTrace:
     votes: dict[str, int] = field(default_factory=dict)
     tie: bool = False  # the vote's top count was shared; `tied` holds those answers
     tied: list[str] = field(default_factory=list)
-    verdicts: list[dict[str, Any]] = field(default_factory=list)  # every judge pass: order shown, choice, how read
+    verdicts: list[Verdict] = field(default_factory=list)  # every judge pass: order shown, choice, how read
     rounds: int = 0
     degraded: bool = False
     degraded_reason: str | None = None
@@ -115,10 +132,21 @@ class FusionTrace:
                            "total_tokens": usage.total_tokens, "estimated": usage.estimated},
                     cost=self.cost, unpriced=self.unpriced, critical_path=self.critical_path(),
                     failures=[{"member": c.member, "model": c.model, "role": c.role, "reason": c.error,
-                               "message": c.message} for c in self.failures])
+                               "message": c.message} for c in self.failures],
+                    verdicts=[v.to_dict() for v in self.verdicts])
         return data
 
     def write_jsonl(self, path: str | Path, answer: str | None = None) -> None:
         record = {"answer": answer, **self.to_dict()}
         with open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+@dataclass
+class FusionResult:
+    text: str
+    trace: FusionTrace
+    chosen: str | None = None  # the member whose answer was returned verbatim (vote, best-of)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "chosen": self.chosen, **self.trace.to_dict()}

@@ -9,6 +9,7 @@ from typing import Any
 from ..config import ServerSettings
 from ..errors import MessageError
 from ..fusion.api import afuse, fusion_events, make_preset
+from ..fusion.events import CallDone, Delta, Done
 from ..fusion.preset import FUSION_PREFIX
 from ..fusion.settings import chosen
 from ..fusion.trace import Call
@@ -172,12 +173,12 @@ class ChatHandler:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         yield sse(chunk_body(ident, name, {"role": "assistant", "content": ""}))
         async for event in fusion_events(messages, **self._fusion_args(options, fusion)):
-            if event["type"] == "call":
-                yield sse(chunk_body(ident, name, extra={"fusion_event": call_event(event["call"])}))
-            elif event["type"] == "delta":
-                yield sse(chunk_body(ident, name, {"content": event["text"]}))
-            elif event["type"] == "done":
-                result = event["result"]
+            if isinstance(event, CallDone):
+                yield sse(chunk_body(ident, name, extra={"fusion_event": call_event(event.call)}))
+            elif isinstance(event, Delta):
+                yield sse(chunk_body(ident, name, {"content": event.text}))
+            elif isinstance(event, Done):
+                result = event.result
                 yield sse(chunk_body(ident, name, {}, finish="stop", extra={"fusion": result.to_dict()}))
                 if include_usage:
                     yield sse(chunk_body(ident, name, usage=result.trace.usage))
