@@ -74,11 +74,11 @@ def test_members_vote_oracle_and_best_of_match_hand_computed_figures(dataset, tm
     # the judge always says 1: the position bias shows it, and best-of is right where the first shown answer is
     best_of = report.system("best-of")
     assert best_of["position_bias"]["picks"] == [30, 0, 0] and best_of["position_bias"]["p_value"] < 1e-6
-    records = [r for r in report.records if r["system"] == "best-of"]
+    records = [r for r in report.records if r.system == "best-of"]
     for record in records:
-        chosen = record["judge"]["shown"][0]
-        assert record["correct"] == RULES[chosen](int(record["item"][1:]))
-    assert best_of["regret"] == sum(1 for r in records if any(r["candidates"].values()) and not r["correct"])
+        chosen = record.judge.shown[0]
+        assert record.correct == RULES[chosen](int(record.item[1:]))
+    assert best_of["regret"] == sum(1 for r in records if any(r.candidates.values()) and not r.correct)
     # every member request reached its model once, across the member systems and both fusions
     for name in RULES:
         assert len(models[name].calls) == N, name

@@ -26,6 +26,7 @@ from ..models.base import GenerateOptions
 from ..paths import cache_dir, output_path
 from .cache import CachingRegistry, EvalCache, digest
 from .datasets import EvalItem, EvalSet, load_eval_set
+from .records import ItemResult, JudgeRecord, VerdictRecord
 from .report import Report, build_report
 from .scorers import DEFAULT_RUBRIC, Score, rubric, scorer_for
 from .settings import EvalSettings, eval_settings
@@ -45,10 +46,10 @@ class Progress:
     cost: float = 0.0
     listeners: list[Callable[[Progress], None]] = field(default_factory=list)
 
-    def add(self, record: dict) -> None:
+    def add(self, record: ItemResult) -> None:
         self.done += 1
-        self.correct += bool(record["correct"])
-        self.cost += record["cost"] or 0.0
+        self.correct += bool(record.correct)
+        self.cost += record.cost or 0.0
         for listener in self.listeners:
             listener(self)
 
@@ -123,46 +124,39 @@ def _swap_disagreed(verdicts: list[Verdict]) -> bool:
 
 
 async def run_one(system: System, item: EvalItem, registry: CachingRegistry, evaluator: Evaluator,
-                  seed: int) -> dict[str, Any]:
+                  seed: int) -> ItemResult:
     """One system on one item: the reply, its score, what it cost, and for fusions what the judge did."""
-    record: dict[str, Any] = {"system": system.name, "item": item.id, "split": item.split, "error": None}
+    record = ItemResult(system=system.name, item=item.id, split=item.split)
     trace: FusionTrace | None = None
-    text = ""
     try:
         result = await afuse(item.messages, preset=system.preset, registry=registry, seed=item_seed(seed, item))
-        trace, text = result.trace, result.text
-        record["chosen"] = result.chosen
+        trace, record.text, record.chosen = result.trace, result.text, result.chosen
     except QuorumError as exc:
         trace = exc.trace
-        record["error"] = f"no answer: {'; '.join(f'{c.error}: {c.message}' for c in trace.failures)}"[:500]
+        record.error = f"no answer: {'; '.join(f'{c.error}: {c.message}' for c in trace.failures)}"[:500]
     except GemfuseError as exc:
-        record["error"] = str(exc)[:500]
-    score, eval_cost = await evaluator.score(item, text) if text else (Score(False, 0.0, None), 0.0)
-    record.update(text=text, correct=score.correct, value=score.value, extracted=score.extracted, eval_cost=eval_cost)
+        record.error = str(exc)[:500]
+    score, record.eval_cost = (await evaluator.score(item, record.text) if record.text
+                               else (Score(False, 0.0, None), 0.0))
+    record.correct, record.value, record.extracted = score.correct, score.value, score.extracted
     if trace is None:
-        record.update(prompt_tokens=0, completion_tokens=0, cost=0.0, unpriced=[], latency_s=None, calls=0)
         return record
     usage = trace.usage
-    record.update(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, cost=trace.cost,
-                  unpriced=trace.unpriced, latency_s=modelled_latency(trace), calls=len(trace.calls),
-                  degraded=trace.degraded_reason)
+    record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    record.cost, record.unpriced, record.calls = trace.cost, trace.unpriced, len(trace.calls)
+    record.latency_s, record.degraded = modelled_latency(trace), trace.degraded_reason
     if system.kind == "fusion":
-        firsts = [c for c in trace.calls if c.role == "member" and c.ok]
-        candidates = {}
-        for call in firsts:
-            candidates[call.member] = (await evaluator.score(item, call.text))[0].correct
-        record["candidates"] = candidates
+        for call in (c for c in trace.calls if c.role == "member" and c.ok):
+            record.candidates[call.member] = (await evaluator.score(item, call.text))[0].correct
         if trace.judge_choice is not None:
-            record["judge"] = {"choice": trace.judge_choice, "shown": trace.shown_order,
-                               "swap_disagreed": _swap_disagreed(trace.verdicts)}
-        record["verdicts"] = [{"choice": v.choice, "shown": len(v.order), "read_as": v.read_as}
-                              for v in trace.verdicts]
-        record["tie"] = trace.tie
+            record.judge = JudgeRecord(trace.judge_choice, trace.shown_order, _swap_disagreed(trace.verdicts))
+        record.verdicts = [VerdictRecord(v.choice, len(v.order), v.read_as) for v in trace.verdicts]
+        record.tie = trace.tie
     return record
 
 
 async def run_systems(eval_set: EvalSet, systems: Sequence[System], registry: CachingRegistry,
-                      settings: EvalSettings, progress: Progress | None = None) -> list[dict]:
+                      settings: EvalSettings, progress: Progress | None = None) -> list[ItemResult]:
     """Every (system, item) pair's record, from the cache when already done. Member systems run on dev and
     test (dev picks the best member); fusions on test only."""
     evaluator = Evaluator(settings, eval_set.kind, registry)
@@ -174,12 +168,12 @@ async def run_systems(eval_set: EvalSet, systems: Sequence[System], registry: Ca
                                                "scorer": scorer_key})))
     progress = progress or Progress()
     progress.total = len(jobs)
-    records: dict[int, dict] = {}
+    records: dict[int, ItemResult] = {}
     todo = []
     for index, (_, _, key) in enumerate(jobs):
         found = registry.cache.get_result(key) if registry.cache else None
         if found is not None:
-            records[index] = found
+            records[index] = found = ItemResult.from_dict(found)
             progress.from_cache += 1
             progress.add(found)
         else:
@@ -190,8 +184,8 @@ async def run_systems(eval_set: EvalSet, systems: Sequence[System], registry: Ca
         system, item, key = jobs[index]
         async with gate:
             record = await run_one(system, item, registry, evaluator, settings.seed)
-        if registry.cache is not None and record["error"] is None:
-            registry.cache.put_result(key, system.name, item.id, record)
+        if registry.cache is not None and record.error is None:
+            registry.cache.put_result(key, system.name, item.id, record.to_dict())
         records[index] = record
         progress.add(record)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..paths import output_path
 from .datasets import EvalSet
+from .records import ItemResult
 from .stats import bootstrap_interval, mcnemar, percentile, position_bias
 from .systems import System
 
@@ -25,24 +26,24 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def _system_stats(system: System, rows: list[dict], seed: int) -> dict[str, Any]:
-    correct = [bool(r["correct"]) for r in rows]
-    latencies = [r["latency_s"] for r in rows if r.get("latency_s") is not None]
-    cost = sum(r["cost"] or 0.0 for r in rows)
+def _system_stats(system: System, rows: list[ItemResult], seed: int) -> dict[str, Any]:
+    correct = [bool(r.correct) for r in rows]
+    latencies = [r.latency_s for r in rows if r.latency_s is not None]
+    cost = sum(r.cost or 0.0 for r in rows)
     n_correct = sum(correct)
     stats: dict[str, Any] = {
         "name": system.name, "kind": system.kind, "members": system.members, "mode": system.preset.mode,
         "judge": system.preset.judge if system.kind == "fusion" else None, "base": system.base,
         "n": len(rows), "correct": n_correct, "accuracy": _mean([float(c) for c in correct]),
         "interval": bootstrap_interval([float(c) for c in correct], seed=seed),
-        "score": _mean([r["value"] for r in rows]),
-        "errors": sum(1 for r in rows if r["error"]), "degraded": sum(1 for r in rows if r.get("degraded")),
+        "score": _mean([r.value for r in rows]),
+        "errors": sum(1 for r in rows if r.error), "degraded": sum(1 for r in rows if r.degraded),
         "cost": cost, "cost_per_correct": cost / n_correct if n_correct else None,
-        "unpriced": sorted({m for r in rows for m in r.get("unpriced", [])}),
-        "eval_cost": sum(r.get("eval_cost", 0.0) for r in rows),
-        "prompt_tokens_per_item": _mean([r["prompt_tokens"] for r in rows]),
-        "completion_tokens_per_item": _mean([r["completion_tokens"] for r in rows]),
-        "calls_per_item": _mean([r["calls"] for r in rows]),
+        "unpriced": sorted({m for r in rows for m in r.unpriced}),
+        "eval_cost": sum(r.eval_cost for r in rows),
+        "prompt_tokens_per_item": _mean([r.prompt_tokens for r in rows]),
+        "completion_tokens_per_item": _mean([r.completion_tokens for r in rows]),
+        "calls_per_item": _mean([r.calls for r in rows]),
         "latency_p50_s": percentile(latencies, 50), "latency_p95_s": percentile(latencies, 95),
     }
     if system.kind == "fusion":
@@ -50,20 +51,20 @@ def _system_stats(system: System, rows: list[dict], seed: int) -> dict[str, Any]
     return stats
 
 
-def _fusion_stats(rows: list[dict]) -> dict[str, Any]:
+def _fusion_stats(rows: list[ItemResult]) -> dict[str, Any]:
     n = len(rows)
-    oracle = [any(r.get("candidates", {}).values()) for r in rows]
-    regret = sum(1 for o, r in zip(oracle, rows, strict=True) if o and not r["correct"])
-    rescue = sum(1 for o, r in zip(oracle, rows, strict=True) if not o and r["correct"])
+    oracle = [any(r.candidates.values()) for r in rows]
+    regret = sum(1 for o, r in zip(oracle, rows, strict=True) if o and not r.correct)
+    rescue = sum(1 for o, r in zip(oracle, rows, strict=True) if not o and r.correct)
     # every verdict the judge gave, first pass and swap pass alike: where it points is the bias
-    verdicts = [(v["choice"], v["shown"]) for r in rows for v in r.get("verdicts", []) if v["choice"] is not None]
-    asked = [v for r in rows for v in r.get("verdicts", [])]
-    swaps = [r["judge"]["swap_disagreed"] for r in rows if r.get("judge")]
-    reasons = Counter(part for r in rows if r.get("degraded") for part in r["degraded"].split("; "))
+    verdicts = [(v.choice, v.shown) for r in rows for v in r.verdicts if v.choice is not None]
+    asked = [v for r in rows for v in r.verdicts]
+    swaps = [r.judge.swap_disagreed for r in rows if r.judge]
+    reasons = Counter(part for r in rows if r.degraded for part in r.degraded.split("; "))
     out: dict[str, Any] = {"degraded_reasons": dict(reasons.most_common()), "oracle": _mean([float(o) for o in oracle]),
                            "regret": regret, "regret_rate": regret / n if n else 0,
                            "rescue": rescue, "rescue_rate": rescue / n if n else 0,
-                           "ties": sum(1 for r in rows if r.get("tie"))}
+                           "ties": sum(1 for r in rows if r.tie)}
     if asked:
         out["judge_replies"] = len(asked)
         out["verdict_share"] = len(verdicts) / len(asked)
@@ -73,23 +74,23 @@ def _fusion_stats(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
-def build_report(eval_set: EvalSet, systems: Sequence[System], records: list[dict], settings, *,
+def build_report(eval_set: EvalSet, systems: Sequence[System], records: list[ItemResult], settings, *,
                  calls_made: dict[str, int] | None = None, calls_reused: dict[str, int] | None = None,
                  results_reused: int = 0) -> Report:
-    by_system: dict[str, list[dict]] = {s.name: [] for s in systems}
+    by_system: dict[str, list[ItemResult]] = {s.name: [] for s in systems}
     for record in records:
-        by_system[record["system"]].append(record)
+        by_system[record.system].append(record)
     test_ids = [i.id for i in eval_set.test]
     members = [s for s in systems if s.kind == "member"]
-    dev_accuracy = {s.name: _mean([float(r["correct"]) for r in by_system[s.name] if r["split"] == "dev"])
+    dev_accuracy = {s.name: _mean([float(r.correct) for r in by_system[s.name] if r.split == "dev"])
                     for s in members}
     chosen_on = "dev" if eval_set.dev else "test"
     ranking = {s.name: (dev_accuracy[s.name] if chosen_on == "dev" else
-                        _mean([float(r["correct"]) for r in by_system[s.name] if r["split"] == "test"])) for s in members}
+                        _mean([float(r.correct) for r in by_system[s.name] if r.split == "test"])) for s in members}
     best = max(ranking, key=lambda name: (ranking[name], -list(ranking).index(name))) if ranking else None
 
-    def test_rows(name: str) -> list[dict]:
-        rows = {r["item"]: r for r in by_system[name] if r["split"] == "test"}
+    def test_rows(name: str) -> list[ItemResult]:
+        rows = {r.item: r for r in by_system[name] if r.split == "test"}
         return [rows[i] for i in test_ids if i in rows]
 
     table = []
@@ -98,10 +99,10 @@ def build_report(eval_set: EvalSet, systems: Sequence[System], records: list[dic
         stats = _system_stats(system, rows, settings.seed)
         if system.kind == "member":
             stats["dev_accuracy"] = dev_accuracy[system.name]
-        correct = {r["item"]: bool(r["correct"]) for r in rows}
+        correct = {r.item: bool(r.correct) for r in rows}
         for label, other in (("vs_best", best), ("vs_base", system.base)):
             if other and other != system.name:
-                theirs = {r["item"]: bool(r["correct"]) for r in test_rows(other)}
+                theirs = {r.item: bool(r.correct) for r in test_rows(other)}
                 shared = [i for i in test_ids if i in correct and i in theirs]
                 stats[label] = {"against": other, **mcnemar([correct[i] for i in shared],
                                                             [theirs[i] for i in shared]).to_dict()}
@@ -171,7 +172,7 @@ class Report:
     COLUMNS = ("system", "accuracy (95% CI)", "vs best (+/-, p)", "vs base", "cost/correct", "tokens/item",
                "latency p50 / p95", "oracle", "regret / rescue", "judge picks by position")
 
-    def __init__(self, data: dict, records: list[dict]):
+    def __init__(self, data: dict, records: list[ItemResult]):
         self.data = data
         self.records = records
 
@@ -238,7 +239,7 @@ class Report:
         (folder / "report.md").write_text(self.to_markdown())
         with open(folder / "records.jsonl", "w", encoding="utf-8") as handle:
             for record in self.records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
         self.plot(folder / "accuracy_cost.png")
         return folder
 

@@ -1,0 +1,60 @@
+"""One system's result on one eval item: what it replied, its score, what it cost and, for a fusion, what the
+members and the judge did. Kept in the eval cache and in records.jsonl as its dict; read back with the
+defaults filling fields an older cache did not have."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class JudgeRecord:
+    choice: int  # 1-based position in `shown`
+    shown: list[str]  # member ids in the order the judge saw them
+    swap_disagreed: bool  # the swap check's pass chose another member (or none)
+
+
+@dataclass
+class VerdictRecord:
+    choice: int | None  # 1-based, None: the reply held no explicit verdict
+    shown: int  # how many candidates the judge saw
+    read_as: str | None  # "json", "explicit" or None
+
+
+@dataclass
+class ItemResult:
+    system: str
+    item: str
+    split: str
+    error: str | None = None
+    text: str = ""
+    correct: bool = False
+    value: float = 0.0
+    extracted: str | None = None
+    eval_cost: float = 0.0  # what the rubric's evaluator calls cost
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    unpriced: list[str] = field(default_factory=list)
+    latency_s: float | None = None
+    calls: int = 0
+    degraded: str | None = None
+    chosen: str | None = None
+    # fusions only
+    candidates: dict[str, bool] = field(default_factory=dict)  # member -> was its own answer right
+    judge: JudgeRecord | None = None
+    verdicts: list[VerdictRecord] = field(default_factory=list)
+    tie: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ItemResult:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("judge"):
+            values["judge"] = JudgeRecord(**values["judge"])
+        values["verdicts"] = [VerdictRecord(**v) for v in values.get("verdicts") or []]
+        return cls(**values)
