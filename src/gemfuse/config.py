@@ -102,7 +102,7 @@ def load_config(path: str | Path | None = None) -> Config:
     from .models.builtin import builtin_specs
 
     explicit = path is not None
-    file_path = Path(path).expanduser() if explicit else config_path()
+    file_path = Path(path).expanduser() if path is not None else config_path()
     raw: dict[str, Any] = {}
     if file_path.is_file():
         try:

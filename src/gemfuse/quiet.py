@@ -8,13 +8,14 @@ import logging
 import logging.handlers
 import os
 from pathlib import Path
+from typing import Any
 
 from .paths import cache_dir
 
 VERBOSE_ENV = "GEMFUSE_VERBOSE"
 LIBRARIES = ("torch", "torchao", "transformers", "accelerate", "peft", "huggingface_hub", "datasets", "timm",
              "bitsandbytes", "PIL", "matplotlib", "urllib3", "filelock", "jupytext", "py.warnings", "llama_cpp")
-_state = {"quiet": False, "llama_callback": None}
+_state: dict[str, Any] = {"quiet": False, "llama_callback": None}
 # Set before the libraries are imported (they read them then); a value the user set wins.
 QUIET_ENV = {
     "TORCH_LOGS": "-torch",  # torch's own loggers at ERROR (it resets their levels when it is imported)
@@ -36,8 +37,9 @@ def quiet_libraries(verbose: bool = False) -> Path | None:
         return None
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    path = log_file()
+    path: Path | None = log_file()
     try:
+        path = log_file()
         path.parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=1,
                                                                         encoding="utf-8", delay=True)

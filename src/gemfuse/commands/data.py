@@ -70,7 +70,9 @@ def run_preview(path: Path, model: str, count: int, max_length: int | None) -> i
 
 def render_marked(tokenizer, ids, labels, media_ids, color: bool) -> str:
     """Decoded text with trained tokens marked, and runs of media tokens collapsed."""
-    out, run, media_run = [], [], 0
+    out: list[str] = []
+    run: list[int] = []
+    media_run = 0
     trained = None
 
     def flush():

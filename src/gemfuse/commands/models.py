@@ -26,10 +26,11 @@ async def describe(registry: Registry) -> list[dict]:
         by_name = {row["name"]: row for row in rows}
         for name in registry.names(presets=True)[len(rows):]:
             model = registry.get(name)
-            broken = [m for m in model.preset.model_names() if not by_name[m]["reachable"]]
+            preset = registry.preset(name)
+            broken = [m for m in preset.model_names() if not by_name[m]["reachable"]]
             rows.append({"name": name, "backend": "fusion", "where": model.where(), "modalities": ["text"],
                          "reachable": not broken, "detail": f"unusable: {', '.join(broken)}" if broken else "ok",
-                         "price_per_million": None, "description": model.preset.description})
+                         "price_per_million": None, "description": preset.description})
         return rows
     finally:
         await registry.aclose()

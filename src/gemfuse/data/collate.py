@@ -124,7 +124,8 @@ def pack(rows: Sequence[dict], max_length: int) -> list[dict]:
     rows, so nothing leaks between them."""
     import torch
 
-    packs, current = [], []
+    packs: list[dict] = []
+    current: list[list[dict]] = []
     for row in sorted(rows, key=lambda r: -len(r["input_ids"])):
         if len(row["input_ids"]) > max_length:
             raise MessageError(f"a row of {len(row['input_ids'])} tokens does not fit --max-length {max_length}")

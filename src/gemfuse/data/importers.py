@@ -181,9 +181,13 @@ def import_dataset(source: str | Path, out: str | Path, *, format: str = "auto",
                "alpaca": lambda: from_alpaca(source), "sharegpt": lambda: from_sharegpt(source)}
     if kind not in readers:
         raise MessageError(f"unknown format {kind!r}; use one of {', '.join(readers)}")
-    rows, skipped = [], []
+    rows: list[dict] = []
+    skipped: list[str] = []
     for item in readers[kind]():
-        (skipped if isinstance(item, str) else rows).append(item)
+        if isinstance(item, str):
+            skipped.append(item)
+        else:
+            rows.append(item)
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     n_val = round(len(rows) * val_fraction) if val_out else 0

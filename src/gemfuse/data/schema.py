@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 ROLES = ("system", "user", "assistant")
 Severity = Literal["error", "warning"]
@@ -50,13 +50,19 @@ class Media:
     format: str | None = None
 
     def read(self) -> bytes:
-        return self.data if self.data is not None else self.path.read_bytes()
+        return self.data if self.data is not None else self.file.read_bytes()
+
+    @property
+    def file(self) -> Path:
+        if self.path is None:
+            raise ValueError(f"{self.where}: inline media has no file")
+        return self.path
 
     def key(self) -> str:
         """A stable identity: the file's path and stat, or the hash of inline bytes."""
         if self.data is not None:
             return "sha256:" + hashlib.sha256(self.data).hexdigest()
-        stat = self.path.stat()
+        stat = self.file.stat()
         return f"file:{self.path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
@@ -87,7 +93,8 @@ class Example:
 
 
 def _media_part(raw: dict, where: str, root: Path, example: Example) -> Media | None:
-    kind = raw.get("type")
+    kind: Any = raw.get("type")
+    spec: Any
     if kind == "image_url":
         spec = raw.get("image_url")
         raw = {"type": "image", "url": spec.get("url") if isinstance(spec, dict) else spec}
@@ -137,7 +144,7 @@ def _data_url_format(url: str) -> str | None:
     return mime.split("/", 1)[1].removeprefix("x-") if "/" in mime else None
 
 
-def _local_media(kind: str, relative: object, where: str, root: Path, example: Example) -> Media | None:
+def _local_media(kind: Any, relative: object, where: str, root: Path, example: Example) -> Media | None:
     if not isinstance(relative, str) or not relative:
         example.issue("error", "bad_path", f"{where}: 'path' must be a non-empty string")
         return None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import GemfuseError
-from ..messages import AudioPart, ImagePart, Message, TextPart, sniff_image
+from ..messages import AudioPart, ImagePart, Message, Part, TextPart, sniff_image
 from .generators import CHOICE_INSTRUCTION, LETTERS, generate
 
 Kind = Literal["number", "choice", "text"]
@@ -167,7 +167,7 @@ def _messages(row: dict, where: str, root: Path) -> list[Message]:
         raise DatasetError(f"{where}: {errors[0].message}")
     messages = []
     for turn in example.turns:
-        parts = []
+        parts: list[Part] = []
         for part in turn.parts:
             if isinstance(part, str):
                 parts.append(TextPart(part))
@@ -176,7 +176,7 @@ def _messages(row: dict, where: str, root: Path) -> list[Message]:
                 parts.append(ImagePart(data=data, mime_type=sniff_image(data) or "image/png"))
             else:
                 parts.append(AudioPart(data=part.read(), format=part.format or "wav"))
-        messages.append(Message(turn.role, parts))
+        messages.append(Message(turn.role, parts))  # type: ignore[arg-type]  # roles were checked on reading
     return messages
 
 

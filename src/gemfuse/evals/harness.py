@@ -87,12 +87,15 @@ class Evaluator:
             return self.plain(item, reply), 0.0
         spent = 0.0
 
+        evaluator = self.settings.evaluator
+        assert evaluator is not None  # the rubric scorer was refused without one in __init__
+
         async def ask(system: str, user: str) -> str:
             nonlocal spent
-            model = self.registry.get(self.settings.evaluator)
+            model = self.registry.get(evaluator)
             completion = await model.generate([Message.system(system), Message.user(user)],
                                               GenerateOptions(max_tokens=64, temperature=0, seed=self.settings.seed))
-            spec = self.registry.spec(self.settings.evaluator)
+            spec = self.registry.spec(evaluator)
             if spec.price:
                 spent += spec.price.cost(completion.usage.prompt_tokens, completion.usage.completion_tokens)
             return completion.text
@@ -171,9 +174,9 @@ async def run_systems(eval_set: EvalSet, systems: Sequence[System], registry: Ca
     records: dict[int, ItemResult] = {}
     todo = []
     for index, (_, _, key) in enumerate(jobs):
-        found = registry.cache.get_result(key) if registry.cache else None
-        if found is not None:
-            records[index] = found = ItemResult.from_dict(found)
+        cached = registry.cache.get_result(key) if registry.cache else None
+        if cached is not None:
+            records[index] = found = ItemResult.from_dict(cached)
             progress.from_cache += 1
             progress.add(found)
         else:

@@ -14,7 +14,7 @@ from typing import Literal
 from ..errors import ConfigError
 from ..fusion.preset import FUSION_PREFIX, FusionPreset, Member
 from ..fusion.registry import ModelRegistry
-from ..models.spec import ModelSpec
+from ..models.spec import LocalSpec, ModelSpec
 from .cache import digest
 
 MODES = ("vote", "best-of", "merge", "debate", "self")
@@ -101,14 +101,14 @@ def _pair_fine_tunes(registry: ModelRegistry, systems: dict[str, System]) -> Non
     """A fine-tune (a spec with an adapter) is compared with its base model: the member system whose spec loads
     the same weights without an adapter, else the base itself with the fine-tune's settings (its chat template),
     added under the configured name of those weights (a built-in's `gemma-3-270m-hf`, never an internal path)."""
-    bases = {}
+    bases: dict[str, str] = {}  # weights (resolved path) -> the member system that loads them without adapter
     for name, system in systems.items():
         spec = registry.spec(name) if system.kind == "member" else None
-        if spec is not None and getattr(spec, "path", None) and not getattr(spec, "adapter", None):
+        if isinstance(spec, LocalSpec) and not getattr(spec, "adapter", None):
             bases.setdefault(_same_path(spec.path), name)
     for name, system in list(systems.items()):
         spec = registry.spec(name) if system.kind == "member" else None
-        if spec is None or not getattr(spec, "adapter", None):
+        if not isinstance(spec, LocalSpec) or not getattr(spec, "adapter", None):
             continue
         key = _same_path(spec.path)
         if key not in bases:
@@ -125,7 +125,7 @@ def _configured_name(registry: ModelRegistry, spec: ModelSpec, key: str) -> str 
     """The name the config gives these weights (on the fine-tune's backend first), if any."""
     specs = registry.specs()
     same = [n for n, s in specs.items()
-            if getattr(s, "path", None) and not getattr(s, "adapter", None) and _same_path(s.path) == key]
+            if isinstance(s, LocalSpec) and not getattr(s, "adapter", None) and _same_path(s.path) == key]
     same.sort(key=lambda n: specs[n].backend != spec.backend)
     return same[0] if same else None
 

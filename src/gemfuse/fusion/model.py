@@ -4,6 +4,7 @@ code use it like any model. It cannot be a member of another fusion."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Model, StreamChunk
@@ -31,7 +32,7 @@ class FusionModel(Model):
         """The preset, with the options the caller actually set (unset ones inherit the preset's)."""
         if options is None:
             return self.preset
-        update = {k: getattr(options, k) for k in ("max_tokens", "temperature")
+        update: dict[str, Any] = {k: getattr(options, k) for k in ("max_tokens", "temperature")
                   if k in options.model_fields_set and getattr(options, k) is not None}
         return self.preset.model_copy(update=update)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import typing
-from typing import Any
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, create_model
 from pydantic.fields import FieldInfo
@@ -24,17 +24,18 @@ def setting_fields() -> dict[str, FieldInfo]:
 
 def optional_fields() -> dict[str, tuple[Any, FieldInfo]]:
     """Each setting as an optional field with the preset's own constraints and description, default None."""
-    fields = {}
+    fields: dict[str, tuple[Any, FieldInfo]] = {}
     for name, field in setting_fields().items():
         optional = copy.copy(field)
         optional.default, optional.default_factory = None, None
-        fields[name] = (field.annotation | None, optional)
+        fields[name] = (Optional[field.annotation], optional)  # noqa: UP045  (an annotation object, not syntax)
     return fields
 
 
 def settings_model(name: str, **extra: Any) -> type[BaseModel]:
     """A pydantic model holding every setting (all optional) plus `extra` fields."""
-    return create_model(name, __config__=ConfigDict(extra="forbid"), **extra, **optional_fields())
+    fields: dict[str, Any] = {**extra, **optional_fields()}
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 
 
 FusionSettings = settings_model("FusionSettings")

@@ -52,6 +52,7 @@ def default_threads() -> int:
 
 
 class LlamaCppModel(LocalModel):
+    spec: LlamaCppSpec
     backend = "llamacpp"
     library, extra = "llama_cpp", "llamacpp"
     Spec = LlamaCppSpec

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from ..messages import Message
 from .base import GenerateOptions, Model, StreamChunk
+from .spec import LocalSpec
 
 _END = object()
 
@@ -82,6 +83,7 @@ class WorkerBridge:
 
 class LocalModel(Model):
     """A model that runs in-process: subclasses set `_bridge` and implement `_produce` (on the worker thread)."""
+    spec: LocalSpec
 
     in_process = True
     library: ClassVar[str]  # the import name of the library it needs

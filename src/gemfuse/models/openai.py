@@ -82,6 +82,7 @@ def provider_message(body: bytes) -> str:
 
 class OpenAIModel(Model):
     backend = "openai"
+    spec: OpenAISpec
     Spec = OpenAISpec
     fetches_media_urls = True
 
@@ -137,7 +138,7 @@ class OpenAIModel(Model):
 
     def _error(self, status: int, body: bytes, headers) -> ModelError:
         detail = self._scrub(provider_message(body))
-        kwargs = dict(model=self.name, status=status, provider_message=detail)
+        kwargs: dict[str, Any] = dict(model=self.name, status=status, provider_message=detail)
         text = f"provider said: {detail}" if detail else "provider returned an error"
         if status in (401, 403):
             return AuthError(text, **kwargs)

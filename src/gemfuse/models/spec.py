@@ -43,6 +43,7 @@ PLAIN_CHAT_STOP = ("\nUser:", "\n\n")
 class LocalSpec(ModelSpec):
     """Fields shared by the in-process backends."""
 
+    path: str  # each backend says what it takes (a GGUF file, a model folder or hub id)
     # Weights on the user's own machine cost nothing per token unless the config says otherwise.
     price: Price | None = Field(default_factory=lambda: Price(input=0, output=0))
 

@@ -71,6 +71,7 @@ def cpu_has_fast_bf16() -> bool:
 
 
 class TransformersModel(LocalModel):
+    spec: TransformersSpec
     backend = "transformers"
     library, extra = "transformers", "transformers"
     Spec = TransformersSpec
@@ -149,12 +150,12 @@ class TransformersModel(LocalModel):
         """Our messages in the content-list shape HF chat templates and processors read."""
         sampling_rate = getattr(getattr(processor, "feature_extractor", None), "sampling_rate", 16_000)
         multimodal = hasattr(processor, "image_processor") or hasattr(processor, "feature_extractor")
-        conversation = []
+        conversation: list[dict[str, Any]] = []
         for message in messages:
             if not multimodal:
                 conversation.append({"role": message.role, "content": message.text})
                 continue
-            content = []
+            content: list[dict[str, Any]] = []
             for part in message.parts:
                 if isinstance(part, TextPart):
                     content.append({"type": "text", "text": part.text})

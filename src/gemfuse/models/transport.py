@@ -129,7 +129,7 @@ class Client:
         loop, self._loop = (self._loop() if self._loop else None), None
         pools = _pools.get(loop) if loop is not None else None
         pool = pools.get(self.origin) if pools else None
-        if pool is None:
+        if pool is None or pools is None:
             return None
         pool.users -= 1
         if pool.users > 0:

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import os
 import time
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -18,7 +19,7 @@ from ..paths import CONFIG_ENV
 from ..registry import Registry
 from .chat import ChatHandler
 from .errors import HTTPError, describe
-from .schemas import ChatRequest, error_body
+from .schemas import ChatRequest, ErrorType, error_body
 
 OPEN_PATHS = ("/", "/health", "/favicon.ico")
 
@@ -68,7 +69,8 @@ class Guard:
         return await self.app(scope, limited_receive, send)
 
 
-async def _send_error(send, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None):
+async def _send_error(send, status: int, message: str, type_: ErrorType = "invalid_request_error",
+                      code: str | None = None):
     body = json.dumps(error_body(message, type_, None, code)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
@@ -78,7 +80,7 @@ async def _send_error(send, status: int, message: str, type_: str = "invalid_req
 REMOTE_ONLY_ENV = "GEMFUSE_SERVE_REMOTE_ONLY"
 
 
-def create_app(registry: Registry | None = None, settings: ServerSettings | None = None) -> FastAPI:
+def create_app(registry: Registry | None = None, settings: ServerSettings | None = None) -> Guard:
     registry = registry or Registry.load()
     settings = settings or registry.config.server
     api_key = os.environ.get(settings.api_key_env) or None
@@ -146,8 +148,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int =
     if not is_loopback(host) and not os.environ.get(settings.api_key_env):
         raise ConfigError(f"refusing to listen on {host} without an API key: set {settings.api_key_env} "
                           "(clients then send Authorization: Bearer <key>), or bind 127.0.0.1")
-    common = dict(host=host, port=port, log_level="info", timeout_graceful_shutdown=30, access_log=True,
-                  server_header=False)
+    common: dict[str, Any] = dict(host=host, port=port, log_level="info", timeout_graceful_shutdown=30,
+                                  access_log=True, server_header=False)
     if workers <= 1:
         uvicorn.run(create_app(registry, settings), **common)
         return
@@ -162,6 +164,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int =
     uvicorn.run("gemfuse.serve.app:app_for_worker", factory=True, workers=workers, **common)
 
 
-def app_for_worker() -> FastAPI:
+def app_for_worker() -> Guard:
     """Each worker process's app (uvicorn imports this by name): the config from $GEMFUSE_CONFIG."""
     return create_app(Registry.load(remote_only=os.environ.get(REMOTE_ONLY_ENV) == "1"))

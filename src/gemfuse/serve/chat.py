@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from ..config import ServerSettings
@@ -126,7 +126,7 @@ class ChatHandler:
         first = await anext(events)
         return self._with_first(first, events)
 
-    async def _with_first(self, first: bytes, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _with_first(self, first: bytes, events: AsyncGenerator[bytes]) -> AsyncGenerator[bytes]:
         try:
             yield first
             async for event in events:
@@ -138,7 +138,7 @@ class ChatHandler:
             await events.aclose()
         yield sse("[DONE]")
 
-    async def _model_events(self, request: ChatRequest, messages, options) -> AsyncIterator[bytes]:
+    async def _model_events(self, request: ChatRequest, messages, options) -> AsyncGenerator[bytes]:
         ident, name = completion_id(), request.model
         model = self.registry.get(name)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -168,7 +168,7 @@ class ChatHandler:
                  if k in options.model_fields_set and getattr(options, k) is not None}
         return dict(registry=self.registry, **{**given, **fusion})
 
-    async def _fusion_events(self, request: ChatRequest, messages, options, fusion) -> AsyncIterator[bytes]:
+    async def _fusion_events(self, request: ChatRequest, messages, options, fusion) -> AsyncGenerator[bytes]:
         ident, name = completion_id(), request.model
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         yield sse(chunk_body(ident, name, {"role": "assistant", "content": ""}))

@@ -20,7 +20,7 @@ from ..errors import (
     UpstreamError,
 )
 from ..fusion.engine import QuorumError
-from .schemas import error_body
+from .schemas import ErrorType, error_body
 
 log = logging.getLogger("gemfuse.serve")
 
@@ -30,8 +30,8 @@ class QueueFull(GemfuseError):
 
 
 class HTTPError(GemfuseError):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
+    def __init__(self, status: int, message: str, type_: ErrorType = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
         self.status, self.type, self.param, self.code = status, type_, param, code
         super().__init__(message)
 

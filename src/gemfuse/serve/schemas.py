@@ -41,7 +41,7 @@ class ChatRequest(BaseModel):
     n: int = Field(1, ge=1, le=8)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    fusion: FusionBlock | None = None
+    fusion: FusionBlock | None = None  # type: ignore[valid-type]  # generated from FusionPreset at import
     # accepted for compatibility, no effect
     user: str | None = None
     frequency_penalty: float | None = Field(None, ge=-2, le=2)

@@ -38,7 +38,7 @@ class ScriptedModel(Model):
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]  # the last one repeats
         if isinstance(reply, BaseException):
             raise reply
-        return reply(messages) if callable(reply) else reply
+        return reply(messages) if callable(reply) else str(reply)
 
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:
@@ -62,6 +62,7 @@ def scripted_registry(models: dict[str, ScriptedModel], presets: dict | None = N
     """A registry holding exactly these models (and presets), with no config file behind it."""
     for name, model in models.items():
         model.name = name
-    registry = Registry(Config(None, ConfigFile(), {n: m.spec for n, m in models.items()}, presets or {}))
+    specs: dict[str, ModelSpec] = {n: m.spec for n, m in models.items() if m.spec is not None}
+    registry = Registry(Config(None, ConfigFile(), specs, presets or {}))
     registry._models.update(models)
     return registry

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 TEXT_VOCAB = 512
 MEDIA_BLOCK = 8
@@ -77,7 +78,7 @@ def build_tokenizer(extra_special_tokens: dict[str, str] | None = None):
         vocab[f"<unused{len(vocab)}>"] = len(vocab)
     for idx in range(TEXT_VOCAB, VOCAB_SIZE):
         vocab[MEDIA_TOKENS.get(idx, f"<unused{idx}>")] = idx
-    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m)
+    merges: Any = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m)
               for m in json.loads(bpe.to_str())["model"]["merges"]]
     special = {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
                "audio_token": "<audio_soft_token>", "boa_token": "<start_of_audio>", "eoa_token": "<end_of_audio>"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -27,7 +28,7 @@ def resolve_base(model: str) -> Base:
 
     specs = load_config().specs
     if model in specs:
-        spec = specs[model]
+        spec: Any = specs[model]  # a TransformersSpec once the backend is checked
         if spec.backend != "transformers":
             raise ConfigError(f"model {model!r} is a {spec.backend} model; fine-tuning needs transformers weights "
                               f"(try {model}-hf, or a model folder)")

@@ -39,12 +39,12 @@ class Plan:
         self.seed = seed
         self.rank, self.world = rank, world
         self.per_step = batch_size * grad_accum * world
-        self.packs = None
-        self.lengths = None
+        self.packs: list | None = None
+        self.lengths: list[int] = []
         if packing:
             rows = [collator([e]) for e in self.examples]
             rows = [{"input_ids": r["input_ids"][0].tolist(), "labels": r["labels"][0].tolist()} for r in rows]
-            self.packs = pack(rows, collator.max_length)
+            self.packs = pack(rows, collator.max_length or max(len(r["input_ids"]) for r in rows))
             items = len(self.packs)
         else:
             self.lengths = row_lengths(self.examples, collator)

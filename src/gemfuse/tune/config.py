@@ -158,9 +158,10 @@ def init_config(kind: str) -> str:
              "# Paths are relative to this file. `gemfuse data validate DATA --model MODEL` checks the data first.",
              "", f'model = "{model}"   # {TuneConfig.model_fields["model"].description}',
              f'out = "runs/{kind}-lora"   # {TuneConfig.model_fields["out"].description}', ""]
-    values = {"data": {"train": train, "max_length": max_length}, "lora": {"targets": targets}}
+    values: dict[str, dict[str, Any]] = {"data": {"train": train, "max_length": max_length},
+                                         "lora": {"targets": targets}}
     for name in ("data", "lora", "train", "run"):
-        section = TuneConfig.model_fields[name].annotation
+        section: Any = TuneConfig.model_fields[name].annotation
         lines.append(f"[{name}]")
         for key, info in section.model_fields.items():
             value = values.get(name, {}).get(key, info.default)

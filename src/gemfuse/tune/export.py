@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..gguf_tools import convert_to_gguf, quantize_gguf
@@ -116,8 +117,9 @@ def generate_gguf(path: Path, prompt: str, max_tokens: int = 16) -> str:
 
     quiet_llama_cpp()
     llm = Llama(model_path=str(path), n_ctx=512, verbose=False)
-    reply = llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0)
-    return reply["choices"][0]["message"]["content"]
+    reply: Any = llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=max_tokens,
+                                            temperature=0)
+    return reply["choices"][0]["message"]["content"] or ""
 
 
 # Ollama's Go template for Gemma turns (system text folded into the first user turn, as Gemma's template does).

@@ -9,6 +9,7 @@ picking the plain `nn.Linear` inside it is what makes its towers trainable.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..errors import ConfigError
 from ..families import Family
@@ -73,7 +74,7 @@ def projectors_to_train(model, towers: set[str]) -> list[str]:
     return [p for tower in sorted(towers) for p in PROJECTORS[tower] if p in present]
 
 
-def apply_lora(model, family: Family, lora) -> tuple[object, list[str]]:
+def apply_lora(model, family: Family, lora) -> tuple[Any, list[str]]:
     """Wrap `model` with PEFT LoRA per the config's `[lora]` section; returns (peft model, module names)."""
     from peft import LoraConfig, get_peft_model
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from typing import Any
 
 IGNORE = -100
 
 
 @dataclass
 class Parts:
-    backbone: object  # returns last_hidden_state
-    head: object  # the LM head (a Linear, tied to the embeddings)
+    backbone: Any  # a torch module returning last_hidden_state
+    head: Any  # the LM head (a Linear, tied to the embeddings)
     softcap: float | None
     accepts: frozenset[str] = field(default_factory=frozenset)  # the backbone's input names
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 
 def memory_used(device: str) -> str:
@@ -28,7 +29,7 @@ class Reporter:
         self.console = console or Console(stderr=True)
         self.enabled = enabled
         self.live = enabled and self.console.is_terminal
-        self.progress = None
+        self.progress: Any = None  # a rich Progress while a live bar is shown
 
     def warnings(self, issues) -> None:
         if not self.enabled or not issues:

@@ -10,6 +10,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import GemfuseError
 from .config import TuneConfig
@@ -82,7 +83,7 @@ def seed_everything(seed: int) -> None:
 def make_optimizer(params, config: TuneConfig, device: str):
     import torch
 
-    settings = dict(lr=config.train.lr, weight_decay=config.train.weight_decay)
+    settings: dict[str, Any] = dict(lr=config.train.lr, weight_decay=config.train.weight_decay)
     if device in ("cuda", "cpu"):
         try:
             return torch.optim.AdamW(params, fused=True, **settings)

@@ -247,7 +247,7 @@ class Session:
             self.optimizer.step()
         self.scheduler.step()  # the schedule follows the step counter, which fixes the data position
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_value, total, norm, skipped
+        return loss_value, int(total), norm, skipped
 
     def _to_device(self, batch: dict) -> dict:
         import torch

@@ -114,8 +114,11 @@ def copy_local(source: Path, target_dir: Path, include: list[str] | None, gguf: 
     copied = done = 0
     for file in files:
         relative = file.name if source.is_file() else file.relative_to(source)
-        moved = resumable_copy(file, target_dir / relative,
-                               lambda n, before=done: progress(before + n, total) if progress else None)
+        def report(n: int, before: int = done) -> None:
+            if progress:
+                progress(before + n, total)
+
+        moved = resumable_copy(file, target_dir / relative, report)
         copied += moved
         done += file.stat().st_size
     return (target_dir / source.name if source.is_file() else target_dir), total, copied

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..paths import output_path
@@ -70,9 +71,10 @@ def source_of(model: str) -> tuple[Path, str]:
     if not path.exists():
         from ..config import load_config
         from ..files import hf_copy_of_gguf, resolve_path
+        from ..models.spec import LocalSpec
 
         spec = load_config().specs.get(model)
-        if spec is None or not getattr(spec, "path", None):
+        if not isinstance(spec, LocalSpec):
             raise ConfigError(f"{model}: not a file, a folder or a configured local model")
         path = resolve_path(spec.path)
         if spec.backend == "transformers" and path.suffix == ".gguf":
@@ -160,7 +162,7 @@ def decode_speed_gguf(path: Path, tokens: int = 64) -> float:
     llm = Llama(model_path=str(path), n_ctx=512, verbose=False)
     llm.create_completion("Once upon a time", max_tokens=4, temperature=0)  # warm the caches
     started = time.perf_counter()
-    done = llm.create_completion("The history of the printing press", max_tokens=tokens, temperature=0)
+    done: Any = llm.create_completion("The history of the printing press", max_tokens=tokens, temperature=0)
     return done["usage"]["completion_tokens"] / (time.perf_counter() - started)
 
 
