@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # A portable llama.cpp build (AVX2, no -march=native), so a cached wheel runs on any x86-64 machine of ours.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: setup demo test lint bench clean browser
+.PHONY: setup demo test test-fast lint bench clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 || \
 	    echo "chromium could not be installed: the web page test will be skipped"; }
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest --fast -q
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest

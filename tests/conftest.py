@@ -6,6 +6,49 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser):
+    parser.addoption("--fast", action="store_true",
+                     help="the inner loop: only tests that load no model and start no subprocess (make test-fast)")
+
+
+HEAVY_FIXTURES = {"tiny_model", "upstream_process"}  # fixtures that build models or start processes
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test is heavy if marked so (or slow) or if it uses a heavy fixture; --fast leaves heavy tests out."""
+    kept, dropped = [], []
+    for item in items:
+        heavy = (item.get_closest_marker("heavy") or item.get_closest_marker("slow")
+                 or HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())))
+        if heavy:
+            item.add_marker(pytest.mark.heavy)
+        (dropped if heavy and config.getoption("--fast") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(autouse=True)
+def fast_lane_guard(request, monkeypatch):
+    """In the fast lane, starting a process or loading a model fails the test: it belongs in the heavy lane."""
+    if not request.config.getoption("--fast"):
+        return
+    import subprocess
+
+    def refuse(what):
+        def fail(*args, **kwargs):
+            raise AssertionError(f"{request.node.nodeid} {what}: mark it @pytest.mark.heavy (or the module with "
+                                 "pytestmark = pytest.mark.heavy) so the fast lane leaves it out")
+        return fail
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("starts a subprocess"))
+    from gemfuse.models.llamacpp import LlamaCppModel
+    from gemfuse.models.transformers import TransformersModel
+
+    monkeypatch.setattr(LlamaCppModel, "load", refuse("loads a llama.cpp model"))
+    monkeypatch.setattr(TransformersModel, "load", refuse("loads a transformers model"))
+
+
 def pytest_configure(config):
     # Converted copies of the built-in models are slow to make: keep them between runs, apart from the user's.
     os.environ.setdefault("GEMFUSE_CACHE_DIR", str(ROOT / ".test-cache"))

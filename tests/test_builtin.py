@@ -9,6 +9,8 @@ from gemfuse.files import check_path, hf_copy_of_gguf, resolve_path
 from gemfuse.models import builtin
 from gemfuse.models.builtin import SMOLLM2
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 
 def test_package_paths_resolve_without_network():
     smol = resolve_path(SMOLLM2)

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 GEMFUSE = shutil.which("gemfuse") or os.path.join(os.path.dirname(sys.executable), "gemfuse")
 
 

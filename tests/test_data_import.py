@@ -104,6 +104,7 @@ def test_alpaca_and_sharegpt(tmp_path):
     assert "unknown speaker 'alien'" in result.skipped[0]
 
 
+@pytest.mark.heavy
 def test_seeded_split_and_cli(tmp_path):
     body = "prompt,response\n" + "".join(f"q{i},a{i}\n" for i in range(50))
     (tmp_path / "t.csv").write_text(body)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

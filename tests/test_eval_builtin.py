@@ -6,6 +6,8 @@ import pytest
 
 from gemfuse import evaluate
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 
 @pytest.mark.slow
 def test_builtin_models_on_generated_arithmetic(tmp_path):

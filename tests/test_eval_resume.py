@@ -9,7 +9,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from gemfuse.testing.upstream import create_app, serve_in_thread
+
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
 
 HELD_AFTER = 25
 

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOTEBOOKS = sorted(p for p in EXAMPLES.glob("*.py") if p.read_text().startswith("# %%"))
 PLOTTING = {"fine_tune_text", "fine_tune_images", "fine_tune_audio", "evaluate_fusion", "plan_and_quantize"}

@@ -10,6 +10,8 @@ import pytest
 from gemfuse.fusion import afuse
 from gemfuse.registry import Registry
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 
 @pytest.fixture(autouse=True)
 def fresh_counts(upstream):

@@ -71,6 +71,7 @@ def member_max_tokens(answered, prompt: str) -> list[int]:
     return sorted(b.get("max_tokens") for b in bodies if prompt in json.dumps(b["messages"]))
 
 
+@pytest.mark.heavy
 async def test_a_presets_max_tokens_reaches_its_members_through_every_door(scripted):
     config, answered = scripted
     registry = Registry.load(config)
@@ -101,6 +102,7 @@ async def test_a_presets_max_tokens_reaches_its_members_through_every_door(scrip
     assert member_max_tokens(answered, "an explicit 40") == [40, 40]
 
 
+@pytest.mark.heavy
 def test_cli_quorum_and_grace_cut_a_straggler(scripted):
     config, _ = scripted
     env = {**os.environ, "GEMFUSE_CONFIG": str(config)}

@@ -4,6 +4,8 @@ the config file or the server."""
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "gemfuse"
 
 
@@ -88,6 +90,7 @@ def test_backends_know_nothing_of_fusion_config_or_server():
     assert not {name: t for name, t in leaks.items() if t}
 
 
+@pytest.mark.heavy
 def test_a_backend_plugin_import_loads_no_fusion_registry_or_config():
     import subprocess
     import sys

@@ -9,6 +9,8 @@ from gemfuse.fusion.judge import parse_verdict
 from gemfuse.registry import Registry
 from gemfuse.testing.scripted import ScriptedModel, scripted_registry
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 
 @pytest.mark.slow
 async def test_constrained_smollm2_judge_gives_verdicts_and_repeats_itself():

@@ -10,6 +10,8 @@ from gemfuse.models.base import GenerateOptions
 from gemfuse.models.llamacpp import LlamaCppModel, LlamaCppSpec
 from gemfuse.registry import Registry
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 FRANCE = [Message.user("What is the capital of France?")]
 GREEDY = GenerateOptions(max_tokens=40, temperature=0)
 

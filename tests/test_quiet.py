@@ -5,6 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.heavy  # processes: the full suite only
+
 PROBE = """
 import logging, sys, warnings
 from gemfuse.quiet import quiet_libraries

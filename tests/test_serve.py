@@ -15,6 +15,8 @@ import pytest
 from gemfuse.testing.media import png_bytes, wav_bytes
 from gemfuse.testing.upstream import free_port, wait_until_up
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 KEY = "test-server-key-5d1c9"
 
 

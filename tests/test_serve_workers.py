@@ -12,6 +12,8 @@ import pytest
 
 from gemfuse.testing.upstream import create_app, free_port, serve_in_thread, wait_until_up
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 
 def children(pid: int) -> list[int]:
     found = []

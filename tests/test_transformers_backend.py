@@ -12,6 +12,8 @@ from gemfuse.models.base import GenerateOptions
 from gemfuse.models.transformers import TransformersModel, TransformersSpec, pick_device, pick_dtype
 from gemfuse.registry import Registry
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 GREEDY = GenerateOptions(max_tokens=6, temperature=0)
 
 

@@ -9,6 +9,8 @@ from gemfuse.errors import ConfigError
 from gemfuse.tune import load_tune_config, train
 from gemfuse.tune.export import export
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 
 def small_run(model, tmp_path, steps=2, **lora):
     rows = [{"messages": [{"role": "user", "content": f"Say the word number {i}."},

@@ -5,6 +5,8 @@ import pytest
 
 from gemfuse.tune import load_tune_config, train
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 
 def run(model, task, out, targets, steps=100, lr=1e-2, batch_size=8):
     config = load_tune_config(None, [], base={

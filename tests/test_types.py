@@ -4,6 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

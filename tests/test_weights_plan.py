@@ -86,6 +86,7 @@ print(json.dumps(status("VmHWM") - before))
 """
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", ["smollm2-135m", "gemma-3-270m"])
 def test_plan_within_15_percent_of_measured_llama_cpp_peak(name):
     context = 4096

@@ -24,6 +24,7 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.mark.heavy
 def test_pull_a_gguf_registers_it_and_ask_answers(tmp_path, cache, isolated_config):
     isolated_config.write_text('# my models\ndefault_model = "smollm2-135m"  # keep this comment\n')
     source = resolve_path(SMOLLM2)

@@ -14,6 +14,8 @@ from gemfuse.models.builtin import SMOLLM2
 from gemfuse.models.transformers import TransformersModel, TransformersSpec
 from gemfuse.weights.quantize import parse_target, perplexity_gguf
 
+pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
+
 QUESTION = [Message.user("What is the capital of France? Answer in one sentence.")]
 
 
