@@ -50,3 +50,22 @@ def test_commands_refuse_an_output_under_a_file_in_one_line(tmp_path, command):
     assert done.exit_code == 1, done.output
     lines = [line for line in done.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "blocked is a file" in lines[0], done.output
+
+
+def test_a_published_folder_appears_whole_or_not_at_all(tmp_path):
+    from gemfuse.paths import published_folder
+
+    final = tmp_path / "deep" / "adapter"
+    with pytest.raises(RuntimeError):
+        with published_folder(final) as staging:
+            (staging / "half.bin").write_text("x")
+            raise RuntimeError("killed mid-write")
+    assert not final.exists() and list((tmp_path / "deep").iterdir()) == []  # no staging left behind
+    with published_folder(final) as staging:
+        (staging / "v1").write_text("1")
+    with published_folder(final) as staging:
+        (staging / "v2").write_text("2")
+    assert [p.name for p in final.iterdir()] == ["v2"]  # replaced whole
+    with published_folder(final, replace=False) as staging:  # a concurrent writer finished first: keep it
+        (staging / "v3").write_text("3")
+    assert [p.name for p in final.iterdir()] == ["v2"] and len(list(final.parent.iterdir())) == 1

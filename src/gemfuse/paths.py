@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import platformdirs
@@ -47,3 +51,28 @@ def output_path(path: str | Path, option: str = "--out", *, folder: bool = False
     if not os.access(make, os.W_OK):
         raise ConfigError(f"{option} {path}: folder {make} is not writable")
     return path
+
+
+@contextlib.contextmanager
+def published_folder(final: Path, *, replace: bool = True) -> Iterator[Path]:
+    """Write a folder whole or not at all: fill the staging folder this yields (beside `final`, same disk); when
+    the block ends without error it is renamed onto `final`, so a reader sees a whole folder or none. An older
+    `final` is replaced with no moment where neither is whole; with `replace=False`, a finished `final` that a
+    concurrent writer published first is kept. On an error the staging folder is removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    try:
+        yield staging
+        if not final.exists():
+            try:
+                os.rename(staging, final)
+            except OSError:
+                if replace or not final.exists():  # not a concurrent winner: a real failure
+                    raise
+        elif replace:
+            old = final.with_name(f".old-{final.name}-{os.getpid()}")
+            os.rename(final, old)
+            os.rename(staging, final)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +12,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..families import KNOWN, Family, family
-from ..paths import cache_dir
+from ..paths import cache_dir, published_folder
 
 
 @dataclass
@@ -92,17 +89,8 @@ def gemma_tokenizer():
         from ..files import GEMMA3_270M, resolve_path
 
         gguf = resolve_path(GEMMA3_270M)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".gemma-tokenizer-", dir=folder.parent))
-        try:
+        with published_folder(folder, replace=False) as staging:
             transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(staging)
-            try:
-                os.rename(staging, folder)
-            except OSError:
-                if not (folder / "tokenizer_config.json").is_file():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     return transformers.AutoTokenizer.from_pretrained(str(folder))
 
 

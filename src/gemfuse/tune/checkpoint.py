@@ -6,29 +6,13 @@ data position), written to a temporary folder and renamed, so a reader sees a wh
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 
+from ..paths import published_folder
+
 STATE = "state.pt"
-
-
-def publish(staging: Path, final: Path) -> None:
-    """Rename `staging` onto `final`, replacing an older `final` without a moment where neither is whole."""
-    if final.exists():
-        old = final.with_name(f".old-{final.name}-{os.getpid()}")
-        os.rename(final, old)
-        os.rename(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, final)
-
-
-def staging_dir(parent: Path, name: str) -> Path:
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=parent))
 
 
 def rng_state() -> dict:
@@ -55,16 +39,11 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(run: Path, model, optimizer, scheduler, step: int, extra: dict, keep: int = 2) -> Path:
     import torch
 
-    folder = run / "checkpoints"
-    staging = staging_dir(folder, f"step-{step:06d}")
-    try:
+    final = run / "checkpoints" / f"step-{step:06d}"
+    with published_folder(final) as staging:
         model.save_pretrained(staging)
         torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": rng_state(), **extra}, staging / STATE)
-        final = folder / f"step-{step:06d}"
-        publish(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     for old in checkpoints(run)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..gguf_tools import convert_to_gguf, quantize_gguf
-from ..paths import output_path
+from ..paths import output_path, published_folder
 
 TARGETS = ("merged", "gguf", "ollama")
 
@@ -70,16 +70,10 @@ def merge(run: Path, manifest: dict, out: Path) -> Path:
     model = PeftModel.from_pretrained(model, str(run / "adapter")).merge_and_unload()
     stored = str(base.config.get("dtype") or base.config.get("torch_dtype") or "float32").removeprefix("torch.")
     model = model.to(getattr(torch, stored))
-    from .checkpoint import publish, staging_dir
-
-    staging = staging_dir(out.parent, out.name)
-    try:
+    with published_folder(out) as staging:
         model.save_pretrained(staging)
         processor = load_processor(str(run / "adapter"), modalities_of(base.config))
         processor.save_pretrained(staging)
-        publish(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

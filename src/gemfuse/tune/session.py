@@ -3,11 +3,11 @@ checkpoints, the run folder. `train()` in train.py is the way in."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..paths import published_folder
 from .config import TuneConfig
 from .runtime import (
     DataError,
@@ -352,20 +352,14 @@ class Session:
             dist.barrier()
 
     def _save_adapter(self) -> Path:
-        from .checkpoint import publish, staging_dir
-
         final = self.run_dir / "adapter"
         if self.main:
-            staging = staging_dir(self.run_dir, "adapter")
-            try:
+            with published_folder(final) as staging:
                 self.model.save_pretrained(staging)
                 tokenizer = self.target.tokenizer
                 if not tokenizer.chat_template:  # trained on the family's template: keep it with the adapter
                     tokenizer.chat_template = self.target.chat_template
                 self.target.processor.save_pretrained(staging)
-                publish(staging, final)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
         self._barrier()
         return final
 
