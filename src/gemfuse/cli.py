@@ -9,8 +9,9 @@ from pathlib import Path
 
 import typer
 
-from .commands.options import shown_default, with_fusion_options, with_options
+from .commands.options import bounds, shown_default, with_fusion_options, with_options
 from .evals.settings import EvalSettings
+from .models.base import MaxTokens, Temperature, TopP
 
 eval_options = with_options(EvalSettings.model_fields, into="eval_settings", short={"temperature": "-t"},
                             default_note=shown_default)
@@ -71,10 +72,10 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         image: list[Path] = typer.Option([], "--image", help="attach an image file (repeatable)"),
         audio: list[Path] = typer.Option([], "--audio", help="attach an audio file (repeatable)"),
         system: str | None = typer.Option(None, "--system", "-s", help="system prompt"),
-        max_tokens: int | None = typer.Option(None, "--max-tokens", min=1,
+        max_tokens: int | None = typer.Option(None, "--max-tokens", **bounds(MaxTokens),
                                               help="answer length (default: 512; a fusion: its preset's)"),
-        temperature: float | None = typer.Option(None, "--temperature", "-t", min=0.0, max=2.0),
-        top_p: float | None = typer.Option(None, "--top-p"),
+        temperature: float | None = typer.Option(None, "--temperature", "-t", **bounds(Temperature)),
+        top_p: float | None = typer.Option(None, "--top-p", **bounds(TopP), help="nucleus sampling, above 0"),
         seed: int | None = typer.Option(None, "--seed"),
         stop: list[str] = typer.Option([], "--stop", help="stop sequence (repeatable)"),
         pool: str | None = typer.Option(None, "--pool", help="fuse these models: a,b,c"),

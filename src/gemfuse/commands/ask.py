@@ -9,6 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from ..errors import ConfigError
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, collect
 from ..registry import Registry
@@ -40,7 +43,12 @@ def run_ask(prompt: str, *, model: str | None, images, audio, system, config, as
     name = model or registry.config.default_model
     registry.get(name)  # unknown names fail before anything loads
     messages = build_messages(prompt, images, audio, system)
-    opts = GenerateOptions(**options)
+    try:
+        opts = GenerateOptions(**options)
+    except ValidationError as exc:  # a bound the command line could not check itself (top_p above 0)
+        first = exc.errors()[0]
+        flag = "--" + ".".join(str(p) for p in first["loc"]).replace("_", "-")
+        raise ConfigError(f"{flag}: {first['msg']}") from None
     completion = asyncio.run(stream_answer(registry, name, messages, opts, out=None if as_json else sys.stdout))
     if as_json:
         print(json.dumps(completion.to_dict(), ensure_ascii=False, indent=2))

@@ -6,12 +6,32 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import typer
 from pydantic.fields import FieldInfo
 
 from ..fusion.settings import plain_type, setting_fields
+
+
+def bounds(kind: Any) -> dict[str, Any]:
+    """typer's min / max from a field or an annotated type's inclusive bounds (ge / le), so the command line
+    refuses what the library would (a strict gt is left to the library's own check)."""
+    found: dict[str, Any] = {}
+    metadata = list(getattr(kind, "metadata", []))
+    annotation = getattr(kind, "annotation", kind)
+    for arg in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(arg) is typing.Annotated:
+            for extra in typing.get_args(arg)[1:]:
+                metadata += list(getattr(extra, "metadata", [extra]))
+    for item in metadata:
+        if getattr(item, "ge", None) is not None:
+            found["min"] = item.ge
+        if getattr(item, "le", None) is not None:
+            found["max"] = item.le
+    return found
 
 
 def with_options(fields: Mapping[str, FieldInfo], *, into: str, panel: str | None = None,
@@ -33,9 +53,10 @@ def with_options(fields: Mapping[str, FieldInfo], *, into: str, panel: str | Non
             declared = [f"{flag}/--no-{flag[2:]}" if kind is bool else flag, *([short[name]] if name in short else [])]
             note = default_note(field) if default_note else ""
             help_text = (field.description or name.replace("_", " ")) + note
+            limits = bounds(field) if kind in (int, float) else {}
             added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind | None,
                                            default=typer.Option(None, *declared, help=help_text,
-                                                                rich_help_panel=panel)))
+                                                                rich_help_panel=panel, **limits)))
         names = [p.name for p in added]
 
         @functools.wraps(command)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import ConfigError
+from ..models.base import MaxTokens, Temperature
 from .scorers import default_scorer
 
 
@@ -24,9 +25,9 @@ class EvalSettings(BaseModel):
     seed: int = Field(0, description="fixes the built-in sets, the dev/test split and every call's seed")
     dev_fraction: float = Field(0.25, ge=0.0, le=0.9,
                                 description="items that choose the best member (without a split column)")
-    max_tokens: int = Field(96, ge=1, description="members' answer length")
-    judge_max_tokens: int = Field(64, ge=1, description="the judge's reply length")
-    temperature: float = Field(0.0, ge=0.0, le=2.0, description="members' sampling temperature")
+    max_tokens: MaxTokens = Field(96, description="members' answer length")
+    judge_max_tokens: MaxTokens = Field(64, description="the judge's reply length")
+    temperature: Temperature = Field(0.0, description="members' sampling temperature")
     swap_check: bool = Field(False, description="best-of: ask the judge in two orders")
     scorer: Literal["auto", "exact", "numeric", "choice", "regex", "rubric"] = Field(
         "auto", description="how a reply is scored; auto: by the answers' type")

@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..models.base import MaxTokens, Temperature, TopP
+
 Mode = Literal["vote", "best-of", "merge", "debate", "self"]
 FUSION_PREFIX = "fusion/"
 
@@ -26,9 +28,9 @@ class Member(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str
-    temperature: float | None = Field(None, ge=0, le=2, description="members' sampling temperature")
-    top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
+    temperature: Temperature | None = Field(None, description="members' sampling temperature")
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
     seed: int | None = None
     timeout_ms: int | None = Field(None, gt=0, description="this member's own time limit")
 
@@ -45,9 +47,9 @@ class FusionPreset(BaseModel):
     grace_ms: int | None = Field(None, ge=0, description="after the quorum, how long to wait for the rest")
     deadline_ms: int | None = Field(None, gt=0, description="hard limit for each fan-out")
     member_timeout_ms: int | None = Field(None, gt=0, description="default time limit per member call")
-    max_tokens: int = Field(512, ge=1, description="members' answer length")
-    temperature: float | None = Field(None, ge=0, le=2, description="members' sampling temperature")
-    judge_max_tokens: int = Field(512, ge=1, description="the judge's answer length")
+    max_tokens: MaxTokens = Field(512, description="members' answer length")
+    temperature: Temperature | None = Field(None, description="members' sampling temperature")
+    judge_max_tokens: MaxTokens = Field(512, description="the judge's answer length")
     judge_timeout_ms: int | None = Field(None, gt=0, description="time limit per judge call")
     max_cost: float | None = Field(None, ge=0, description="USD; stops further rounds once spent")
     rounds: int = Field(2, ge=0, le=10, description="debate: revision rounds")

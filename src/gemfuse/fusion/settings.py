@@ -51,6 +51,8 @@ def plain_type(annotation: Any) -> type:
     """int / float / str / bool for a setting's annotation (a Literal is a str; the preset checks its values)."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
     first = args[0]
+    if typing.get_origin(first) is typing.Annotated:  # MaxTokens, Temperature: the type under the bounds
+        first = typing.get_args(first)[0]
     if typing.get_origin(first) is typing.Literal:
         return str
     if any(a is str or typing.get_origin(a) is not None for a in args):  # str | Member etc.

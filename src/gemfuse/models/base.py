@@ -7,7 +7,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,15 +17,21 @@ from .spec import ModelSpec
 
 DEFAULT_MAX_TOKENS = 512
 
+# The sampling bounds, defined once: GenerateOptions, the server's request schema, fusion presets and members,
+# eval settings and the command line's options all take these types.
+MaxTokens = Annotated[int, Field(ge=1)]
+Temperature = Annotated[float, Field(ge=0, le=2)]
+TopP = Annotated[float, Field(gt=0, le=1)]
+
 
 class GenerateOptions(BaseModel):
     """Sampling options every backend understands. `temperature=0` means greedy decoding."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: MaxTokens = DEFAULT_MAX_TOKENS
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
     json_schema: dict | None = Field(None, description="constrain the reply to JSON of this schema where the backend "
