@@ -64,3 +64,54 @@ def test_real_fine_tune_to_quantised_gguf_and_ollama(tmp_path):
     text = ollama.path.read_text()
     assert "FROM ./" in text and "<start_of_turn>" in text and 'PARAMETER stop "<end_of_turn>"' in text
     assert (ollama.path.parent / text.split("FROM ./")[1].split("\n")[0]).is_file()
+
+
+def test_a_cpu_fine_tune_runs_on_llama_cpp_beside_its_base(tmp_path, monkeypatch):
+    """A text fine-tune trained on a CPU runs merged into a GGUF on llama.cpp (made once, its next-token
+    predictions checked against the adapter's), and an eval pairs it with its base on the same runtime."""
+    import asyncio
+
+    from gemfuse.evals.systems import build_systems
+    from gemfuse.messages import Message
+    from gemfuse.models.base import GenerateOptions
+    from gemfuse.models.llamacpp import LlamaCppModel
+    from gemfuse.models.transformers import TransformersModel
+    from gemfuse.registry import Registry
+    from gemfuse.tune import merged_gguf
+
+    monkeypatch.setattr(merged_gguf, "folder", lambda: tmp_path / "made")  # nothing made by an earlier run
+    result = small_run("gemma-3-270m-hf", tmp_path, steps=3)
+    run = str(result.run)
+    registry = Registry.load()
+    model = registry.get(run)
+    assert isinstance(model, LlamaCppModel) and registry.spec(run).path.startswith("finetune:")
+    checked = []
+    real_check = merged_gguf.next_token_agreement
+    monkeypatch.setattr(merged_gguf, "next_token_agreement", lambda *a: checked.append(real_check(*a)) or checked[-1])
+    greedy = GenerateOptions(max_tokens=8, temperature=0)
+    question = [Message.user("Say the word number 3.")]
+
+    async def ask(m):
+        try:
+            return (await m.generate(question, greedy)).text
+        finally:
+            await m.aclose()
+
+    on_llama = asyncio.run(ask(model))
+    assert checked and checked[0] >= merged_gguf.AGREEMENT  # the merged GGUF was checked against the adapter
+    made = list((tmp_path / "made").glob("run-*.gguf"))
+    assert len(made) == 1
+    again = Registry.load()  # a second use re-uses the file: no second merge
+    assert asyncio.run(ask(again.get(run))) == on_llama and len(checked) == 1
+    # the same run on transformers, by the config's choice
+    (tmp_path / "config.toml").write_text('finetune_runtime = "transformers"\n')
+    monkeypatch.setenv("GEMFUSE_CONFIG", str(tmp_path / "config.toml"))
+    assert isinstance(Registry.load().get(run), TransformersModel)
+    monkeypatch.delenv("GEMFUSE_CONFIG")
+    # an eval brings the base along on llama.cpp, at the same precision, named as the config names it
+    systems = build_systems(registry, models=[run], pool=[], judge=None, systems=["members"], max_tokens=8,
+                            judge_max_tokens=8, temperature=0, seed=0, extractor="auto")
+    assert [s.name for s in systems] == [run, "gemma-3-270m"] and systems[0].base == "gemma-3-270m"
+    base_spec = registry.spec("gemma-3-270m")
+    assert base_spec.backend == "llamacpp" and base_spec.path.startswith("finetune-base:")
+    assert base_spec.chat_template == registry.spec(run).chat_template

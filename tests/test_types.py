@@ -11,8 +11,8 @@ pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_mypy_is_clean(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache")], cwd=ROOT,
+def test_mypy_is_clean():
+    done = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(ROOT / ".test-cache" / "mypy")], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "Success" in done.stdout

