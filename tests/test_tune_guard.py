@@ -83,3 +83,15 @@ def test_a_real_divergence_stops_without_saving_an_adapter(tmp_path, tiny_model,
         train(config)
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "failed"
     assert not (tmp_path / "run" / "adapter").exists()
+
+
+def test_the_manifest_reports_the_peak_memory_beside_the_estimate(tmp_path, tiny_model, text_data):
+    from gemfuse.memory import process_peak_bytes
+
+    result = train(tiny_config(tiny_model("gemma3"), text_data, tmp_path / "run", max_steps=2))
+    memory = json.loads((result.run / "manifest.json").read_text())["result"]["memory"]
+    high_water = process_peak_bytes() / 2**30
+    assert 0.05 < memory["peak_gib"] <= high_water + 1e-3  # within the process's own high-water mark
+    assert memory["estimate_gib"] > 0 and memory["estimate_over_peak"] == pytest.approx(
+        memory["estimate_gib"] / memory["peak_gib"], rel=0.01)
+    assert "VmHWM" in memory["measured_by"]

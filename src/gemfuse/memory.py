@@ -28,3 +28,23 @@ def activation_bytes(tokens: int, layers: int, hidden: int, inter: int, checkpoi
 
 def loss_bytes(tokens: int, vocab: int) -> int:
     return min(tokens, 1024) * vocab * 4 * 3
+
+
+def process_peak_bytes() -> int | None:
+    """This process's own peak resident memory: VmHWM from /proc (ru_maxrss would carry a parent's peak across
+    exec); elsewhere ru_maxrss (bytes on macOS, KiB on Linux)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+    except (ImportError, OSError):
+        return None

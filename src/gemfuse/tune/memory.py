@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..memory import activation_bytes, loss_bytes, system_ram
+from ..memory import activation_bytes, loss_bytes, process_peak_bytes, system_ram
 
 GiB = 2**30
 
@@ -77,3 +77,15 @@ def estimate(model, config, device: str, dtype, plan) -> Estimate:
     activations = activation_bytes(tokens, layers, hidden, inter, config.train.gradient_checkpointing, width)
     available, where = available_memory(device)
     return Estimate(weights, trainable, activations, loss_bytes(tokens, vocab), available, where)
+
+
+def peak_used(device: str) -> tuple[int | None, str]:
+    """What the run really reached, to set beside the estimate: the accelerator allocator's peak on CUDA, the
+    driver's allocation on MPS, the process's peak resident memory on a CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated()), "torch.cuda.max_memory_allocated"
+    if device == "mps":
+        return int(torch.mps.driver_allocated_memory()), "torch.mps.driver_allocated_memory"
+    return process_peak_bytes(), "peak resident memory (VmHWM)"

@@ -363,6 +363,17 @@ class Session:
         self._barrier()
         return final
 
+    def _peak(self) -> dict:
+        """The peak memory this run reached beside the estimate made before its first step."""
+        from .memory import GiB, peak_used
+
+        peak, how = peak_used(self.device)
+        if peak is None:
+            return {"peak_gib": None, "measured_by": how}
+        return {"peak_gib": round(peak / GiB, 3), "measured_by": how,
+                "estimate_gib": round(self.estimate.total / GiB, 3),
+                "estimate_over_peak": round(self.estimate.total / peak, 3) if peak else None}
+
     def _write_manifest(self, status: str, result: Result | None = None, error: str | None = None) -> None:
         from .run_folder import MANIFEST, data_hash, package_versions, write_json
 
@@ -380,6 +391,7 @@ class Session:
             payload["result"] = {"steps": result.steps, "train_loss": result.train_loss,
                                  "best_val_loss": result.best_val_loss, "supervised_tokens": result.tokens,
                                  "seconds": round(result.seconds, 2), "skipped_steps": result.skipped_steps,
+                                 "memory": self._peak(),
                                  "adapter": str(result.adapter) if result.adapter else None}
         if error is not None:
             payload["error"] = error
