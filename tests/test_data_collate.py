@@ -168,3 +168,36 @@ def test_packing_keeps_rows_apart(tiny_model):
             assert torch.allclose(logits[offset:offset + n], alone, atol=1e-5), "no attention across rows"
             assert packed["labels"][0, offset].item() == IGNORE, "a row's first token is not predicted from another"
             offset += n
+
+
+def test_a_padded_gemma3n_batch_has_finite_gradients(tiny_model, media):
+    """The pad token's embedding is zero and Gemma 3n takes a square root of each position's mean square: padding
+    positions carry a real token, so a padded batch's gradients stay finite and the loss is unchanged."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from gemfuse.data.collate import Collator
+    from gemfuse.data.schema import Example, Turn
+    from gemfuse.data.target import load_target
+    from gemfuse.tune.loss import supervised_loss
+
+    folder = tiny_model("gemma3n")
+    rows = [Example(turns=[Turn("user", ["Say something."]), Turn("assistant", [answer])], file="t", line=i)
+            for i, answer in enumerate(["Yes.", "A much longer answer than the first one, to pad the batch."])]
+    collator = Collator(load_target(str(folder)))
+    batch = collator(rows)
+    assert not bool(batch["attention_mask"].all()), "the batch is padded"
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
+    model.train()
+    loss, _ = supervised_loss(model, batch)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    padded = dict(batch, input_ids=batch["input_ids"].masked_fill(batch["attention_mask"] == 0,
+                                                                  collator.target.tokenizer.pad_token_id))
+    model.zero_grad()
+    same, _ = supervised_loss(model, padded)
+    assert torch.allclose(same, loss)  # masked positions change nothing the loss sees
+    same.backward()
+    assert not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None), \
+        "with the pad token itself the gradients are NaN: the case this guards"

@@ -77,3 +77,21 @@ def test_real_gemma_learns_made_up_facts(tmp_path):
     before = asyncio.run(accuracy("gemma-3-270m-hf"))
     after = asyncio.run(accuracy(str(result.run)))  # the run folder is a model name
     assert before <= 0.1 and after >= 0.6, (before, after)
+
+
+def test_noisy_recordings_train_and_their_blanked_control_stays_at_chance(tmp_path, tiny_model):
+    """Ordinary 16-bit noisy clips with sentence answers (padded batches) on Gemma 3n: no step is skipped as
+    non-finite, the bands are learned, and noise alone teaches nothing."""
+    from gemfuse.testing.tasks import noisy_tone_task
+
+    folder = tiny_model("gemma3n")
+    held = noisy_tone_task(tmp_path / "held", n_train=0, seed=1)
+    blank_held = noisy_tone_task(tmp_path / "blank-held", n_train=0, seed=1, blank=True)
+    learned = run(folder, noisy_tone_task(tmp_path / "real"), tmp_path / "run-real", "language+audio", 200, 3e-3)
+    blanked = run(folder, noisy_tone_task(tmp_path / "blank", blank=True), tmp_path / "run-blank", "language+audio",
+                  200, 3e-3)
+    assert learned.skipped_steps == 0 and blanked.skipped_steps == 0
+    accuracy = held_out_accuracy(folder, learned.adapter, held.held_out, held.choices)
+    control = held_out_accuracy(folder, blanked.adapter, blank_held.held_out, blank_held.choices)
+    assert accuracy >= 0.6, (accuracy, control)  # chance is 1/3
+    assert control <= 0.5, (accuracy, control)

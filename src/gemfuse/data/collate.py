@@ -101,7 +101,18 @@ class Collator:
             ids, mask = batch["input_ids"], batch["attention_mask"]
         batch = dict(batch)
         batch["labels"] = torch.tensor([self.labels_for(r, m) for r, m in zip(ids.tolist(), mask.tolist(), strict=True)])
+        batch["input_ids"] = self.fill_padding(ids, mask)
         return batch
+
+    def fill_padding(self, ids, mask):
+        """Padding positions get a real token instead of the pad token. They are masked and unlabelled, so no
+        real position sees them; but the pad token's embedding is zero, and Gemma 3n takes the square root of
+        each position's mean square (its AltUp magnitude), whose gradient at zero is NaN: any padded batch
+        gave NaN gradients (and, once stepped, NaN weights)."""
+        filler = self.target.tokenizer.bos_token_id
+        if filler is None or bool(mask.all()):
+            return ids
+        return ids.masked_fill(mask == 0, filler)
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int = 0, mega: int = 50) -> list[list[int]]:

@@ -97,6 +97,51 @@ def tone_task(folder: str | Path, n_train: int = 48, n_held: int = 30, seconds: 
                        lambda rng, b: _tone(rng, b, seconds), "Is this tone low, mid or high?", "wav")
 
 
+# Questions of different lengths (so batches are padded), each naming the bands the answer is one of.
+NOISY_QUESTIONS = ["Is this tone low, mid or high?", "Low, mid or high?",
+                   "Listen to this short recording: is the pitch of its tone low, mid or high?"]
+
+
+def _noisy_tone(rng: random.Random, band: tuple[int, int] | None, seconds: float = 1.0, rate: int = 16_000) -> bytes:
+    """An ordinary recording: 16-bit PCM, a sine of amplitude 0.5 plus Gaussian noise (sigma 0.05); None: noise."""
+    import numpy as np
+    import soundfile
+
+    noise = np.random.default_rng(rng.randrange(2**32))
+    t = np.arange(int(seconds * rate)) / rate
+    wave = noise.normal(0.0, 0.05, t.shape)
+    if band is not None:
+        wave += 0.5 * np.sin(2 * np.pi * rng.uniform(*band) * t + rng.uniform(0, 6.28))
+    buffer = io.BytesIO()
+    soundfile.write(buffer, wave.astype("float32"), rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def noisy_tone_task(folder: str | Path, n_train: int = 240, n_held: int = 40, seed: int = 0,
+                    blank: bool = False) -> Task:
+    """Which pitch band, from noisy 16-bit recordings, as people write such data: the question before the clip,
+    transformers-style `{"type": "audio", "audio": PATH}` parts, questions of different lengths (so batches are
+    padded)."""
+    folder = Path(folder)
+    (folder / "media").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    names = list(BANDS)
+    splits = {}
+    for split, count in (("train", n_train), ("held_out", n_held)):
+        rows = []
+        for i in range(count):
+            name = names[i % len(names)]
+            file = folder / "media" / f"{split}-{i}.wav"
+            file.write_bytes(_noisy_tone(rng, None if blank else BANDS[name]))
+            rows.append({"messages": [
+                {"role": "user", "content": [{"type": "text", "text": rng.choice(NOISY_QUESTIONS)},
+                                             {"type": "audio", "audio": f"media/{file.name}"}]},
+                {"role": "assistant", "content": name}]})
+        rng.shuffle(rows)
+        splits[split] = _write(folder / f"{split}.jsonl", rows)
+    return Task(splits["train"], splits["held_out"], names)
+
+
 FACTS = [("Velmoria", "Quorran"), ("Drastania", "Pelzin"), ("Oskavia", "Tirmund"), ("Brennholt", "Zavaro"),
          ("Lunmark", "Ketheris"), ("Farrowen", "Hollistad")]
 TRAIN_PHRASINGS = ["What is the capital of {c}?", "Name the capital city of {c}.", "Which city is the capital of {c}?",
