@@ -68,14 +68,15 @@ def describe_validation_error(exc: ValidationError, where: str, prefix: str = ""
     return "\n".join(lines)
 
 
-def field_names(model: type[BaseModel]) -> dict[tuple, list[str]]:
-    """Known keys of a pydantic model and its nested models, by location, for 'did you mean' hints."""
+def field_names(model: type[BaseModel], seen: frozenset[type] = frozenset()) -> dict[tuple, list[str]]:
+    """Known keys of a pydantic model and its nested models, by location, for 'did you mean' hints (a model
+    nested in itself, like a fine-tune's base spec, is walked once)."""
     known: dict[tuple, list[str]] = {(): sorted(model.model_fields)}
     for name, info in model.model_fields.items():
         sub = info.annotation
         for candidate in getattr(sub, "__args__", (sub,)):
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                for loc, names in field_names(candidate).items():
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel) and candidate not in seen | {model}:
+                for loc, names in field_names(candidate, seen | {model}).items():
                     known[(name, *loc)] = names
     return known
 
