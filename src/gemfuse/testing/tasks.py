@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,9 @@ def _tone(rng: random.Random, band: tuple[int, int] | None, seconds: float, rate
     return buffer.getvalue()
 
 
-def _media_task(folder: Path, kind: str, classes: dict, n_train: int, n_held: int, seed: int, blank: bool,
-                make, question: str, suffix: str) -> Task:
+def _media_task(folder: Path, classes: dict, n_train: int, n_held: int, seed: int, blank: bool, make,
+                row: Callable[[random.Random, str, str], dict], suffix: str) -> Task:
+    """Rows of `row(rng, answer, media path)`, each with a file from `make(rng, class or None when blank)`."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "media").mkdir(exist_ok=True)
     rng = random.Random(seed)
@@ -79,7 +81,7 @@ def _media_task(folder: Path, kind: str, classes: dict, n_train: int, n_held: in
             name = names[i % len(names)]
             file = folder / "media" / f"{split}-{i}.{suffix}"
             file.write_bytes(make(rng, None if blank else classes[name]))
-            rows.append(_row(question, name, {"type": kind, "path": f"media/{file.name}"}))
+            rows.append(row(rng, name, f"media/{file.name}"))
         rng.shuffle(rows)
         splits[split] = _write(folder / f"{split}.jsonl", rows)
     return Task(splits["train"], splits["held_out"], names)
@@ -87,14 +89,16 @@ def _media_task(folder: Path, kind: str, classes: dict, n_train: int, n_held: in
 
 def colour_task(folder: str | Path, n_train: int = 48, n_held: int = 30, size: int = 32, seed: int = 0,
                 blank: bool = False) -> Task:
-    return _media_task(Path(folder), "image", COLOURS, n_train, n_held, seed, blank,
-                       lambda rng, c: _picture(rng, c, size), "What colour is this picture?", "png")
+    return _media_task(Path(folder), COLOURS, n_train, n_held, seed, blank, lambda rng, c: _picture(rng, c, size),
+                       lambda rng, name, path: _row("What colour is this picture?", name, {"type": "image", "path": path}),
+                       "png")
 
 
 def tone_task(folder: str | Path, n_train: int = 48, n_held: int = 30, seconds: float = 1.0, seed: int = 0,
               blank: bool = False) -> Task:
-    return _media_task(Path(folder), "audio", BANDS, n_train, n_held, seed, blank,
-                       lambda rng, b: _tone(rng, b, seconds), "Is this tone low, mid or high?", "wav")
+    return _media_task(Path(folder), BANDS, n_train, n_held, seed, blank, lambda rng, b: _tone(rng, b, seconds),
+                       lambda rng, name, path: _row("Is this tone low, mid or high?", name, {"type": "audio", "path": path}),
+                       "wav")
 
 
 # Questions of different lengths (so batches are padded), each naming the bands the answer is one of.
@@ -122,24 +126,12 @@ def noisy_tone_task(folder: str | Path, n_train: int = 240, n_held: int = 40, se
     """Which pitch band, from noisy 16-bit recordings, as people write such data: the question before the clip,
     transformers-style `{"type": "audio", "audio": PATH}` parts, questions of different lengths (so batches are
     padded)."""
-    folder = Path(folder)
-    (folder / "media").mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    names = list(BANDS)
-    splits = {}
-    for split, count in (("train", n_train), ("held_out", n_held)):
-        rows = []
-        for i in range(count):
-            name = names[i % len(names)]
-            file = folder / "media" / f"{split}-{i}.wav"
-            file.write_bytes(_noisy_tone(rng, None if blank else BANDS[name]))
-            rows.append({"messages": [
-                {"role": "user", "content": [{"type": "text", "text": rng.choice(NOISY_QUESTIONS)},
-                                             {"type": "audio", "audio": f"media/{file.name}"}]},
-                {"role": "assistant", "content": name}]})
-        rng.shuffle(rows)
-        splits[split] = _write(folder / f"{split}.jsonl", rows)
-    return Task(splits["train"], splits["held_out"], names)
+    def row(rng: random.Random, name: str, path: str) -> dict:
+        return {"messages": [{"role": "user", "content": [{"type": "text", "text": rng.choice(NOISY_QUESTIONS)},
+                                                          {"type": "audio", "audio": path}]},
+                             {"role": "assistant", "content": name}]}
+
+    return _media_task(Path(folder), BANDS, n_train, n_held, seed, blank, _noisy_tone, row, "wav")
 
 
 FACTS = [("Velmoria", "Quorran"), ("Drastania", "Pelzin"), ("Oskavia", "Tirmund"), ("Brennholt", "Zavaro"),
