@@ -166,3 +166,25 @@ def test_cli_exit_codes_and_json(corpus, tiny_model):
     good = subprocess.run([gemfuse, "data", "validate", str(corpus / "good.jsonl"), "--model", str(tiny_model("gemma3"))],
                           capture_output=True, text=True, timeout=300)
     assert good.returncode == 0 and "1 rows, 0 with errors" in good.stderr
+
+
+def test_the_library_names_the_setting_and_the_command_line_its_flag(tmp_path):
+    """A row cut by the length limit: the data layer says data.max_length (the tune config's name for it);
+    `gemfuse data validate` says --max-length."""
+    import json as json_module
+
+    from typer.testing import CliRunner
+
+    from gemfuse.cli import app
+    from gemfuse.data.target import load_target
+    from gemfuse.data.validate import validate
+
+    path = tmp_path / "long.jsonl"
+    path.write_text(json_module.dumps({"messages": [{"role": "user", "content": "word " * 60},
+                                                    {"role": "assistant", "content": "ok " * 40}]}) + "\n")
+    report = validate(path, load_target("gemma3"), max_length=32)
+    assert any("data.max_length 32" in i.message for i in report.issues)
+    done = CliRunner().invoke(app, ["data", "validate", str(path), "--model", "gemma3", "--max-length", "32", "--json"])
+    said = json_module.loads(done.output)
+    assert any("--max-length 32" in i["message"] for i in said["issues"])
+    assert not any("data.max_length" in i["message"] for i in said["issues"])

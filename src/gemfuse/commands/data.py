@@ -28,16 +28,22 @@ def run_import(source: Path, out: Path, fmt: str, instruction: str | None, val_o
     return 1 if result.skipped and not result.rows else 0
 
 
+def as_flags(message: str) -> str:
+    """The data layer names its settings as a tune config does (data.max_length); here they are flags."""
+    return message.replace("data.max_length", "--max-length")
+
+
 def run_validate(path: Path, model: str, max_length: int | None, val: Path | None, as_json: bool) -> int:
     from ..data.target import load_target
     from ..data.validate import validate
 
     report = validate(path, load_target(model), max_length=max_length, val_path=val)
     if as_json:
-        print(json.dumps({"summary": report.summary(), "issues": [vars(i) for i in report.issues]}, indent=2))
+        issues = [{**vars(i), "message": as_flags(i.message)} for i in report.issues]
+        print(json.dumps({"summary": report.summary(), "issues": issues}, indent=2))
     else:
         for issue in report.issues:
-            print(issue)
+            print(as_flags(str(issue)))
         s = report.summary()
         print(f"{s['rows']} rows, {s['rows_with_errors']} with errors; {s['errors']} errors, {s['warnings']} warnings; "
               f"{s['images']} images, {s['audio']} audio clips; tokens median {s['tokens']['median']}, "
@@ -48,6 +54,7 @@ def run_validate(path: Path, model: str, max_length: int | None, val: Path | Non
 def run_preview(path: Path, model: str, count: int, max_length: int | None) -> int:
     from ..data.collate import IGNORE, Collator
     from ..data.target import load_target
+    from ..errors import MessageError
 
     target = load_target(model)
     collator = Collator(target, max_length)
@@ -59,7 +66,10 @@ def run_preview(path: Path, model: str, count: int, max_length: int | None) -> i
         if any(i.severity == "error" for i in example.issues):
             print(f"{example.file}:{example.line}: skipped (run `gemfuse data validate` for its errors)")
             continue
-        batch = collator([example])
+        try:
+            batch = collator([example])
+        except MessageError as exc:
+            raise MessageError(as_flags(str(exc))) from None
         ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
         print(f"── {example.file}:{example.line} ({len(ids)} tokens, {sum(1 for x in labels if x != IGNORE)} trained)")
         print(render_marked(target.tokenizer, ids, labels, collator.media_ids, color))

@@ -95,7 +95,7 @@ class Collator:
                 tail = ids[row, self.max_length:][mask[row, self.max_length:].bool()].tolist()
                 if any(t in self.media_ids for t in tail):
                     raise MessageError(f"{example.file}:{example.line}: truncating to {self.max_length} tokens would "
-                                       "cut media; raise --max-length or shorten the conversation")
+                                       "cut media; raise data.max_length or shorten the conversation")
             batch = {k: (v[:, :self.max_length] if k in ("input_ids", "attention_mask", "token_type_ids",
                                                          "mm_token_type_ids") else v) for k, v in batch.items()}
             ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -139,7 +139,7 @@ def pack(rows: Sequence[dict], max_length: int) -> list[dict]:
     current: list[list[dict]] = []
     for row in sorted(rows, key=lambda r: -len(r["input_ids"])):
         if len(row["input_ids"]) > max_length:
-            raise MessageError(f"a row of {len(row['input_ids'])} tokens does not fit --max-length {max_length}")
+            raise MessageError(f"a row of {len(row['input_ids'])} tokens does not fit data.max_length {max_length}")
         for bucket in current:
             if sum(len(r["input_ids"]) for r in bucket) + len(row["input_ids"]) <= max_length:
                 bucket.append(row)

@@ -122,7 +122,7 @@ def conversation(example: Example) -> list[dict]:
 
 def count_tokens(examples: list[Example], cache: MediaCache, target: Target, max_length: int | None,
                  report: Report) -> None:
-    """Token length with each family's media cost, and what --max-length would cut."""
+    """Token length with each family's media cost, and what data.max_length would cut."""
     tokenizer = target.tokenizer
     placeholders = {target.family.image_placeholder: "image", target.family.audio_placeholder: "audio"}
     placeholder_ids = {tokenizer.convert_tokens_to_ids(p): kind for p, kind in placeholders.items() if p}
@@ -149,14 +149,14 @@ def count_tokens(examples: list[Example], cache: MediaCache, target: Target, max
         if max_length and position > max_length:
             cut = [kind for start, end, kind in media_spans if end > max_length]
             if cut:
-                example.issue("error", "truncation_cuts_media", f"{position} tokens; --max-length {max_length} "
+                example.issue("error", "truncation_cuts_media", f"{position} tokens; data.max_length {max_length} "
                               f"would cut {'an image' if cut[0] == 'image' else 'audio'} (media tokens must stay whole)")
             elif last_answer and last_answer[0] >= max_length:
-                example.issue("error", "truncation_cuts_answer", f"{position} tokens; --max-length {max_length} "
+                example.issue("error", "truncation_cuts_answer", f"{position} tokens; data.max_length {max_length} "
                               "would cut the whole last answer: nothing left to train on")
             else:
                 kept = max_length - (last_answer[0] if last_answer else 0)
-                example.issue("warning", "truncated", f"{position} tokens; --max-length {max_length} keeps "
+                example.issue("warning", "truncated", f"{position} tokens; data.max_length {max_length} keeps "
                               f"{kept} of the last answer's {position - (last_answer[0] if last_answer else 0)} tokens")
 
 
