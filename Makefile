@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/judge_verdicts.py
 	$(BIN)/python benchmarks/tune_throughput.py
 	$(BIN)/python benchmarks/quantize.py
+	$(BIN)/python benchmarks/finetune_eval.py
 
 clean:
 	rm -rf $(VENV)

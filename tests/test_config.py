@@ -45,6 +45,8 @@ def test_a_valid_file_adds_models(isolated_config):
     ('[models.r]\nbackend = "openai"\nbase_url = "u"\nmodel = "m"\ntimeout = { conect = 3 }',
      r"models\.r\.timeout\.conect: unknown key \(did you mean connect\?\)"),
     ('defalt_model = "x"', r"defalt_model: unknown key \(did you mean default_model\?\)"),
+    ('[models.r]\nbackend = "llamacpp"\npath = "x.gguf"\nbase = { path = "y" }',
+     r"models\.r\.base: set by gemfuse for a run folder, not in a config"),
     ('default_model = "nope"', r"default_model: unknown model 'nope'"),
     ('[models.r\nbackend=1', r"not valid TOML"),
 ])

@@ -37,6 +37,10 @@ class ServerSettings(BaseModel):
     allow_private_image_hosts: bool = Field(False, description="let image fetches reach loopback/private addresses")
 
 
+# Spec fields gemfuse fills for a fine-tune's run folder (models/finetuned.py); a config file may not set them.
+RUN_FOLDER_FIELDS = frozenset({"finetune_of", "base", "trained_weights"})
+
+
 class ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -126,6 +130,10 @@ def load_config(path: str | Path | None = None) -> Config:
     for name, body in file.models.items():
         backend = body.get("backend")
         cls = spec_class(backend, where=f"{file_path}: models.{name}.backend")
+        reserved = sorted(RUN_FOLDER_FIELDS & set(body))
+        if reserved:
+            raise ConfigError(f"{file_path}: models.{name}.{reserved[0]}: set by gemfuse for a run folder, not in a "
+                              "config; use adapter = \"runs/NAME\" or the run folder's path as the model name")
         try:
             specs[name] = cls.model_validate(body)
         except ValidationError as exc:
