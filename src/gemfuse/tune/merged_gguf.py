@@ -49,7 +49,7 @@ def merged_gguf(run_path: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".merging-") as work:
         merged = merge(run, manifest, Path(work) / "merged")
-        staging = target.with_name(target.name + ".part")
+        staging = Path(work) / target.name  # another process making the same file writes its own, then replaces
         convert_to_gguf(merged, staging)
         agreement = next_token_agreement(staging, run)
         if agreement < AGREEMENT:
@@ -72,7 +72,9 @@ def base_gguf(run_path: str) -> Path:
     target = folder() / f"base-{base.folder.name}-{key}.gguf"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        convert_to_gguf(base.folder, target)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".converting-") as work:
+            convert_to_gguf(base.folder, Path(work) / target.name)
+            os.replace(Path(work) / target.name, target)
     return target
 
 
