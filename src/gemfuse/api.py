@@ -55,17 +55,15 @@ def evaluate(dataset, settings=None, **options):
 
 def gguf_accuracy(paths: Sequence[Path], items: int) -> list[float]:
     """Accuracy of each GGUF on the built-in arithmetic set (same items, temperature 0)."""
-    from .config import load_config
+    from .evals import arun
     from .models.llamacpp import LlamaCppSpec
 
-    config = load_config()
     names = [f"quantize-check-{i}" for i in range(len(paths))]
-    for name, path in zip(names, paths, strict=True):
-        config.specs[name] = LlamaCppSpec(path=str(path), n_ctx=2048, concurrency=1, repeat_penalty=1.1)
-    from .evals import arun
 
     async def score():
-        registry = Registry(config)
+        registry = Registry.load()
+        for name, path in zip(names, paths, strict=True):
+            registry.add_spec(name, LlamaCppSpec(path=str(path), n_ctx=2048, concurrency=1, repeat_penalty=1.1))
         try:
             return await arun("builtin:arithmetic", registry=registry, models=names, n=items, cache="off",
                               dev_fraction=0.0)

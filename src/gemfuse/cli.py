@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .commands.options import bounds, shown_default, with_fusion_options, with_options
+from .commands.options import bounds, flag, shown_default, with_fusion_options, with_options
 from .evals.settings import EvalSettings
 from .models.base import MaxTokens, Temperature, TopP
 
@@ -106,7 +106,7 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
                        settings={k: v for k, v in fusion.items() if v is not None},
                        show_candidates=show_candidates, as_json=as_json)
     elif fusion_settings:
-        given = ", ".join("--" + k.replace("_", "-") for k in fusion_settings)
+        given = ", ".join(flag(k) for k in fusion_settings)
         _fail(f"{given}: fusion settings; add --pool a,b or --preset NAME (or -m fusion/NAME)", code=2)
     else:
         from .commands.ask import run_ask

@@ -69,6 +69,18 @@ def adapter_folder(path: str | Path) -> Path:
     return path / "adapter" if (path / "adapter" / "adapter_config.json").is_file() else path
 
 
+def adapter_sha256(path: str | Path) -> str | None:
+    """The sha256 of a run's (or adapter folder's) trained weights; None when there are none."""
+    weights = adapter_folder(path) / "adapter_model.safetensors"
+    if not weights.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def hf_copy_of_gguf(gguf: Path) -> Path:
     """A transformers folder (safetensors + tokenizer) made from `gguf` once, cached by the file's identity."""
     stat = gguf.stat()

@@ -15,6 +15,7 @@ import tarfile
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError, GemfuseError
 from .paths import published_folder
@@ -95,6 +96,17 @@ def native_output_to(file):
         os.dup2(saved[1], 2)
         for fd in saved:
             os.close(fd)
+
+
+def open_gguf(path: Path, **settings: Any):
+    """A llama-cpp-python model on `path` for gemfuse's own checks and measures (the backend has its own
+    loader): quiet, its loader notes sent where the command line sends library chatter."""
+    from llama_cpp import Llama
+
+    from .quiet import quiet_llama_cpp
+
+    quiet_llama_cpp()
+    return Llama(model_path=str(path), verbose=False, **settings)
 
 
 def quant_types() -> list[str]:

@@ -37,22 +37,22 @@ def quiet_libraries(verbose: bool = False) -> Path | None:
         return None
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    path: Path | None = log_file()
+    path = log_file()
+    handler: logging.Handler
     try:
-        path = log_file()
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=1,
-                                                                        encoding="utf-8", delay=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=1, encoding="utf-8",
+                                                       delay=True)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     except OSError:  # an unwritable cache: the chatter is dropped rather than shown
-        handler, path = logging.NullHandler(), None
+        handler = logging.NullHandler()
     for name in LIBRARIES:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.propagate = False
     logging.captureWarnings(True)  # warnings.warn from libraries -> the py.warnings logger -> the file
     _state["quiet"] = True
-    return path
+    return path if isinstance(handler, logging.handlers.RotatingFileHandler) else None
 
 
 def quiet_llama_cpp() -> None:
@@ -72,7 +72,3 @@ def quiet_llama_cpp() -> None:
     callback = llama_cpp.llama_log_callback(forward)
     _state["llama_callback"] = callback  # kept alive: C holds only the pointer
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
-
-
-def is_verbose() -> bool:
-    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")

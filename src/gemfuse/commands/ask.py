@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, collect
 from ..registry import Registry
+from .options import flag
 
 
 def build_messages(prompt: str, images: Sequence[Path] = (), audio: Sequence[Path] = (),
@@ -47,8 +48,7 @@ def run_ask(prompt: str, *, model: str | None, images, audio, system, config, as
         opts = GenerateOptions(**options)
     except ValidationError as exc:  # a bound the command line could not check itself (top_p above 0)
         first = exc.errors()[0]
-        flag = "--" + ".".join(str(p) for p in first["loc"]).replace("_", "-")
-        raise ConfigError(f"{flag}: {first['msg']}") from None
+        raise ConfigError(f"{flag('.'.join(str(p) for p in first['loc']))}: {first['msg']}") from None
     completion = asyncio.run(stream_answer(registry, name, messages, opts, out=None if as_json else sys.stdout))
     if as_json:
         print(json.dumps(completion.to_dict(), ensure_ascii=False, indent=2))

@@ -15,8 +15,9 @@ def run_eval(dataset: str, *, out: Path | None, config: Path | None, cache: str 
     from ..api import evaluate
     from ..evals import Progress as EvalProgress
     from ..evals.settings import eval_settings
+    from .options import flag
 
-    checked = eval_settings(named=lambda name: "--" + name.replace("_", "-"), **settings)  # before anything loads
+    checked = eval_settings(named=flag, **settings)  # before anything loads
 
     console = Console(stderr=True)
     tracker = EvalProgress()

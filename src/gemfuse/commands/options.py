@@ -16,6 +16,11 @@ from pydantic.fields import FieldInfo
 from ..fusion.settings import plain_type, setting_fields
 
 
+def flag(setting: str) -> str:
+    """A setting's command-line flag: max_tokens -> --max-tokens."""
+    return "--" + setting.replace("_", "-")
+
+
 def bounds(kind: Any) -> dict[str, Any]:
     """typer's min / max from a field or an annotated type's inclusive bounds (ge / le), so the command line
     refuses what the library would (a strict gt is left to the library's own check)."""
@@ -48,9 +53,9 @@ def with_options(fields: Mapping[str, FieldInfo], *, into: str, panel: str | Non
         for name, field in fields.items():
             if name in own:
                 continue
-            flag = "--" + name.replace("_", "-")
+            option = flag(name)
             kind = plain_type(field.annotation)
-            declared = [f"{flag}/--no-{flag[2:]}" if kind is bool else flag, *([short[name]] if name in short else [])]
+            declared = [f"{option}/--no-{option[2:]}" if kind is bool else option, *([short[name]] if name in short else [])]
             note = default_note(field) if default_note else ""
             help_text = (field.description or name.replace("_", " ")) + note
             limits = bounds(field) if kind in (int, float) else {}

@@ -7,13 +7,12 @@ merged_gguf.py). Either way the spec carries its base, ready to run beside it on
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
 from typing import Literal
 
-from ..files import adapter_folder
+from ..files import adapter_folder, adapter_sha256
 from ..processors import declared_modalities
 from .llamacpp import LlamaCppSpec
 from .spec import LocalSpec, Price
@@ -42,8 +41,7 @@ def run_spec(name: str, runtime: Runtime = "auto") -> LocalSpec | None:
     written = info.get("config", {}).get("model") or info["base_model"]  # the base as the user named it
     template = info.get("chat_template")
     run = str(folder.resolve())
-    weights = hashlib.sha256((adapter_folder(folder) / "adapter_model.safetensors").read_bytes()).hexdigest() \
-        if (adapter_folder(folder) / "adapter_model.safetensors").is_file() else None
+    weights = adapter_sha256(folder)
     if pick_runtime(info, runtime) == "llamacpp":
         base: LocalSpec = LlamaCppSpec(path=f"finetune-base:{run}", chat_template=template, n_ctx=4096,
                                        concurrency=1, price=FREE, description=f"{written}, as its fine-tune runs")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..gguf_tools import convert_to_gguf, quantize_gguf
+from ..gguf_tools import convert_to_gguf, open_gguf, quantize_gguf
 from ..paths import output_path, published_folder
 
 TARGETS = ("merged", "gguf", "ollama")
@@ -105,12 +105,7 @@ def to_gguf(run: Path, manifest: dict, out: Path | None, quant: str | None) -> P
 
 
 def generate_gguf(path: Path, prompt: str, max_tokens: int = 16) -> str:
-    from llama_cpp import Llama
-
-    from ..quiet import quiet_llama_cpp
-
-    quiet_llama_cpp()
-    llm = Llama(model_path=str(path), n_ctx=512, verbose=False)
+    llm = open_gguf(path, n_ctx=512)
     reply: Any = llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=max_tokens,
                                             temperature=0)
     return reply["choices"][0]["message"]["content"] or ""

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ModelLoadError
-from ..gguf_tools import convert_to_gguf
+from ..files import adapter_sha256
+from ..gguf_tools import convert_to_gguf, open_gguf
 from ..paths import cache_dir
 from .run_folder import read_manifest
 
@@ -30,9 +31,9 @@ def folder() -> Path:
 
 
 def adapter_hash(run: Path) -> str:
-    digest = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        digest.update((run / "adapter" / name).read_bytes())
+    """The merged file's key: the trained weights, their LoRA config and the base they were trained from."""
+    digest = hashlib.sha256(str(adapter_sha256(run)).encode())
+    digest.update((run / "adapter" / "adapter_config.json").read_bytes())
     digest.update(json.dumps(read_manifest(run).get("base_model")).encode())
     return digest.hexdigest()[:16]
 
@@ -52,8 +53,7 @@ def merged_gguf(run_path: str) -> Path:
         staging = Path(work) / target.name  # another process making the same file writes its own, then replaces
         convert_to_gguf(merged, staging)
         agreement = next_token_agreement(staging, run)
-        if agreement < AGREEMENT:
-            staging.unlink(missing_ok=True)
+        if agreement < AGREEMENT:  # the staging file goes with the temporary folder
             raise ModelLoadError(f"{run}: the merged GGUF predicts the adapter's next token at only "
                                  f"{agreement:.0%} of positions; run it on transformers instead "
                                  "(finetune_runtime = \"transformers\" in the config)")
@@ -83,11 +83,9 @@ def next_token_agreement(gguf: Path, run: Path) -> float:
     predict the same next token."""
     import numpy as np
     import torch
-    from llama_cpp import Llama
     from peft import PeftModel
 
     from .._torchvision import import_transformers
-    from ..quiet import quiet_llama_cpp
     from .base import resolve_base
 
     transformers = import_transformers()
@@ -99,8 +97,7 @@ def next_token_agreement(gguf: Path, run: Path) -> float:
     with torch.inference_mode():
         expected = model(ids).logits[0].argmax(-1).numpy()
     del model
-    quiet_llama_cpp()
-    llm = Llama(model_path=str(gguf), n_ctx=max(64, ids.shape[1] + 8), logits_all=True, verbose=False)
+    llm = open_gguf(gguf, n_ctx=max(64, ids.shape[1] + 8), logits_all=True)
     llm.eval(ids[0].tolist())
     got = np.asarray(llm.scores[: ids.shape[1]]).argmax(-1)
     del llm

@@ -129,12 +129,10 @@ def measure_gguf(path: Path, decode_tokens: int = 64) -> Measured:
 def perplexity_gguf(path: Path, text: str | None = None, window: int = 256) -> float:
     """exp(mean negative log-likelihood) of the fixed text, in independent windows of `window` tokens."""
     import numpy as np
-    from llama_cpp import Llama
 
-    from ..quiet import quiet_llama_cpp
+    from ..gguf_tools import open_gguf
 
-    quiet_llama_cpp()
-    llm = Llama(model_path=str(path), n_ctx=window, n_batch=window, logits_all=True, verbose=False)
+    llm = open_gguf(path, n_ctx=window, n_batch=window, logits_all=True)
     tokens = llm.tokenize((text or fixed_text()).encode("utf-8"), add_bos=True)
     total, count = 0.0, 0
     for start in range(0, len(tokens) - 1, window - 1):
@@ -154,12 +152,9 @@ def perplexity_gguf(path: Path, text: str | None = None, window: int = 256) -> f
 
 
 def decode_speed_gguf(path: Path, tokens: int = 64) -> float:
-    from llama_cpp import Llama
+    from ..gguf_tools import open_gguf
 
-    from ..quiet import quiet_llama_cpp
-
-    quiet_llama_cpp()
-    llm = Llama(model_path=str(path), n_ctx=512, verbose=False)
+    llm = open_gguf(path, n_ctx=512)
     llm.create_completion("Once upon a time", max_tokens=4, temperature=0)  # warm the caches
     started = time.perf_counter()
     done: Any = llm.create_completion("The history of the printing press", max_tokens=tokens, temperature=0)
