@@ -109,7 +109,7 @@ RANKS = {
     "gemfuse.serve": 6,
     "gemfuse.api": 5.5, "gemfuse.registry": 5,
     "gemfuse.evals": 4, "gemfuse.tune": 4, "gemfuse.weights": 4,
-    "gemfuse.config": 3.5,
+    "gemfuse.config": 3.5, "gemfuse.capture": 3.2,
     "gemfuse.fusion": 3,
     "gemfuse.models": 2, "gemfuse.data": 2,
     "gemfuse.families": 1.8,

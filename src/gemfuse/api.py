@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._sync import run_sync
+from .capture import fusion_meta
 from .fusion.api import afuse as afuse_with
+from .fusion.preset import FUSION_PREFIX
 from .fusion.trace import FusionResult
-from .messages import Message
+from .messages import Message, as_messages
 from .models.base import Model
 from .registry import Registry
 
@@ -19,16 +21,25 @@ def get_model(name: str, config=None) -> Model:
 
 
 async def afuse(messages: str | Message | Sequence[Message], *, registry: Registry | None = None, config=None,
-                **settings) -> FusionResult:
+                capture: str | Path | None = None, **settings) -> FusionResult:
     """Fuse `messages` with `pool=` / `preset=` and any fusion setting (see gemfuse.fusion.afuse). Without a
-    registry, one is made from the config and closed afterwards."""
-    if registry is not None:
-        return await afuse_with(messages, registry=registry, **settings)
-    own = Registry.load(config)
+    registry, one is made from the config and closed afterwards. `capture`: a folder where the answer is kept
+    as a training row with its provenance (for gemfuse distil)."""
+    own = None if registry is not None else Registry.load(config)
+    used = registry or own
+    assert used is not None
     try:
-        return await afuse_with(messages, registry=own, **settings)
+        result = await afuse_with(messages, registry=used, **settings)
+        if capture is not None:
+            writer = used.capture_writer(capture)
+            assert writer is not None
+            preset = settings.get("preset")
+            name = (FUSION_PREFIX + preset.removeprefix(FUSION_PREFIX)) if isinstance(preset, str) else "fusion"
+            writer.add(as_messages(messages), result.text, fusion_meta(result, model=name, source="fuse"))
+        return result
     finally:
-        await own.aclose()
+        if own is not None:
+            await own.aclose()
 
 
 def fuse(messages: str | Message | Sequence[Message], **settings) -> FusionResult:

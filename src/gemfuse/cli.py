@@ -85,6 +85,7 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         show_candidates: bool = typer.Option(False, "--show-candidates", help="print each member's answer"),
         trace: Path | None = typer.Option(None, "--trace", help="append the fusion trace to this JSONL file"),
         as_json: bool = typer.Option(False, "--json", help="print the completion (or the fusion trace) as JSON"),
+        capture: Path | None = typer.Option(None, "--capture", help="keep the answer as a training row in this folder"),
         config: Path | None = ConfigOpt, fusion_settings: dict | None = None) -> None:
     """Ask one model, or fuse a pool of models (--pool / --preset / -m fusion/NAME), and stream the answer.
     Every fusion setting is an option here, as in fuse() and the server's `fusion` block."""
@@ -104,7 +105,7 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
                       max_tokens=max_tokens, temperature=temperature, **(fusion_settings or {}))
         run_fusion_ask(build_messages(prompt, image, audio, system), registry=registry,
                        settings={k: v for k, v in fusion.items() if v is not None},
-                       show_candidates=show_candidates, as_json=as_json)
+                       show_candidates=show_candidates, as_json=as_json, capture=capture)
     elif fusion_settings:
         given = ", ".join(flag(k) for k in fusion_settings)
         _fail(f"{given}: fusion settings; add --pool a,b or --preset NAME (or -m fusion/NAME)", code=2)
@@ -113,7 +114,7 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
 
         options = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop)
         run_ask(prompt, model=model, images=image, audio=audio, system=system, config=config, as_json=as_json,
-                options={k: v for k, v in options.items() if v is not None})
+                options={k: v for k, v in options.items() if v is not None}, capture=capture)
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Training data: import, validate, preview.")
@@ -259,11 +260,13 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind;
           port: int = typer.Option(8000, "--port"),
           workers: int = typer.Option(1, "--workers", min=1,
                                       help="processes sharing the port; more than 1 serves remote models only"),
+          capture: Path | None = typer.Option(None, "--capture", help="keep every answered request as a training row "
+                                                                      "in this folder (for gemfuse distil)"),
           config: Path | None = ConfigOpt) -> None:
     """Serve every model and fusion preset over an OpenAI-compatible API, with a web page at /."""
     from .serve.app import serve as run_server
 
-    run_server(host=host, port=port, config=config, workers=workers)
+    run_server(host=host, port=port, config=config, workers=workers, capture=capture)
 
 
 def main() -> None:

@@ -35,6 +35,10 @@ class ServerSettings(BaseModel):
     allow_remote_images: bool = Field(False, description="fetch http(s) image URLs for local models")
     remote_image_max_mb: float = Field(10, gt=0)
     allow_private_image_hosts: bool = Field(False, description="let image fetches reach loopback/private addresses")
+    capture_dir: str | None = Field(None, description="keep every answered chat request as a training row here")
+    capture_models: list[str] = Field(default_factory=list,
+                                      description="capture only these models (names or patterns: fusion/*); all if empty")
+    capture_max_mb: float = Field(100, gt=0, description="size of one capture file before the next is started")
 
 
 # Spec fields gemfuse fills for a fine-tune's run folder (models/finetuned.py); a config file may not set them.

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
+from .capture import CaptureWriter, Scrubber
 from .config import Config, load_config, preset_problem, unknown_model_message
 from .errors import ConfigError, UnknownModelError
 from .files import MADE_ON_FIRST_USE
@@ -94,6 +96,22 @@ class Registry:
                         "remote models only; serve local models from a one-worker `gemfuse serve`")
                 self._models[name] = backend(name, spec)
         return self._models[name]
+
+    def secret_variables(self) -> list[str]:
+        """The environment variables holding keys: the server's and every configured model's."""
+        names = {self.config.server.api_key_env}
+        names.update(env for spec in self.config.specs.values() if (env := getattr(spec, "api_key_env", None)))
+        return sorted(names)
+
+    def capture_writer(self, folder: str | Path | None = None) -> CaptureWriter | None:
+        """Where answers are kept as training rows: `folder`, else the config's [server] capture_dir; None when
+        neither is set. Its rows never hold the values of the key variables."""
+        server = self.config.server
+        folder = folder or server.capture_dir
+        if not folder:
+            return None
+        return CaptureWriter(folder, max_mb=server.capture_max_mb, models=server.capture_models,
+                             scrubber=Scrubber.from_env(self.secret_variables()))
 
     def slot(self, name: str) -> contextlib.AbstractAsyncContextManager:
         """The model's concurrency slot (spec.concurrency calls at once); unlimited when unset."""

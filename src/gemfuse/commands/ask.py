@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..capture import model_meta
 from ..errors import ConfigError
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, collect
@@ -39,10 +40,11 @@ async def stream_answer(registry: Registry, name: str, messages: list[Message], 
 
 
 def run_ask(prompt: str, *, model: str | None, images, audio, system, config, as_json: bool,
-            options: dict[str, Any]) -> Completion:
+            options: dict[str, Any], capture: Path | None = None) -> Completion:
     registry = Registry.load(config)
     name = model or registry.config.default_model
     registry.get(name)  # unknown names fail before anything loads
+    writer = registry.capture_writer(capture) if capture else None  # a bad folder is said before the model runs
     messages = build_messages(prompt, images, audio, system)
     try:
         opts = GenerateOptions(**options)
@@ -50,6 +52,10 @@ def run_ask(prompt: str, *, model: str | None, images, audio, system, config, as
         first = exc.errors()[0]
         raise ConfigError(f"{flag('.'.join(str(p) for p in first['loc']))}: {first['msg']}") from None
     completion = asyncio.run(stream_answer(registry, name, messages, opts, out=None if as_json else sys.stdout))
+    if writer is not None:
+        price = registry.spec(name).price
+        cost = price.cost(completion.usage.prompt_tokens, completion.usage.completion_tokens) if price else None
+        writer.add(messages, completion.text, model_meta(completion, model=name, cost=cost, source="ask"))
     if as_json:
         print(json.dumps(completion.to_dict(), ensure_ascii=False, indent=2))
     else:

@@ -7,8 +7,10 @@ import asyncio
 import io
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from ..capture import fusion_meta
 from ..fusion.api import afuse
 from ..fusion.events import CallDone, Delta, FusionEvent
 from ..fusion.preset import FUSION_PREFIX
@@ -70,14 +72,17 @@ async def stream_fusion(registry: Registry, messages, settings: dict[str, Any], 
 
 
 def run_fusion_ask(messages, *, registry: Registry, settings: dict[str, Any], show_candidates: bool,
-                   as_json: bool) -> FusionResult:
+                   as_json: bool, capture: Path | None = None) -> FusionResult:
+    writer = registry.capture_writer(capture) if capture else None
+    label = FUSION_PREFIX + settings["preset"] if settings.get("preset") else "fusion"
     if as_json:
         result = asyncio.run(stream_fusion(registry, messages, settings, False, out=io.StringIO()))
-        label = FUSION_PREFIX + settings["preset"] if settings.get("preset") else "fusion"
         print(json.dumps({"model": label, **result.to_dict()}, ensure_ascii=False, indent=2, default=str))
-        return result
-    result = asyncio.run(stream_fusion(registry, messages, settings, show_candidates))
-    sys.stdout.write("\n")
-    print(summary(result), file=sys.stderr)
+    else:
+        result = asyncio.run(stream_fusion(registry, messages, settings, show_candidates))
+        sys.stdout.write("\n")
+        print(summary(result), file=sys.stderr)
+    if writer is not None:
+        writer.add(messages, result.text, fusion_meta(result, model=label, source="ask"))
     return result
 

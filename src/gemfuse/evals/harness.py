@@ -20,7 +20,7 @@ from ..errors import ConfigError, GemfuseError
 from ..fusion.api import afuse
 from ..fusion.engine import QuorumError
 from ..fusion.registry import ModelRegistry
-from ..fusion.trace import FusionTrace, Verdict
+from ..fusion.trace import FusionTrace
 from ..messages import Message
 from ..models.base import GenerateOptions
 from ..paths import cache_dir, output_path
@@ -117,15 +117,6 @@ def modelled_latency(trace: FusionTrace) -> float:
     return sum(rounds.values()) + judging
 
 
-def _swap_disagreed(verdicts: list[Verdict]) -> bool:
-    """Did the swap pass choose another member than the first pass (or none)?"""
-    def chosen(pass_number: int) -> str | None:
-        read = [v for v in verdicts if v.pass_number == pass_number and v.choice is not None]
-        return read[-1].order[read[-1].choice - 1] if read and read[-1].choice else None
-
-    return any(v.pass_number == 2 for v in verdicts) and chosen(2) != chosen(1)
-
-
 async def run_one(system: System, item: EvalItem, registry: CachingRegistry, evaluator: Evaluator,
                   seed: int) -> ItemResult:
     """One system on one item: the reply, its score, what it cost, and for fusions what the judge did."""
@@ -152,7 +143,7 @@ async def run_one(system: System, item: EvalItem, registry: CachingRegistry, eva
         for call in (c for c in trace.calls if c.role == "member" and c.ok):
             record.candidates[call.member] = (await evaluator.score(item, call.text))[0].correct
         if trace.judge_choice is not None:
-            record.judge = JudgeRecord(trace.judge_choice, trace.shown_order, _swap_disagreed(trace.verdicts))
+            record.judge = JudgeRecord(trace.judge_choice, trace.shown_order, trace.swap_check == "disagreed")
         record.verdicts = [VerdictRecord(v.choice, len(v.order), v.read_as) for v in trace.verdicts]
         record.tie = trace.tie
     return record

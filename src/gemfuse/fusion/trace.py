@@ -93,6 +93,18 @@ class FusionTrace:
         return list(latest.values())
 
     @property
+    def swap_check(self) -> str | None:
+        """best-of with the swap check: "agreed" when the second order chose the same member as the first,
+        "disagreed" when it chose another (or none); None without a second pass."""
+        def chosen(pass_number: int) -> str | None:
+            read = [v for v in self.verdicts if v.pass_number == pass_number and v.choice is not None]
+            return read[-1].order[read[-1].choice - 1] if read and read[-1].choice else None
+
+        if not any(v.pass_number == 2 for v in self.verdicts):
+            return None
+        return "agreed" if chosen(2) == chosen(1) else "disagreed"
+
+    @property
     def failures(self) -> list[Call]:
         return [c for c in self.calls if not c.ok]
 

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -78,13 +79,16 @@ async def _send_error(send, status: int, message: str, type_: ErrorType = "inval
 
 
 REMOTE_ONLY_ENV = "GEMFUSE_SERVE_REMOTE_ONLY"
+CAPTURE_ENV = "GEMFUSE_SERVE_CAPTURE"
 
 
-def create_app(registry: Registry | None = None, settings: ServerSettings | None = None) -> Guard:
+def create_app(registry: Registry | None = None, settings: ServerSettings | None = None,
+               capture: str | Path | None = None) -> Guard:
+    """The app; `capture` (else the config's [server] capture_dir) keeps every answer as a training row."""
     registry = registry or Registry.load()
     settings = settings or registry.config.server
     api_key = os.environ.get(settings.api_key_env) or None
-    handler = ChatHandler(registry, settings)
+    handler = ChatHandler(registry, settings, registry.capture_writer(capture or settings.capture_dir))
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
@@ -136,7 +140,8 @@ def create_app(registry: Registry | None = None, settings: ServerSettings | None
     return Guard(app, api_key, int(settings.max_body_mb * 1024 * 1024))
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int = 1) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int = 1,
+          capture: str | Path | None = None) -> None:
     """Run the server with uvicorn; refuses a non-loopback address unless an API key is set. With `workers`
     > 1, that many processes share the port (fusion is stateless); they serve remote models only."""
     import uvicorn
@@ -151,7 +156,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int =
     common: dict[str, Any] = dict(host=host, port=port, log_level="info", timeout_graceful_shutdown=30,
                                   access_log=True, server_header=False)
     if workers <= 1:
-        uvicorn.run(create_app(registry, settings), **common)
+        uvicorn.run(create_app(registry, settings, capture), **common)
         return
     own = registry.config.file.models
     local = sorted(n for n in own if registry.in_process(n))
@@ -161,9 +166,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int =
     if registry.config.path:
         os.environ[CONFIG_ENV] = str(registry.config.path)
     os.environ[REMOTE_ONLY_ENV] = "1"
+    if capture:
+        os.environ[CAPTURE_ENV] = str(Path(capture).expanduser().resolve())
     uvicorn.run("gemfuse.serve.app:app_for_worker", factory=True, workers=workers, **common)
 
 
 def app_for_worker() -> Guard:
     """Each worker process's app (uvicorn imports this by name): the config from $GEMFUSE_CONFIG."""
-    return create_app(Registry.load(remote_only=os.environ.get(REMOTE_ONLY_ENV) == "1"))
+    return create_app(Registry.load(remote_only=os.environ.get(REMOTE_ONLY_ENV) == "1"),
+                      capture=os.environ.get(CAPTURE_ENV))

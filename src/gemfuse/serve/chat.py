@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+from ..capture import CaptureWriter, fusion_meta, model_meta
 from ..config import ServerSettings
 from ..errors import MessageError
 from ..fusion.api import afuse, fusion_events, make_preset
@@ -14,11 +18,12 @@ from ..fusion.preset import FUSION_PREFIX
 from ..fusion.settings import chosen
 from ..fusion.trace import Call
 from ..messages import Message, parse_messages
-from ..models.base import GenerateOptions, Usage
+from ..models.base import Completion, GenerateOptions, Usage
 from .errors import QueueFull, describe
 from .fetch import resolve_remote_images
 from .schemas import ChatRequest, chunk_body, completion_body, completion_id
 
+log = logging.getLogger("gemfuse.serve")
 
 class QueueGate:
     """Bounds the requests in flight per model: its concurrency plus `max_queue` waiting; beyond that, 429."""
@@ -71,11 +76,36 @@ def call_event(call: Call) -> dict[str, Any]:
             "cost": call.cost}
 
 
+def fusion_label(request: ChatRequest, fusion: dict) -> str:
+    """The name a fusion request is captured under: its preset, else the request's model field."""
+    return FUSION_PREFIX + fusion["preset"].removeprefix(FUSION_PREFIX) if "preset" in fusion else request.model
+
+
 class ChatHandler:
-    def __init__(self, registry, settings: ServerSettings):
+    def __init__(self, registry, settings: ServerSettings, capture: CaptureWriter | None = None):
         self.registry = registry
         self.settings = settings
         self.gate = QueueGate(registry, settings)
+        self.capture = capture
+
+    async def keep_model_answer(self, name: str, messages: list[Message], completion: Completion, ident: str) -> None:
+        if self.capture is None or not self.capture.wants(name):
+            return
+        price = self.registry.spec(name).price
+        cost = price.cost(completion.usage.prompt_tokens, completion.usage.completion_tokens) if price else None
+        await self._keep(messages, completion.text, model_meta(completion, model=name, cost=cost, request_id=ident))
+
+    async def keep_fusion_answer(self, name: str, messages: list[Message], result, ident: str) -> None:
+        if self.capture is not None and self.capture.wants(name):
+            await self._keep(messages, result.text, fusion_meta(result, model=name, request_id=ident, source="serve"))
+
+    async def _keep(self, messages: list[Message], answer: str, meta: dict) -> None:
+        """A failing capture (a full disk) is logged; the answer still reaches the client."""
+        assert self.capture is not None
+        try:
+            await asyncio.to_thread(self.capture.add, messages, answer, meta)
+        except OSError as exc:
+            log.warning("capture to %s failed: %s", self.capture.folder, exc)
 
     async def prepare(self, request: ChatRequest) -> tuple[list[Message], GenerateOptions, dict | None]:
         messages = parse_messages(request.messages)
@@ -101,6 +131,7 @@ class ChatHandler:
         ident = completion_id()
         if fusion is not None:
             result = await afuse(messages, **self._fusion_args(options, fusion))
+            await self.keep_fusion_answer(fusion_label(request, fusion), messages, result, ident)
             return completion_body(ident, request.model, [(result.text, "stop")], result.trace.usage,
                                    fusion=result.to_dict())
         model = self.registry.get(request.model)
@@ -111,6 +142,7 @@ class ChatHandler:
                 seeded = options if options.seed is None or i == 0 else options.model_copy(update={"seed": options.seed + i})
                 completion = await model.generate(messages, seeded)
                 choices.append((completion.text, completion.finish_reason))
+                await self.keep_model_answer(request.model, messages, completion, ident)
                 usage = usage + completion.usage
         finally:
             self.gate.leave(request.model)
@@ -141,6 +173,7 @@ class ChatHandler:
     async def _model_events(self, request: ChatRequest, messages, options) -> AsyncGenerator[bytes]:
         ident, name = completion_id(), request.model
         model = self.registry.get(name)
+        started = time.perf_counter()
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         self.gate.enter(name)
         try:
@@ -151,10 +184,16 @@ class ChatHandler:
                 first = None
             yield sse(chunk_body(ident, name, {"role": "assistant", "content": ""}))
             pending = [first] if first is not None else []
+            texts: list[str] = []
             async for chunk in _chain(pending, stream):
                 if chunk.text:
+                    texts.append(chunk.text)
                     yield sse(chunk_body(ident, name, {"content": chunk.text}))
-                if chunk.finish_reason:
+                if chunk.finish_reason:  # the answer is whole: kept before the client can go away
+                    whole = Completion(text="".join(texts), model=name, finish_reason=chunk.finish_reason,
+                                       usage=chunk.usage or Usage(),
+                                       latency_s=chunk.latency_s or time.perf_counter() - started)
+                    await self.keep_model_answer(name, messages, whole, ident)
                     yield sse(chunk_body(ident, name, {}, finish=chunk.finish_reason))
                     if include_usage and chunk.usage is not None:
                         yield sse(chunk_body(ident, name, usage=chunk.usage))
@@ -179,6 +218,7 @@ class ChatHandler:
                 yield sse(chunk_body(ident, name, {"content": event.text}))
             elif isinstance(event, Done):
                 result = event.result
+                await self.keep_fusion_answer(fusion_label(request, fusion), messages, result, ident)
                 yield sse(chunk_body(ident, name, {}, finish="stop", extra={"fusion": result.to_dict()}))
                 if include_usage:
                     yield sse(chunk_body(ident, name, usage=result.trace.usage))

@@ -1,0 +1,72 @@
+"""Where a training row's answer came from, as the `meta` of the row: the model or preset, the members' answers,
+how far they agreed, what the judge chose and how its reply was read, whether the swap check held, whether the
+fusion was degraded and why, and what it cost. One shape for captured requests and for labelled prompts."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from ..fusion.extract import EXTRACTORS
+from ..fusion.trace import FusionResult
+from ..models.base import Completion
+
+ROW_META_VERSION = 1
+
+
+def agreement(answers: dict[str, str], extractor: str = "auto", votes: dict[str, int] | None = None
+              ) -> dict[str, Any]:
+    """How many of the members gave the most common answer under `extractor`, and the margin over the
+    runner-up; a vote's own counts (`votes`) when the fusion voted. Answers nothing could be read from count
+    as their own, lone answers."""
+    if votes:
+        counts = Counter(votes).most_common()
+        return {"answer": counts[0][0], "count": counts[0][1], "of": sum(votes.values()),
+                "margin": counts[0][1] - (counts[1][1] if len(counts) > 1 else 0), "extractor": extractor}
+    read = EXTRACTORS.get(extractor, EXTRACTORS["auto"])
+    keys = [read(text) or f"\0unread:{member}" for member, text in answers.items()]
+    counts = Counter(keys).most_common()
+    if not counts:
+        return {"answer": None, "count": 0, "of": 0, "margin": 0, "extractor": extractor}
+    top, count = counts[0]
+    second = counts[1][1] if len(counts) > 1 else 0
+    return {"answer": None if top.startswith("\0") else top, "count": count, "of": len(keys),
+            "margin": count - second, "extractor": extractor}
+
+
+def fusion_meta(result: FusionResult, *, model: str, extractor: str = "auto", request_id: str | None = None,
+                source: str = "fuse") -> dict[str, Any]:
+    trace = result.trace
+    members = {call.member: call.text for call in trace.candidates}
+    judge = None
+    read = [v for v in trace.verdicts if v.choice is not None]
+    if trace.judge and (trace.verdicts or trace.mode != "vote"):
+        judge = {"model": trace.judge, "chosen": result.chosen, "read_as": read[-1].read_as if read else None,
+                 "swap_check": trace.swap_check}
+    usage = trace.usage
+    return {"v": ROW_META_VERSION, "source": source, "model": model, "mode": trace.mode, "members": members,
+            "failed": {c.member: c.error for c in trace.failures},
+            "agreement": agreement(members, extractor, trace.votes), "judge": judge, "chosen": result.chosen,
+            "degraded": trace.degraded_reason if trace.degraded else None,
+            "cost": trace.cost, "unpriced": trace.unpriced,
+            "tokens": {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens,
+                       "estimated": usage.estimated},
+            "latency_s": round(trace.phases.get("total", 0.0), 4), "time": _now(), "request_id": request_id}
+
+
+def model_meta(completion: Completion, *, model: str, cost: float | None, request_id: str | None = None,
+               source: str = "serve") -> dict[str, Any]:
+    usage = completion.usage
+    return {"v": ROW_META_VERSION, "source": source, "model": model, "mode": None,
+            "members": {model: completion.text}, "failed": {},
+            "agreement": {"answer": None, "count": 1, "of": 1, "margin": 1, "extractor": None}, "judge": None,
+            "chosen": model, "degraded": None, "cost": cost or 0.0, "unpriced": [] if cost is not None else [model],
+            "tokens": {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens,
+                       "estimated": usage.estimated},
+            "latency_s": round(completion.latency_s or 0.0, 4), "time": _now(), "request_id": request_id,
+            "finish_reason": completion.finish_reason}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
