@@ -132,6 +132,9 @@ def load_config(path: str | Path | None = None) -> Config:
 
     specs: dict[str, ModelSpec] = dict(builtin_specs())
     for name, body in file.models.items():
+        if "run" in body:  # a fine-tune's run folder under a name of its own (gemfuse distil registers these)
+            specs[name] = _run_folder_spec(file_path, name, body, file.finetune_runtime)
+            continue
         backend = body.get("backend")
         cls = spec_class(backend, where=f"{file_path}: models.{name}.backend")
         reserved = sorted(RUN_FOLDER_FIELDS & set(body))
@@ -158,6 +161,19 @@ def load_config(path: str | Path | None = None) -> Config:
     if file.default_model and file.default_model not in known:
         raise ConfigError(f"{file_path}: default_model: {unknown_model_message(file.default_model, known)}")
     return Config(file_path if file_path.is_file() else None, file, specs, presets)
+
+
+def _run_folder_spec(file_path: Path, name: str, body: dict[str, Any], runtime) -> ModelSpec:
+    from .models.finetuned import run_spec
+
+    extra = sorted(set(body) - {"run", "description"})
+    if extra:
+        raise ConfigError(f"{file_path}: models.{name}.{extra[0]}: a run-folder model takes only run and description")
+    spec = run_spec(str(body["run"]), runtime)
+    if spec is None:
+        raise ConfigError(f"{file_path}: models.{name}.run: {body['run']} is not a finished fine-tune run folder "
+                          "(manifest.json and adapter/)")
+    return spec.model_copy(update={"description": body["description"]}) if body.get("description") else spec
 
 
 def preset_problem(name: str | None, preset: FusionPreset, specs, presets) -> str | None:

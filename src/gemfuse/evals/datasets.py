@@ -79,7 +79,7 @@ def load_eval_set(source: str | Path, n: int | None = None, seed: int = 0, dev_f
         path = Path(source).expanduser()
         if not path.exists():
             raise DatasetError(f"{source}: no such file or folder (or use builtin:arithmetic, builtin:word, ...)")
-        rows, root = _read_rows(path), (path.parent if path.is_file() else path)
+        rows, root = read_rows(path), (path.parent if path.is_file() else path)
     rows = rows[:n] if n else rows
     if not rows:
         raise DatasetError(f"{source}: no items")
@@ -98,7 +98,7 @@ def load_eval_set(source: str | Path, n: int | None = None, seed: int = 0, dev_f
     return EvalSet(name, items, _kind(items))
 
 
-def _read_rows(path: Path) -> list[tuple[str, dict]]:
+def read_rows(path: Path) -> list[tuple[str, dict]]:
     if path.is_file() and path.suffix == ".jsonl":
         rows = []
         with open(path, encoding="utf-8") as handle:
@@ -122,7 +122,7 @@ def _read_rows(path: Path) -> list[tuple[str, dict]]:
 def _item(row: dict, where: str, index: int, root: Path) -> EvalItem:
     answer = row.get("answer")
     if "messages" in row:
-        messages = _messages(row, where, root)
+        messages = row_messages(row, where, root)
         if answer is None and messages and messages[-1].role == "assistant":
             answer = messages.pop().text  # a chat's last assistant turn is the reference
         if not messages or messages[-1].role != "user":
@@ -158,7 +158,7 @@ def _item(row: dict, where: str, index: int, root: Path) -> EvalItem:
                     split=_split_name(row.get("split"), where))
 
 
-def _messages(row: dict, where: str, root: Path) -> list[Message]:
+def row_messages(row: dict, where: str, root: Path) -> list[Message]:
     from ..data.schema import parse_example
 
     example = parse_example(row, where.rsplit(":", 1)[0], 0, root)

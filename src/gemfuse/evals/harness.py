@@ -55,7 +55,12 @@ class Progress:
 
 
 def item_seed(seed: int, item: EvalItem) -> int:
-    return int(hashlib.sha256(f"{seed}:{item.id}".encode()).hexdigest()[:8], 16)
+    return seed_for(seed, item.id)
+
+
+def seed_for(seed: int, ident: str) -> int:
+    """One item's own seed: fixed by the run's seed and the item's id, whatever order items run in."""
+    return int(hashlib.sha256(f"{seed}:{ident}".encode()).hexdigest()[:8], 16)
 
 
 def item_digest(item: EvalItem) -> str:

@@ -1,0 +1,125 @@
+"""Distil's stages on scripted teachers: labels equal the fused answers with their provenance, each filter rule
+drops exactly the rows it should, leakage into the eval set is refused before any call, a re-run pays nothing."""
+
+import json
+
+import pytest
+
+from gemfuse import distil
+from gemfuse.distil.prompts import PromptError
+from gemfuse.fusion.preset import FusionPreset, Member
+from gemfuse.testing.scripted import ScriptedModel, scripted_registry
+
+QUESTIONS = {"What is 2+2?": ("4", "4", "4"), "What is 3+3?": ("6", "6", "7"), "What is 5+5?": ("10", "11", "12"),
+             "Name a red fruit.": ("An apple.", "A cherry.", "A strawberry."),
+             "What is 9-1?": ("8", "8", "8")}
+REFERENCES = {"What is 2+2?": "4", "What is 9-1?": "9"}  # the teacher is wrong about 9-1
+
+
+def member(position: int) -> ScriptedModel:
+    return ScriptedModel(lambda messages: QUESTIONS[messages[-1].text][position])
+
+
+@pytest.fixture
+def setup(tmp_path):
+    models = {"a": member(0), "b": member(1), "c": member(2)}
+    registry = scripted_registry(models, {"trio": FusionPreset(pool=[Member(model=n) for n in "abc"], mode="vote")})
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"messages": [{"role": "user", "content": q}] +
+             ([{"role": "assistant", "content": REFERENCES[q]}] if q in REFERENCES else [])} for q in QUESTIONS]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return registry, models, prompts, tmp_path
+
+
+def labelled(folder):
+    return [json.loads(line) for line in (folder / "labelled.jsonl").read_text().splitlines()]
+
+
+def test_labels_are_the_fused_answers_with_provenance(setup):
+    registry, models, prompts, tmp = setup
+    report = distil.label(prompts, teacher="fusion/trio", out=tmp / "data", registry=registry,
+                          cache=tmp / "cache.sqlite")
+    assert report.labelled == 5 and not report.failed and sum(report.calls_made.values()) == 15
+    rows = labelled(tmp / "data")
+    assert [r["messages"][0]["content"] for r in rows] == list(QUESTIONS), "the prompts' order"
+    answers = [r["messages"][-1]["content"] for r in rows]
+    assert answers == ["4", "6", "10", "An apple.", "8"]  # a plurality, and the first member on a tie
+    meta = rows[1]["meta"]
+    assert meta["teacher"] if "teacher" in meta else meta["model"] == "fusion/trio"
+    assert meta["members"] == {"a": "6", "b": "6", "c": "7"} and meta["agreement"]["count"] == 2
+    assert rows[2]["meta"]["degraded"] and rows[0]["meta"]["degraded"] is None
+    assert rows[0]["meta"]["reference"] == "4" and rows[0]["meta"]["where"].endswith("prompts.jsonl:1")
+
+
+def test_a_rerun_pays_no_call_and_writes_the_same_rows(setup):
+    registry, models, prompts, tmp = setup
+    distil.label(prompts, teacher="fusion/trio", out=tmp / "data", registry=registry, cache=tmp / "cache.sqlite")
+    first = (tmp / "data" / "labelled.jsonl").read_bytes()
+    asked = sum(len(m.calls) for m in models.values())
+    again = distil.label(prompts, teacher="fusion/trio", out=tmp / "data", registry=registry,
+                         cache=tmp / "cache.sqlite")
+    assert sum(len(m.calls) for m in models.values()) == asked and again.from_cache == 5
+    assert (tmp / "data" / "labelled.jsonl").read_bytes() == first
+
+
+def test_each_filter_rule_drops_exactly_its_rows(setup):
+    registry, _, prompts, tmp = setup
+    distil.label(prompts, teacher="fusion/trio", out=tmp / "data", registry=registry, cache="off")
+    report = distil.filter(tmp / "data", min_agree=2, drop_degraded=False)
+    dropped = {json.loads(line)["messages"][0]["content"]: json.loads(line)["meta"]["dropped"]["reason"]
+               for line in (tmp / "data" / "dropped.jsonl").read_text().splitlines()}
+    # 5+5 and the fruit: no two members agreed; 9-1: all agreed on 8, the reference says 9
+    assert dropped == {"What is 5+5?": "disagreed", "Name a red fruit.": "disagreed", "What is 9-1?": "wrong"}
+    assert report.kept == 2 and report.dropped == {"disagreed": 2, "wrong": 1}
+    kept = [json.loads(line)["messages"][0]["content"] for line in (tmp / "data" / "train.jsonl").read_text().splitlines()]
+    assert kept == ["What is 2+2?", "What is 3+3?"]
+    unverified = distil.filter(tmp / "data", verify=False, drop_degraded=False)
+    assert unverified.kept == 5
+    degraded = distil.filter(tmp / "data", verify=False)
+    assert degraded.dropped == {"degraded": 2}, "the two ties fell back to the first member: degraded"
+
+
+def test_duplicates_exact_and_near_are_dropped(tmp_path):
+    registry = scripted_registry({"t": ScriptedModel("fine")})
+    questions = ["How do I boil an egg?", "how do I boil an egg", "How do I boil an egg, please?",
+                 "What is the tallest mountain on Earth?"]
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in questions))
+    distil.label(prompts, teacher="t", out=tmp_path / "d", registry=registry, cache="off")
+    report = distil.filter(tmp_path / "d", near_duplicate=0.6)
+    assert report.kept == 2 and report.dropped == {"duplicate": 2}
+    exact_only = distil.filter(tmp_path / "d", near_duplicate=1.0)
+    assert exact_only.kept == 3
+
+
+def test_a_prompt_in_the_eval_set_is_refused_before_any_call(setup):
+    registry, models, prompts, tmp = setup
+    held = tmp / "test.jsonl"
+    held.write_text(json.dumps({"prompt": "Capital of Peru?", "answer": "Lima"}) + "\n"
+                    + json.dumps({"prompt": "what is 3+3", "answer": "6"}) + "\n")
+    with pytest.raises(PromptError, match=r"prompts.jsonl:2 is the same prompt as .*test.jsonl:2"):
+        distil.label(prompts, teacher="fusion/trio", out=tmp / "data", registry=registry, cache="off", eval=str(held))
+    assert not any(m.calls for m in models.values())
+
+
+def test_a_failing_teacher_is_reported_not_dropped_silently(tmp_path):
+    from gemfuse.errors import UpstreamError
+
+    registry = scripted_registry({"t": ScriptedModel(["ok", UpstreamError("boom", model="t"), "ok"])})
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"q{i}"}) + "\n" for i in range(3)))
+    report = distil.label(prompts, teacher="t", out=tmp_path / "d", registry=registry, cache="off", concurrency=1)
+    assert report.labelled == 2 and len(report.failed) == 1 and "boom" in report.failed[0]["why"]
+    assert json.loads((tmp_path / "d" / "label.json").read_text())["failed"] == report.failed
+
+
+def test_settings_come_from_a_toml_file_and_are_checked(tmp_path):
+    from gemfuse.errors import ConfigError
+
+    file = tmp_path / "distil.toml"
+    file.write_text('teacher = "fusion/default"\nmin_agree = 2\nset = ["train.lr=1e-3"]\n')
+    settings = distil.distil_settings(file=file, min_agree=3)
+    assert settings.teacher == "fusion/default" and settings.min_agree == 3 and settings.set == ["train.lr=1e-3"]
+    file.write_text("min_agre = 2\n")
+    with pytest.raises(ConfigError, match="min_agre.*min_agree"):
+        distil.distil_settings(file=file)
