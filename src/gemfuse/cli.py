@@ -10,11 +10,20 @@ from pathlib import Path
 import typer
 
 from .commands.options import bounds, flag, shown_default, with_fusion_options, with_options
+from .distil.settings import DistilSettings
 from .evals.settings import EvalSettings
 from .models.base import MaxTokens, Temperature, TopP
 
 eval_options = with_options(EvalSettings.model_fields, into="eval_settings", short={"temperature": "-t"},
                             default_note=shown_default)
+LABEL_FIELDS = ("teacher", "eval", "max_tokens", "temperature", "seed", "concurrency")
+FILTER_FIELDS = ("min_agree", "swap_agreed", "drop_degraded", "verify", "scorer", "pattern", "min_chars", "max_chars",
+                 "dedupe", "near_duplicate", "val_fraction", "seed")
+
+
+def distil_options(names: tuple[str, ...] | None = None) -> Callable[[Callable], Callable]:
+    fields = {k: v for k, v in DistilSettings.model_fields.items() if names is None or k in names}
+    return with_options(fields, into="distil_settings", default_note=shown_default)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run, fine-tune and fuse your own models.")
@@ -252,6 +261,57 @@ def eval_(dataset: str = typer.Argument(..., help="builtin:arithmetic | builtin:
 
     raise typer.Exit(run_eval(dataset, out=out, config=config, cache=cache, as_json=as_json,
                               settings=eval_settings or {}))
+
+
+distil_app = typer.Typer(no_args_is_help=True, help="Distil a teacher (a fusion or a strong model) into a small "
+                                                    "model you own: label, filter, run.")
+app.add_typer(distil_app, name="distil")
+SettingsOpt = typer.Option(None, "--settings", help="a distil TOML file with any of these settings")
+CacheOpt = typer.Option(None, "--cache", help="the SQLite answer cache, or 'off' (default: the user's eval cache)")
+
+
+@distil_app.command("label")
+@_handled
+@distil_options(LABEL_FIELDS)
+def distil_label(prompts: Path = typer.Argument(..., help="our JSONL (answers optional), an eval set, a capture folder"),
+                 out: Path = typer.Option(..., "--out", "-o", help="the folder for labelled.jsonl and its media"),
+                 cache: str | None = CacheOpt, settings: Path | None = SettingsOpt,
+                 as_json: bool = typer.Option(False, "--json", help="print the label report as JSON"),
+                 config: Path | None = ConfigOpt, distil_settings: dict | None = None) -> None:
+    """Run the prompts through the teacher, every call cached: a killed run resumes and pays no call twice."""
+    from .commands.distil import run_label
+
+    raise typer.Exit(run_label(prompts, out=out, cache=cache, settings_file=settings, config=config,
+                               as_json=as_json, given=distil_settings or {}))
+
+
+@distil_app.command("filter")
+@_handled
+@distil_options(FILTER_FIELDS)
+def distil_filter(folder: Path = typer.Argument(..., help="a folder with labelled.jsonl (from distil label)"),
+                  settings: Path | None = SettingsOpt,
+                  as_json: bool = typer.Option(False, "--json", help="print the filter report as JSON"),
+                  distil_settings: dict | None = None) -> None:
+    """Keep the rows that pass the rules; each dropped row's reason goes to dropped.jsonl."""
+    from .commands.distil import run_filter
+
+    raise typer.Exit(run_filter(folder, settings_file=settings, as_json=as_json, given=distil_settings or {}))
+
+
+@distil_app.command("run")
+@_handled
+@distil_options()
+def distil_run(prompts: Path = typer.Argument(..., help="our JSONL (answers optional), an eval set, a capture folder"),
+               out: Path = typer.Option(Path("distil"), "--out", "-o", help="every stage's output and report.json"),
+               cache: str | None = CacheOpt, settings: Path | None = SettingsOpt,
+               as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+               config: Path | None = ConfigOpt, distil_settings: dict | None = None) -> None:
+    """label -> filter -> tune -> eval, the student registered in the config; reports the share of the teacher's
+    gain the student kept. Every stage resumes: run it again after a stop."""
+    from .commands.distil import run_distil
+
+    raise typer.Exit(run_distil(prompts, out=out, cache=cache, settings_file=settings, config=config,
+                                as_json=as_json, given=distil_settings or {}))
 
 
 @app.command()

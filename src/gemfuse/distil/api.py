@@ -34,10 +34,13 @@ async def _with_registry(registry: Registry | None, config: Any, work: Callable[
 
 async def alabel(prompts: Prompts, *, out: str | Path, registry: Registry | None = None, config: Any = None,
                  cache: str | Path | None = None, settings: DistilSettings | None = None,
-                 file: str | Path | None = None, **changes: Any) -> LabelReport:
-    """Label `prompts` with the teacher into the folder `out` (labelled.jsonl, media, label.json)."""
+                 file: str | Path | None = None, on_label: Callable[[int, int], None] | None = None,
+                 **changes: Any) -> LabelReport:
+    """Label `prompts` with the teacher into the folder `out` (labelled.jsonl, media, label.json);
+    `on_label(done, total)` after each prompt."""
     chosen = distil_settings(settings, file=file, **changes)
-    return await _with_registry(registry, config, lambda r: label_with(prompts, out, chosen, registry=r, cache=cache))
+    return await _with_registry(registry, config, lambda r: label_with(prompts, out, chosen, registry=r, cache=cache,
+                                                                       on_label=on_label))
 
 
 def label(prompts: Prompts, **options: Any) -> LabelReport:
@@ -53,11 +56,12 @@ def filter(folder: str | Path, *, settings: DistilSettings | None = None, file: 
 
 async def arun(prompts: Prompts, *, out: str | Path = "distil", registry: Registry | None = None, config: Any = None,
                cache: str | Path | None = None, settings: DistilSettings | None = None, file: str | Path | None = None,
-               console: Any = None, **changes: Any) -> dict[str, Any]:
+               console: Any = None, on_label: Callable[[int, int], None] | None = None,
+               **changes: Any) -> dict[str, Any]:
     """label -> filter -> tune -> eval -> register; the report (also `out`/report.json)."""
     chosen = distil_settings(settings, file=file, **changes)
-    return await _with_registry(registry, config,
-                                lambda r: adistil(prompts, chosen, out=out, registry=r, cache=cache, console=console))
+    return await _with_registry(registry, config, lambda r: adistil(prompts, chosen, out=out, registry=r, cache=cache,
+                                                                     console=console, on_label=on_label))
 
 
 def run(prompts: Prompts, **options: Any) -> dict[str, Any]:

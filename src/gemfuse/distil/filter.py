@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..evals.datasets import EvalItem
-from ..evals.scorers import normalise, scorer_for
+from ..evals.scorers import scorer_for
 from .duplicates import repeats
 from .label import LABELLED, write_jsonl
 from .prompts import normal_text
@@ -104,11 +104,7 @@ def verify(reference: str, answer: str, settings: DistilSettings) -> tuple[bool,
     """Is `answer` right? `auto`: numbers by value, text by the reference appearing in the answer as words."""
     name = settings.scorer
     if name == "auto":
-        if NUMBER.match(reference.strip()):
-            name = "numeric"
-        else:
-            said = f" {normalise(answer)} "
-            return f" {normalise(reference)} " in said, said.strip()
+        name = "numeric" if NUMBER.match(reference.strip()) else "contains"
     score = scorer_for(name, pattern=settings.pattern)(EvalItem("row", [], reference), answer)
     return score.correct, score.extracted
 

@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,8 @@ def student_name(settings: DistilSettings, folder: Path) -> str:
 
 
 async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, *, out: str | Path,
-                  registry: Registry, cache: str | Path | None = None, console=None) -> dict[str, Any]:
+                  registry: Registry, cache: str | Path | None = None, console=None,
+                  on_label: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     if not settings.teacher:
         raise ConfigError("distil: give the teacher: --teacher fusion/NAME or a model name")
     if not settings.eval:
@@ -96,7 +98,8 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
-    labelled: LabelReport = await alabel(prompts, folder / "data", settings, registry=registry, cache=cache)
+    labelled: LabelReport = await alabel(prompts, folder / "data", settings, registry=registry, cache=cache,
+                                         on_label=on_label)
     timings["label"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -123,7 +126,7 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
     report: Report = await run_eval(settings.eval, registry=registry, cache=cache, out=folder / "eval",
                                     models=[name, *members], systems=["members", settings.teacher],
                                     dev_fraction=0.0, seed=settings.seed, max_tokens=settings.max_tokens,
-                                    concurrency=settings.concurrency)
+                                    concurrency=settings.concurrency, scorer=settings.scorer, pattern=settings.pattern)
     timings["eval"] = time.perf_counter() - started
 
     student = report.system(name)

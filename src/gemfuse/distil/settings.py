@@ -35,8 +35,9 @@ class DistilSettings(BaseModel):
     swap_agreed: bool = Field(True, description="best-of with the swap check: drop rows whose two orders disagreed")
     drop_degraded: bool = Field(True, description="drop rows whose fusion was degraded (a member failed, a tie...)")
     verify: bool = Field(True, description="rows with a reference answer: keep only those the scorer finds right")
-    scorer: Literal["auto", "exact", "numeric", "choice", "regex"] = Field(
-        "auto", description="how a teacher's answer is checked against a reference")
+    scorer: Literal["auto", "exact", "contains", "numeric", "choice", "regex"] = Field(
+        "auto", description="how an answer is checked against a reference, in the filter and the eval; auto: "
+                            "numbers by value, else the filter looks for the reference's words and the eval by type")
     pattern: str | None = Field(None, description="regex scorer: read the answer from this group")
     min_chars: int = Field(1, ge=0, description="drop answers shorter than this")
     max_chars: int = Field(8000, ge=1, description="drop answers longer than this")

@@ -89,8 +89,8 @@ def call_key(name: str, spec, messages: Sequence[Message], options: GenerateOpti
 class CachedModel(Model):
     """A model whose calls go through the cache; a miss waits for the model's own concurrency slot."""
 
-    def __init__(self, inner: Model, registry: CachingRegistry):
-        super().__init__(inner.name)
+    def __init__(self, inner: Model, registry: CachingRegistry, name: str | None = None):
+        super().__init__(name or inner.name)
         self.inner = inner
         self.registry = registry
         self.modalities = inner.modalities
@@ -101,7 +101,7 @@ class CachedModel(Model):
         return await self.registry.cached_call(key, self.name, lambda: self._call(messages, options))
 
     async def _call(self, messages: Sequence[Message], options: GenerateOptions) -> Completion:
-        async with self.registry.inner.slot(self.name):
+        async with self.registry.inner.slot(self.registry.inner_name(self.name)):
             return await self.inner.generate(messages, options)
 
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
@@ -117,7 +117,8 @@ class CachedModel(Model):
 
 class CachingRegistry:
     """The registry an eval runs on (a ModelRegistry): the same models and presets, every call through the
-    cache. Specs added here (a fine-tune's base) stay in this eval."""
+    cache. Specs added here (a fine-tune's base) stay in this eval: one whose name the registry already gives
+    to other weights is kept there under a private alias, so the caller's registry is unchanged."""
 
     def __init__(self, inner: ModelRegistry, cache: EvalCache | None):
         self.inner = inner
@@ -126,23 +127,34 @@ class CachingRegistry:
         self.inflight: dict[str, asyncio.Future] = {}
         self.made: Counter = Counter()  # calls that reached a model, by model
         self.reused: Counter = Counter()  # calls answered from the cache or by a call already in flight
+        self.aliases: dict[str, str] = {}  # name in this eval -> name in the inner registry
+
+    def inner_name(self, name: str) -> str:
+        return self.aliases.get(name, name)
 
     def get(self, name: str) -> Model:
         if name not in self._models:
             if name.startswith(FUSION_PREFIX):
                 self._models[name] = FusionModel(name, self.preset(name), self)
             else:
-                self._models[name] = CachedModel(self.inner.get(name), self)
+                self._models[name] = CachedModel(self.inner.get(self.inner_name(name)), self, name)
         return self._models[name]
 
     def spec(self, name: str) -> ModelSpec:
-        return self.inner.spec(name)
+        return self.inner.spec(self.inner_name(name))
 
     def specs(self) -> Mapping[str, ModelSpec]:
-        return self.inner.specs()
+        inner = self.inner.specs()
+        hidden = {alias for name, alias in self.aliases.items() if alias != name}
+        return {**{n: s for n, s in inner.items() if n not in hidden},
+                **{name: inner[alias] for name, alias in self.aliases.items()}}
 
     def add_spec(self, name: str, spec: ModelSpec) -> None:
-        self.inner.add_spec(name, spec)
+        alias = name
+        if name in self.inner.specs() and self.inner.specs()[name] != spec:
+            alias = f"{name}@eval-{digest(spec.model_dump(mode='json'))[:12]}"
+        self.inner.add_spec(alias, spec)
+        self.aliases[name] = alias
         self._models.pop(name, None)
 
     def preset(self, name: str) -> FusionPreset:

@@ -70,6 +70,15 @@ def exact(item: EvalItem, reply: str) -> Score:
     return Score(bool(answer) and (said == answer or normalise(reply) == answer), float(said == answer), said)
 
 
+def contains(item: EvalItem, reply: str) -> Score:
+    """The reference, as whole words, anywhere in the reply ("The capital is Lima." for "Lima"): for answers
+    given in sentences."""
+    answer = normalise(item.answer or "")
+    said = normalise(reply)
+    right = bool(answer) and f" {answer} " in f" {said} "
+    return Score(right, float(right), answer if right else (said[:80] or None))
+
+
 def numeric(item: EvalItem, reply: str, tolerance: float = 1e-6) -> Score:
     expected = float((item.answer or "nan").replace(",", ""))
     got = final_number(reply)
@@ -101,7 +110,7 @@ def regex(item: EvalItem, reply: str, pattern: str | None = None) -> Score:
     return Score(right, float(right), said)
 
 
-SCORERS = ("exact", "numeric", "choice", "regex", "rubric")
+SCORERS = ("exact", "contains", "numeric", "choice", "regex", "rubric")
 
 
 def default_scorer(kind: str) -> str:
@@ -112,6 +121,8 @@ def scorer_for(name: str, *, tolerance: float = 1e-6, pattern: str | None = None
     """The plain (model-free) scorer `name`."""
     if name == "exact":
         return exact
+    if name == "contains":
+        return contains
     if name == "numeric":
         return lambda item, reply: numeric(item, reply, tolerance)
     if name == "choice":

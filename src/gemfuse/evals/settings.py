@@ -29,7 +29,7 @@ class EvalSettings(BaseModel):
     judge_max_tokens: MaxTokens = Field(64, description="the judge's reply length")
     temperature: Temperature = Field(0.0, description="members' sampling temperature")
     swap_check: bool = Field(False, description="best-of: ask the judge in two orders")
-    scorer: Literal["auto", "exact", "numeric", "choice", "regex", "rubric"] = Field(
+    scorer: Literal["auto", "exact", "contains", "numeric", "choice", "regex", "rubric"] = Field(
         "auto", description="how a reply is scored; auto: by the answers' type")
     tolerance: float = Field(1e-6, ge=0.0, description="numeric: relative tolerance")
     pattern: str | None = Field(None, description="regex: read the answer from this group")

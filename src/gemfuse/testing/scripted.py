@@ -58,11 +58,16 @@ class ScriptedModel(Model):
         yield StreamChunk(finish_reason="stop", usage=Usage(prompt, len(text.split())))
 
 
-def scripted_registry(models: dict[str, ScriptedModel], presets: dict | None = None) -> Registry:
-    """A registry holding exactly these models (and presets), with no config file behind it."""
+def scripted_registry(models: dict[str, ScriptedModel], presets: dict | None = None,
+                      with_builtins: bool = False) -> Registry:
+    """A registry holding exactly these models (and presets), with no config file behind it; with
+    `with_builtins`, the built-in models beside them (a scripted teacher, a real student)."""
+    from ..models.builtin import builtin_specs
+
     for name, model in models.items():
         model.name = name
-    specs: dict[str, ModelSpec] = {n: m.spec for n, m in models.items() if m.spec is not None}
+    specs: dict[str, ModelSpec] = dict(builtin_specs()) if with_builtins else {}
+    specs.update({n: m.spec for n, m in models.items() if m.spec is not None})
     registry = Registry(Config(None, ConfigFile(), specs, presets or {}))
     registry._models.update(models)
     return registry
