@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import threading
 
 _done = False
 
@@ -35,6 +36,12 @@ def make_torchvision_importable() -> None:
 
 
 _LIBS: list = []
+
+
+# transformers' from_pretrained swaps module-level functions (weight init, weight tying) for no-ops while it runs
+# and puts them back after; two loads on two threads can leave them swapped for the rest of the process (a later
+# model then keeps its tied head on the meta device). Every model load in gemfuse holds this lock.
+MODEL_LOADING = threading.RLock()
 
 
 def import_transformers():

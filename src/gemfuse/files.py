@@ -89,14 +89,15 @@ def hf_copy_of_gguf(gguf: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     with published_folder(target, replace=False) as staging:
-        from ._torchvision import import_transformers
+        from ._torchvision import MODEL_LOADING, import_transformers
 
         transformers = import_transformers()
 
         # Unpacked to dense bf16: a plain model that reloads in well under a second.
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype="bfloat16",
-            quantization_config=transformers.GgufConfig(dequantize=True))
+        with MODEL_LOADING:
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype="bfloat16",
+                quantization_config=transformers.GgufConfig(dequantize=True))
         if getattr(model.config, "quantization_config", None) is not None:
             del model.config.quantization_config
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

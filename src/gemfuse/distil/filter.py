@@ -120,12 +120,15 @@ def split(rows: list[dict], settings: DistilSettings) -> tuple[list[dict], list[
 
 
 def _prompt_text(row: dict) -> str:
+    """The user turns' text, with each media part's file (named by its content): two questions about different
+    pictures are never near repeats."""
     texts = []
     for message in row["messages"][:-1]:
         if message["role"] != "user":
             continue
         content = message["content"]
-        texts.extend([content] if isinstance(content, str) else [p.get("text", "") for p in content])
+        for part in [{"type": "text", "text": content}] if isinstance(content, str) else content:
+            texts.append(part["text"] if part.get("type") == "text" else f"<{part.get('path') or part.get('url')}>")
     return " ".join(texts)
 
 

@@ -44,15 +44,33 @@ def training_plan(rows: int, val_rows: int) -> dict[str, Any]:
     epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS * RULE_BATCH / max(rows, 1))))
     steps = math.ceil(rows / RULE_BATCH) * epochs
     plan: dict[str, Any] = {"train": {"epochs": epochs, "batch_size": RULE_BATCH, "lr": RULE_LR,
-                                      "warmup_steps": max(3, steps // 20)},
+                                      "warmup_steps": max(5, steps // 10)},
                             "run": {"save_every": max(10, steps // 4), "eval_every": max(10, steps // 5) if val_rows else 0}}
     return plan
+
+
+def media_kinds(rows_file: Path) -> set[str]:
+    """The media the training rows hold: their towers are trained too."""
+    kinds: set[str] = set()
+    for line in rows_file.read_text(encoding="utf-8").splitlines():
+        for message in json.loads(line)["messages"]:
+            if isinstance(message["content"], list):
+                kinds.update(p.get("type") for p in message["content"] if p.get("type") in ("image", "audio"))
+    return kinds
+
+
+def lora_targets(kinds: set[str]) -> str:
+    if kinds == {"image"}:
+        return "language+vision"
+    if kinds == {"audio"}:
+        return "language+audio"
+    return "all" if kinds else "language"
 
 
 def tune_config(settings: DistilSettings, folder: Path, data: Path, rows: int, val_rows: int) -> TuneConfig:
     base = {"model": settings.student, "out": str(folder / "student"),
             "data": {"train": str(data / TRAIN), **({"val": str(data / VAL)} if val_rows else {})},
-            **training_plan(rows, val_rows)}
+            "lora": {"targets": lora_targets(media_kinds(data / TRAIN))}, **training_plan(rows, val_rows)}
     base["train"]["seed"] = settings.seed
     return load_tune_config(None, settings.set, base=base)
 
@@ -115,6 +133,7 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
     timings["tune"] = time.perf_counter() - started
     chosen = {"epochs": config.train.epochs, "max_steps": config.train.max_steps, "lr": config.train.lr,
               "batch_size": config.train.batch_size, "rows": filtered.train, "val_rows": filtered.val,
+              "lora_targets": config.lora.targets,
               "rule": f"at least {MIN_EPOCHS} passes and {MIN_STEPS} steps, at most {MAX_EPOCHS} passes "
                       f"(lr {RULE_LR:g}, batch {RULE_BATCH}); --set overrides: {', '.join(settings.set) or 'none'}"}
 

@@ -101,7 +101,7 @@ class TransformersModel(LocalModel):
     def _load(self):
         import torch
 
-        from .._torchvision import import_transformers
+        from .._torchvision import MODEL_LOADING, import_transformers
 
         transformers = import_transformers()
 
@@ -121,7 +121,8 @@ class TransformersModel(LocalModel):
             self.modalities = modalities_of(transformers.AutoConfig.from_pretrained(path, **kwargs).to_dict())
             auto = (transformers.AutoModelForImageTextToText if len(self.modalities) > 1
                     else transformers.AutoModelForCausalLM)
-            model = auto.from_pretrained(path, dtype=dtype, **kwargs, **placement)
+            with MODEL_LOADING:
+                model = auto.from_pretrained(path, dtype=dtype, **kwargs, **placement)
             processor = load_processor(path, self.modalities, **kwargs)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load transformers model from {path}: {exc}", model=self.name) from exc
@@ -131,7 +132,8 @@ class TransformersModel(LocalModel):
 
                 from ..files import adapter_folder
 
-                model = PeftModel.from_pretrained(model, str(adapter_folder(self.spec.adapter)))
+                with MODEL_LOADING:
+                    model = PeftModel.from_pretrained(model, str(adapter_folder(self.spec.adapter)))
                 if not placement:  # folded into the weights: decoding pays no extra LoRA matmuls (~25% here)
                     model = model.merge_and_unload()
             except (OSError, ValueError) as exc:

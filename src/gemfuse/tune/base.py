@@ -79,7 +79,7 @@ def training_dtype(device: str, preference: str):
 
 def load_for_training(base: Base, device: str, dtype, quantize: str = "none"):
     """The model on `device` in `dtype`, inputs' gradients on (for checkpointing through frozen layers)."""
-    from .._torchvision import import_transformers
+    from .._torchvision import MODEL_LOADING, import_transformers
     from ..models.transformers import bitsandbytes_config
     from ..processors import modalities_of
 
@@ -92,7 +92,8 @@ def load_for_training(base: Base, device: str, dtype, quantize: str = "none"):
             raise ConfigError("train.quantize = '4bit' (QLoRA) needs a CUDA GPU; on this device use 'none'")
         kwargs["quantization_config"] = bitsandbytes_config("4bit", device, dtype)
         kwargs["device_map"] = {"": device}
-    model = auto.from_pretrained(str(base.folder), **kwargs)
+    with MODEL_LOADING:
+        model = auto.from_pretrained(str(base.folder), **kwargs)
     if quantize == "4bit":
         from peft import prepare_model_for_kbit_training
 

@@ -56,7 +56,7 @@ def merge(run: Path, manifest: dict, out: Path) -> Path:
     """Base + adapter folded into plain weights, saved in the base's dtype with the trained tokenizer/processor."""
     import torch
 
-    from .._torchvision import import_transformers
+    from .._torchvision import MODEL_LOADING, import_transformers
     from ..processors import load_processor, modalities_of
     from .base import resolve_base
 
@@ -66,8 +66,9 @@ def merge(run: Path, manifest: dict, out: Path) -> Path:
     base = resolve_base(manifest["base_model"])
     multimodal = len(modalities_of(base.config)) > 1
     auto = transformers.AutoModelForImageTextToText if multimodal else transformers.AutoModelForCausalLM
-    model = auto.from_pretrained(str(base.folder), dtype=torch.float32)  # merge in fp32, store as the base was
-    model = PeftModel.from_pretrained(model, str(run / "adapter")).merge_and_unload()
+    with MODEL_LOADING:
+        model = auto.from_pretrained(str(base.folder), dtype=torch.float32)  # merge in fp32, store as the base was
+        model = PeftModel.from_pretrained(model, str(run / "adapter")).merge_and_unload()
     stored = str(base.config.get("dtype") or base.config.get("torch_dtype") or "float32").removeprefix("torch.")
     model = model.to(getattr(torch, stored))
     with published_folder(out) as staging:

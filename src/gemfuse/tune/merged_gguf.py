@@ -85,15 +85,16 @@ def next_token_agreement(gguf: Path, run: Path) -> float:
     import torch
     from peft import PeftModel
 
-    from .._torchvision import import_transformers
+    from .._torchvision import MODEL_LOADING, import_transformers
     from .base import resolve_base
 
     transformers = import_transformers()
     base = resolve_base(read_manifest(run)["base_model"])
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(run / "adapter"))
     ids = tokenizer(PROBE, return_tensors="pt")["input_ids"]
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(base.folder), dtype=torch.float32)
-    model = PeftModel.from_pretrained(model, str(run / "adapter")).eval()
+    with MODEL_LOADING:
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(base.folder), dtype=torch.float32)
+        model = PeftModel.from_pretrained(model, str(run / "adapter")).eval()
     with torch.inference_mode():
         expected = model(ids).logits[0].argmax(-1).numpy()
     del model
