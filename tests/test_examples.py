@@ -9,7 +9,8 @@ pytestmark = pytest.mark.heavy  # real models or processes: the full suite only
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOTEBOOKS = sorted(p for p in EXAMPLES.glob("*.py") if p.read_text().startswith("# %%"))
-PLOTTING = {"fine_tune_text", "fine_tune_images", "fine_tune_audio", "evaluate_fusion", "plan_and_quantize"}
+PLOTTING = {"fine_tune_text", "fine_tune_images", "fine_tune_audio", "evaluate_fusion", "plan_and_quantize",
+            "distil_a_fusion"}
 
 
 def test_every_worked_example_is_here():

@@ -79,13 +79,13 @@ async def alabel(prompts: str | Path | list[Prompt], out: str | Path, settings: 
     preset = teacher_preset(registry, settings.teacher, settings)
     report = LabelReport(str(folder), settings.teacher, prompts=len(items))
     caching = CachingRegistry(registry, open_cache(cache))
-    identity = {"teacher": settings.teacher, "preset": preset.model_dump(mode="json"), "seed": settings.seed}
+    identity = digest({"teacher": settings.teacher, "preset": preset.model_dump(mode="json"), "seed": settings.seed})
     answers: dict[int, dict[str, Any]] = {}
     gate = asyncio.Semaphore(settings.concurrency)
 
     async def label(index: int) -> None:
         prompt = items[index]
-        key = digest({"distil-label": 1, **identity, "messages": [m.to_openai() for m in prompt.messages]})
+        key = digest({"distil-label": 1, "teacher": identity, "messages": [m.to_openai() for m in prompt.messages]})
         found = caching.cache.get_result(key) if caching.cache else None
         if found is not None:
             report.from_cache += 1
