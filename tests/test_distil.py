@@ -123,3 +123,51 @@ def test_settings_come_from_a_toml_file_and_are_checked(tmp_path):
     file.write_text("min_agre = 2\n")
     with pytest.raises(ConfigError, match="min_agre.*min_agree"):
         distil.distil_settings(file=file)
+
+
+def test_a_capture_folder_is_a_prompt_set_and_its_answers_are_not_references(tmp_path):
+    from gemfuse.capture import CaptureWriter
+    from gemfuse.messages import Message
+
+    writer = CaptureWriter(tmp_path / "captured")
+    writer.add([Message.system("Be brief."), Message.user("What is 2+2?")], "5", {"model": "cheap"})
+    writer.add([Message.user("Name a red fruit.")], "A banana.", {"model": "cheap"})
+    with open(sorted((tmp_path / "captured").glob("capture-*.jsonl"))[-1], "ab") as handle:
+        handle.write(b'{"messages": [{"role": "user", "content": "still being writ')  # a live server's next row
+    registry = scripted_registry({"t": ScriptedModel(lambda m: "4" if "2+2" in m[-1].text else "An apple.")})
+    report = distil.label(tmp_path / "captured", teacher="t", out=tmp_path / "d", registry=registry, cache="off")
+    rows = labelled(tmp_path / "d")
+    assert report.prompts == 2 and [r["messages"][-1]["content"] for r in rows] == ["4", "An apple."]
+    assert rows[0]["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert all(r["meta"]["reference"] is None for r in rows), "a served answer is not a checked reference"
+
+
+def test_the_command_line_filters_and_says_what_is_missing(setup, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gemfuse.cli import app
+
+    registry, _, prompts, tmp = setup
+    distil.label(prompts, teacher="fusion/trio", out=tmp / "data", registry=registry, cache="off")
+    (tmp / "rules.toml").write_text("min_agree = 2\n")
+    done = CliRunner().invoke(app, ["distil", "filter", str(tmp / "data"), "--settings", str(tmp / "rules.toml"),
+                                    "--no-verify", "--no-drop-degraded", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["dropped"] == {"disagreed": 2}
+    missing = CliRunner().invoke(app, ["distil", "run", str(prompts), "--teacher", "fusion/trio",
+                                       "--out", str(tmp / "out")])
+    assert missing.exit_code == 1 and "--eval" in missing.output
+    wrong = CliRunner().invoke(app, ["distil", "filter", str(tmp / "data"), "--near-duplicate", "2"])
+    assert wrong.exit_code != 0 and "near-duplicate" in wrong.output
+
+
+def test_a_config_entry_may_name_a_run_folder(tmp_path, isolated_config):
+    from gemfuse.config import load_config
+    from gemfuse.errors import ConfigError
+
+    isolated_config.write_text(f'[models.student]\nrun = "{tmp_path / "nothing-here"}"\n')
+    with pytest.raises(ConfigError, match="models.student.run: .* not a finished fine-tune run folder"):
+        load_config()
+    isolated_config.write_text(f'[models.student]\nrun = "{tmp_path}"\nbackend = "transformers"\n')
+    with pytest.raises(ConfigError, match="models.student.backend: a run-folder model takes only run and description"):
+        load_config()
