@@ -45,7 +45,7 @@ def test_labels_are_the_fused_answers_with_provenance(setup):
     answers = [r["messages"][-1]["content"] for r in rows]
     assert answers == ["4", "6", "10", "An apple.", "8"]  # a plurality, and the first member on a tie
     meta = rows[1]["meta"]
-    assert meta["teacher"] if "teacher" in meta else meta["model"] == "fusion/trio"
+    assert meta["model"] == "fusion/trio" and meta["source"] == "label" and meta["mode"] == "vote"
     assert meta["members"] == {"a": "6", "b": "6", "c": "7"} and meta["agreement"]["count"] == 2
     assert rows[2]["meta"]["degraded"] and rows[0]["meta"]["degraded"] is None
     assert rows[0]["meta"]["reference"] == "4" and rows[0]["meta"]["where"].endswith("prompts.jsonl:1")

@@ -15,13 +15,13 @@ from ..models.base import Completion
 ROW_META_VERSION = 1
 
 
-def agreement(answers: dict[str, str], extractor: str = "auto", votes: dict[str, int] | None = None
+def agreement(answers: dict[str, str], extractor: str = "auto", votes: dict[str, float] | None = None
               ) -> dict[str, Any]:
     """How many of the members gave the most common answer under `extractor`, and the margin over the
     runner-up; a vote's own counts (`votes`) when the fusion voted. Answers nothing could be read from count
     as their own, lone answers."""
-    if votes:
-        counts = Counter(votes).most_common()
+    if votes and all(float(v).is_integer() for v in votes.values()):  # heads, not a confidence-weighted vote
+        counts = Counter({k: int(v) for k, v in votes.items()}).most_common()
         return {"answer": counts[0][0], "count": counts[0][1], "of": sum(votes.values()),
                 "margin": counts[0][1] - (counts[1][1] if len(counts) > 1 else 0), "extractor": extractor}
     read = EXTRACTORS.get(extractor, EXTRACTORS["auto"])

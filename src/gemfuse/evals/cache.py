@@ -23,12 +23,12 @@ from ..fusion.model import FusionModel
 from ..fusion.preset import FUSION_PREFIX, FusionPreset
 from ..fusion.registry import ModelRegistry
 from ..messages import Message
-from ..models.base import Completion, GenerateOptions, Model, StreamChunk, Usage
+from ..models.base import Completion, GenerateOptions, Model, StreamChunk, TokenLogprob, Usage
 from ..models.spec import ModelSpec
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, text TEXT, finish TEXT, prompt_tokens INTEGER,
-    completion_tokens INTEGER, estimated INTEGER, latency_s REAL, created REAL);
+    completion_tokens INTEGER, estimated INTEGER, latency_s REAL, created REAL, logprobs TEXT);
 CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, system TEXT, item TEXT, record TEXT, created REAL);
 """
 # Fields of a model's spec that do not change its answers: a price or a description edit keeps the cache.
@@ -50,25 +50,31 @@ class EvalCache:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: safe against a killed process
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(calls)")}
+        if "logprobs" not in columns:  # a cache from before log-probabilities were kept
+            self.db.execute("ALTER TABLE calls ADD COLUMN logprobs TEXT")
 
     def close(self) -> None:
         self.db.close()
 
     # -- model calls --------------------------------------------------------------------------------------------
     def get_call(self, key: str) -> Completion | None:
-        row = self.db.execute("SELECT model, text, finish, prompt_tokens, completion_tokens, estimated, latency_s "
-                              "FROM calls WHERE key = ?", (key,)).fetchone()
+        row = self.db.execute("SELECT model, text, finish, prompt_tokens, completion_tokens, estimated, latency_s, "
+                              "logprobs FROM calls WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        model, text, finish, prompt, completion, estimated, latency = row
+        model, text, finish, prompt, completion, estimated, latency, logprobs = row
+        tokens = [TokenLogprob(t, lp, [tuple(a) for a in top]) for t, lp, top in json.loads(logprobs)] if logprobs else None
         return Completion(text=text, model=model, finish_reason=finish, usage=Usage(prompt, completion, bool(estimated)),
-                          latency_s=latency)
+                          latency_s=latency, logprobs=tokens)
 
     def put_call(self, key: str, completion: Completion) -> None:
         usage = completion.usage
-        self.db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        logprobs = (json.dumps([[t.token, t.logprob, t.top] for t in completion.logprobs], ensure_ascii=False)
+                    if completion.logprobs is not None else None)
+        self.db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (key, completion.model, completion.text, completion.finish_reason, usage.prompt_tokens,
-                         usage.completion_tokens, int(usage.estimated), completion.latency_s, time.time()))
+                         usage.completion_tokens, int(usage.estimated), completion.latency_s, time.time(), logprobs))
 
     # -- scored items -------------------------------------------------------------------------------------------
     def get_result(self, key: str) -> dict | None:
@@ -109,7 +115,7 @@ class CachedModel(Model):
         completion = await self.generate(messages, options)
         yield StreamChunk(text=completion.text)
         yield StreamChunk(finish_reason=completion.finish_reason or "stop", usage=completion.usage,
-                          latency_s=completion.latency_s)
+                          latency_s=completion.latency_s, logprobs=completion.logprobs)
 
     async def check(self) -> tuple[bool, str]:
         return await self.inner.check()

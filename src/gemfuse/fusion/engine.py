@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import GemfuseError, ModelError
 from ..messages import Message
-from ..models.base import GenerateOptions, Usage, collect
+from ..models.base import Completion, GenerateOptions, Usage, collect
 from .events import CallDone, EventSink, FusionEvent
 from .preset import FusionPreset, Member
 from .registry import ModelRegistry
@@ -92,7 +92,8 @@ class FusionRun:
         preset = self.preset
         values = dict(max_tokens=member.max_tokens or preset.max_tokens,
                       temperature=member.temperature if member.temperature is not None else preset.temperature,
-                      top_p=member.top_p, seed=member.seed)
+                      top_p=member.top_p, seed=member.seed,
+                      logprobs=preset.mode == "confidence" or preset.vote_weight == "confidence")
         values.update(override)
         return GenerateOptions(**values)
 
@@ -113,7 +114,10 @@ class FusionRun:
                 call.queued_s = time.perf_counter() - queued_at
                 async with asyncio.timeout(request.timeout_s):
                     completion = await _generate(model, request.messages, request.options, on_text)
-            call.text, call.usage, call.latency_s = completion
+            call.text, call.usage, call.latency_s = completion.text, completion.usage, completion.latency_s
+            if completion.logprobs:
+                call.certainty, call.certainty_tokens = completion.certainty, len(completion.logprobs)
+                call.logprobs = completion.logprobs
             if not call.text.strip():
                 call.error, call.message = "empty", "the model returned an empty answer"
         except TimeoutError as exc:
@@ -171,10 +175,8 @@ class FusionRun:
         return sorted(done_ok, key=lambda c: order[c.member])
 
 
-async def _generate(model, messages, options, on_text) -> tuple[str, Usage, float]:
+async def _generate(model, messages, options, on_text) -> Completion:
     """generate(), or stream() when the caller wants the text as it comes (the judge's final answer)."""
     if on_text is None:
-        completion = await model.generate(messages, options)
-    else:
-        completion = await collect(model.name, model.stream(messages, options), on_text)
-    return completion.text, completion.usage, completion.latency_s
+        return await model.generate(messages, options)
+    return await collect(model.name, model.stream(messages, options), on_text)

@@ -14,7 +14,7 @@ Whenever a judge fails the chain is judge -> backup judge -> vote, and the trace
 
 from __future__ import annotations
 
-from collections import Counter
+import math
 from collections.abc import Awaitable, Callable, Sequence
 
 from ..messages import Message
@@ -38,7 +38,10 @@ def tally(run: FusionRun, candidates: Sequence[Call], extractor: Extractor | Non
     A tie goes to the group whose first member comes first in the pool, and the trace says so."""
     extract = extractor or EXTRACTORS[run.preset.extractor]
     keys = [extract(c.text) or c.text.strip().lower() for c in candidates]
-    counts = Counter(keys)
+    weights = certainty_weights(run, candidates) if run.preset.vote_weight == "confidence" else None
+    counts: dict[str, float] = {}
+    for key, weight in zip(keys, weights or [1] * len(keys), strict=True):
+        counts[key] = counts.get(key, 0) + weight
     run.trace.votes = dict(counts)
     best = max(counts.values())
     leaders = list(dict.fromkeys(k for k in keys if counts[k] == best))  # keys follow pool order: the tie-break
@@ -46,6 +49,37 @@ def tally(run: FusionRun, candidates: Sequence[Call], extractor: Extractor | Non
     tied = [candidates[keys.index(k)] for k in leaders] if len(leaders) > 1 else []
     run.trace.tie, run.trace.tied = bool(tied), leaders if tied else []
     return (chosen.text, chosen), tied
+
+
+def certainty_weights(run: FusionRun, candidates: Sequence[Call]) -> list[float] | None:
+    """Each answer's weight: its mean token probability, exp(certainty); None (and the vote counts heads, said
+    in the trace) when a member gave no log-probabilities."""
+    missing = [c.member for c in candidates if c.certainty is None]
+    if missing:
+        run.trace.degrade(f"no log-probabilities from {', '.join(missing)}: the vote counted one vote per member")
+        return None
+    run.trace.confidence = {c.member: c.certainty for c in candidates if c.certainty is not None}
+    return [math.exp(c.certainty or 0.0) for c in candidates]
+
+
+async def confidence(run: FusionRun) -> ModeResult:
+    """No judge: the answer its own model was surest of (the highest mean log-probability of its tokens)."""
+    candidates = await run.fan_out(run.member_requests())
+    scored = [c for c in candidates if c.certainty is not None]
+    run.trace.confidence = {c.member: c.certainty for c in scored if c.certainty is not None}
+    missing = [c.member for c in candidates if c.certainty is None]
+    if not scored:
+        run.trace.degrade(f"no member returned log-probabilities ({', '.join(missing)}), so none could be compared; "
+                          "the first member's answer was taken")
+        return await emit_answer(run, (candidates[0].text, candidates[0]))
+    if missing:
+        run.trace.degrade(f"no log-probabilities from {', '.join(missing)}: chosen among the others only")
+    best = max(c.certainty for c in scored if c.certainty is not None)
+    leaders = [c for c in scored if c.certainty == best]
+    if len(leaders) > 1:
+        run.trace.tie, run.trace.tied = True, [c.member for c in leaders]
+        run.trace.degrade(f"{len(leaders)} answers were equally sure; the first in pool order was taken")
+    return await emit_answer(run, (leaders[0].text, leaders[0]))
 
 
 def _pool_order_fallback(run: FusionRun, result: ModeResult, tied: Sequence[Call]) -> ModeResult:
@@ -152,5 +186,5 @@ async def self_moa(run: FusionRun) -> ModeResult:
 
 
 MODES: dict[str, Callable[[FusionRun], Awaitable[ModeResult]]] = {
-    "vote": vote, "best-of": best_of, "merge": merge, "debate": debate, "self": self_moa,
+    "vote": vote, "best-of": best_of, "merge": merge, "debate": debate, "self": self_moa, "confidence": confidence,
 }

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..models.base import MaxTokens, Temperature, TopP
 
-Mode = Literal["vote", "best-of", "merge", "debate", "self"]
+Mode = Literal["vote", "best-of", "merge", "debate", "self", "confidence"]
 FUSION_PREFIX = "fusion/"
 
 
@@ -41,7 +41,7 @@ class FusionPreset(BaseModel):
     pool: list[str | Member] = Field(min_length=1)
     judge: str | None = Field(None, description="the model that picks or merges (best-of, merge, debate, self)")
     backup_judge: str | None = Field(None, description="the judge to ask when the judge gives no verdict")
-    mode: Mode = Field("merge", description="vote | best-of | merge | debate | self")
+    mode: Mode = Field("merge", description="vote | best-of | merge | debate | self | confidence")
     description: str = ""
     min_answers: int = Field(1, ge=1, description="fewer successful members than this is an error")
     grace_ms: int | None = Field(None, ge=0, description="after the quorum, how long to wait for the rest")
@@ -60,6 +60,8 @@ class FusionPreset(BaseModel):
     tie_break: Literal["pool-order", "judge"] = Field(
         "pool-order", description="vote: a tie goes to the judge, or to the pool's first (marked degraded)")
     extractor: str = Field("auto", description="vote's answer extractor: auto, number, letter, text or a registered one")
+    vote_weight: Literal["count", "confidence"] = Field(
+        "count", description="vote: one vote per member, or each weighted by its certainty (mean token probability)")
     seed: int | None = Field(None, description="shuffle seed for the judge's view; random (and recorded) if unset")
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..models.base import Usage
+from ..models.base import TokenLogprob, Usage
 
 
 @dataclass
@@ -31,6 +31,9 @@ class Call:
     round: int = 0
     error: str | None = None  # a typed reason: timeout, rate_limit, upstream, empty, cut, ...
     message: str | None = None  # the error's text
+    certainty: float | None = None  # mean log-probability of the answer's tokens, when the model gave them
+    certainty_tokens: int = 0  # how many tokens it is the mean of
+    logprobs: list[TokenLogprob] | None = field(default=None, repr=False)  # the tokens themselves (not in to_dict)
 
     @property
     def ok(self) -> bool:
@@ -64,10 +67,11 @@ class FusionTrace:
     judge_choice: int | None = None  # best-of: index into `candidates` as shown to the judge, 1-based
     judge_rationale: str | None = None
     shown_order: list[str] = field(default_factory=list)  # member ids in the order the judge saw them
-    votes: dict[str, int] = field(default_factory=dict)
+    votes: dict[str, float] = field(default_factory=dict)  # answer -> members (or their summed weights)
     tie: bool = False  # the vote's top count was shared; `tied` holds those answers
     tied: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)  # every judge pass: order shown, choice, how read
+    confidence: dict[str, float] = field(default_factory=dict)  # confidence / weighted vote: member -> certainty
     rounds: int = 0
     degraded: bool = False
     degraded_reason: str | None = None
@@ -138,6 +142,7 @@ class FusionTrace:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for call in data["calls"]:
+            call.pop("logprobs", None)
             call["usage"]["total_tokens"] = call["usage"]["prompt_tokens"] + call["usage"]["completion_tokens"]
         usage = self.usage
         data.update(usage={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
@@ -159,6 +164,12 @@ class FusionResult:
     text: str
     trace: FusionTrace
     chosen: str | None = None  # the member whose answer was returned verbatim (vote, best-of)
+
+    @property
+    def logprobs(self) -> list[TokenLogprob] | None:
+        """The chosen answer's token log-probabilities, when it is a member's answer that came with them."""
+        found = [c for c in self.trace.candidates if c.member == self.chosen]
+        return found[0].logprobs if found else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "chosen": self.chosen, **self.trace.to_dict()}

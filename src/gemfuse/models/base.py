@@ -36,6 +36,8 @@ class GenerateOptions(BaseModel):
     stop: tuple[str, ...] = ()
     json_schema: dict | None = Field(None, description="constrain the reply to JSON of this schema where the backend "
                                                        "can (llama.cpp grammar, OpenAI response_format)")
+    logprobs: bool = Field(False, description="return each answer token's log-probability")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="and this many most likely alternatives per token")
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -61,6 +63,26 @@ class Usage:
 
 
 @dataclass
+class TokenLogprob:
+    """One answer token, how likely the model found it (natural log), and the likeliest alternatives."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = field(default_factory=list)  # most likely first
+
+    def to_openai(self) -> dict:
+        def entry(token: str, logprob: float) -> dict:
+            return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+        return {**entry(self.token, self.logprob), "top_logprobs": [entry(t, lp) for t, lp in self.top]}
+
+    @classmethod
+    def from_openai(cls, raw: dict) -> TokenLogprob:
+        return cls(str(raw.get("token", "")), float(raw.get("logprob", 0.0)),
+                   [(str(t.get("token", "")), float(t.get("logprob", 0.0))) for t in raw.get("top_logprobs") or []])
+
+
+@dataclass
 class StreamChunk:
     """One piece of a streamed answer. The last chunk carries finish_reason and usage."""
 
@@ -68,6 +90,7 @@ class StreamChunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     latency_s: float | None = None  # set by a replayed answer (an eval's cache): the latency it was measured at
+    logprobs: list[TokenLogprob] | None = None  # the tokens of this piece, when asked for
 
 
 @dataclass
@@ -79,6 +102,14 @@ class Completion:
     latency_s: float = 0.0
     ttft_s: float | None = None  # time to first token, when streamed
     trace: dict | None = None  # a fusion's full trace
+    logprobs: list[TokenLogprob] | None = None  # None: not asked for, or the backend gives none
+
+    @property
+    def certainty(self) -> float | None:
+        """Self-certainty: the mean log-probability of the answer's own tokens (0 is sure; None: unknown)."""
+        if not self.logprobs:
+            return None
+        return sum(t.logprob for t in self.logprobs) / len(self.logprobs)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -98,7 +129,10 @@ async def collect(name: str, chunks: AsyncIterator[StreamChunk],
     pieces: list[str] = []
     ttft = None
     finish, usage, replayed = None, None, None
+    logprobs: list[TokenLogprob] | None = None
     async for chunk in chunks:
+        if chunk.logprobs is not None:
+            logprobs = (logprobs or []) + chunk.logprobs
         if chunk.text:
             if ttft is None:
                 ttft = time.perf_counter() - start
@@ -113,7 +147,8 @@ async def collect(name: str, chunks: AsyncIterator[StreamChunk],
     text = "".join(pieces)
     return Completion(text=text, model=name, finish_reason=finish,
                       usage=usage or Usage(0, estimate_tokens(text), estimated=True),
-                      latency_s=replayed if replayed is not None else time.perf_counter() - start, ttft_s=ttft)
+                      latency_s=replayed if replayed is not None else time.perf_counter() - start, ttft_s=ttft,
+                      logprobs=logprobs)
 
 
 class Model(ABC):

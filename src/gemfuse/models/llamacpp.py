@@ -19,8 +19,9 @@ from pydantic import Field
 from ..errors import ModelLoadError
 from ..messages import Message
 from ..quiet import quiet_llama_cpp
-from .base import GenerateOptions, StreamChunk, Usage
+from .base import GenerateOptions, StreamChunk, TokenLogprob, Usage
 from .local import LocalModel, WorkerBridge, quiet_stderr
+from .logprobs import LogprobRecorder
 from .spec import LocalSpec
 
 
@@ -49,6 +50,32 @@ def llama_thread() -> ThreadPoolExecutor:
 
 def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class LlamaCppLogprobs(LogprobRecorder):
+    """llama.cpp's logits processor: called with each step's logits; the token the step before chose is then
+    the last one evaluated."""
+
+    def __init__(self, llama, top: int):
+        super().__init__(top, lambda i: llama.detokenize([i], special=False).decode("utf-8", "replace"))
+        self.llama = llama
+        self.first = True
+
+    def __call__(self, input_ids, scores):
+        previous = None if self.first else int(self.llama.input_ids[self.llama.n_tokens - 1])
+        self.first = False
+        self.step(previous, scores)
+        return scores
+
+    def finish(self, llama, text: str, finish: str | None) -> list[TokenLogprob]:
+        """The answer's tokens. The last step's token was never evaluated: it is the rest of the text (an
+        answer cut at max_tokens) or the end-of-turn token (not part of the answer)."""
+        if self.pending is not None and finish == "length":
+            rest = text[sum(len(t.token) for t in self.tokens):]
+            ids = llama.tokenize(rest.encode(), add_bos=False, special=False) if rest else []
+            if len(ids) == 1:
+                self.close(ids[0])
+        return self.answer(text)
 
 
 class LlamaCppModel(LocalModel):
@@ -119,8 +146,11 @@ class LlamaCppModel(LocalModel):
             # Re-using the previous prompt's evaluated prefix changes the logits slightly (other batch shapes), and
             # with them a greedy answer: a request that asks to be reproducible evaluates its whole prompt afresh.
             llama.reset()
+        recorder = self._recorder(llama, options) if options.logprobs else None
+        if recorder is not None:
+            kwargs["logits_processor"] = [recorder]
         chunks = llama.create_chat_completion(messages=[m.to_openai() for m in messages], stream=True, **kwargs)
-        finish, produced, prompt_tokens = None, 0, None
+        finish, produced, prompt_tokens, texts = None, 0, None, []
         try:
             for chunk in chunks:
                 if prompt_tokens is None:  # the prompt is evaluated, the first answer token not yet
@@ -129,12 +159,18 @@ class LlamaCppModel(LocalModel):
                 text = choice.get("delta", {}).get("content")
                 if text:
                     produced += 1
+                    texts.append(text)
                     emit(StreamChunk(text=text))
                 finish = choice.get("finish_reason") or finish
         finally:
             chunks.close()
+        logprobs = recorder.finish(llama, "".join(texts), finish) if recorder is not None else None
         # llama.cpp reports no usage when streaming: each content delta is one sampled token.
-        emit(StreamChunk(finish_reason=finish or "stop", usage=Usage(prompt_tokens or 0, produced)))
+        emit(StreamChunk(finish_reason=finish or "stop", usage=Usage(prompt_tokens or 0, produced), logprobs=logprobs))
+
+    @staticmethod
+    def _recorder(llama, options: GenerateOptions) -> LlamaCppLogprobs:
+        return LlamaCppLogprobs(llama, options.top_logprobs or 0)
 
     async def aclose(self) -> None:
         await super().aclose()

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import AuthError, BadRequestError, ModelError, ModelTimeoutError, RateLimitError, UpstreamError
 from ..messages import Message
-from .base import Completion, GenerateOptions, Model, StreamChunk, Usage, estimate_tokens
+from .base import Completion, GenerateOptions, Model, StreamChunk, TokenLogprob, Usage, estimate_tokens
 from .spec import ModelSpec
 from .transport import Client, Response, TransportError, TransportTimeout
 
@@ -91,6 +91,7 @@ class OpenAIModel(Model):
         self.modalities = frozenset(spec.modalities)
         self._client = Client(spec.base_url, spec.timeout.connect, spec.timeout.read)
         self._schema_refused = False  # the endpoint refused response_format once: ask in plain text from then on
+        self._logprobs_refused = False  # the endpoint refused logprobs once: its answers carry none from then on
 
     def __repr__(self) -> str:
         return f"<OpenAIModel {self.name!r} {self.spec.model!r} at {self.spec.base_url}>"
@@ -132,6 +133,10 @@ class OpenAIModel(Model):
         if options.json_schema is not None and not self._schema_refused:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "reply", "schema": options.json_schema, "strict": True}}
+        if options.logprobs and not self._logprobs_refused:
+            body["logprobs"] = True
+            if options.top_logprobs:
+                body["top_logprobs"] = options.top_logprobs
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body
@@ -182,6 +187,10 @@ class OpenAIModel(Model):
                 error = self._error(response.status, detail, response.headers)
                 if isinstance(error, BadRequestError) and body.pop("response_format", None) is not None:
                     self._schema_refused = True  # many endpoints take no JSON schema: the reply is parsed instead
+                    return await self._send(body, deadline)
+                if isinstance(error, BadRequestError) and body.pop("logprobs", None) is not None:
+                    body.pop("top_logprobs", None)
+                    self._logprobs_refused = True  # the answer comes without them, and says so (logprobs None)
                     return await self._send(body, deadline)
                 if response.status not in RETRY_STATUSES:
                     raise error
@@ -243,7 +252,8 @@ class OpenAIModel(Model):
             raise UpstreamError(f"malformed response body: {self._scrub(payload[:200].decode('utf-8', 'replace'))!r}",
                                 model=self.name, status=response.status) from None
         return Completion(text=text, model=self.name, finish_reason=choice.get("finish_reason"),
-                          usage=self._usage(data.get("usage"), messages, text), latency_s=time.perf_counter() - start)
+                          usage=self._usage(data.get("usage"), messages, text), latency_s=time.perf_counter() - start,
+                          logprobs=_logprobs(choice) if options.logprobs else None)
 
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:
@@ -289,9 +299,10 @@ class OpenAIModel(Model):
                 for choice in event.get("choices") or []:
                     delta = (choice.get("delta") or {}).get("content")
                     finish = choice.get("finish_reason") or finish
-                    if delta:
-                        produced.append(delta)
-                        yield StreamChunk(text=delta)
+                    tokens = _logprobs(choice) if options.logprobs else None
+                    if delta or tokens:
+                        produced.append(delta or "")
+                        yield StreamChunk(text=delta or "", logprobs=tokens)
         finally:
             response.close()
         if not done and finish is None:
@@ -316,6 +327,14 @@ class OpenAIModel(Model):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _logprobs(choice: dict) -> list[TokenLogprob] | None:
+    """A choice's `logprobs.content` as tokens; None when the endpoint sent none."""
+    content = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+    if not isinstance(content, list):
+        return None
+    return [TokenLogprob.from_openai(t) for t in content if isinstance(t, dict)]
 
 
 def _loop_time(deadline: float | None) -> float | None:

@@ -16,8 +16,9 @@ from pydantic import Field
 from ..errors import ModelLoadError
 from ..messages import AudioPart, ImagePart, Message, TextPart
 from ..processors import declared_modalities, load_processor, modalities_of
-from .base import GenerateOptions, StreamChunk, Usage
+from .base import GenerateOptions, StreamChunk, TokenLogprob, Usage
 from .local import Cancelled, LocalModel, StopFilter, WorkerBridge
+from .logprobs import LogprobRecorder
 from .spec import PLAIN_CHAT_TEMPLATE, LocalSpec
 
 
@@ -194,6 +195,7 @@ class TransformersModel(LocalModel):
         inputs = self._inputs(messages, processor, device)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         counted = [0]
+        emitted: list[str] = []
         stops = StopFilter([*options.stop, *self.spec.stop])
 
         class Streamer(TextStreamer):
@@ -204,12 +206,13 @@ class TransformersModel(LocalModel):
                     return super().put(value)
                 counted[0] += int(value.numel())
                 super().put(value)
-                if stops.stopped:  # our own filter saw a stop sequence: end generate() here
+                if stops.stopped and not options.logprobs:  # our own filter saw a stop sequence: end generate()
                     raise StopReached()
 
             def on_finalized_text(self, text: str, stream_end: bool = False):
                 text = stops.feed(text) + (stops.flush() if stream_end else "")
                 if text:
+                    emitted.append(text)
                     emit(StreamChunk(text=text))
 
         sampling = options.temperature is None or options.temperature > 0
@@ -228,14 +231,28 @@ class TransformersModel(LocalModel):
         # vocabulary those cost about 10x the decode time on a CPU (measured 20 -> 1.7 tok/s in bf16).
         if options.seed is not None:
             torch.manual_seed(options.seed)
-        stopped = False
+        if options.logprobs:  # the raw logits of each step (after Gemma's soft-cap, before any sampling setting)
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            class Stopped(StoppingCriteria):  # a stop sequence ends generate() normally, so its logits come back
+                def __call__(self, input_ids, scores, **kwargs):
+                    return torch.full((input_ids.shape[0],), stops.stopped, dtype=torch.bool, device=input_ids.device)
+
+            kwargs.update(output_logits=True, return_dict_in_generate=True,
+                          stopping_criteria=StoppingCriteriaList([Stopped()]))
+        stopped, output = False, None
         with torch.inference_mode():
             try:
-                model.generate(**inputs, **kwargs)
+                output = model.generate(**inputs, **kwargs)
             except StopReached:
                 stopped = True
+        stopped = stopped or stops.stopped
         finish = "length" if counted[0] >= options.max_tokens and not stopped else "stop"
-        emit(StreamChunk(finish_reason=finish, usage=Usage(prompt_tokens, counted[0])))
+        logprobs = None
+        if options.logprobs:
+            logprobs = (answer_logprobs(output, prompt_tokens, tokenizer, options.top_logprobs or 0, "".join(emitted))
+                        if output is not None else None)  # a stop sequence ended generate() before it returned
+        emit(StreamChunk(finish_reason=finish, usage=Usage(prompt_tokens, counted[0]), logprobs=logprobs))
 
     async def _prepare(self, messages: Sequence[Message]) -> None:
         if self._loaded is None:  # a hub model's modalities are known once its config is loaded
@@ -253,6 +270,26 @@ class TransformersModel(LocalModel):
     async def aclose(self) -> None:
         await super().aclose()
         self._loaded = None
+
+
+def answer_logprobs(output, prompt_tokens: int, tokenizer, top: int, text: str) -> list[TokenLogprob]:
+    """Each generated token's log-softmax from generate()'s raw logits, the alternatives when asked, trimmed to
+    the text the answer shows (no end-of-turn token)."""
+    import torch
+
+    def piece(token: int) -> str:
+        return tokenizer.decode([token], skip_special_tokens=True)
+
+    recorder = LogprobRecorder(top, piece)
+    for step, logits in enumerate(output.logits):
+        token = int(output.sequences[0, prompt_tokens + step])
+        row = torch.log_softmax(logits[0].float(), dim=-1)
+        alternatives = []
+        if top:
+            values, ids = torch.topk(row, top)
+            alternatives = [(piece(int(i)), float(v)) for v, i in zip(values, ids, strict=True)]
+        recorder.tokens.append(TokenLogprob(piece(token), float(row[token]), alternatives))
+    return recorder.answer(text)
 
 
 def bitsandbytes_config(kind: str, device: str, dtype):

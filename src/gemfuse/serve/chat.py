@@ -132,7 +132,8 @@ class ChatHandler:
         if fusion is not None:
             result = await afuse(messages, **self._fusion_args(options, fusion))
             await self.keep_fusion_answer(fusion_label(request, fusion), messages, result, ident)
-            return completion_body(ident, request.model, [(result.text, "stop")], result.trace.usage,
+            tokens = result.logprobs if options.logprobs else None
+            return completion_body(ident, request.model, [(result.text, "stop", tokens)], result.trace.usage,
                                    fusion=result.to_dict())
         model = self.registry.get(request.model)
         self.gate.enter(request.model)
@@ -141,7 +142,7 @@ class ChatHandler:
             for i in range(request.n):
                 seeded = options if options.seed is None or i == 0 else options.model_copy(update={"seed": options.seed + i})
                 completion = await model.generate(messages, seeded)
-                choices.append((completion.text, completion.finish_reason))
+                choices.append((completion.text, completion.finish_reason, completion.logprobs))
                 await self.keep_model_answer(request.model, messages, completion, ident)
                 usage = usage + completion.usage
         finally:
@@ -186,9 +187,9 @@ class ChatHandler:
             pending = [first] if first is not None else []
             texts: list[str] = []
             async for chunk in _chain(pending, stream):
-                if chunk.text:
+                if chunk.text or chunk.logprobs:
                     texts.append(chunk.text)
-                    yield sse(chunk_body(ident, name, {"content": chunk.text}))
+                    yield sse(chunk_body(ident, name, {"content": chunk.text}, logprobs=chunk.logprobs))
                 if chunk.finish_reason:  # the answer is whole: kept before the client can go away
                     whole = Completion(text="".join(texts), model=name, finish_reason=chunk.finish_reason,
                                        usage=chunk.usage or Usage(),
@@ -219,6 +220,8 @@ class ChatHandler:
             elif isinstance(event, Done):
                 result = event.result
                 await self.keep_fusion_answer(fusion_label(request, fusion), messages, result, ident)
+                if options.logprobs and result.logprobs is not None:  # the chosen answer's tokens, before the end
+                    yield sse(chunk_body(ident, name, {"content": ""}, logprobs=result.logprobs))
                 yield sse(chunk_body(ident, name, {}, finish="stop", extra={"fusion": result.to_dict()}))
                 if include_usage:
                     yield sse(chunk_body(ident, name, usage=result.trace.usage))

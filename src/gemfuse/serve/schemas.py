@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..fusion.settings import settings_model
 from ..models.base import MaxTokens, Temperature, TopP
@@ -43,11 +43,18 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     fusion: FusionBlock | None = None  # type: ignore[valid-type]  # generated from FusionPreset at import
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     # accepted for compatibility, no effect
     user: str | None = None
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
-    logprobs: bool | None = None
+
+    @model_validator(mode="after")
+    def _top_logprobs_need_logprobs(self) -> ChatRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs: needs logprobs = true")
+        return self
 
     @field_validator("stop")
     @classmethod
@@ -59,7 +66,8 @@ class ChatRequest(BaseModel):
     def options(self) -> dict[str, Any]:
         """Only what the request set: an unset max_tokens is the model's default, or a fusion preset's own."""
         given = dict(max_tokens=self.max_completion_tokens or self.max_tokens, temperature=self.temperature,
-                     top_p=self.top_p, seed=self.seed, stop=self.stop)
+                     top_p=self.top_p, seed=self.seed, stop=self.stop, logprobs=self.logprobs or None,
+                     top_logprobs=self.top_logprobs if self.logprobs else None)
         return {k: v for k, v in given.items() if v is not None}
 
 
@@ -72,12 +80,18 @@ def usage_dict(usage) -> dict[str, int]:
             "total_tokens": usage.total_tokens}
 
 
-def completion_body(ident: str, model: str, choices: list[tuple[str, str | None]], usage,
+def logprobs_body(tokens) -> dict[str, Any] | None:
+    """OpenAI's `choices[].logprobs`: {"content": [{token, logprob, bytes, top_logprobs}]}, or None."""
+    return None if tokens is None else {"content": [t.to_openai() for t in tokens]}
+
+
+def completion_body(ident: str, model: str, choices: list[tuple[str, str | None, Any]], usage,
                     fusion: dict | None = None) -> dict[str, Any]:
+    """`choices`: (text, finish reason, the tokens' log-probabilities or None) for each."""
     body: dict[str, Any] = {
         "id": ident, "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish or "stop",
-                     "logprobs": None} for i, (text, finish) in enumerate(choices)],
+                     "logprobs": logprobs_body(tokens)} for i, (text, finish, tokens) in enumerate(choices)],
         "usage": usage_dict(usage)}
     if fusion is not None:
         body["fusion"] = fusion
@@ -85,11 +99,11 @@ def completion_body(ident: str, model: str, choices: list[tuple[str, str | None]
 
 
 def chunk_body(ident: str, model: str, delta: dict | None = None, finish: str | None = None, usage=None,
-               extra: dict | None = None) -> dict[str, Any]:
+               extra: dict | None = None, logprobs=None) -> dict[str, Any]:
     body: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk", "created": int(time.time()),
                             "model": model,
                             "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish,
-                                                                  "logprobs": None}]}
+                                                                  "logprobs": logprobs_body(logprobs)}]}
     if usage is not None:
         body["usage"] = usage_dict(usage)
     if extra:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from ..config import Config, ConfigFile
 from ..messages import Message
-from ..models.base import GenerateOptions, Model, StreamChunk, Usage
+from ..models.base import GenerateOptions, Model, StreamChunk, TokenLogprob, Usage
 from ..models.spec import ModelSpec, Price
 from ..registry import Registry
 
@@ -21,12 +21,14 @@ class ScriptedModel(Model):
     backend = "scripted"
 
     def __init__(self, replies: Sequence[Reply] | Reply = "ok", *, delay_s: float = 0.0, name: str = "scripted",
-                 price: Price | None = None, concurrency: int | None = None, chunk_words: bool = True):
+                 price: Price | None = None, concurrency: int | None = None, chunk_words: bool = True,
+                 certainty: float | Callable[[Sequence[Message]], float] | None = None):
         super().__init__(name)
         self.replies = list(replies) if isinstance(replies, list | tuple) else [replies]
         self.delay_s = delay_s
         self.spec = ModelSpec(backend="scripted", price=price, concurrency=concurrency)
         self.chunk_words = chunk_words
+        self.certainty = certainty  # each word's log-probability when logprobs are asked for; None: it gives none
         self.calls: list[list[Message]] = []  # what each call was asked
         self.options: list[GenerateOptions] = []
         self.cancelled = 0
@@ -55,7 +57,11 @@ class ScriptedModel(Model):
         for piece in pieces:
             yield StreamChunk(text=piece)
         prompt = sum(len(m.text.split()) for m in messages)
-        yield StreamChunk(finish_reason="stop", usage=Usage(prompt, len(text.split())))
+        logprobs = None
+        if (options and options.logprobs) and self.certainty is not None:
+            value = self.certainty(messages) if callable(self.certainty) else self.certainty
+            logprobs = [TokenLogprob(piece, value) for piece in pieces]
+        yield StreamChunk(finish_reason="stop", usage=Usage(prompt, len(text.split())), logprobs=logprobs)
 
 
 def scripted_registry(models: dict[str, ScriptedModel], presets: dict | None = None,

@@ -7,6 +7,8 @@ The request's `model` field picks a behaviour, so one server covers every case:
     lognormal-<median ms>-<seed>  waits a seeded log-normal delay (sigma 0.5) first; delays are recorded
     judge-<ms>    waits <ms>, then answers {"best": 1} like a judge
     no-schema     400 when the request carries a response_format (many endpoints take none); else like ok
+    no-logprobs   400 when the request asks for logprobs; else like ok (every other model gives each word -0.25,
+                  and top_logprobs alternatives below it)
     429-then-ok   first call of each test: 429 with Retry-After; afterwards ok
     500-then-ok   first call: 500; afterwards ok
     always-503    always 503
@@ -44,6 +46,20 @@ def _answer_text(body: dict) -> str:
     if isinstance(content, list):
         content = " ".join(p.get("text", f"[{p.get('type')}]") for p in content)
     return f"echo: {content}"
+
+
+def pieces(text: str) -> list[str]:
+    return [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))]
+
+
+def _logprobs(body: dict, tokens: list[str]) -> dict | None:
+    """Each word -0.25, its alternatives below it, when the request asks (as OpenAI's shape has it)."""
+    if not body.get("logprobs"):
+        return None
+    top = int(body.get("top_logprobs") or 0)
+    return {"content": [{"token": t, "logprob": -0.25, "bytes": list(t.encode()),
+                         "top_logprobs": [{"token": t if k == 0 else f"{t}~{k}", "logprob": -0.25 - k,
+                                           "bytes": list(t.encode())} for k in range(top)]} for t in tokens]}
 
 
 def _usage(body: dict, text: str) -> dict:
@@ -104,6 +120,8 @@ def create_app():
             return error(401, f"Incorrect API key provided: {token}")
         elif behaviour == "no-schema" and "response_format" in body:
             return error(400, "response_format is not supported by this model")
+        elif behaviour == "no-logprobs" and body.get("logprobs"):
+            return error(400, "logprobs are not supported by this model")
         elif behaviour == "bad":
             return error(400, "max_tokens is too large for this model")
         elif behaviour == "garbage" and not stream:
@@ -114,12 +132,14 @@ def create_app():
             return JSONResponse({"id": "chatcmpl-test", "object": "chat.completion", "created": created,
                                  "model": behaviour, "usage": _usage(body, text),
                                  "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": text}}]})
+                                              "message": {"role": "assistant", "content": text},
+                                              "logprobs": _logprobs(body, pieces(text))}]})
 
-        def event(delta: dict, finish=None) -> str:
+        def event(delta: dict, finish=None, tokens=None) -> str:
             return "data: " + json.dumps({"id": "chatcmpl-test", "object": "chat.completion.chunk",
                                           "created": created, "model": behaviour,
-                                          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+                                          "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                                       "logprobs": _logprobs(body, tokens) if tokens else None}]}) + "\n\n"
 
         async def events():
             words = text.split(" ")
@@ -132,7 +152,8 @@ def create_app():
                     raise ConnectionResetError("upstream test: connection cut")
                 if behaviour == "stall" and i == 1:
                     await asyncio.sleep(3600)
-                yield event({"content": word if i == 0 else " " + word})
+                piece = word if i == 0 else " " + word
+                yield event({"content": piece}, tokens=[piece])
             yield event({}, "stop")
             if (body.get("stream_options") or {}).get("include_usage"):
                 yield "data: " + json.dumps({"id": "chatcmpl-test", "object": "chat.completion.chunk",

@@ -1,0 +1,107 @@
+"""Confidence: log-probabilities through the backends and the server, the `confidence` mode that needs no judge,
+and a vote weighted by certainty. Scripted models carry scripted log-probabilities; the openai backend reads
+them from the fault-injecting upstream."""
+
+import json
+import math
+
+import httpx
+import pytest
+
+from gemfuse import fuse
+from gemfuse.messages import Message
+from gemfuse.models.base import GenerateOptions
+from gemfuse.models.openai import OpenAIModel, OpenAISpec
+from gemfuse.serve.app import create_app
+from gemfuse.testing.scripted import ScriptedModel, scripted_registry
+
+
+def pool(**certainties):
+    return scripted_registry({name: ScriptedModel(f"answer from {name}", certainty=c) for name, c in certainties.items()})
+
+
+def test_confidence_picks_the_answer_its_model_was_surest_of():
+    result = fuse("Q?", pool=["a", "b", "c"], mode="confidence", registry=pool(a=-1.2, b=-0.1, c=-0.7))
+    assert result.text == "answer from b" and result.chosen == "b" and not result.trace.degraded
+    assert result.trace.confidence == pytest.approx({"a": -1.2, "b": -0.1, "c": -0.7})
+    assert [c.certainty_tokens for c in result.trace.candidates] == [3, 3, 3]
+    assert "confidence" in json.dumps(result.to_dict()) and "logprobs" not in result.to_dict()["calls"][0]
+
+
+def test_a_tie_and_missing_log_probabilities_are_reported_never_guessed():
+    tied = fuse("Q?", pool=["a", "b"], mode="confidence", registry=pool(a=-0.5, b=-0.5))
+    assert tied.chosen == "a" and tied.trace.tie and "equally sure" in tied.trace.degraded_reason
+    partial = fuse("Q?", pool=["a", "b"], mode="confidence", registry=pool(a=None, b=-2.0))
+    assert partial.chosen == "b" and "no log-probabilities from a" in partial.trace.degraded_reason
+    blind = fuse("Q?", pool=["a", "b"], mode="confidence", registry=pool(a=None, b=None))
+    assert blind.chosen == "a" and "no member returned log-probabilities" in blind.trace.degraded_reason
+
+
+def test_a_vote_weighted_by_confidence_lets_one_sure_answer_beat_two_unsure_ones():
+    registry = scripted_registry({"a": ScriptedModel("7", certainty=-3.0), "b": ScriptedModel("7", certainty=-3.0),
+                                  "c": ScriptedModel("8", certainty=-0.05)})
+    heads = fuse("Q?", pool=["a", "b", "c"], mode="vote", registry=registry)
+    weighted = fuse("Q?", pool=["a", "b", "c"], mode="vote", vote_weight="confidence", registry=registry)
+    assert heads.text == "7" and weighted.text == "8"
+    assert weighted.trace.votes["8"] == pytest.approx(math.exp(-0.05))
+    assert all(o.logprobs for o in registry.get("a").options[-1:]), "members are asked for log-probabilities"
+
+
+async def test_the_openai_backend_reads_log_probabilities_whole_and_streamed(upstream):
+    model = OpenAIModel("m", OpenAISpec(base_url=upstream[0], model="ok"))
+    options = GenerateOptions(logprobs=True, top_logprobs=2)
+    whole = await model.generate([Message.user("one two")], options)
+    assert [t.token for t in whole.logprobs] == ["echo:", " one", " two"] and whole.certainty == -0.25
+    assert whole.logprobs[0].top == [("echo:", -0.25), ("echo:~1", -1.25)]
+    chunks = [c async for c in model.stream([Message.user("one two")], options)]
+    streamed = [t for c in chunks if c.logprobs for t in c.logprobs]
+    assert [t.token for t in streamed] == ["echo:", " one", " two"]
+    plain = await model.generate([Message.user("one two")])
+    assert plain.logprobs is None
+    await model.aclose()
+
+
+async def test_an_endpoint_that_refuses_log_probabilities_is_remembered(upstream):
+    model = OpenAIModel("m", OpenAISpec(base_url=upstream[0], model="no-logprobs"))
+    for _ in range(2):
+        completion = await model.generate([Message.user("hi")], GenerateOptions(logprobs=True))
+        assert completion.text == "echo: hi" and completion.logprobs is None
+    assert model._logprobs_refused
+    await model.aclose()
+
+
+async def test_the_server_answers_logprobs_in_openais_shape():
+    registry = scripted_registry({"sure": ScriptedModel("one two", certainty=-0.5),
+                                  "unsure": ScriptedModel("three", certainty=-2.0)})
+    app = create_app(registry)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        ask = {"model": "sure", "messages": [{"role": "user", "content": "hi"}], "logprobs": True}
+        whole = (await client.post("/v1/chat/completions", json=ask)).json()
+        content = whole["choices"][0]["logprobs"]["content"]
+        assert [(t["token"], t["logprob"], t["bytes"]) for t in content] == [("one", -0.5, list(b"one")),
+                                                                             (" two", -0.5, list(b" two"))]
+        streamed = await client.post("/v1/chat/completions", json={**ask, "stream": True})
+        events = [json.loads(line[6:]) for line in streamed.text.splitlines()
+                  if line.startswith("data: {")]
+        tokens = [t["token"] for e in events for c in e["choices"] if c.get("logprobs") for t in c["logprobs"]["content"]]
+        assert tokens == ["one", " two"]
+        fused = (await client.post("/v1/chat/completions", json={
+            **ask, "model": "any", "fusion": {"analysis_models": ["unsure", "sure"], "mode": "confidence"}})).json()
+        assert fused["choices"][0]["message"]["content"] == "one two"
+        assert [t["token"] for t in fused["choices"][0]["logprobs"]["content"]] == ["one", " two"]
+        plain = (await client.post("/v1/chat/completions", json={**ask, "logprobs": False})).json()
+        assert plain["choices"][0]["logprobs"] is None
+        for wrong in ({"top_logprobs": 3, "logprobs": False}, {"top_logprobs": 21}):
+            refused = await client.post("/v1/chat/completions", json={**ask, **wrong})
+            assert refused.status_code == 400 and "top_logprobs" in refused.text
+
+
+async def test_the_eval_cache_keeps_log_probabilities(tmp_path):
+    from gemfuse.evals.cache import CachingRegistry, EvalCache
+
+    model = ScriptedModel("a b", certainty=-0.3)
+    caching = CachingRegistry(scripted_registry({"m": model}), EvalCache(tmp_path / "c.sqlite"))
+    options = GenerateOptions(logprobs=True, top_logprobs=1)
+    first = await caching.get("m").generate([Message.user("q")], options)
+    again = await caching.get("m").generate([Message.user("q")], options)
+    assert len(model.calls) == 1 and again.logprobs == first.logprobs and again.certainty == -0.3
