@@ -270,3 +270,16 @@ def test_shutdown_finishes_in_flight_requests(tmp_path, upstream):
     worker.join()
     assert results[0].status_code == 200 and results[0].json()["choices"][0]["message"]["content"] == "echo: hi"
     assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
+
+
+def test_logprobs_through_the_official_client(client):
+    asked = dict(model="smollm2-135m", messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8,
+                 temperature=0, logprobs=True, top_logprobs=3)
+    whole = client.chat.completions.create(**asked)
+    content = whole.choices[0].logprobs.content
+    assert "".join(t.token for t in content).strip() == whole.choices[0].message.content.strip()
+    assert all(t.logprob <= 0 and len(t.top_logprobs) == 3 and t.bytes for t in content)
+    streamed = client.chat.completions.create(**asked, stream=True)
+    tokens = [t for chunk in streamed for choice in chunk.choices if choice.logprobs and choice.logprobs.content
+              for t in choice.logprobs.content]
+    assert [(t.token, round(t.logprob, 4)) for t in tokens] == [(t.token, round(t.logprob, 4)) for t in content]
