@@ -105,3 +105,46 @@ async def test_the_eval_cache_keeps_log_probabilities(tmp_path):
     first = await caching.get("m").generate([Message.user("q")], options)
     again = await caching.get("m").generate([Message.user("q")], options)
     assert len(model.calls) == 1 and again.logprobs == first.logprobs and again.certainty == -0.3
+
+
+def priced(answer: str, certainty: float | None, delay_s: float = 0.0, per_million: float = 1.0) -> ScriptedModel:
+    from gemfuse.models.spec import Price
+
+    return ScriptedModel(answer, certainty=certainty, delay_s=delay_s,
+                         price=Price(input=per_million, output=per_million))
+
+
+def test_the_cascade_stops_at_the_first_sure_tier():
+    registry = scripted_registry({"cheap": priced("4", -0.05), "dear": priced("4", -0.01, per_million=100)})
+    result = fuse("2+2?", pool=["cheap", "dear"], mode="cascade", registry=registry)
+    assert result.text == "4" and result.trace.answered_by_tier == 1
+    assert not registry.get("dear").calls, "the expensive tier was never asked"
+    assert result.trace.tiers[0]["accepted"] and "certainty -0.050 >= threshold -0.3" in result.trace.tiers[0]["why"]
+
+
+def test_the_cascade_escalates_and_counts_each_tier():
+    from gemfuse.evals.harness import modelled_latency
+
+    registry = scripted_registry({"cheap": priced("5", -1.5, delay_s=0.05),
+                                  "dear": priced("4", -0.1, delay_s=0.1, per_million=100)})
+    result = fuse("2+2?", pool=["cheap", "dear"], mode="cascade", registry=registry)
+    assert result.text == "4" and result.trace.answered_by_tier == 2
+    first, second = result.trace.tiers
+    assert not first["accepted"] and second["accepted"] and second["cost"] == pytest.approx(100 * first["cost"])
+    assert result.trace.cost == pytest.approx(first["cost"] + second["cost"])
+    assert modelled_latency(result.trace) >= 0.15, "tiers run one after another: their latencies add"
+
+
+def test_when_no_tier_is_sure_every_answer_is_fused():
+    registry = scripted_registry({"a": priced("5", -2.0), "b": priced("4", -1.0), "c": priced("4", -1.2)})
+    result = fuse("2+2?", pool=["a", "b", "c"], mode="cascade", registry=registry)
+    assert result.trace.answered_by_tier is None and result.text == "4" and result.trace.votes == {"5": 1, "4": 2}
+    sure = fuse("2+2?", pool=["a", "b", "c"], mode="cascade", cascade_final="confidence", registry=registry)
+    assert sure.text == "4" and sure.chosen == "b"
+
+
+def test_a_tier_sampled_several_times_is_accepted_when_its_samples_agree():
+    registry = scripted_registry({"a": priced("7", -2.5), "b": priced("8", -0.01)})
+    result = fuse("Q?", pool=["a", "b"], mode="cascade", tier_samples=3, registry=registry)
+    assert result.text == "7" and result.trace.answered_by_tier == 1 and len(registry.get("a").calls) == 3
+    assert result.trace.tiers[0]["why"] == "3 answers agreed"

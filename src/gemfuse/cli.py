@@ -89,7 +89,7 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         stop: list[str] = typer.Option([], "--stop", help="stop sequence (repeatable)"),
         pool: str | None = typer.Option(None, "--pool", help="fuse these models: a,b,c"),
         judge: str | None = typer.Option(None, "--judge", help="the fusion's judge model"),
-        mode: str | None = typer.Option(None, "--mode", help="fusion mode: vote | best-of | merge | debate | self"),
+        mode: str | None = typer.Option(None, "--mode", help="fusion mode: vote | best-of | merge | debate | self | confidence | cascade"),
         preset: str | None = typer.Option(None, "--preset", "-p", help="a fusion preset (built in: default)"),
         show_candidates: bool = typer.Option(False, "--show-candidates", help="print each member's answer"),
         trace: Path | None = typer.Option(None, "--trace", help="append the fusion trace to this JSONL file"),

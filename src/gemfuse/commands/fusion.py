@@ -41,6 +41,12 @@ def summary(result: FusionResult) -> str:
         lines.append(f"[failed: {failure.member}: {failure.error}: {failure.message}]")
     if trace.tie:
         lines.append(f"[vote tied between: {' | '.join(trace.tied)}]")
+    if trace.confidence:
+        lines.append("[certainty (mean token log-probability): "
+                     + ", ".join(f"{member} {value:.3f}" for member, value in trace.confidence.items()) + "]")
+    for tier in trace.tiers:
+        lines.append(f"[tier {tier['tier']} ({tier['model']}): {'accepted' if tier['accepted'] else 'passed on'}, "
+                     f"{tier['why']}]")
     if trace.degraded:
         lines.append(f"[degraded: {trace.degraded_reason}]")
     return "\n".join(lines)

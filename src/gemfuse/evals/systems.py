@@ -17,7 +17,7 @@ from ..fusion.registry import ModelRegistry
 from ..models.spec import LocalSpec, ModelSpec
 from .cache import digest
 
-MODES = ("vote", "best-of", "merge", "debate", "self")
+MODES = ("vote", "best-of", "merge", "debate", "self", "confidence", "cascade")
 
 
 @dataclass

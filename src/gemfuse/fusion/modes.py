@@ -18,7 +18,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 
 from ..messages import Message
-from .engine import FusionRun, Request
+from .engine import FusionRun, QuorumError, Request
 from .events import Delta
 from .extract import EXTRACTORS, Extractor
 from .judge import merge_answers, pick_best, prompt, render_answers, rotated, shuffled
@@ -185,6 +185,67 @@ async def self_moa(run: FusionRun) -> ModeResult:
     return await _timed_judge(run, candidates, run.preset.self_final)
 
 
+async def cascade(run: FusionRun) -> ModeResult:
+    """Tiers in pool order (cheapest first): a tier's answer is taken when its model was sure enough (certainty
+    at least `threshold`) or its `tier_samples` answers agree; otherwise the next tier is asked. When no tier is
+    sure, every answer gathered is fused by `cascade_final` (the pool's vote by default)."""
+    gathered: list[Call] = []
+    preset = run.preset
+    for tier, request in enumerate(run.member_requests(), 1):
+        requests = [request]
+        if preset.tier_samples > 1:
+            member = preset.members()[tier - 1]
+            temperature = member.temperature if member.temperature is not None else 0.8
+            requests = [Request(f"{request.member}#{i + 1}", request.model, request.messages,
+                                run.member_options(member, temperature=temperature, seed=run.seed + i),
+                                request.timeout_s) for i in range(preset.tier_samples)]
+        started = run.now()
+        try:
+            calls = await run.fan_out(requests, round_=tier - 1, phase="tier")
+        except QuorumError:
+            calls = []
+        gathered.extend(calls)
+        accepted, why = _sure(run, calls)
+        tier_calls = [c for c in run.trace.calls if c.round == tier - 1 and c.role == "member"]
+        run.trace.tiers.append({"tier": tier, "model": request.model, "accepted": accepted, "why": why,
+                                "certainty": _mean_certainty(calls), "seconds": round(run.now() - started, 4),
+                                "cost": sum(c.cost or 0.0 for c in tier_calls),
+                                "tokens": sum(c.usage.total_tokens for c in tier_calls)})
+        if accepted:
+            run.trace.answered_by_tier = tier
+            best = max(calls, key=lambda c: c.certainty if c.certainty is not None else -math.inf)
+            return await emit_answer(run, (best.text, best))
+    if not gathered:
+        raise QuorumError("no tier of the cascade answered", run.trace)
+    final = preset.cascade_final
+    if final == "confidence":
+        scored = [c for c in gathered if c.certainty is not None] or gathered
+        best = max(scored, key=lambda c: c.certainty if c.certainty is not None else -math.inf)
+        return await emit_answer(run, (best.text, best))
+    if final == "vote":
+        result, tied = tally(run, gathered)
+        return await emit_answer(run, _pool_order_fallback(run, result, tied))
+    return await _timed_judge(run, gathered, final)
+
+
+def _mean_certainty(calls: Sequence[Call]) -> float | None:
+    known = [c.certainty for c in calls if c.certainty is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _sure(run: FusionRun, calls: Sequence[Call]) -> tuple[bool, str]:
+    if not calls:
+        return False, "no answer"
+    if len(calls) > 1 and agree(run, calls):
+        return True, f"{len(calls)} answers agreed"
+    certainty = _mean_certainty(calls)
+    if certainty is None:
+        return False, "no log-probabilities to judge its certainty by"
+    verdict = certainty >= run.preset.threshold
+    return verdict, f"certainty {certainty:.3f} {'>=' if verdict else '<'} threshold {run.preset.threshold:g}"
+
+
 MODES: dict[str, Callable[[FusionRun], Awaitable[ModeResult]]] = {
     "vote": vote, "best-of": best_of, "merge": merge, "debate": debate, "self": self_moa, "confidence": confidence,
+    "cascade": cascade,
 }

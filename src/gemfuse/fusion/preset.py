@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..models.base import MaxTokens, Temperature, TopP
 
-Mode = Literal["vote", "best-of", "merge", "debate", "self", "confidence"]
+Mode = Literal["vote", "best-of", "merge", "debate", "self", "confidence", "cascade"]
 FUSION_PREFIX = "fusion/"
 
 
@@ -41,7 +41,7 @@ class FusionPreset(BaseModel):
     pool: list[str | Member] = Field(min_length=1)
     judge: str | None = Field(None, description="the model that picks or merges (best-of, merge, debate, self)")
     backup_judge: str | None = Field(None, description="the judge to ask when the judge gives no verdict")
-    mode: Mode = Field("merge", description="vote | best-of | merge | debate | self | confidence")
+    mode: Mode = Field("merge", description="vote | best-of | merge | debate | self | confidence | cascade")
     description: str = ""
     min_answers: int = Field(1, ge=1, description="fewer successful members than this is an error")
     grace_ms: int | None = Field(None, ge=0, description="after the quorum, how long to wait for the rest")
@@ -62,14 +62,22 @@ class FusionPreset(BaseModel):
     extractor: str = Field("auto", description="vote's answer extractor: auto, number, letter, text or a registered one")
     vote_weight: Literal["count", "confidence"] = Field(
         "count", description="vote: one vote per member, or each weighted by its certainty (mean token probability)")
+    threshold: float = Field(-0.3, le=0, description="cascade: a tier's answer is accepted when its certainty (mean "
+                                                      "token log-probability) is at least this")
+    tier_samples: int = Field(1, ge=1, le=8, description="cascade: answers per tier; more than one: accepted when "
+                                                         "they all agree")
+    cascade_final: Literal["vote", "best-of", "merge", "confidence"] = Field(
+        "vote", description="cascade: when no tier is sure, how every answer gathered is fused")
     seed: int | None = Field(None, description="shuffle seed for the judge's view; random (and recorded) if unset")
 
     @model_validator(mode="after")
     def _consistent(self) -> FusionPreset:
         needs_judge = self.mode in ("best-of", "merge") or (self.mode == "debate" and self.debate_final != "vote") \
-            or self.mode == "self" or (self.mode == "vote" and self.tie_break == "judge")
+            or self.mode == "self" or (self.mode == "vote" and self.tie_break == "judge") \
+            or (self.mode == "cascade" and self.cascade_final in ("best-of", "merge"))
         if needs_judge and not self.judge:
             raise ValueError("tie_break = 'judge' needs a judge model" if self.mode == "vote"
+                             else f"cascade_final = {self.cascade_final!r} needs a judge model" if self.mode == "cascade"
                              else f"mode {self.mode!r} needs a judge model")
         if self.mode == "self" and len(self.pool) != 1:
             raise ValueError("mode 'self' samples one model: give exactly one pool entry and set samples")

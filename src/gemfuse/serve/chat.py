@@ -73,7 +73,7 @@ def call_event(call: Call) -> dict[str, Any]:
             "text": call.text, "error": call.error, "message": call.message, "latency_s": round(call.latency_s, 4),
             "started_s": round(call.started_s, 4), "ended_s": round(call.ended_s, 4),
             "usage": {"prompt_tokens": call.usage.prompt_tokens, "completion_tokens": call.usage.completion_tokens},
-            "cost": call.cost}
+            "cost": call.cost, "certainty": call.certainty}
 
 
 def fusion_label(request: ChatRequest, fusion: dict) -> str:
