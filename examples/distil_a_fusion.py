@@ -23,7 +23,7 @@ from IPython.display import Image, Markdown, display
 
 QUICK = bool(os.environ.get("GEMFUSE_EXAMPLES_QUICK"))
 WORK = Path(os.environ.get("GEMFUSE_EXAMPLES_WORK", "runs"))
-PROMPTS, TEST = (8, 4) if QUICK else (200, 40)
+PROMPTS, TEST = (6, 3) if QUICK else (200, 40)
 WORK.mkdir(parents=True, exist_ok=True)
 CONFIG = WORK / "distil-config.toml"  # the student is registered here (your own config by default)
 CONFIG.write_text("# models made by gemfuse distil are added below\n")
