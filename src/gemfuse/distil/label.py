@@ -82,11 +82,13 @@ async def alabel(prompts: str | Path | list[Prompt], out: str | Path, settings: 
     identity = digest({"teacher": settings.teacher, "preset": preset.model_dump(mode="json"), "seed": settings.seed})
     answers: dict[int, dict[str, Any]] = {}
     gate = asyncio.Semaphore(settings.concurrency)
+    keys = [digest({"distil-label": 1, "teacher": identity, "messages": [m.to_openai() for m in p.messages]})
+            for p in items]
+    finished = caching.cache.get_results(keys) if caching.cache else {}  # one query, not one a prompt
 
     async def label(index: int) -> None:
-        prompt = items[index]
-        key = digest({"distil-label": 1, "teacher": identity, "messages": [m.to_openai() for m in prompt.messages]})
-        found = caching.cache.get_result(key) if caching.cache else None
+        prompt, key = items[index], keys[index]
+        found = finished.get(key)
         if found is not None:
             report.from_cache += 1
         else:

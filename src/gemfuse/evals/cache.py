@@ -81,6 +81,16 @@ class EvalCache:
         row = self.db.execute("SELECT record FROM results WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def get_results(self, keys: list[str]) -> dict[str, dict]:
+        """Every stored record among `keys`, in one query per 500 keys (SQLite's parameter limit)."""
+        found: dict[str, dict] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            rows = self.db.execute(f"SELECT key, record FROM results WHERE key IN ({','.join('?' * len(chunk))})",
+                                   chunk).fetchall()
+            found.update((key, json.loads(record)) for key, record in rows)
+        return found
+
     def put_result(self, key: str, system: str, item: str, record: dict) -> None:
         self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)",
                         (key, system, item, json.dumps(record, ensure_ascii=False), time.time()))
