@@ -148,3 +148,50 @@ def test_a_tier_sampled_several_times_is_accepted_when_its_samples_agree():
     result = fuse("Q?", pool=["a", "b"], mode="cascade", tier_samples=3, registry=registry)
     assert result.text == "7" and result.trace.answered_by_tier == 1 and len(registry.get("a").calls) == 3
     assert result.trace.tiers[0]["why"] == "3 answers agreed"
+
+
+async def test_the_eval_replays_the_cascade_at_every_threshold_and_calibrates_it(tmp_path, isolated_config):
+    import tomllib
+
+    from gemfuse.api import save_calibrated_cascade
+    from gemfuse.errors import ConfigError
+    from gemfuse.evals import arun
+    from gemfuse.models.spec import Price
+
+    def number(messages) -> int:
+        return int(messages[-1].text.split()[2].rstrip("?"))
+
+    cheap = ScriptedModel(lambda m: str(3 * number(m) + (number(m) % 3 == 0)), price=Price(input=1, output=1),
+                          certainty=lambda m: -1.5 if number(m) % 3 == 0 else -0.1)
+    dear = ScriptedModel(lambda m: str(3 * number(m)), price=Price(input=100, output=100), certainty=-0.05)
+    registry = scripted_registry({"cheap": cheap, "dear": dear})
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({"prompt": f"What is {i}? Triple it.", "answer": str(3 * i)}) + "\n"
+                             for i in range(60)))
+    report = await arun(items, registry=registry, cache=tmp_path / "c.sqlite", pool=["cheap", "dear"],
+                        systems=["members", "vote", "cascade"], target_accuracy=0.95, seed=1,
+                        write_preset="calibrated")
+    found = report.data["frontier"]
+    replayed = next(p for p in found["points"] if p["threshold"] == -0.3)
+    real = report.system("cascade")
+    assert replayed["accuracy"] == real["accuracy"] == 1.0
+    assert replayed["cost_per_item"] == pytest.approx(real["cost"] / real["n"])
+    assert replayed["escalated"] == pytest.approx(sum(int(i) % 3 == 0 for i in
+                                                      [r.item.split("-")[1] for r in report.records
+                                                       if r.system == "cascade"]) / real["n"])
+    assert report.data["calls"]["made"] == {"cheap": 60, "dear": 60}, "the cascade re-used the members' calls"
+    assert {"system": "dear", "by": "cascade"} in found["dominated"], "as right as the dear model, for a third"
+    assert {"system": "vote", "by": "cheap"} in found["dominated"], "a two-member vote's ties go to the first"
+    calibrated = found["calibrated"]
+    assert calibrated["on"] == "dev" and calibrated["dev"]["accuracy"] >= 0.95 and calibrated["threshold"] >= -1.2
+    cheapest = min((p for p in found["points"] if p["accuracy"] >= 0.95), key=lambda p: p["cost_per_item"])
+    assert calibrated["test"]["cost_per_item"] == pytest.approx(cheapest["cost_per_item"], rel=0.5)
+    assert any("threshold" in line and "on test" in line for line in report.data["findings"])
+    assert found["oracle"]["accuracy"] == 1.0
+    isolated_config.write_text("# my models\n")
+    save_calibrated_cascade(report, registry)
+    written = tomllib.loads(isolated_config.read_text())["presets"]["calibrated"]
+    assert written["mode"] == "cascade" and written["pool"] == ["cheap", "dear"]
+    assert written["threshold"] == calibrated["threshold"] and isolated_config.read_text().startswith("# my models")
+    with pytest.raises(ConfigError, match="write_preset: needs --pool and a goal"):
+        await arun(items, registry=registry, cache="off", models=["cheap"], write_preset="x")

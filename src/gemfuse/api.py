@@ -54,9 +54,30 @@ async def aevaluate(dataset, settings=None, *, config=None, **options):
 
     registry = Registry.load(config)
     try:
-        return await arun(dataset, settings, registry=registry, **options)
+        report = await arun(dataset, settings, registry=registry, **options)
     finally:
         await registry.aclose()
+    save_calibrated_cascade(report, registry)
+    return report
+
+
+def save_calibrated_cascade(report, registry: Registry) -> None:
+    """With `write_preset`, the cascade calibrated on dev becomes a preset of the user's config."""
+    from .errors import ConfigError
+    from .paths import config_path
+    from .weights.pull import register
+
+    settings = report.settings
+    calibrated = (report.data.get("frontier") or {}).get("calibrated") or {}
+    if not settings.write_preset:
+        return
+    if calibrated.get("threshold") is None:
+        raise ConfigError(f"eval: no cascade threshold meets {calibrated.get('goal', 'the goal')}; "
+                          f"the preset {settings.write_preset} was not written")
+    register(registry.config.path or config_path(), settings.write_preset, {
+        "pool": report.data["frontier"]["pool"], "mode": "cascade", "threshold": calibrated["threshold"],
+        "max_tokens": settings.max_tokens, "temperature": settings.temperature,
+        "description": f"cascade calibrated for {calibrated['goal']} on {report.data['dataset']}"}, section="presets")
 
 
 def evaluate(dataset, settings=None, **options):

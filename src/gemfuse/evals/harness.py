@@ -144,6 +144,8 @@ async def run_one(system: System, item: EvalItem, registry: CachingRegistry, eva
     record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     record.cost, record.unpriced, record.calls = trace.cost, trace.unpriced, len(trace.calls)
     record.latency_s, record.degraded = modelled_latency(trace), trace.degraded_reason
+    if system.kind == "member" and trace.candidates:
+        record.certainty = trace.candidates[0].certainty
     if system.kind == "fusion":
         for call in (c for c in trace.calls if c.role == "member" and c.ok):
             record.candidates[call.member] = (await evaluator.score(item, call.text))[0].correct

@@ -41,6 +41,7 @@ class ItemResult:
     calls: int = 0
     degraded: str | None = None
     chosen: str | None = None
+    certainty: float | None = None  # a member's mean token log-probability, when asked for (cascade, confidence)
     # fusions only
     candidates: dict[str, bool] = field(default_factory=dict)  # member -> was its own answer right
     judge: JudgeRecord | None = None

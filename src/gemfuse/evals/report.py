@@ -15,6 +15,7 @@ from typing import Any
 
 from ..paths import output_path
 from .datasets import EvalSet
+from .frontier import frontier
 from .records import ItemResult
 from .stats import bootstrap_interval, mcnemar, percentile, position_bias
 from .systems import System
@@ -111,8 +112,14 @@ def build_report(eval_set: EvalSet, systems: Sequence[System], records: list[Ite
             "test": len(eval_set.test), "scorer": settings.scorer_id(eval_set.kind), "seed": settings.seed,
             "best_member": best, "best_chosen_on": chosen_on, "systems": table,
             "calls": {"made": calls_made or {}, "reused": calls_reused or {}, "results_reused": results_reused}}
+    pool = [name for name in settings.pool if name in by_system]
+    found = frontier(records, pool, test_ids, [i.id for i in eval_set.dev], table,
+                     extractor=systems[0].preset.extractor if systems else "auto", seed=settings.seed,
+                     target_accuracy=settings.target_accuracy, target_cost=settings.target_cost) if pool else None
+    if found is not None:
+        data["frontier"] = found
     data["findings"] = findings(data)
-    return Report(data, records)
+    return Report(data, records, settings)
 
 
 def findings(data: dict) -> list[str]:
@@ -151,6 +158,30 @@ def findings(data: dict) -> list[str]:
             lines.append(f"{s['name']}: {s['errors']} item(s) got no answer (see records.jsonl).")
     if best is None:
         lines.append("No member systems: nothing to compare the fusions with.")
+    lines.extend(frontier_findings(data.get("frontier")))
+    return lines
+
+
+def frontier_findings(found: dict | None) -> list[str]:
+    if not found:
+        return []
+    lines = []
+    points = found["points"]
+    best = max(points, key=lambda p: (p["accuracy"], -p["cost_per_item"]))
+    lines.append(f"A cascade over {', '.join(found['pool'])} (replayed from the members' answers): at threshold "
+                 f"{best['threshold']:g} it is {best['accuracy']:.0%} right for ${best['cost_per_item']:.4g} an item, "
+                 f"escalating {best['escalated']:.0%} of them; the members together knew {found['oracle']['accuracy']:.0%}.")
+    beaten = {d["system"]: d["by"] for d in found["dominated"] if not d["system"].startswith("cascade(")}
+    if beaten:
+        lines.append("Dominated (another is at least as accurate for no more cost): "
+                     + ", ".join(f"{system} by {by}" for system, by in beaten.items()) + ".")
+    calibrated = found.get("calibrated")
+    if calibrated and calibrated.get("threshold") is not None:
+        test = calibrated["test"]
+        lines.append(f"For {calibrated['goal']}: threshold {calibrated['threshold']:g}; on test it is "
+                     f"{test['accuracy']:.0%} right for ${test['cost_per_item']:.4g} an item.")
+    elif calibrated:
+        lines.append(f"For {calibrated['goal']}: {calibrated['why']}.")
     return lines
 
 
@@ -172,9 +203,10 @@ class Report:
     COLUMNS = ("system", "accuracy (95% CI)", "vs best (+/-, p)", "vs base", "cost/correct", "tokens/item",
                "latency p50 / p95", "oracle", "regret / rescue", "judge picks by position")
 
-    def __init__(self, data: dict, records: list[ItemResult]):
+    def __init__(self, data: dict, records: list[ItemResult], settings: Any = None):
         self.data = data
         self.records = records
+        self.settings = settings  # the EvalSettings it was made with
 
     def system(self, name: str) -> dict:
         return next(s for s in self.data["systems"] if s["name"] == name)
@@ -260,6 +292,12 @@ class Report:
             axes.errorbar([x], [s["accuracy"]], yerr=[[s["accuracy"] - low], [high - s["accuracy"]]], fmt="o",
                           capsize=3, color="tab:blue" if s["kind"] == "member" else "tab:orange")
             axes.annotate(s["name"], (x, s["accuracy"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        found = self.data.get("frontier")
+        if found and priced:
+            points = sorted(found["points"], key=lambda p: p["cost_per_item"])
+            axes.plot([p["cost_per_item"] for p in points], [p["accuracy"] for p in points], "-", color="tab:green",
+                      marker=".", label="cascade, by threshold")
+            axes.legend(fontsize=8, loc="lower right")
         axes.set_xlabel("cost per item (USD)" if priced else "tokens per item (prompt + completion)")
         axes.set_ylabel("accuracy on test (95% CI)")
         axes.set_ylim(-0.02, 1.02)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError
 from ..models.base import MaxTokens, Temperature
@@ -36,6 +36,18 @@ class EvalSettings(BaseModel):
     evaluator: str | None = Field(None, description="rubric: the grading model (not a judge)")
     rubric: str | None = Field(None, description="rubric: what a better answer does")
     concurrency: int = Field(32, ge=1, description="items in flight (each model keeps its own limit)")
+    target_accuracy: float | None = Field(None, gt=0, le=1, description="cascade: the threshold reaching this "
+                                                                        "accuracy on dev at the least cost")
+    target_cost: float | None = Field(None, gt=0, description="cascade: the threshold most accurate on dev within "
+                                                              "this cost per item (USD)")
+    write_preset: str | None = Field(None, description="cascade: save the calibrated cascade over --pool as this "
+                                                       "preset of the config")
+
+    @model_validator(mode="after")
+    def _calibration_needs_a_goal(self) -> EvalSettings:
+        if self.write_preset and not (self.pool and (self.target_accuracy or self.target_cost)):
+            raise ValueError("write_preset: needs --pool and a goal: --target-accuracy or --target-cost")
+        return self
 
     @field_validator("models", "pool", "systems", mode="before")
     @classmethod

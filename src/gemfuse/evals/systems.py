@@ -49,9 +49,13 @@ def build_systems(registry: ModelRegistry, *, models: list[str], pool: list[str]
     def member(name: str) -> Member:
         return Member(model=name, seed=seed)
 
+    # A cascade or a confidence fusion reads the members' log-probabilities; members asked the same way share
+    # their calls, and their certainties let the report replay the cascade at any threshold.
+    certain = any(entry in ("cascade", "confidence") for entry in systems)
+
     def member_system(name: str) -> System:
         preset = FusionPreset(pool=[member(name)], mode="vote", max_tokens=max_tokens, temperature=temperature,
-                              extractor=extractor)
+                              extractor=extractor, logprobs=certain)
         return System(name, "member", preset)
 
     chosen: dict[str, System] = {}
@@ -75,7 +79,7 @@ def build_systems(registry: ModelRegistry, *, models: list[str], pool: list[str]
             try:
                 preset = FusionPreset(pool=members, judge=judge, mode=entry, max_tokens=max_tokens,
                                       judge_max_tokens=judge_max_tokens, temperature=temperature, extractor=extractor,
-                                      swap_check=swap_check, samples=samples, rounds=rounds,
+                                      swap_check=swap_check, samples=samples, rounds=rounds, logprobs=certain,
                                       debate_final="vote" if not judge else "best-of")
             except ValueError as exc:
                 raise ConfigError(f"eval: system {entry!r}: {_first_error(exc)}") from None

@@ -93,7 +93,8 @@ class FusionRun:
         values = dict(max_tokens=member.max_tokens or preset.max_tokens,
                       temperature=member.temperature if member.temperature is not None else preset.temperature,
                       top_p=member.top_p, seed=member.seed,
-                      logprobs=preset.mode in ("confidence", "cascade") or preset.vote_weight == "confidence")
+                      logprobs=preset.logprobs or preset.mode in ("confidence", "cascade")
+                      or preset.vote_weight == "confidence")
         values.update(override)
         return GenerateOptions(**values)
 

@@ -60,6 +60,8 @@ class FusionPreset(BaseModel):
     tie_break: Literal["pool-order", "judge"] = Field(
         "pool-order", description="vote: a tie goes to the judge, or to the pool's first (marked degraded)")
     extractor: str = Field("auto", description="vote's answer extractor: auto, number, letter, text or a registered one")
+    logprobs: bool = Field(False, description="ask members for their tokens' log-probabilities (confidence, cascade "
+                                              "and a confidence-weighted vote always do)")
     vote_weight: Literal["count", "confidence"] = Field(
         "count", description="vote: one vote per member, or each weighted by its certainty (mean token probability)")
     threshold: float = Field(-0.3, le=0, description="cascade: a tier's answer is accepted when its certainty (mean "

@@ -217,16 +217,17 @@ def read_document(config_file: Path):
         raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
 
 
-def register(config_file: Path, name: str, entry: dict) -> None:
-    """Add `[models.NAME]`, keeping the rest of the file (comments, order) as the user wrote it."""
+def register(config_file: Path, name: str, entry: dict, section: str = "models") -> None:
+    """Add (or replace) `[models.NAME]` (or `[presets.NAME]`), keeping the rest of the file (comments, order) as
+    the user wrote it."""
     import tomlkit
 
     document = read_document(config_file)
-    if "models" not in document:
-        document["models"] = tomlkit.table(is_super_table=True)
+    if section not in document:
+        document[section] = tomlkit.table(is_super_table=True)
     table = tomlkit.table()
     table.update(entry)
-    document["models"][name] = table
+    document[section][name] = table
     config_file.parent.mkdir(parents=True, exist_ok=True)
     staging = config_file.with_name(config_file.name + ".tmp")
     staging.write_text(tomlkit.dumps(document), encoding="utf-8")
