@@ -1,6 +1,5 @@
-"""Proof that training learns: pixels and sound reach the loss (a blanked control stays at chance), and a real
-Gemma 3 270M learns made-up facts it cannot know, asked in phrasings it never saw."""
-
+"""Proof that training learns: pixels and sound reach the loss (a blanked control stays at chance). (A real Gemma 3
+270M learning made-up facts it then generates for unseen phrasings: tests/test_distil_learns.py.)"""
 import pytest
 
 from gemfuse.tune import load_tune_config, train
@@ -30,9 +29,9 @@ def held_out_accuracy(folder, adapter, held_out, choices) -> float:
     return choice_accuracy(model, Collator(load_target(str(folder))), held_out, choices)
 
 
+# Gemma 3n's audio tower is proven the same way, through distillation: tests/test_distil_media.py.
 @pytest.mark.parametrize(("family", "kind", "steps", "lr"), [
-    ("gemma3", "image", 100, 3e-3), ("gemma4", "image", 100, 3e-3),
-    ("gemma3n", "audio", 150, 5e-3), ("gemma4", "audio", 150, 3e-3)])
+    ("gemma3", "image", 100, 3e-3), ("gemma4", "image", 100, 3e-3), ("gemma4", "audio", 150, 3e-3)])
 def test_media_task_is_learned_from_the_media(tmp_path, tiny_model, family, kind, steps, lr):
     """Colour of unseen pictures / pitch band of unseen tones, with the tower trained. The control trains and
     tests on blanked media (grey pictures, silence): it must stay at chance, or the answer leaks through text."""
