@@ -24,6 +24,7 @@ def test_confidence_picks_the_answer_its_model_was_surest_of():
     result = fuse("Q?", pool=["a", "b", "c"], mode="confidence", registry=pool(a=-1.2, b=-0.1, c=-0.7))
     assert result.text == "answer from b" and result.chosen == "b" and not result.trace.degraded
     assert result.trace.confidence == pytest.approx({"a": -1.2, "b": -0.1, "c": -0.7})
+    assert result.trace.confidence_method.startswith("self-certainty: the mean log-probability")
     assert [c.certainty_tokens for c in result.trace.candidates] == [3, 3, 3]
     assert "confidence" in json.dumps(result.to_dict()) and "logprobs" not in result.to_dict()["calls"][0]
 
@@ -188,6 +189,8 @@ async def test_the_eval_replays_the_cascade_at_every_threshold_and_calibrates_it
     assert calibrated["test"]["cost_per_item"] == pytest.approx(cheapest["cost_per_item"], rel=0.5)
     assert any("threshold" in line and "on test" in line for line in report.data["findings"])
     assert found["oracle"]["accuracy"] == 1.0
+    markdown = report.to_markdown()
+    assert "| -0.3 | 100.0% (" in markdown and "| oracle (any member right) | 100.0%" in markdown
     isolated_config.write_text("# my models\n")
     save_calibrated_cascade(report, registry)
     written = tomllib.loads(isolated_config.read_text())["presets"]["calibrated"]

@@ -248,8 +248,24 @@ class Report:
         lines = [f"# Eval: {self.data['dataset']}", "", self.heading(), "",
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
+        lines += self.frontier_table()
         lines += ["", "**What it says**", ""] + [f"- {line}" for line in self.data["findings"]]
         return "\n".join(lines) + "\n"
+
+    def frontier_table(self) -> list[str]:
+        """The cascade at each threshold, replayed from the members' answers, and the oracle."""
+        found = self.data.get("frontier")
+        if not found:
+            return []
+        lines = ["", f"**A cascade over {', '.join(found['pool'])}, by threshold** (replayed; test items)", "",
+                 "| threshold | accuracy (95% CI) | cost / item | latency p50 | escalated |", "|---|---|---|---|---|"]
+        for p in found["points"]:
+            low, high = p["interval"]
+            lines.append(f"| {p['threshold']:g} | {p['accuracy']:.1%} ({low:.1%}-{high:.1%}) | "
+                         f"${p['cost_per_item']:.4g} | {_fmt_seconds(p['latency_p50_s'])} | {p['escalated']:.0%} |")
+        oracle = found["oracle"]
+        lines.append(f"| oracle (any member right) | {oracle['accuracy']:.1%} | ${oracle['cost_per_item']:.4g} | | |")
+        return lines
 
     def print(self, console=None) -> None:
         from rich.console import Console

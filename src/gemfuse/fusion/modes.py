@@ -51,6 +51,9 @@ def tally(run: FusionRun, candidates: Sequence[Call], extractor: Extractor | Non
     return (chosen.text, chosen), tied
 
 
+CERTAINTY = "self-certainty: the mean log-probability of the member's own answer tokens (the model's raw logits)"
+
+
 def certainty_weights(run: FusionRun, candidates: Sequence[Call]) -> list[float] | None:
     """Each answer's weight: its mean token probability, exp(certainty); None (and the vote counts heads, said
     in the trace) when a member gave no log-probabilities."""
@@ -59,6 +62,7 @@ def certainty_weights(run: FusionRun, candidates: Sequence[Call]) -> list[float]
         run.trace.degrade(f"no log-probabilities from {', '.join(missing)}: the vote counted one vote per member")
         return None
     run.trace.confidence = {c.member: c.certainty for c in candidates if c.certainty is not None}
+    run.trace.confidence_method = CERTAINTY + "; each vote weighs exp(certainty), the mean token probability"
     return [math.exp(c.certainty or 0.0) for c in candidates]
 
 
@@ -67,6 +71,7 @@ async def confidence(run: FusionRun) -> ModeResult:
     candidates = await run.fan_out(run.member_requests())
     scored = [c for c in candidates if c.certainty is not None]
     run.trace.confidence = {c.member: c.certainty for c in scored if c.certainty is not None}
+    run.trace.confidence_method = CERTAINTY
     missing = [c.member for c in candidates if c.certainty is None]
     if not scored:
         run.trace.degrade(f"no member returned log-probabilities ({', '.join(missing)}), so none could be compared; "

@@ -72,6 +72,7 @@ class FusionTrace:
     tied: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)  # every judge pass: order shown, choice, how read
     confidence: dict[str, float] = field(default_factory=dict)  # confidence / weighted vote: member -> certainty
+    confidence_method: str | None = None  # how `confidence` was computed
     tiers: list[dict[str, Any]] = field(default_factory=list)  # cascade: each tier asked, its certainty, its fate
     answered_by_tier: int | None = None  # cascade: the 1-based tier whose answer was accepted; None: the final fusion
     rounds: int = 0
