@@ -6,9 +6,9 @@
 # the rows it was unsure of, fine-tune a student, and measure on held-out items how much of the fusion's gain
 # over the student's base the student kept, and at what share of the cost.
 #
-# Here the teacher is the built-in `fusion/default` (the two built-in models, judged by SmolLM2), the prompts
-# are arithmetic questions, and the student is the built-in Gemma 3 270M. The teacher is small, so its labels
-# are often wrong: the point is the loop.
+# Here the teacher is a fusion of the two built-in models judged by SmolLM2 (best-of), the prompts are arithmetic
+# questions, and the student is the built-in Gemma 3 270M. The teacher is small, so its labels are often wrong:
+# the point is the loop.
 #
 # **For real use**: put strong remote models in a preset (`[presets.strong]` in your config, with prices), capture
 # real traffic with `gemfuse serve --capture captured/`, and run `gemfuse distil run captured/ --teacher
@@ -26,7 +26,15 @@ WORK = Path(os.environ.get("GEMFUSE_EXAMPLES_WORK", "runs"))
 PROMPTS, TEST = (6, 3) if QUICK else (200, 40)
 WORK.mkdir(parents=True, exist_ok=True)
 CONFIG = WORK / "distil-config.toml"  # the student is registered here (your own config by default)
-CONFIG.write_text("# models made by gemfuse distil are added below\n")
+CONFIG.write_text("""# the teacher: the built-in models, the better answer chosen by SmolLM2
+[presets.pair]
+pool = ["smollm2-135m", "gemma-3-270m"]
+judge = "smollm2-135m"
+mode = "best-of"
+max_tokens = 24
+judge_max_tokens = 32
+temperature = 0
+""")  # gemfuse distil adds the student below
 
 # %% [markdown]
 # ## 1. Prompts without answers, and a held-out test set
@@ -50,7 +58,7 @@ print(prompts[:3])
 # %%
 from gemfuse import distil
 
-labelled = distil.label(WORK / "prompts.jsonl", teacher="fusion/default", out=WORK / "distil" / "data",
+labelled = distil.label(WORK / "prompts.jsonl", teacher="fusion/pair", out=WORK / "distil" / "data",
                         eval=str(WORK / "test.jsonl"), max_tokens=32, config=CONFIG,
                         cache=WORK / "distil-cache.sqlite")
 print(f"{labelled.labelled} rows, {sum(labelled.calls_made.values())} calls, {labelled.seconds:.0f} s")
@@ -73,7 +81,7 @@ print(f"kept {strict.kept} of {strict.rows}; dropped by reason: {strict.dropped}
 
 # %%
 steps = ["train.max_steps=4"] if QUICK else []
-report = distil.run(WORK / "prompts.jsonl", teacher="fusion/default", eval=str(WORK / "test.jsonl"),
+report = distil.run(WORK / "prompts.jsonl", teacher="fusion/pair", eval=str(WORK / "test.jsonl"),
                     out=WORK / "distil", name="arithmetic-student", max_tokens=32, set=steps, config=CONFIG,
                     cache=WORK / "distil-cache.sqlite")
 display(Markdown((WORK / "distil" / "eval" / "report.md").read_text()))

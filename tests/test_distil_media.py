@@ -1,6 +1,7 @@
-"""Media through every stage of distil: noisy recordings labelled by a scripted teacher keep their audio, pass
-validation, and train a tiny Gemma 3n student's audio tower; the student *generates* the pitch band of unseen
-clips; a control distilled from noise alone stays at chance. No step is skipped as non-finite (padded batches)."""
+"""Media through every stage of distil: noisy 16-bit recordings (questions of different lengths, so batches are
+padded) labelled by a scripted teacher keep their audio, pass validation, and train a tiny Gemma 3n student's
+audio tower; the student *generates* the pitch band of unseen clips; a control distilled from noise alone stays at
+chance. No step is skipped as non-finite."""
 
 import hashlib
 import json
@@ -36,12 +37,13 @@ def test_a_media_student_learns_from_its_teacher_and_noise_teaches_nothing(tmp_p
     from gemfuse.data.target import load_target
     from gemfuse.data.validate import validate
     from gemfuse.testing.scripted import ScriptedModel, scripted_registry
-    from gemfuse.testing.tasks import noisy_tone_task, tone_task
+    from gemfuse.testing.tasks import noisy_tone_task
     from gemfuse.tune.run_folder import read_manifest
 
     student = str(tiny_model("gemma3n"))
-    real, noise = tone_task(tmp_path / "real", n_train=96), noisy_tone_task(tmp_path / "noise", n_train=96, blank=True)
-    held = tone_task(tmp_path / "held", n_train=0, seed=1)
+    real, noise = noisy_tone_task(tmp_path / "real", n_train=96), noisy_tone_task(tmp_path / "noise", n_train=96,
+                                                                                   blank=True)
+    held = noisy_tone_task(tmp_path / "held", n_train=0, seed=1)
     noise_held = noisy_tone_task(tmp_path / "noise-held", n_train=0, seed=1, blank=True)
     known = teacher_lookup(real, noise, held, noise_held)
 
@@ -52,7 +54,7 @@ def test_a_media_student_learns_from_its_teacher_and_noise_teaches_nothing(tmp_p
     registry = scripted_registry({"teacher": ScriptedModel(listens)}, with_builtins=True)
     common = dict(teacher="teacher", student=student, registry=registry, cache="off", scorer="contains",
                   max_tokens=8, add_to_config=False,
-                  set=["train.max_steps=150", "train.lr=5e-3", "train.dtype=float32", "lora.r=8", "lora.alpha=16"])
+                  set=["train.max_steps=200", "train.lr=3e-3", "train.dtype=float32", "lora.r=8", "lora.alpha=16"])
     try:
         learned = distil.run(unanswered(real), eval=str(held.held_out), out=tmp_path / "out-real", name="listener",
                              **common)

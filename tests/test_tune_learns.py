@@ -29,7 +29,8 @@ def held_out_accuracy(folder, adapter, held_out, choices) -> float:
     return choice_accuracy(model, Collator(load_target(str(folder))), held_out, choices)
 
 
-# Gemma 3n's audio tower is proven the same way, through distillation: tests/test_distil_media.py.
+# Gemma 3n's audio tower is proven the same way, through distillation, on noisy 16-bit recordings in padded
+# batches: tests/test_distil_media.py.
 @pytest.mark.parametrize(("family", "kind", "steps", "lr"), [
     ("gemma3", "image", 100, 3e-3), ("gemma4", "image", 100, 3e-3), ("gemma4", "audio", 150, 3e-3)])
 def test_media_task_is_learned_from_the_media(tmp_path, tiny_model, family, kind, steps, lr):
@@ -49,21 +50,3 @@ def test_media_task_is_learned_from_the_media(tmp_path, tiny_model, family, kind
     assert accuracy >= 0.8, (accuracy, control)  # chance is 1/3
     assert control <= 0.45, (accuracy, control)
     assert learned.train_loss < blanked.train_loss / 3
-
-
-def test_noisy_recordings_train_and_their_blanked_control_stays_at_chance(tmp_path, tiny_model):
-    """Ordinary 16-bit noisy clips with sentence answers (padded batches) on Gemma 3n: no step is skipped as
-    non-finite, the bands are learned, and noise alone teaches nothing."""
-    from gemfuse.testing.tasks import noisy_tone_task
-
-    folder = tiny_model("gemma3n")
-    held = noisy_tone_task(tmp_path / "held", n_train=0, seed=1)
-    blank_held = noisy_tone_task(tmp_path / "blank-held", n_train=0, seed=1, blank=True)
-    learned = run(folder, noisy_tone_task(tmp_path / "real"), tmp_path / "run-real", "language+audio", 200, 3e-3)
-    blanked = run(folder, noisy_tone_task(tmp_path / "blank", blank=True), tmp_path / "run-blank", "language+audio",
-                  200, 3e-3)
-    assert learned.skipped_steps == 0 and blanked.skipped_steps == 0
-    accuracy = held_out_accuracy(folder, learned.adapter, held.held_out, held.choices)
-    control = held_out_accuracy(folder, blanked.adapter, blank_held.held_out, blank_held.choices)
-    assert accuracy >= 0.6, (accuracy, control)  # chance is 1/3
-    assert control <= 0.5, (accuracy, control)
