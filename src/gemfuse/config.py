@@ -57,6 +57,16 @@ class ConfigFile(BaseModel):
     server: ServerSettings = Field(default_factory=ServerSettings)
 
 
+def read_toml(path: Path, missing: str) -> dict[str, Any]:
+    """A TOML file's table; `missing` is what to say when the file is not there."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(missing) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def describe_validation_error(exc: ValidationError, where: str, prefix: str = "",
                               known: dict[tuple, list[str]] | None = None) -> str:
     """One line per problem: `file: models.gpt.base_ur: unknown key (did you mean base_url?)`."""

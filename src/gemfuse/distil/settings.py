@@ -3,14 +3,13 @@ functions and the fields of a distil TOML file are generated from these fields, 
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config import describe_validation_error, field_names
+from ..config import describe_validation_error, field_names, read_toml
 from ..errors import ConfigError
 from ..models.base import MaxTokens, Temperature
 
@@ -63,12 +62,7 @@ def distil_settings(base: DistilSettings | None = None, *, file: str | Path | No
     values: dict[str, Any] = {}
     if file is not None:
         path = Path(file).expanduser()
-        try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"distil settings {path} do not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        values = read_toml(path, f"distil settings {path} do not exist")
         try:
             DistilSettings.model_validate(values)
         except ValidationError as exc:

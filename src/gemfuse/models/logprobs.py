@@ -15,12 +15,23 @@ from typing import Any
 from .base import TokenLogprob
 
 
-def log_softmax_at(logits: Any, ids: Any) -> Any:
+def log_normaliser(logits: Any) -> float:
+    """log(sum(exp(logits))), computed stably: a token's log-probability is its logit less this."""
     import numpy as np  # the in-process backends bring it; the core install has none
 
     top = float(logits.max())
-    normaliser = top + float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
-    return logits[ids].astype(np.float64) - normaliser
+    return top + float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
+
+
+def answer_tokens(tokens: list[TokenLogprob], text: str) -> list[TokenLogprob]:
+    """The tokens that make up `text` (an end-of-turn token or a withheld stop string is not part of it)."""
+    kept, covered = [], 0
+    for token in tokens:
+        if covered >= len(text) or covered + len(token.token.strip()) > len(text):
+            break
+        kept.append(token)
+        covered += len(token.token)
+    return kept
 
 
 class LogprobRecorder:
@@ -45,20 +56,13 @@ class LogprobRecorder:
         logits, self.pending = self.pending, None
         if logits is None:
             return
-        ids = np.array([token])
+        normaliser = log_normaliser(logits)
         alternatives: list[tuple[str, float]] = []
         if self.top:
             best = np.argpartition(logits, -self.top)[-self.top:]
             best = best[np.argsort(-logits[best])]
-            alternatives = [(self.piece(int(i)), float(v)) for i, v in zip(best, log_softmax_at(logits, best), strict=True)]
-        self.tokens.append(TokenLogprob(self.piece(token), float(log_softmax_at(logits, ids)[0]), alternatives))
+            alternatives = [(self.piece(int(i)), float(logits[i]) - normaliser) for i in best]
+        self.tokens.append(TokenLogprob(self.piece(token), float(logits[token]) - normaliser, alternatives))
 
     def answer(self, text: str) -> list[TokenLogprob]:
-        """The recorded tokens that make up `text` (an end-of-turn token or a withheld stop string is not)."""
-        kept, covered = [], 0
-        for token in self.tokens:
-            if covered >= len(text) or covered + len(token.token.strip()) > len(text):
-                break
-            kept.append(token)
-            covered += len(token.token)
-        return kept
+        return answer_tokens(self.tokens, text)

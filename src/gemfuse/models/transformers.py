@@ -18,7 +18,7 @@ from ..messages import AudioPart, ImagePart, Message, TextPart
 from ..processors import declared_modalities, load_processor, modalities_of
 from .base import GenerateOptions, StreamChunk, TokenLogprob, Usage
 from .local import Cancelled, LocalModel, StopFilter, WorkerBridge
-from .logprobs import LogprobRecorder
+from .logprobs import answer_tokens
 from .spec import PLAIN_CHAT_TEMPLATE, LocalSpec
 
 
@@ -280,7 +280,7 @@ def answer_logprobs(output, prompt_tokens: int, tokenizer, top: int, text: str) 
     def piece(token: int) -> str:
         return tokenizer.decode([token], skip_special_tokens=True)
 
-    recorder = LogprobRecorder(top, piece)
+    tokens = []
     for step, logits in enumerate(output.logits):
         token = int(output.sequences[0, prompt_tokens + step])
         row = torch.log_softmax(logits[0].float(), dim=-1)
@@ -288,8 +288,8 @@ def answer_logprobs(output, prompt_tokens: int, tokenizer, top: int, text: str) 
         if top:
             values, ids = torch.topk(row, top)
             alternatives = [(piece(int(i)), float(v)) for v, i in zip(values, ids, strict=True)]
-        recorder.tokens.append(TokenLogprob(piece(token), float(row[token]), alternatives))
-    return recorder.answer(text)
+        tokens.append(TokenLogprob(piece(token), float(row[token]), alternatives))
+    return answer_tokens(tokens, text)
 
 
 def bitsandbytes_config(kind: str, device: str, dtype):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..config import describe_validation_error, field_names
+from ..config import describe_validation_error, field_names, read_toml
 from ..errors import ConfigError
 
 
@@ -115,12 +115,7 @@ def load_tune_config(path: str | Path | None = None, overrides: list[str] | None
     if path is not None:
         path = Path(path)
         where = str(path)
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"tune config {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raw = read_toml(path, f"tune config {path} does not exist")
     raw = apply_overrides(raw, overrides or [])
     try:
         config = TuneConfig.model_validate(raw)
