@@ -106,7 +106,7 @@ def test_a_backend_plugin_import_loads_no_fusion_registry_or_config():
 # and weights; models and data) do not import each other.
 RANKS = {
     "gemfuse.testing": 9, "gemfuse": 8, "gemfuse.cli": 7.5, "gemfuse.commands": 7,
-    "gemfuse.serve": 6,
+    "gemfuse.serve": 6, "gemfuse.dashboard": 5.6,
     "gemfuse.api": 5.5, "gemfuse.distil": 5.2, "gemfuse.registry": 5,
     "gemfuse.evals": 4, "gemfuse.tune": 4, "gemfuse.weights": 4,
     "gemfuse.config": 3.5, "gemfuse.capture": 3.2,

@@ -323,11 +323,19 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind;
                                       help="processes sharing the port; more than 1 serves remote models only"),
           capture: Path | None = typer.Option(None, "--capture", help="keep every answered request as a training row "
                                                                       "in this folder (for gemfuse distil)"),
+          runs: Path | None = typer.Option(None, "--runs", help="fine-tune run folders the dashboard shows "
+                                                                 "([server] runs_dir; default runs)"),
+          evals: Path | None = typer.Option(None, "--evals", help="eval reports the dashboard shows "
+                                                                   "([server] evals_dir; default evals)"),
+          distil: Path | None = typer.Option(None, "--distil", help="distil runs the dashboard shows "
+                                                                     "([server] distil_dir; default distil)"),
           config: Path | None = ConfigOpt) -> None:
-    """Serve every model and fusion preset over an OpenAI-compatible API, with a web page at /."""
+    """Serve every model and fusion preset over an OpenAI-compatible API, with a web page at / (a playground, and
+    a dashboard of your fine-tunes, evals and distil runs)."""
     from .serve.app import serve as run_server
 
-    run_server(host=host, port=port, config=config, workers=workers, capture=capture)
+    run_server(host=host, port=port, config=config, workers=workers, capture=capture,
+               folders={"runs": runs, "evals": evals, "distil": distil})
 
 
 def main() -> None:

@@ -39,6 +39,9 @@ class ServerSettings(BaseModel):
     capture_models: list[str] = Field(default_factory=list,
                                       description="capture only these models (names or patterns: fusion/*); all if empty")
     capture_max_mb: float = Field(100, gt=0, description="size of one capture file before the next is started")
+    runs_dir: str | None = Field("runs", description="the dashboard shows the fine-tune run folders under this folder")
+    evals_dir: str | None = Field("evals", description="the dashboard shows the eval reports under this folder")
+    distil_dir: str | None = Field("distil", description="the dashboard shows the distil runs under this folder")
 
 
 # Spec fields gemfuse fills for a fine-tune's run folder (models/finetuned.py); a config file may not set them.

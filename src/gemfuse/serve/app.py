@@ -16,13 +16,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from ..config import ServerSettings
+from ..dashboard import Folders
 from ..paths import CONFIG_ENV
 from ..registry import Registry
 from .chat import ChatHandler
+from .dashboard import dashboard_router
 from .errors import HTTPError, describe
 from .schemas import ChatRequest, ErrorType, error_body
 
-OPEN_PATHS = ("/", "/health", "/favicon.ico")
+OPEN_PATHS = ("/", "/health", "/favicon.ico", "/dashboard.js")
 
 
 def is_loopback(host: str) -> bool:
@@ -80,11 +82,21 @@ async def _send_error(send, status: int, message: str, type_: ErrorType = "inval
 
 REMOTE_ONLY_ENV = "GEMFUSE_SERVE_REMOTE_ONLY"
 CAPTURE_ENV = "GEMFUSE_SERVE_CAPTURE"
+FOLDERS_ENV = "GEMFUSE_SERVE_FOLDERS"
+
+
+def dashboard_folders(settings: ServerSettings, capture: str | Path | None = None,
+                      given: dict[str, str | Path | None] | None = None) -> Folders:
+    """The folders the dashboard reads: those given (serve --runs/--evals/--distil), else the [server] table's."""
+    given = {k: v for k, v in (given or {}).items() if v}
+    return Folders.of(runs=given.get("runs", settings.runs_dir), evals=given.get("evals", settings.evals_dir),
+                      distil=given.get("distil", settings.distil_dir), capture=capture or settings.capture_dir)
 
 
 def create_app(registry: Registry | None = None, settings: ServerSettings | None = None,
-               capture: str | Path | None = None) -> Guard:
-    """The app; `capture` (else the config's [server] capture_dir) keeps every answer as a training row."""
+               capture: str | Path | None = None, folders: dict[str, str | Path | None] | None = None) -> Guard:
+    """The app; `capture` (else the config's [server] capture_dir) keeps every answer as a training row;
+    `folders` (runs, evals, distil) overrides where the dashboard looks."""
     registry = registry or Registry.load()
     settings = settings or registry.config.server
     api_key = os.environ.get(settings.api_key_env) or None
@@ -131,17 +143,24 @@ def create_app(registry: Registry | None = None, settings: ServerSettings | None
         except Exception as exc:  # every failure becomes an OpenAI-shaped error
             return error_response(exc)
 
-    html = importlib.resources.files("gemfuse.serve").joinpath("web/index.html").read_text("utf-8")
+    app.include_router(dashboard_router(dashboard_folders(settings, capture, folders), registry.config.file.models))
+    web = importlib.resources.files("gemfuse.serve").joinpath("web")
+    html = web.joinpath("index.html").read_text("utf-8")
+    script = web.joinpath("dashboard.js").read_text("utf-8")
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
         return HTMLResponse(html)
 
+    @app.get("/dashboard.js")
+    async def dashboard_script() -> Response:
+        return Response(script, media_type="text/javascript")
+
     return Guard(app, api_key, int(settings.max_body_mb * 1024 * 1024))
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int = 1,
-          capture: str | Path | None = None) -> None:
+          capture: str | Path | None = None, folders: dict[str, str | Path | None] | None = None) -> None:
     """Run the server with uvicorn; refuses a non-loopback address unless an API key is set. With `workers`
     > 1, that many processes share the port (fusion is stateless); they serve remote models only."""
     import uvicorn
@@ -156,7 +175,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int =
     common: dict[str, Any] = dict(host=host, port=port, log_level="info", timeout_graceful_shutdown=30,
                                   access_log=True, server_header=False)
     if workers <= 1:
-        uvicorn.run(create_app(registry, settings, capture), **common)
+        uvicorn.run(create_app(registry, settings, capture, folders), **common)
         return
     own = registry.config.file.models
     local = sorted(n for n in own if registry.in_process(n))
@@ -168,10 +187,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int =
     os.environ[REMOTE_ONLY_ENV] = "1"
     if capture:
         os.environ[CAPTURE_ENV] = str(Path(capture).expanduser().resolve())
+    if folders:
+        os.environ[FOLDERS_ENV] = json.dumps({k: str(Path(v).expanduser().resolve()) for k, v in folders.items() if v})
     uvicorn.run("gemfuse.serve.app:app_for_worker", factory=True, workers=workers, **common)
 
 
 def app_for_worker() -> Guard:
     """Each worker process's app (uvicorn imports this by name): the config from $GEMFUSE_CONFIG."""
     return create_app(Registry.load(remote_only=os.environ.get(REMOTE_ONLY_ENV) == "1"),
-                      capture=os.environ.get(CAPTURE_ENV))
+                      capture=os.environ.get(CAPTURE_ENV), folders=json.loads(os.environ.get(FOLDERS_ENV, "{}")))

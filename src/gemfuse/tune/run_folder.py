@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -49,6 +51,40 @@ def write_json(path: Path, payload: dict) -> None:
 def read_manifest(run: str | Path) -> dict:
     path = Path(run) / MANIFEST
     return json.loads(path.read_text())
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, Linux), so a reused process id is not taken for it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return None if fields[0] == "Z" else int(fields[19])  # a zombie has finished
+
+
+def this_process() -> dict:
+    """Who is writing the run: the dashboard tells a run still training from one whose process was killed."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_ticks(os.getpid())}
+
+
+def process_alive(process: dict | None) -> bool | None:
+    """Whether the process a manifest names still runs; None when that cannot be told from here."""
+    if not process or process.get("host") != socket.gethostname():
+        return None
+    pid = process.get("pid")
+    if not isinstance(pid, int):
+        return None
+    if Path("/proc").is_dir():
+        start = _start_ticks(pid)
+        return start is not None and (process.get("start") is None or start == process["start"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def is_run(path: str | Path) -> bool:

@@ -181,7 +181,7 @@ class Session:
             if self.main and (step % cfg.run.log_every == 0 or step == self.total):
                 self.metrics.log(step=step, loss=round(loss, 6), grad_norm=round(norm, 6),
                                  lr=self.scheduler.get_last_lr()[0], tokens=self.tokens,
-                                 seconds=round(elapsed(started), 3))
+                                 seconds=round(elapsed(started), 3), peak_gib=self._peak_gib())
             self.report.step(step, loss, self.tokens)
             if self.val_rows and cfg.run.eval_every and step % cfg.run.eval_every == 0 and step < self.total:
                 self._validate(step)
@@ -363,6 +363,12 @@ class Session:
         self._barrier()
         return final
 
+    def _peak_gib(self) -> float | None:
+        from .memory import GiB, peak_used
+
+        peak, _ = peak_used(self.device)
+        return None if peak is None else round(peak / GiB, 3)
+
     def _peak(self) -> dict:
         """The peak memory this run reached beside the estimate made before its first step."""
         from .memory import GiB, peak_used
@@ -375,10 +381,10 @@ class Session:
                 "estimate_over_peak": round(self.estimate.total / peak, 3) if peak else None}
 
     def _write_manifest(self, status: str, result: Result | None = None, error: str | None = None) -> None:
-        from .run_folder import MANIFEST, data_hash, package_versions, write_json
+        from .run_folder import MANIFEST, data_hash, package_versions, this_process, write_json
 
         payload = {
-            "status": status, "config": self.config.model_dump(mode="json"),
+            "status": status, "process": this_process(), "config": self.config.model_dump(mode="json"),
             "base_model": self.base.name, "base_folder": str(self.base.folder),
             "family": self.target.family.name, "chat_template": self.target.chat_template,
             "device": self.device, "dtype": str(self.dtype).removeprefix("torch."), "world_size": self.world,

@@ -1,0 +1,153 @@
+"""Fine-tune run folders as the dashboard shows them: status (a run whose process is gone is interrupted, whatever
+its manifest last said), progress, the loss curve from metrics.jsonl, memory against the estimate, and the
+command to type next."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..tune.checkpoint import checkpoints
+from ..tune.run_folder import MANIFEST, METRICS, process_alive
+from .folders import Folders, shown_path
+
+RUN_ROOTS = ("runs", "distil")
+RATE_WINDOW = 20  # logged steps the tokens/s figure is taken over
+
+
+def read_manifest_safely(folder: Path) -> dict[str, Any] | None:
+    """A manifest, or None while it cannot be read (being replaced; it is written whole, so a retry finds it)."""
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_metrics_lines(folder: Path) -> list[dict]:
+    """metrics.jsonl's whole lines; a last line still being written is left for the next read."""
+    try:
+        text = (folder / METRICS).read_text()
+    except OSError:
+        return []
+    lines = []
+    for line in text.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            continue
+    return lines
+
+
+def status(manifest: dict, folder: Path) -> tuple[str, str | None]:
+    """(status, why): running, done, interrupted or failed."""
+    said = manifest.get("status", "unknown")
+    if said == "running":
+        alive = process_alive(manifest.get("process"))
+        if alive is False:
+            found = checkpoints(folder)
+            kept = f"its last checkpoint is step {int(found[-1].name.rsplit('-', 1)[-1])}" if found else "no checkpoint"
+            return "interrupted", f"the training process ({manifest['process']['pid']}) is gone without a last " \
+                                  f"word: killed, or the machine went down; {kept}"
+        if alive is None and manifest.get("process"):
+            return "running", f"on {manifest['process'].get('host')} (cannot be checked from here)"
+        return "running", None
+    if said == "interrupted":
+        return "interrupted", "stopped before the last step (Ctrl-C, a signal, or a step callback)"
+    if said == "failed":
+        return "failed", manifest.get("error")
+    return said, None
+
+
+def tokens_per_second(metrics: list[dict]) -> float | None:
+    """Supervised tokens/s over the last logged steps of the latest process (its clock restarts on resume)."""
+    lines = [m for m in metrics if "tokens" in m and "seconds" in m]
+    recent: list[dict] = []
+    for line in reversed(lines):
+        if recent and line["seconds"] >= recent[-1]["seconds"]:
+            break  # an earlier process's clock
+        recent.append(line)
+        if len(recent) > RATE_WINDOW:
+            break
+    if len(recent) < 2:
+        return None
+    first, last = recent[-1], recent[0]
+    seconds = last["seconds"] - first["seconds"]
+    return (last["tokens"] - first["tokens"]) / seconds if seconds > 0 else None
+
+
+def hints(state: str, folder: Path, manifest: dict) -> list[str]:
+    run = shown_path(folder)
+    if state == "running":
+        return [f"Ctrl-C where it trains stops it at a checkpoint; `gemfuse tune --resume {run}` continues"]
+    if state == "interrupted":
+        return [f"gemfuse tune --resume {run}"]
+    if state == "failed":
+        lr = (manifest.get("config") or {}).get("train", {}).get("lr")
+        lower = f"{lr / 4:g}" if isinstance(lr, int | float) else "..."
+        if checkpoints(folder):
+            return [f"gemfuse tune --resume {run} --set train.lr={lower}"]
+        return [f"start again with a lower learning rate: gemfuse tune CONFIG --set train.lr={lower}"]
+    if state == "done":
+        return [f'gemfuse ask -m {run} "..."', f"gemfuse eval DATASET --models {run}",
+                f"gemfuse export {run} --to gguf"]
+    return []
+
+
+def memory(manifest: dict, metrics: list[dict]) -> dict[str, Any]:
+    estimate = (manifest.get("memory_estimate") or {}).get("total_gib")
+    measured = ((manifest.get("result") or {}).get("memory") or {})
+    peak = measured.get("peak_gib")
+    if peak is None:  # still training: the latest logged high-water mark
+        peaks = [m["peak_gib"] for m in metrics if m.get("peak_gib") is not None]
+        peak = peaks[-1] if peaks else None
+    return {"peak_gib": peak, "estimate_gib": estimate, "measured_by": measured.get("measured_by"),
+            "estimate_over_peak": round(estimate / peak, 3) if estimate and peak else None}
+
+
+def summary(ident: str, folder: Path, manifest: dict, metrics: list[dict]) -> dict[str, Any]:
+    state, why = status(manifest, folder)
+    losses = [m for m in metrics if "loss" in m]
+    vals = [m["val_loss"] for m in metrics if "val_loss" in m]
+    result = manifest.get("result") or {}
+    steps = [m["step"] for m in metrics if "step" in m]
+    try:
+        updated = max((folder / name).stat().st_mtime for name in (MANIFEST, METRICS) if (folder / name).exists())
+    except ValueError:
+        updated = None
+    return {
+        "id": ident, "name": folder.name, "path": shown_path(folder), "status": state, "why": why,
+        "base_model": manifest.get("base_model"), "family": manifest.get("family"),
+        "device": manifest.get("device"), "dtype": manifest.get("dtype"), "rows": manifest.get("rows"),
+        "step": result.get("steps") or (max(steps) if steps else 0), "total_steps": manifest.get("total_steps"),
+        "last_loss": losses[-1]["loss"] if losses else None,
+        "best_val_loss": result.get("best_val_loss") if result else (min(vals) if vals else None),
+        "lr": losses[-1].get("lr") if losses else None,
+        "tokens_per_s": tokens_per_second(metrics),
+        "skipped_steps": sum(1 for m in metrics if "skipped" in m),
+        "memory": memory(manifest, metrics), "next": hints(state, folder, manifest),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated)) if updated else None,
+    }
+
+
+def run_summaries(folders: Folders) -> list[dict[str, Any]]:
+    found = []
+    for ident, folder in folders.find(MANIFEST, *RUN_ROOTS):
+        manifest = read_manifest_safely(folder)
+        if manifest is not None:
+            found.append(summary(ident, folder, manifest, read_metrics_lines(folder)))
+    return found
+
+
+def run_detail(folders: Folders, ident: str, since: int = 0) -> dict[str, Any] | None:
+    """One run: its summary, the manifest, and metrics lines from `since` on (all of them again when the file
+    was rewritten shorter, as a resumed run does: `metrics_from` says where these start)."""
+    folder = folders.resolve(ident, RUN_ROOTS)
+    manifest = read_manifest_safely(folder)
+    if manifest is None:
+        return None
+    metrics = read_metrics_lines(folder)
+    start = since if 0 <= since <= len(metrics) else 0
+    return {"run": summary(ident, folder, manifest, metrics), "manifest": manifest,
+            "metrics": metrics[start:], "metrics_from": start, "metrics_count": len(metrics)}
