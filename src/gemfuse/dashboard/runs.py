@@ -80,7 +80,7 @@ def tokens_per_second(metrics: list[dict]) -> float | None:
 def hints(state: str, folder: Path, manifest: dict) -> list[str]:
     run = shown_path(folder)
     if state == "running":
-        return [f"Ctrl-C where it trains stops it at a checkpoint; `gemfuse tune --resume {run}` continues"]
+        return [f"after Ctrl-C where it trains (it stops at a checkpoint): gemfuse tune --resume {run}"]
     if state == "interrupted":
         return [f"gemfuse tune --resume {run}"]
     if state == "failed":

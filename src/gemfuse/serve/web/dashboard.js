@@ -19,14 +19,16 @@ async function api(path) {
 // -- charts (inline SVG) -------------------------------------------------------------------------------------
 const COLORS = ["#2563eb", "#ea580c", "#15803d", "#9333ea", "#b91c1c"];
 
-function scale(values, size, pad, log = false) {
-  const finite = values.filter((v) => Number.isFinite(v) && (!log || v > 0));
-  let low = Math.min(...finite), high = Math.max(...finite);
-  if (!finite.length) { low = 0; high = 1; }
-  if (log) { low = Math.log10(low); high = Math.log10(high); }
-  if (high === low) { high += 0.5; low -= 0.5; }
-  const f = (v) => pad + (size - 2 * pad) * (((log ? Math.log10(v) : v) - low) / (high - low));
-  f.ticks = [0, 0.25, 0.5, 0.75, 1].map((t) => { const v = low + t * (high - low); return log ? 10 ** v : v; });
+// A linear (or log) map from the values' range onto [from, to], with five ticks labelled to the range's precision.
+function scale(values, from, to) {
+  const finite = values.filter((v) => Number.isFinite(v));
+  let low = finite.length ? Math.min(...finite) : 0, high = finite.length ? Math.max(...finite) : 1;
+  if (high === low) { high += Math.abs(high) * 0.1 || 0.5; low -= Math.abs(low) * 0.1 || 0.5; }
+  const f = (v) => from + (to - from) * ((v - low) / (high - low));
+  f.ticks = [0, 0.25, 0.5, 0.75, 1].map((t) => low + t * (high - low));
+  const digits = Math.max(0, -Math.floor(Math.log10((high - low) / 4)));
+  const tiny = Math.max(Math.abs(low), Math.abs(high)) < 1e-3;
+  f.label = (v) => tiny ? v.toExponential(2) : v.toFixed(Math.min(digits, 6));
   return f;
 }
 
@@ -34,14 +36,13 @@ function scale(values, size, pad, log = false) {
 function chart(series, {title = "", xLabel = "", yLabel = "", width = 640, height = 260, yRange = null, id = ""} = {}) {
   const all = series.flatMap((s) => s.points);
   if (!all.length) return `<p class="empty">${esc(title)}: nothing logged yet</p>`;
-  const left = 52, bottom = 34;
-  const xs = scale(all.map((p) => p[0]), width - left + 40, 20);
-  const ys = scale(yRange || all.map((p) => p[1]).concat(series.flatMap((s) => (s.errors || []).flat())), height - bottom + 20, 20);
-  const X = (v) => left - 20 + xs(v), Y = (v) => height - bottom + 10 - (ys(v) - 10);
-  let out = `<svg class="chart" id="${esc(id)}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(title)}">`;
+  const left = 56, bottom = 34, top = 22, right = 24;
+  const X = scale(all.map((p) => p[0]), left, width - right);
+  const Y = scale(yRange || all.map((p) => p[1]).concat(series.flatMap((s) => (s.errors || []).flat())), height - bottom, top);
+  let out = `<svg class="chart" id="${esc(id)}" width="${width}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(title)}">`;
   out += `<text x="${left}" y="12">${esc(title)}</text>`;
-  for (const t of ys.ticks) out += `<line x1="${left}" x2="${width - 10}" y1="${Y(t)}" y2="${Y(t)}" stroke="#eee"/><text x="${left - 4}" y="${Y(t) + 4}" text-anchor="end">${fmt(t, 3)}</text>`;
-  for (const t of xs.ticks) out += `<text x="${X(t)}" y="${height - bottom + 16}" text-anchor="middle">${fmt(t, 3)}</text>`;
+  for (const t of Y.ticks) out += `<line x1="${left}" x2="${width - right}" y1="${Y(t)}" y2="${Y(t)}" stroke="#eee"/><text x="${left - 4}" y="${Y(t) + 4}" text-anchor="end">${Y.label(t)}</text>`;
+  for (const t of X.ticks) out += `<text x="${X(t)}" y="${height - bottom + 16}" text-anchor="middle">${X.label(t)}</text>`;
   out += `<text x="${(width + left) / 2}" y="${height - 4}" text-anchor="middle">${esc(xLabel)}</text>`;
   out += `<text x="12" y="${height / 2}" transform="rotate(-90 12 ${height / 2})" text-anchor="middle">${esc(yLabel)}</text>`;
   series.forEach((s, i) => {
@@ -142,7 +143,7 @@ function accuracyCostChart(report) {
     series.push({name: "cascade, by threshold", points: [...report.frontier.points].sort((a, b) => a.cost_per_item - b.cost_per_item).map((p) => [p.cost_per_item, p.accuracy])});
   return chart(series, {title: "accuracy on test (95% CI) against " + (priced ? "cost per item (USD)" : "tokens per item"),
                         xLabel: priced ? "cost per item (USD)" : "tokens per item (prompt + completion)", yLabel: "accuracy",
-                        yRange: [0, 1], height: 320, id: "accuracy-chart"});
+                        yRange: [0, 1], width: 760, height: 360, id: "accuracy-chart"});
 }
 
 async function showEval(id) {
