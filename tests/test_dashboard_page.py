@@ -35,9 +35,9 @@ def tune_toml(model, folder, out, **train) -> str:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_model):
     """runs/finished (a real 2-step tune), evals/numbers (a real eval naming that run), capture/ (real rows)."""
+    from conftest import ANSWERS, QUESTIONS
     from gemfuse.evals import run as run_eval
     from gemfuse.tune import load_tune_config, train
-    from conftest import ANSWERS, QUESTIONS
 
     root = tmp_path_factory.mktemp("workspace")
     rows = [json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}) + "\n"
