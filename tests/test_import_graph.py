@@ -146,6 +146,6 @@ def test_imports_point_down_the_layers():
 
 def test_the_layer_check_sees_upward_and_sideways_imports():
     graph = {"gemfuse.config": {"gemfuse.serve.schemas", "gemfuse.fusion.preset"},
-             "gemfuse.weights.plan": {"gemfuse.tune.memory"}, "gemfuse.tune.session": {"gemfuse.tune.loss"}}
+             "gemfuse.weights.plan": {"gemfuse.tune.memory"}, "gemfuse.tune.loop": {"gemfuse.tune.loss"}}
     assert upward_imports(graph) == ["gemfuse.config (3.5) imports gemfuse.serve.schemas (6)",
                                      "gemfuse.weights.plan (4) imports gemfuse.tune.memory (4)"]

@@ -12,9 +12,9 @@ from test_tune import adapter_weights, tiny_config
 
 def poison_steps(monkeypatch, bad_steps: set[int], micro_batches_per_step: int = 1) -> None:
     """Make the loss NaN on the given optimizer steps (1-based), as a diverging forward pass would."""
-    import gemfuse.tune.loss as loss_module
+    import gemfuse.tune.setup as setup_module
 
-    real = loss_module.supervised_loss
+    real = setup_module.supervised_loss
     calls = {"n": 0}
 
     def poisoned(model, batch, parts=None):
@@ -25,7 +25,7 @@ def poison_steps(monkeypatch, bad_steps: set[int], micro_batches_per_step: int =
                 loss = loss * float("nan")
         return loss, count
 
-    monkeypatch.setattr(loss_module, "supervised_loss", poisoned)
+    monkeypatch.setattr(setup_module, "supervised_loss", poisoned)
 
 
 def finite(weights: dict) -> bool:

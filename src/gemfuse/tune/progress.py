@@ -7,6 +7,13 @@ import sys
 import time
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .loop import Hooks, State
+from .runtime import Result
+from .setup import Setup
+
 
 def memory_used(device: str) -> str:
     """Peak memory so far: the accelerator's allocator on CUDA/MPS, the process's peak RSS on CPU."""
@@ -22,10 +29,11 @@ def memory_used(device: str) -> str:
     return f"{peak_kb / 2**20:.1f} GiB RSS"
 
 
-class Reporter:
-    def __init__(self, console=None, enabled: bool = True):
-        from rich.console import Console
+class Reporter(Hooks):
+    """A hook: the banner, a live bar on a terminal (plain lines elsewhere), validation and checkpoint lines, and
+    the summary."""
 
+    def __init__(self, console=None, enabled: bool = True):
         self.console = console or Console(stderr=True)
         self.enabled = enabled
         self.live = enabled and self.console.is_terminal
@@ -39,50 +47,57 @@ class Reporter:
         if len(issues) > 10:
             self.console.print(f"[yellow]... and {len(issues) - 10} more warnings[/]")
 
-    def start(self, session, step: int) -> None:
-        self.session = session
-        self.first_step = step
-        self.started = time.perf_counter()
-        self.tokens_at_start = session.tokens  # a resumed run's rate counts this process's tokens only
+    def started(self, setup: Setup, state: State) -> None:
+        self.first_step = state.step
+        self.started_at = time.perf_counter()
+        self.tokens_at_start = state.tokens  # a resumed run's rate counts this process's tokens only
         if not self.enabled:
             return
-        s = session
-        estimate = s.estimate
+        s = setup
+        assert s.base is not None and s.target is not None and s.estimate is not None
         self.console.print(
             f"[bold]gemfuse tune[/] {s.base.name} ({s.target.family.name}) on {s.device} {str(s.dtype)[6:]}"
             f"{f' x{s.world}' if s.world > 1 else ''}: {len(s.train_rows)} rows"
             f"{f' + {len(s.val_rows)} validation' if s.val_rows else ''}, {s.total} steps, "
-            f"LoRA r={s.config.lora.r} on {len(s.modules)} modules ({sum(p.numel() for p in s.params):,} parameters)")
-        self.console.print(f"memory estimate: {estimate.summary()}")
-        if estimate.warning:
-            self.console.print(f"[yellow]warning: {estimate.warning}[/]")
-        if step:
-            self.console.print(f"resumed at step {step} from {s.run_dir / 'checkpoints'}")
+            f"LoRA r={s.config.lora.r} on {len(s.modules)} modules ({s.trainable:,} parameters)")
+        self.console.print(f"memory estimate: {s.estimate.summary()}")
+        if s.estimate.warning:
+            self.console.print(f"[yellow]warning: {s.estimate.warning}[/]")
+        if state.step:
+            self.console.print(f"resumed at step {state.step} from {s.run_dir / 'checkpoints' if s.run_dir else '?'}")
         if self.live:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
             self.progress = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
                                      TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
                                      console=self.console, transient=False)
-            self.task = self.progress.add_task("train", total=s.total, completed=step, info="")
+            self.task = self.progress.add_task("train", total=s.total, completed=state.step, info="")
             self.progress.start()
 
-    def step(self, step: int, loss: float, tokens: int) -> None:
+    def stepped(self, setup: Setup, state: State, loss: float, norm: float) -> None:
         if not self.enabled:
             return
-        seconds = time.perf_counter() - self.started
-        done = step - self.first_step
-        rate = (tokens - self.tokens_at_start) / seconds if seconds else 0.0
-        info = f"loss {loss:.4f}  {rate:,.0f} tok/s  {memory_used(self.session.device)}"
+        seconds = time.perf_counter() - self.started_at
+        done = state.step - self.first_step
+        rate = (state.tokens - self.tokens_at_start) / seconds if seconds else 0.0
+        info = f"loss {loss:.4f}  {rate:,.0f} tok/s  {memory_used(setup.device)}"
         if self.progress is not None:
-            self.progress.update(self.task, completed=step, info=info)
-        elif step % self.session.config.run.log_every == 0 or step == self.session.total:
-            remaining = seconds / max(done, 1) * (self.session.total - step)
-            print(f"step {step}/{self.session.total}  {info}  eta {remaining:,.0f}s", file=sys.stderr, flush=True)
+            self.progress.update(self.task, completed=state.step, info=info)
+        elif state.step % setup.config.run.log_every == 0 or state.step == setup.total:
+            remaining = seconds / max(done, 1) * (setup.total - state.step)
+            print(f"step {state.step}/{setup.total}  {info}  eta {remaining:,.0f}s", file=sys.stderr, flush=True)
 
-    def validation(self, step: int, value: float) -> None:
-        if self.enabled:
-            self.console.print(f"step {step}: validation loss {value:.4f}")
+    def skipped(self, setup: Setup, state: State, why: str) -> None:
+        self.note(f"[yellow]step {state.step}: {why}; skipped, the weights were not changed[/]")
+
+    def validated(self, setup: Setup, state: State, value: float) -> None:
+        self.note(f"step {state.step}: validation loss {value:.4f}")
+
+    def checkpoint(self, setup: Setup, state: State) -> None:
+        if setup.run_dir is not None:
+            self.note(f"checkpoint: {setup.run_dir / 'checkpoints' / f'step-{state.step:06d}'}")
+
+    def diverged(self, setup: Setup, state: State, result: Result, reason: str) -> str | None:
+        self.close()
+        return None
 
     def note(self, text: str) -> None:
         if self.enabled:
@@ -93,12 +108,12 @@ class Reporter:
             self.progress.stop()
             self.progress = None
 
-    def finish(self, result, stopped_by: str | None) -> None:
+    def finished(self, setup: Setup, state: State, result: Result) -> None:
         self.close()
         if not self.enabled:
             return
         if result.interrupted:
-            self.console.print(f"[yellow]stopped by {stopped_by} at step {result.steps}[/]; continue with "
+            self.console.print(f"[yellow]stopped by {state.stopped_by} at step {result.steps}[/]; continue with "
                                f"`gemfuse tune --resume {result.run}`")
             return
         best = f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""

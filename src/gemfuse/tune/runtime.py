@@ -1,5 +1,5 @@
 """What one training process needs around its loop: its rank, seeds, signal handling, optimizer and learning-rate
-schedule, and the Result it returns. Below both the loop (session.py) and its entry point (train.py)."""
+schedule, and the Result it returns. Below the set-up, the loop and the way in (setup.py, loop.py, train.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class DivergedError(GemfuseError):
 
 @dataclass
 class Result:
-    run: Path
+    run: Path | None  # None for a loop driven without a run folder
     adapter: Path | None
     steps: int
     interrupted: bool

@@ -1,7 +1,6 @@
-"""The training loop: LoRA on a Gemma, loss on assistant tokens only, never losing work.
+"""The way in: `train(config)` builds the Setup, restores the State of a resumed run, and runs the loop with its
+hooks (the run folder, the progress display, signals, the caller's `on_step`).
 
-- Gradient accumulation divides every micro-batch's summed loss by the supervised tokens of the *whole*
-  accumulated step (all ranks), so 4 micro-batches of 1 equal one batch of 4.
 - The data order is a pure function of (seed, epoch); with the step counter it fixes the data position, so a
   resumed run sees exactly the batches an uninterrupted one would.
 - SIGINT / SIGTERM finish the step in flight, write a checkpoint and stop; a second signal stops at once.
@@ -11,14 +10,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
 from .config import TuneConfig, load_tune_config
-from .runtime import DataError, DivergedError, Result
-from .session import Session
+from .loop import Hooks, State, loop
+from .progress import Reporter
+from .run_folder import is_run, read_manifest
+from .run_writer import RunWriter, restore
+from .runtime import DataError, DivergedError, Result, Stop, distributed
+from .setup import Setup, setup
 
 __all__ = ["DataError", "DivergedError", "Result", "resume", "train"]
+
+
+class SignalStop(Hooks):
+    def __init__(self, stop: Stop):
+        self.stop = stop
+
+    def stop_requested(self, setup: Setup, state: State) -> str | None:
+        return self.stop.requested
+
+
+class Callback(Hooks):
+    """`on_step(step, loss)` after every step that changed the weights; True stops the run as a signal would."""
+
+    def __init__(self, on_step: Callable[[int, float], bool | None]):
+        self.on_step = on_step
+        self.asked = False
+
+    def stepped(self, setup: Setup, state: State, loss: float, norm: float) -> None:
+        self.asked = bool(self.on_step(state.step, loss)) or self.asked
+
+    def stop_requested(self, setup: Setup, state: State) -> str | None:
+        return "on_step" if self.asked else None
 
 
 def train(config: TuneConfig | str | Path, overrides: list[str] | None = None, *, resume: bool = False,
@@ -28,14 +54,30 @@ def train(config: TuneConfig | str | Path, overrides: list[str] | None = None, *
     (checkpoint, then return), for early stopping by the caller's own rule."""
     if not isinstance(config, TuneConfig):
         config = load_tune_config(config, overrides)
-    with Session(config, resume=resume, console=console, on_step=on_step) as session:
-        return session.run()
+    rank = distributed()[0]
+    reporter = Reporter(console, enabled=rank == 0 and config.run.progress)
+    with Stop() as stop:
+        try:
+            prepared = setup(config, resume=resume, warn=reporter.warnings)
+            state = restore(prepared) if resume else State()
+            hooks: list[Hooks] = [RunWriter(), reporter, SignalStop(stop)]
+            if on_step is not None:
+                hooks.append(Callback(on_step))
+            return loop(prepared, hooks, state)
+        finally:
+            _close_distributed()
+
+
+def _close_distributed() -> None:
+    if distributed()[1] > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def resume(run: str | Path, overrides: list[str] | None = None, console=None) -> Result:
     """Continue the run in folder `run` from its latest checkpoint, with its own config (and `overrides`)."""
-    from .run_folder import is_run, read_manifest
-
     if not is_run(run):
         raise ConfigError(f"--resume {run}: not a run folder (no manifest.json)")
     manifest = read_manifest(run)

@@ -1,0 +1,156 @@
+"""Everything a run needs before its first step, built once and then read only: the data checked and planned,
+the base loaded on its device in its dtype and wrapped with LoRA, the optimizer and schedule, the loss, and the
+memory estimate. `setup(config)` builds it; the loop (loop.py) runs it."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ..data.collate import Collator, length_grouped_batches
+from ..data.schema import Example
+from ..data.sources import read_rows
+from ..data.target import Target, load_target
+from ..data.validate import validate_examples
+from ..errors import ConfigError
+from ..models.transformers import pick_device
+from .base import Base, load_for_training, resolve_base, training_dtype
+from .batches import Plan, row_lengths
+from .config import TuneConfig
+from .lora import apply_lora
+from .loss import model_parts, supervised_loss
+from .memory import Estimate, estimate
+from .run_folder import is_run
+from .runtime import DataError, distributed, make_optimizer, schedule_factor, seed_everything
+
+Loss = Callable[[dict], tuple[Any, int]]  # a micro-batch -> (summed loss over supervised tokens, their count)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the loop reads. The first group is all a loop needs (a toy model fills only those); the rest
+    describes the run for its manifest and its progress display."""
+
+    config: TuneConfig
+    model: Any
+    params: list  # the trainable parameters
+    optimizer: Any
+    scheduler: Any
+    plan: Any  # step -> micro-batches (batches.Plan)
+    loss: Loss
+    total: int  # optimizer steps
+    device: str = "cpu"
+    dtype: Any = None
+    validation: Callable[[], Iterator[dict]] | None = None  # this rank's validation micro-batches
+    rank: int = 0
+    world: int = 1
+    run_dir: Path | None = None
+    resuming: bool = False
+    base: Base | None = None
+    target: Target | None = None
+    train_rows: list[Example] = field(default_factory=list)
+    val_rows: list[Example] = field(default_factory=list)
+    modules: list[str] = field(default_factory=list)
+    estimate: Estimate | None = None
+    began: float = field(default_factory=time.perf_counter)  # the run's clock (set-up included)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def trainable(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+
+def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None] = lambda issues: None) -> Setup:
+    """Check the data (every error with file and line before anything loads), load and wrap the base, and make
+    the optimizer; `warn` receives the data's warnings."""
+    import torch
+
+    began = time.perf_counter()
+    rank, world, local_rank = distributed()
+    run_dir = Path(config.out).expanduser()
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    if rank == 0 and not resume:  # the other ranks would see the folder rank 0 is already writing
+        check_run_folder(run_dir)
+    device = pick_device(config.train.device)
+    if world > 1:
+        device = init_distributed(device, local_rank)
+    dtype = training_dtype(device.split(":")[0], config.train.dtype)
+    seed_everything(config.train.seed)
+    base = resolve_base(config.model)
+    target = load_target(str(base.folder))
+    train_rows, val_rows = read_data(config, target, warn)
+    collator = Collator(target, config.data.max_length)
+    train = config.train
+    plan = Plan(train_rows, collator, train.batch_size, train.grad_accum, train.seed, config.data.packing, rank, world)
+    total = train.max_steps or max(1, round(train.epochs * plan.steps_per_epoch))
+    model = load_for_training(base, device, dtype, train.quantize)
+    if train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model, modules = apply_lora(model, target.family, config.lora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, config, device.split(":")[0])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: schedule_factor(s, total, train.warmup_steps, train.schedule))
+    groups = length_grouped_batches(row_lengths(val_rows, collator), train.batch_size, seed=0) if val_rows else []
+
+    def validation() -> Iterator[dict]:
+        for group in groups[rank::world]:
+            yield collator([val_rows[i] for i in group])
+
+    return Setup(config=config, model=model, params=params, optimizer=optimizer, scheduler=scheduler, plan=plan,
+                 loss=partial(supervised_loss, model, parts=model_parts(model)), total=total, device=device,
+                 dtype=dtype, validation=validation if val_rows else None, rank=rank, world=world, run_dir=run_dir,
+                 resuming=resume, base=base, target=target, train_rows=train_rows, val_rows=val_rows,
+                 modules=modules, estimate=estimate(model, config, device, dtype, plan), began=began)
+
+
+def check_run_folder(run_dir: Path) -> None:
+    if is_run(run_dir) or (run_dir.exists() and any(run_dir.iterdir())):
+        raise ConfigError(f"run folder {run_dir} already holds a run: continue it with "
+                          f"`gemfuse tune --resume {run_dir}`, or set out to a new folder")
+
+
+def init_distributed(device: str, local_rank: int) -> str:
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)
+        return f"cuda:{local_rank}"
+    return device
+
+
+def read_data(config: TuneConfig, target: Target, warn: Callable[[list], None]) -> tuple[list, list]:
+    cfg = config.data
+    train = read_rows(cfg.train, cfg.messages_field)
+    val = read_rows(cfg.val, cfg.messages_field) if cfg.val else []
+    files = [cfg.train] + ([cfg.val] if cfg.val else [])
+    report = validate_examples([train, val] if cfg.val else [train], files, target, max_length=cfg.max_length)
+    if not report.ok:
+        errors = [i for i in report.issues if i.severity == "error"]
+        shown = "\n".join(f"  {i}" for i in errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        raise DataError(f"the training data has {len(errors)} errors; nothing was trained. Fix them "
+                        f"(gemfuse data validate shows them all):\n{shown}{more}")
+    warn([i for i in report.issues if i.severity == "warning"])
+    if not cfg.val and cfg.val_fraction:
+        order = list(range(len(train)))
+        random.Random(config.train.seed).shuffle(order)
+        held = set(order[:max(1, round(len(train) * cfg.val_fraction))])
+        val = [e for i, e in enumerate(train) if i in held]
+        train = [e for i, e in enumerate(train) if i not in held]
+    if not train:
+        raise DataError(f"{cfg.train}: no training rows")
+    return train, val
