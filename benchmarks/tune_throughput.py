@@ -126,7 +126,8 @@ def side_trl(args) -> dict:
     config = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=args.steps, per_device_train_batch_size=args.batch,
                        learning_rate=2e-4, lr_scheduler_type="constant", max_grad_norm=1.0, seed=0, logging_steps=1,
                        save_strategy="no", report_to=[], completion_only_loss=True, max_length=args.max_length,
-                       bf16=dtype == torch.bfloat16, dataloader_num_workers=0, disable_tqdm=True)
+                       bf16=dtype == torch.bfloat16, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+                       disable_tqdm=True)
     peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LINEAR_TEXT, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=config, train_dataset=rows, processing_class=tokenizer, peft_config=peft,
                          callbacks=[Clock()])
@@ -164,14 +165,15 @@ def run_side(name: str, args) -> dict:
 
 def model_flops_per_step(folder: str, result: dict, rows_tokens: float) -> float:
     """4 x (non-embedding parameters) x tokens (forward, and backward to the inputs; frozen weights need no
-    weight gradient) + the LM head at the supervised tokens."""
+    weight gradient) + the frozen LM head at the supervised tokens, likewise 4 x (forward, gradient to the
+    hidden states); recomputation is not model work and is not counted."""
     config = json.loads((Path(folder) / "config.json").read_text())
     text = config.get("text_config", config)
     hidden, layers, inter = text["hidden_size"], text["num_hidden_layers"], text["intermediate_size"]
     heads, kv = text["num_attention_heads"], text["num_key_value_heads"]
     head_dim = text.get("head_dim") or hidden // heads
     per_layer = hidden * head_dim * (2 * heads + 2 * kv) + 3 * hidden * inter
-    return 4 * per_layer * layers * rows_tokens + 6 * hidden * text["vocab_size"] * result["supervised_tokens_per_step"]
+    return 4 * per_layer * layers * rows_tokens + 4 * hidden * text["vocab_size"] * result["supervised_tokens_per_step"]
 
 
 def random_gemma_270m(folder: Path) -> str:
@@ -212,6 +214,12 @@ def main() -> None:
     from gemfuse.tune.base import resolve_base
 
     folder = str(resolve_base(args.model).folder)
+    if args.dtype == "auto":  # both sides train in the dtype gemfuse picks for this machine
+        import torch
+
+        from gemfuse.tune.base import training_dtype
+
+        args.dtype = str(training_dtype("cuda" if torch.cuda.is_available() else "cpu", "auto")).removeprefix("torch.")
     rate, rate_dtype = matmul_rate()
     results = {"gemfuse": [], "trl": []}
     for _ in range(args.rounds):

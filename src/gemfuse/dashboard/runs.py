@@ -5,6 +5,7 @@ command to type next."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,25 @@ def read_manifest_safely(folder: Path) -> dict[str, Any] | None:
         return None
 
 
+_parsed: dict[Path, tuple[tuple[int, int], list[dict]]] = {}  # metrics file -> ((mtime, size), its lines)
+_parsed_lock = threading.Lock()
+
+
 def read_metrics_lines(folder: Path) -> list[dict]:
-    """metrics.jsonl's whole lines; a last line still being written is left for the next read."""
+    """metrics.jsonl's whole lines (parsed again only when the file changed); a last line still being written
+    is left for the next read."""
+    path = folder / METRICS
     try:
-        text = (folder / METRICS).read_text()
+        stat = path.stat()
+    except OSError:
+        return []
+    key = (stat.st_mtime_ns, stat.st_size)
+    with _parsed_lock:
+        cached = _parsed.get(path)
+    if cached and cached[0] == key:
+        return cached[1]
+    try:
+        text = path.read_text()
     except OSError:
         return []
     lines = []
@@ -37,6 +53,8 @@ def read_metrics_lines(folder: Path) -> list[dict]:
             lines.append(json.loads(line))
         except ValueError:
             continue
+    with _parsed_lock:
+        _parsed[path] = (key, lines)
     return lines
 
 

@@ -46,7 +46,7 @@ def _chunk_loss(hidden, targets, weight, bias, softcap):
     return F.cross_entropy(logits, targets, reduction="sum")
 
 
-LOGITS_BUDGET = 128 * 2**20  # bytes of fp32 logits one chunk of the frozen-head loss may hold
+LOGITS_BUDGET = 32 * 2**20  # bytes of fp32 logits one chunk of the frozen-head loss may hold
 
 
 def _frozen_head_loss():

@@ -4,6 +4,7 @@ memory estimate. `setup(config)` builds it; the loop (loop.py) runs it."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,11 @@ from .loss import model_parts, supervised_loss
 from .memory import Estimate, estimate
 from .run_folder import is_run
 from .runtime import DataError, distributed, make_optimizer, schedule_factor, seed_everything
+
+# oneDNN (bf16 matmuls on a CPU) keeps a kernel, with its buffers, for every shape it met, up to 1024 by default;
+# batches of ever new lengths grew a run's memory by ~0.3 GiB in 30 steps of Gemma 3 270M. With 8 the kernels
+# are remade as shapes change, at no measurable cost in step time.
+ONEDNN_CACHE = "8"
 
 Loss = Callable[[dict], tuple[Any, int]]  # a micro-batch -> (summed loss over supervised tokens, their count)
 
@@ -81,6 +87,8 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     if rank == 0 and not resume:  # the other ranks would see the folder rank 0 is already writing
         check_run_folder(run_dir)
     device = pick_device(config.train.device)
+    if device == "cpu":  # read by oneDNN when it makes its first kernel: see ONEDNN_CACHE
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE)
     if world > 1:
         device = init_distributed(device, local_rank)
     dtype = training_dtype(device.split(":")[0], config.train.dtype)
