@@ -33,6 +33,7 @@ def prepare(cell: str, work: Path) -> tuple[str, str]:
     """(model, training file) for a cell, built under `work`."""
     family, task, _ = CELLS[cell]
     if family is None:
+        (work / "text").mkdir(parents=True, exist_ok=True)
         return "gemma-3-270m-hf", str(make_data(work / "text"))
     from gemfuse.testing import build_tiny_model
     from gemfuse.testing.tasks import colour_task, tone_task
