@@ -211,6 +211,50 @@ def test_sigterm_mid_run_leaves_a_loadable_checkpoint_and_resumes(tmp_path, tiny
     assert result.steps == step + 2 and (result.adapter / "adapter_config.json").is_file()
 
 
+def test_kill_9_between_checkpoints_resumes_to_the_uninterrupted_adapter(tmp_path, tiny_model, text_data):
+    """SIGKILL lands between two checkpoints (no handler runs, the steps after the last checkpoint are lost);
+    --resume redoes them from that checkpoint and ends on the adapter an uninterrupted run ends on."""
+    import torch
+
+    from gemfuse.tune import resume
+    from gemfuse.tune.checkpoint import checkpoints
+
+    folder = tiny_model("gemma3")
+
+    def config(out):
+        loaded = tiny_config(folder, text_data, tmp_path / out, max_steps=20, batch_size=2)
+        loaded.lora.dropout = 0.1  # the RNG state must come back too
+        loaded.run.save_every = 5
+        return loaded
+
+    import tomlkit
+
+    (tmp_path / "tune.toml").write_text(tomlkit.dumps(config("killed").model_dump(mode="json", exclude_none=True)))
+    process = subprocess.Popen([sys.executable, "-m", "gemfuse.cli", "tune", str(tmp_path / "tune.toml")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline, killed_at = time.monotonic() + 120, None
+    while time.monotonic() < deadline and killed_at is None and process.poll() is None:
+        text = metrics.read_text() if metrics.exists() else ""
+        steps = [json.loads(line)["step"] for line in text[:text.rfind("\n") + 1].splitlines()]
+        if steps and steps[-1] >= 6 and steps[-1] % 5:
+            process.kill()
+            killed_at = steps[-1]
+        time.sleep(0.01)
+    process.wait(timeout=30)
+    assert killed_at is not None, "the run ended before it could be killed"
+    saved = [int(p.name.split("-")[1]) for p in checkpoints(tmp_path / "killed")]
+    assert saved and saved[-1] < 20
+    assert json.loads((tmp_path / "killed" / "manifest.json").read_text())["status"] == "running"  # no last word
+    resumed = resume(tmp_path / "killed")
+    whole = train(config("whole"))
+    assert resumed.steps == 20 and not resumed.interrupted
+    a, b = adapter_weights(whole.run), adapter_weights(resumed.run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "bit for bit"
+    logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert logged == list(range(1, 21)), "the lost steps were redone once, none logged twice"
+
+
 def test_two_processes_equal_one(tmp_path, tiny_model, text_data):
     """torchrun with 2 CPU processes (gloo), batch 2 each, gives the adapter of one process with batch 4."""
     folder = tiny_model("gemma3")
