@@ -3,12 +3,11 @@ a link from a fine-tune's row to its run folder."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..evals.report import Report
-from .folders import Folders
+from .folders import Folders, read_json
 
 EVAL_ROOTS = ("evals", "distil")
 REPORT = "report.json"
@@ -16,11 +15,8 @@ REPORT = "report.json"
 
 def read_report(folder: Path) -> dict[str, Any] | None:
     """An eval's report.json, or None for another kind of report (a distil run's) or one being written."""
-    try:
-        data = json.loads((folder / REPORT).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("systems"), list) else None
+    data = read_json(folder / REPORT)
+    return data if data is not None and isinstance(data.get("systems"), list) else None
 
 
 def eval_summaries(folders: Folders) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,6 +84,15 @@ class Folders:
 
 
 KINDS = ("runs", "evals", "distil", "capture")
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object from disk, or None while it is missing, being replaced, or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def shown_path(path: Path) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..capture.writer import capture_files
-from .folders import Folders
+from .folders import Folders, read_json
 from .runs import read_manifest_safely, status
 
 DISTIL_REPORT = "report.json"
@@ -62,18 +62,10 @@ def capture_view(folders: Folders, counts: CaptureCounts) -> dict[str, Any]:
             "files": len(capture_files(folder))}
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def stages(folder: Path) -> list[dict[str, Any]]:
     """label, filter, tune, eval: done, running or waiting, from the files each stage leaves."""
-    label = _read_json(folder / "data" / "label.json")
-    filtered = _read_json(folder / "data" / "filter.json")
+    label = read_json(folder / "data" / "label.json")
+    filtered = read_json(folder / "data" / "filter.json")
     manifest = read_manifest_safely(folder / "student")
     evaluated = (folder / "eval" / "report.json").is_file()
     tune_state = status(manifest, folder / "student")[0] if manifest else None
@@ -92,7 +84,7 @@ def stages(folder: Path) -> list[dict[str, Any]]:
 def distil_view(folders: Folders) -> list[dict[str, Any]]:
     runs = []
     for ident, folder in _distil_folders(folders):
-        report = _read_json(folder / DISTIL_REPORT)
+        report = read_json(folder / DISTIL_REPORT)
         report = report if report and "gain_kept" in report else None
         runs.append({"id": ident, "name": folder.name, "stages": stages(folder), "finished": report is not None,
                      "teacher": report.get("teacher") if report else None,

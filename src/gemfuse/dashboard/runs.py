@@ -12,7 +12,7 @@ from typing import Any
 
 from ..tune.checkpoint import checkpoints
 from ..tune.run_folder import MANIFEST, METRICS, process_alive
-from .folders import Folders, shown_path
+from .folders import Folders, read_json, shown_path
 
 RUN_ROOTS = ("runs", "distil")
 RATE_WINDOW = 20  # logged steps the tokens/s figure is taken over
@@ -20,10 +20,7 @@ RATE_WINDOW = 20  # logged steps the tokens/s figure is taken over
 
 def read_manifest_safely(folder: Path) -> dict[str, Any] | None:
     """A manifest, or None while it cannot be read (being replaced; it is written whole, so a retry finds it)."""
-    try:
-        return json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json(folder / MANIFEST)
 
 
 _parsed: dict[Path, tuple[tuple[int, int], list[dict]]] = {}  # metrics file -> ((mtime, size), its lines)

@@ -4,6 +4,8 @@ pool, so reading a large folder does not hold up chat requests."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -22,13 +24,16 @@ from .schemas import error_body
 PREFIX = "/v1/gemfuse"
 
 
-def _refused(exc: OutsideFolders) -> JSONResponse:
-    return JSONResponse(error_body(str(exc), "invalid_request_error", None, "outside_folders"), status_code=403)
-
-
-def _missing(what: str, ident: str) -> JSONResponse:
-    return JSONResponse(error_body(f"no {what} at {ident!r}", "invalid_request_error", None, "not_found"),
-                        status_code=404)
+def _detail(what: str, ident: str, read: Callable[[], dict | None]):
+    """What `read` found under `ident`; 403 for a path outside the folders, 404 when nothing is there."""
+    try:
+        found = read()
+    except OutsideFolders as exc:
+        return JSONResponse(error_body(str(exc), "invalid_request_error", None, "outside_folders"), status_code=403)
+    if found is None:
+        return JSONResponse(error_body(f"no {what} at {ident!r}", "invalid_request_error", None, "not_found"),
+                            status_code=404)
+    return found
 
 
 def dashboard_router(folders: Folders, models: dict[str, dict]) -> APIRouter:
@@ -45,11 +50,7 @@ def dashboard_router(folders: Folders, models: dict[str, dict]) -> APIRouter:
 
     @router.get("/runs/{ident:path}")
     def run(ident: str, since: int = 0):
-        try:
-            found = run_detail(folders, ident, since)
-        except OutsideFolders as exc:
-            return _refused(exc)
-        return found if found is not None else _missing("run folder", ident)
+        return _detail("run folder", ident, lambda: run_detail(folders, ident, since))
 
     @router.get("/evals")
     def evals() -> dict:
@@ -57,11 +58,7 @@ def dashboard_router(folders: Folders, models: dict[str, dict]) -> APIRouter:
 
     @router.get("/evals/{ident:path}")
     def evaluation(ident: str):
-        try:
-            found = eval_detail(folders, ident, models)
-        except OutsideFolders as exc:
-            return _refused(exc)
-        return found if found is not None else _missing("eval report", ident)
+        return _detail("eval report", ident, lambda: eval_detail(folders, ident, models))
 
     @router.get("/loop")
     def loop() -> dict:

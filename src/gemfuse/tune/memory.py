@@ -89,3 +89,8 @@ def peak_used(device: str) -> tuple[int | None, str]:
     if device == "mps":
         return int(torch.mps.driver_allocated_memory()), "torch.mps.driver_allocated_memory"
     return process_peak_bytes(), "peak resident memory (VmHWM)"
+
+
+def peak_gib(device: str) -> float | None:
+    peak, _ = peak_used(device)
+    return None if peak is None else round(peak / GiB, 3)

@@ -11,22 +11,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .loop import Hooks, State
+from .memory import peak_gib
 from .runtime import Result
 from .setup import Setup
 
 
 def memory_used(device: str) -> str:
-    """Peak memory so far: the accelerator's allocator on CUDA/MPS, the process's peak RSS on CPU."""
-    import torch
-
-    if device.startswith("cuda"):
-        return f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
-    if device == "mps":
-        return f"{torch.mps.driver_allocated_memory() / 2**30:.1f} GiB"
-    import resource
-
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return f"{peak_kb / 2**20:.1f} GiB RSS"
+    """Peak memory so far, as the manifest measures it (memory.peak_used)."""
+    peak = peak_gib(device)
+    return "-" if peak is None else f"{peak:.1f} GiB" + (" RSS" if device == "cpu" else "")
 
 
 class Reporter(Hooks):

@@ -4,12 +4,13 @@ curve at the end."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ..paths import published_folder
 from .checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from .loop import Hooks, State
-from .memory import GiB, peak_used
+from .memory import GiB, peak_gib, peak_used
 from .run_folder import MANIFEST, Metrics, data_hash, package_versions, plot_loss, this_process, write_json
 from .runtime import Result
 from .setup import Setup
@@ -88,14 +89,7 @@ class RunWriter(Hooks):
 
 
 def _seconds(setup: Setup) -> float:
-    import time
-
     return round(time.perf_counter() - setup.began, 3)
-
-
-def peak_gib(device: str) -> float | None:
-    peak, _ = peak_used(device)
-    return None if peak is None else round(peak / GiB, 3)
 
 
 def peak_report(setup: Setup) -> dict:
