@@ -1,12 +1,14 @@
-"""The frozen-head loss (the gradient taken in the forward pass, chunk by chunk) equals autograd through full
-logits: the loss and the hidden states' gradient, with and without Gemma's final soft-cap, in one chunk or many."""
+"""The frozen-head loss (the gradient taken in the forward pass, the vocabulary walked in slices with a running
+softmax) equals autograd through full logits: the loss and the hidden states' gradient, with and without Gemma's
+final soft-cap, in one row chunk or many, one vocabulary slice or many (the last one short)."""
 
 import pytest
 
 
 @pytest.mark.parametrize("softcap", [None, 30.0])
 @pytest.mark.parametrize("chunk", [7, None])
-def test_frozen_head_loss_equals_full_logits_autograd(softcap, chunk):
+@pytest.mark.parametrize("columns", [64, 16384])
+def test_frozen_head_loss_equals_full_logits_autograd(softcap, chunk, columns):
     import torch
     import torch.nn.functional as F
 
@@ -18,7 +20,7 @@ def test_frozen_head_loss_equals_full_logits_autograd(softcap, chunk):
     targets = torch.randint(0, 300, (50,), generator=generator)
 
     ours_in = hidden.clone().requires_grad_()
-    ours = head_loss(ours_in, targets, weight, None, softcap, chunk)
+    ours = head_loss(ours_in, targets, weight, None, softcap, chunk, columns)
     ours.backward(torch.tensor(0.5, dtype=torch.float64))  # a scaled loss, as the loop divides by the token count
 
     reference_in = hidden.clone().requires_grad_()
@@ -43,4 +45,7 @@ def test_a_trained_head_or_no_gradient_takes_the_recomputed_path():
     head_loss(hidden, targets, weight, None, None, 6).backward()
     assert weight.grad is not None and hidden.grad is not None, "a trained head gets its gradient"
     with torch.no_grad():
-        assert head_loss(hidden, targets, weight.detach(), None, None).requires_grad is False
+        unrecorded = head_loss(hidden, targets, weight.detach(), None, None, columns=16)
+        assert unrecorded.requires_grad is False
+        reference = torch.nn.functional.cross_entropy(hidden @ weight.T, targets, reduction="sum")
+        assert torch.allclose(unrecorded, reference, rtol=1e-5), "the loss alone (validation) is the same sum"

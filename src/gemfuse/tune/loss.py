@@ -3,9 +3,9 @@
 A Gemma vocabulary is 262k wide: the usual `model(..., labels=...)` builds logits for every position (prompt,
 media and padding included) and keeps them for backward. Here the backbone runs once, the hidden states of
 the positions whose next token is supervised are gathered, and the LM head and cross-entropy run on those
-alone, a chunk at a time. With the head frozen (LoRA) each chunk's gradient is taken in the forward pass and
-its logits freed at once; a trained head recomputes its chunks in backward. No full-width logits tensor
-ever lives long.
+alone, a piece at a time. With the head frozen (LoRA) the vocabulary is walked in slices with a running softmax,
+each slice of the head read once for all rows and its gradient taken in the forward pass; a trained head
+recomputes its row chunks in backward. No full-width logits tensor ever lives long.
 
 The loss is a *sum* over supervised tokens; the trainer divides by the supervised tokens of the whole
 accumulated batch, so gradient accumulation equals one big batch.
@@ -46,37 +46,64 @@ def _chunk_loss(hidden, targets, weight, bias, softcap):
     return F.cross_entropy(logits, targets, reduction="sum")
 
 
-LOGITS_BUDGET = 32 * 2**20  # bytes of fp32 logits one chunk of the frozen-head loss may hold
+LOGITS_BUDGET = 32 * 2**20  # bytes of fp32 logits one piece of the frozen-head loss may hold
+VOCAB_SLICE = 16384  # columns of the head per piece: small enough for the slice's logits to stay in cache
+
+
+def _online_head(hidden, targets, weight, softcap, rows: int, columns: int, want_grad: bool):
+    """(summed cross-entropy, gradient with respect to `hidden` or None) of a frozen head, walking the vocabulary
+    in slices with a running max and normaliser (the online softmax of flash attention): each slice of the head is
+    read once for all rows of a chunk, its logits used for the normaliser and, scaled as the max moves, for the
+    gradient (softmax minus one-hot, times the head), then freed."""
+    import torch
+
+    wide = torch.promote_types(hidden.dtype, torch.float32)  # bf16 logits are summed in fp32
+    total = torch.zeros((), dtype=wide, device=hidden.device)
+    grad = torch.empty_like(hidden) if want_grad else None
+    for start in range(0, hidden.shape[0], rows):
+        h, picked = hidden[start:start + rows], targets[start:start + rows]
+        peak = torch.full((h.shape[0],), float("-inf"), dtype=wide, device=h.device)
+        norm = torch.zeros(h.shape[0], dtype=wide, device=h.device)
+        acc = torch.zeros(h.shape, dtype=wide, device=h.device) if want_grad else None
+        target = torch.zeros(h.shape[0], dtype=wide, device=h.device)  # each row's target logit, as computed
+        slope = torch.ones(h.shape[0], dtype=wide, device=h.device)  # and the soft-cap's derivative there
+        for first in range(0, weight.shape[0], columns):
+            w = weight[first:first + columns]
+            logits = (h @ w.T).to(wide)
+            squash = None
+            if softcap:
+                squash = logits.div_(softcap).tanh_()  # in place: one buffer of this slice's width
+                logits = squash * softcap
+            inside = (picked >= first) & (picked < first + w.shape[0])
+            column = (picked - first).clamp_(0, w.shape[0] - 1)[:, None]
+            target = torch.where(inside, logits.gather(1, column).squeeze(1), target)
+            if squash is not None:
+                slope = torch.where(inside, 1 - squash.gather(1, column).squeeze(1).square(), slope)
+            new_peak = torch.maximum(peak, logits.amax(1))
+            rescale = (peak - new_peak).exp_()
+            probabilities = logits.sub_(new_peak[:, None]).exp_()  # unnormalised, against the running max
+            norm.mul_(rescale).add_(probabilities.sum(1))
+            if acc is not None:
+                if squash is not None:  # d(c tanh(z / c)) / dz = 1 - tanh^2
+                    probabilities.mul_(squash.square_().neg_().add_(1))
+                acc.mul_(rescale[:, None]).add_(probabilities.to(weight.dtype) @ w)
+            peak = new_peak
+        total += (peak + norm.log() - target).sum()
+        if acc is not None and grad is not None:
+            grad[start:start + rows] = (acc / norm[:, None] - weight[picked].to(wide) * slope[:, None]).to(hidden.dtype)
+    return total, grad
 
 
 def _frozen_head_loss():
     """An autograd Function: the summed cross-entropy of a *frozen* head, whose gradient with respect to the
-    hidden states is computed in the forward pass, chunk by chunk (softmax minus one-hot, times the head), so
-    backward only scales it. Against recomputing the logits in backward: a third fewer head FLOPs, and one chunk
-    of logits alive at a time instead of a forward's and a backward's."""
+    hidden states is computed in the forward pass (`_online_head`), so backward only scales it. Against
+    recomputing the logits in backward: a third fewer head FLOPs, and one slice of logits alive at a time."""
     import torch
-    import torch.nn.functional as F
 
     class FrozenHeadLoss(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, hidden, targets, weight, bias, softcap, chunk):
-            wide = torch.promote_types(hidden.dtype, torch.float32)  # bf16 logits are summed in fp32
-            total = torch.zeros((), dtype=wide, device=hidden.device)
-            grad = torch.empty_like(hidden)
-            for start in range(0, hidden.shape[0], chunk):
-                logits = F.linear(hidden[start:start + chunk], weight, bias).to(wide)
-                squash = None
-                if softcap:
-                    squash = logits.div_(softcap).tanh_()  # in place: one buffer of this chunk's width
-                    logits = squash * softcap
-                picked = targets[start:start + chunk]
-                normaliser = torch.logsumexp(logits, dim=-1)
-                total += (normaliser - logits.gather(1, picked[:, None]).squeeze(1)).sum()
-                probabilities = logits.sub_(normaliser[:, None]).exp_()
-                probabilities[torch.arange(picked.shape[0], device=picked.device), picked] -= 1
-                if squash is not None:  # d(c tanh(z / c)) / dz = 1 - tanh^2
-                    probabilities.mul_(squash.square_().neg_().add_(1))
-                grad[start:start + chunk] = probabilities.to(weight.dtype) @ weight
+        def forward(ctx, hidden, targets, weight, softcap, rows, columns):
+            total, grad = _online_head(hidden, targets, weight, softcap, rows, columns, want_grad=True)
             ctx.save_for_backward(grad)
             return total
 
@@ -91,19 +118,23 @@ def _frozen_head_loss():
 _FROZEN_HEAD_LOSS: Any = None
 
 
-def head_loss(hidden, targets, weight, bias, softcap, chunk: int | None = None):
+def head_loss(hidden, targets, weight, bias, softcap, chunk: int | None = None, columns: int = VOCAB_SLICE):
     """Summed cross-entropy of `hidden` (supervised positions only) through the LM head, never holding more than
-    a chunk of logits."""
+    LOGITS_BUDGET of logits: `chunk` rows at a time, and for a frozen head `columns` of the vocabulary at a time."""
     import torch
     from torch.utils.checkpoint import checkpoint
 
     global _FROZEN_HEAD_LOSS
     count = int(targets.numel())
+    if bias is None and not (torch.is_grad_enabled() and weight.requires_grad):
+        columns = min(columns, weight.shape[0])
+        rows = chunk or max(16, LOGITS_BUDGET // (4 * columns))
+        if torch.is_grad_enabled() and hidden.requires_grad:
+            _FROZEN_HEAD_LOSS = _FROZEN_HEAD_LOSS or _frozen_head_loss()
+            return _FROZEN_HEAD_LOSS.apply(hidden, targets, weight, softcap, rows, columns)
+        return _online_head(hidden, targets, weight, softcap, rows, columns, want_grad=False)[0]
     chunk = chunk or max(16, min(4096, LOGITS_BUDGET // (4 * weight.shape[0])))
-    if torch.is_grad_enabled() and hidden.requires_grad and not weight.requires_grad and bias is None:
-        _FROZEN_HEAD_LOSS = _FROZEN_HEAD_LOSS or _frozen_head_loss()
-        return _FROZEN_HEAD_LOSS.apply(hidden, targets, weight, bias, softcap, chunk)
-    total = None  # a trained head, or no gradient wanted: the chunks recomputed in backward
+    total = None  # a trained head (or one with a bias): the chunks recomputed in backward
     for start in range(0, count, chunk):
         piece = (hidden[start:start + chunk], targets[start:start + chunk], weight, bias, softcap)
         value = (checkpoint(_chunk_loss, *piece, use_reentrant=False) if torch.is_grad_enabled()

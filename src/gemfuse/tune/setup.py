@@ -20,19 +20,22 @@ from ..data.target import Target, load_target
 from ..data.validate import validate_examples
 from ..errors import ConfigError
 from ..models.transformers import pick_device
+from .attention import use_grouped_attention
 from .base import Base, load_for_training, resolve_base, training_dtype
 from .batches import Plan, row_lengths
 from .config import TuneConfig
+from .lean_norms import lean_norms
 from .lora import apply_lora
+from .lora_matmuls import fuse_lora_layers
 from .loss import model_parts, supervised_loss
 from .memory import Estimate, estimate
 from .run_folder import is_run
 from .runtime import DataError, distributed, make_optimizer, schedule_factor, seed_everything
 
 # oneDNN (bf16 matmuls on a CPU) keeps a kernel, with its buffers, for every shape it met, up to 1024 by default;
-# batches of ever new lengths grew a run's memory by ~0.3 GiB in 30 steps of Gemma 3 270M. With 8 the kernels
-# are remade as shapes change, at no measurable cost in step time.
-ONEDNN_CACHE = "8"
+# batches of ever new lengths grew a run's memory by ~0.3 GiB in 30 steps of Gemma 3 270M. One step of it meets
+# some 40 shapes: with 8 kept, kernels were remade all the time (a step 20% slower); 64 hold a step's shapes.
+ONEDNN_CACHE = "64"
 
 Loss = Callable[[dict], tuple[Any, int]]  # a micro-batch -> (summed loss over supervised tokens, their count)
 
@@ -104,7 +107,11 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     if train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+    if device == "cpu":  # see attention.py: CUDA and MPS keep their fused kernels
+        use_grouped_attention(model)
     model, modules = apply_lora(model, target.family, config.lora)
+    fuse_lora_layers(model)
+    lean_norms(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, config, device.split(":")[0])
     scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -1,0 +1,87 @@
+"""LoRA's forward and backward as five matmuls in the base's dtype, for training.
+
+PEFT computes a LoRA branch in the adapter's dtype: with a bf16 base and fp32 adapters (its default, kept for
+the optimizer's sake) every LoRA layer copies its input to fp32, runs four small fp32 matmuls, keeps that fp32
+copy for backward, and casts back. On Gemma 3 270M's shapes that made the LoRA branches 65% of the frozen
+layers' own time. Here the adapters stay fp32 (the optimizer's master weights) but are cast to the base's dtype
+for the matmuls, as mixed-precision training does everywhere: forward `x W^T + s (x A^T) B^T` as one matmul and
+one fused add-matmul; backward the input's gradient as `g W + (s g B) A` (one matmul, one fused add-matmul) and
+the adapters' gradients from the saved input (the same tensor the other projections of that input save) and
+the r-wide product. Anything else (several adapters, DoRA, a merged or disabled adapter, a quantised base, a
+trained base weight) keeps PEFT's own forward.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+_FUNCTION: Any = None
+
+
+def _lora_function():
+    import torch
+    import torch.nn.functional as F
+
+    class LoraMatmuls(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, dropped, weight, bias, a, b, scaling):
+            a_low, b_low = a.to(x.dtype), b.to(x.dtype)
+            flat = x.reshape(-1, x.shape[-1])
+            source = flat if dropped is None else dropped.reshape(-1, x.shape[-1])
+            inner = source @ a_low.T  # (tokens, r)
+            out = F.linear(flat, weight, bias).addmm_(inner, b_low.T, alpha=scaling)
+            ctx.save_for_backward(source, weight, a_low, b_low, inner)
+            ctx.scaling, ctx.dropped, ctx.dtypes, ctx.shape = scaling, dropped is not None, (a.dtype, b.dtype), x.shape
+            return out.view(*x.shape[:-1], out.shape[-1])
+
+        @staticmethod
+        def backward(ctx, grad):
+            source, weight, a_low, b_low, inner = ctx.saved_tensors
+            grad = grad.reshape(-1, grad.shape[-1]).to(a_low.dtype)
+            through_b = (grad @ b_low).mul_(ctx.scaling)  # (tokens, r)
+            grad_b = (grad.T @ inner).mul_(ctx.scaling).to(ctx.dtypes[1]) if ctx.needs_input_grad[5] else None
+            grad_a = (through_b.T @ source).to(ctx.dtypes[0]) if ctx.needs_input_grad[4] else None
+            grad_x = grad_dropped = None
+            if ctx.needs_input_grad[0]:
+                grad_x = grad @ weight
+                if not ctx.dropped:
+                    grad_x.addmm_(through_b, a_low)
+            if ctx.dropped and ctx.needs_input_grad[1]:
+                grad_dropped = through_b @ a_low
+            return (grad_x.view(ctx.shape) if grad_x is not None else None,
+                    grad_dropped.view(ctx.shape) if grad_dropped is not None else None, None, None, grad_a, grad_b, None)
+
+    return LoraMatmuls
+
+
+def fuse_lora_layers(model) -> int:
+    """Give every plain LoRA Linear of `model` the fused forward; returns how many were given it."""
+    import torch
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    fused = 0
+    for module in model.modules():
+        if (isinstance(module, LoraLinear) and type(module.base_layer) is torch.nn.Linear
+                and not module.base_layer.weight.requires_grad and len(module.lora_A) == 1
+                and (module.base_layer.bias is None or not module.base_layer.bias.requires_grad)
+                and not module.lora_variant and not any(module.use_dora.values())):
+            module.forward = partial(_forward, module, module.forward)  # type: ignore[method-assign]
+            fused += 1
+    return fused
+
+
+def _forward(module, peft_forward, x, *args, **kwargs):
+    import torch
+
+    global _FUNCTION
+    (name,) = module.lora_A.keys()
+    if (args or kwargs or module.disable_adapters or module.merged or list(module.active_adapters) != [name]
+            or x.dtype != module.base_layer.weight.dtype):
+        return peft_forward(x, *args, **kwargs)
+    _FUNCTION = _FUNCTION or _lora_function()
+    dropout = module.lora_dropout[name]
+    dropped = None if isinstance(dropout, torch.nn.Identity) else dropout(x)
+    base = module.base_layer
+    return _FUNCTION.apply(x, dropped, base.weight, base.bias, module.lora_A[name].weight,
+                           module.lora_B[name].weight, module.scaling[name])
