@@ -1,7 +1,7 @@
-"""One fixed LoRA workload through gemfuse and through TRL's SFTTrainer + PEFT (completion-only loss), each run
-in its own process, alternating for several rounds. Prints supervised tokens/s, step time, peak RSS (and peak
-GPU memory on CUDA), final loss, the ratios gemfuse / TRL, and model FLOP use against the matmul rate measured
-in this run (bf16 or fp32, whichever this machine runs faster).
+"""One fixed LoRA workload through gemfuse (as it is, and with gradient checkpointing) and through TRL's
+SFTTrainer + PEFT (completion-only loss), each run in its own process, alternating for several rounds. Prints
+supervised tokens/s, step time, peak RSS (and peak GPU memory on CUDA), final loss, the ratios gemfuse / TRL, and
+model FLOP use against the matmul rate measured in this run (bf16 or fp32, whichever this machine runs faster).
 
     python benchmarks/tune_throughput.py                       # real Gemma 3 270M (built-in), CPU
     python benchmarks/tune_throughput.py --model FOLDER --steps 30 --rounds 3
@@ -72,7 +72,8 @@ def side_gemfuse(args) -> dict:
         "model": args.model, "out": str(out), "data": {"train": args.data, "max_length": args.max_length},
         "lora": {"r": 16, "alpha": 32, "targets": "language"},
         "train": {"max_steps": args.steps, "batch_size": args.batch, "lr": 2e-4, "schedule": "constant",
-                  "max_grad_norm": 1.0, "seed": 0, "dtype": args.dtype},
+                  "max_grad_norm": 1.0, "seed": 0, "dtype": args.dtype,
+                  "gradient_checkpointing": args.side == "gemfuse-checkpointed"},
         "run": {"progress": False}})
     train(config)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -205,7 +206,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args()
     if args.side:
-        print(json.dumps({"gemfuse": side_gemfuse, "trl": side_trl}[args.side](args)))
+        print(json.dumps({"gemfuse": side_gemfuse, "gemfuse-checkpointed": side_gemfuse, "trl": side_trl}[args.side](args)))
         return
     work = Path(tempfile.mkdtemp())
     args.data = args.data or str(make_data(work))
@@ -221,9 +222,9 @@ def main() -> None:
 
         args.dtype = str(training_dtype("cuda" if torch.cuda.is_available() else "cpu", "auto")).removeprefix("torch.")
     rate, rate_dtype = matmul_rate()
-    results = {"gemfuse": [], "trl": []}
+    results: dict[str, list] = {"gemfuse": [], "gemfuse-checkpointed": [], "trl": []}
     for _ in range(args.rounds):
-        for name in ("trl", "gemfuse"):
+        for name in ("trl", "gemfuse", "gemfuse-checkpointed"):
             results[name].append(run_side(name, args))
             print(f"  {name}: {results[name][-1]['tokens_per_s']:.1f} supervised tok/s", file=sys.stderr, flush=True)
     summary = {}
@@ -237,15 +238,18 @@ def main() -> None:
     flops = model_flops_per_step(folder, summary["gemfuse"], row_tokens) / summary["gemfuse"]["step_s"]
     print(f"workload: {args.model}, LoRA r=16 on attention+MLP, batch {args.batch}, max length {args.max_length}, "
           f"{args.steps} steps ({args.warmup} warm-up), {args.rounds} rounds, dtype {args.dtype}")
-    print(f"{'':10}{'sup tok/s':>12}{'spread':>18}{'step s':>9}{'peak RSS GiB':>14}{'peak GPU GiB':>14}{'final loss':>12}")
+    print(f"{'':22}{'sup tok/s':>12}{'spread':>18}{'step s':>9}{'peak RSS GiB':>14}{'peak GPU GiB':>14}"
+          f"{'final loss':>12}")
     for name, s in summary.items():
         gpu = f"{s['peak_gpu_gib']:.2f}" if s["peak_gpu_gib"] is not None else "-"
-        print(f"{name:10}{s['tokens_per_s']:12.1f}{s['spread_tokens_per_s'][0]:9.1f}-{s['spread_tokens_per_s'][1]:<8.1f}"
+        print(f"{name:22}{s['tokens_per_s']:12.1f}{s['spread_tokens_per_s'][0]:9.1f}-{s['spread_tokens_per_s'][1]:<8.1f}"
               f"{s['step_s']:9.3f}{s['peak_rss_gib']:14.2f}{gpu:>14}{s['final_loss']:12.4f}")
-    g, t = summary["gemfuse"], summary["trl"]
-    print(f"ratios gemfuse/TRL: tokens/s {g['tokens_per_s'] / t['tokens_per_s']:.2f}x, peak RSS "
-          f"{g['peak_rss_gib'] / t['peak_rss_gib']:.2f}x" + (f", peak GPU {g['peak_gpu_gib'] / t['peak_gpu_gib']:.2f}x"
-                                                            if g["peak_gpu_gib"] and t["peak_gpu_gib"] else ""))
+    t = summary["trl"]
+    for name in ("gemfuse", "gemfuse-checkpointed"):
+        g = summary[name]
+        print(f"ratios {name}/TRL: tokens/s {g['tokens_per_s'] / t['tokens_per_s']:.2f}x, peak RSS "
+              f"{g['peak_rss_gib'] / t['peak_rss_gib']:.2f}x" + (f", peak GPU {g['peak_gpu_gib'] / t['peak_gpu_gib']:.2f}x"
+                                                                if g["peak_gpu_gib"] and t["peak_gpu_gib"] else ""))
     print(f"model FLOP use (gemfuse): {flops / 1e9:.1f} GFLOP/s = {flops / rate:.1%} of the measured {rate_dtype} "
           f"matmul rate ({rate / 1e9:.0f} GFLOP/s)")
 
