@@ -51,6 +51,10 @@ class Collator:
         media_tokens = ("image_token", "boi_token", "eoi_token", "audio_token", "boa_token", "eoa_token")
         self.media_ids = {tokenizer.convert_tokens_to_ids(getattr(tokenizer, name)) for name in media_tokens
                           if getattr(tokenizer, name, None)}
+        # what `pad` needs to batch encoded rows as the tokenizer would, without it
+        self.text_only = target.processor is tokenizer
+        self.padding_side = tokenizer.padding_side
+        self.filler = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.pad_token_id
 
     def render(self, example: Example) -> str:
         return self.target.render(conversation(example))
@@ -102,6 +106,26 @@ class Collator:
         batch = dict(batch)
         batch["labels"] = torch.tensor([self.labels_for(r, m) for r, m in zip(ids.tolist(), mask.tolist(), strict=True)])
         batch["input_ids"] = self.fill_padding(ids, mask)
+        return batch
+
+    def encode(self, example: Example) -> dict:
+        """One text row as it is collated alone (tensors of one row, no padding), for `pad`."""
+        return {key: value[0] for key, value in self([example]).items()}
+
+    def pad(self, rows: Sequence[dict]) -> dict:
+        """Encoded rows as one batch, padded on the tokenizer's side as `__call__` pads them (masked, unlabelled,
+        filled with a real token), without the tokenizer. Each row was cut to max_length on its own."""
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        fill = {"input_ids": self.filler, "labels": IGNORE}
+        batch = {}
+        for key, first in rows[0].items():
+            out = torch.full((len(rows), width), fill.get(key, 0), dtype=first.dtype)
+            for i, row in enumerate(rows):
+                n = len(row[key])
+                (out[i, width - n:] if self.padding_side == "left" else out[i, :n]).copy_(row[key])
+            batch[key] = out
         return batch
 
     def fill_padding(self, ids, mask):

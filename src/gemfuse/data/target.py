@@ -30,6 +30,13 @@ class Target:
         return (getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
                 or self.family.chat_template)
 
+    def release(self) -> None:
+        """Forget the processor once nothing will tokenise (Gemma's 262k-piece tokenizer holds ~0.25 GiB); the
+        chat template and turn markers stay. `load_target(source)` reads it again."""
+        _ = self.chat_template, self.markers
+        self.processor = None
+        self.__dict__.pop("tokenizer", None)
+
     def render(self, conversation: list[dict], add_generation_prompt: bool = False) -> str:
         return self.tokenizer.apply_chat_template(conversation, tokenize=False, chat_template=self.chat_template,
                                                   add_generation_prompt=add_generation_prompt)

@@ -12,6 +12,18 @@ from collections.abc import Sequence
 from ..data.collate import IGNORE, Collator, length_grouped_batches, pack
 from ..data.schema import Example
 
+# Text rows are encoded once when they fit in this many bytes (three int64 tensors a row): the loop then never
+# needs the tokenizer, which setup releases (Gemma's 262k-piece one holds ~0.25 GiB). Larger datasets are
+# tokenised a batch at a time instead.
+ENCODED_BUDGET = 128 * 2**20
+
+
+def encode_rows(examples: Sequence[Example], collator: Collator, tokens: int) -> list[dict] | None:
+    """Every row encoded alone, or None when the rows have media or would not fit ENCODED_BUDGET."""
+    if not collator.text_only or tokens * 3 * 8 > ENCODED_BUDGET:
+        return None
+    return [collator.encode(e) for e in examples]
+
 
 def row_lengths(examples: Sequence[Example], collator: Collator) -> list[int]:
     """Token counts for grouping: the rendered text plus each media item's token cost."""
@@ -40,6 +52,7 @@ class Plan:
         self.rank, self.world = rank, world
         self.per_step = batch_size * grad_accum * world
         self.packs: list | None = None
+        self.encoded: list[dict] | None = None
         self.lengths: list[int] = []
         if packing:
             rows = [collator([e]) for e in self.examples]
@@ -48,6 +61,7 @@ class Plan:
             items = len(self.packs)
         else:
             self.lengths = row_lengths(self.examples, collator)
+            self.encoded = encode_rows(self.examples, collator, sum(self.lengths))
             items = len(self.examples)
         self.steps_per_epoch = -(-items // self.per_step)
         self._orders: dict[int, list[list[int]]] = {}
@@ -74,7 +88,13 @@ class Plan:
         micro = [mine[i * self.batch_size:(i + 1) * self.batch_size] for i in range(self.grad_accum)]
         if self.packs is not None:
             return [dict(self.packs[m[0]]) if m else None for m in micro]
+        if self.encoded is not None:
+            return [self.collator.pad([self.encoded[i] for i in m]) if m else None for m in micro]
         return [self.collator([self.examples[i] for i in m]) if m else None for m in micro]
+
+    @property
+    def needs_tokenizer(self) -> bool:
+        return self.packs is None and self.encoded is None
 
 
 def supervised_count(batch: dict | None) -> int:

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..models.transformers import pick_device
 from .attention import use_grouped_attention
 from .base import Base, load_for_training, resolve_base, training_dtype
-from .batches import Plan, row_lengths
+from .batches import Plan, encode_rows, row_lengths
 from .config import TuneConfig
 from .lean_norms import lean_norms
 from .lora import apply_lora
@@ -116,11 +116,17 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     optimizer = make_optimizer(params, config, device.split(":")[0])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: schedule_factor(s, total, train.warmup_steps, train.schedule))
-    groups = length_grouped_batches(row_lengths(val_rows, collator), train.batch_size, seed=0) if val_rows else []
+    val_lengths = row_lengths(val_rows, collator)
+    groups = length_grouped_batches(val_lengths, train.batch_size, seed=0) if val_rows else []
+    val_encoded = encode_rows(val_rows, collator, sum(val_lengths))
 
     def validation() -> Iterator[dict]:
         for group in groups[rank::world]:
-            yield collator([val_rows[i] for i in group])
+            yield collator.pad([val_encoded[i] for i in group]) if val_encoded is not None else \
+                collator([val_rows[i] for i in group])
+
+    if not plan.needs_tokenizer and (val_encoded is not None or not val_rows):
+        target.release()  # every row is encoded: the loop never tokenises
 
     return Setup(config=config, model=model, params=params, optimizer=optimizer, scheduler=scheduler, plan=plan,
                  loss=partial(supervised_loss, model, parts=model_parts(model)), total=total, device=device,
