@@ -2,6 +2,15 @@
 side, filler, mask and labels), so a run can release the tokenizer (its batches stay the same after); a row
 longer than max_length is cut alone, never cutting the rows beside it."""
 
+import pytest
+
+
+@pytest.fixture(scope="module")
+def gemma_target():
+    from gemfuse.data.target import load_target
+
+    return load_target("gemma3")
+
 
 def _rows(tmp_path, lengths):
     import json
@@ -15,14 +24,12 @@ def _rows(tmp_path, lengths):
     return read_rows(str(path), "messages")
 
 
-def test_padded_encodings_equal_the_collators_batch(tmp_path):
+def test_padded_encodings_equal_the_collators_batch(tmp_path, gemma_target):
     import torch
 
     from gemfuse.data.collate import Collator
-    from gemfuse.data.target import load_target
 
-    target = load_target("gemma3")
-    collator = Collator(target, max_length=None)
+    collator = Collator(gemma_target, max_length=None)
     rows = _rows(tmp_path, [3, 11, 7, 20])
     expected = collator(rows)
     got = collator.pad([collator.encode(r) for r in rows])
@@ -32,11 +39,10 @@ def test_padded_encodings_equal_the_collators_batch(tmp_path):
     assert (got["attention_mask"] == 0).any(), "the rows differ in length, so some are padded"
 
 
-def test_a_row_past_max_length_is_cut_alone(tmp_path):
+def test_a_row_past_max_length_is_cut_alone(tmp_path, gemma_target):
     from gemfuse.data.collate import IGNORE, Collator
-    from gemfuse.data.target import load_target
 
-    collator = Collator(load_target("gemma3"), max_length=40)
+    collator = Collator(gemma_target, max_length=40)
     short, long = _rows(tmp_path, [4, 60])
     alone = collator.encode(short)
     batch = collator.pad([collator.encode(short), collator.encode(long)])
@@ -46,19 +52,19 @@ def test_a_row_past_max_length_is_cut_alone(tmp_path):
     assert (batch["labels"][0][kept] != IGNORE).sum() == (alone["labels"] != IGNORE).sum() > 0
 
 
-def test_a_plan_of_text_rows_needs_no_tokenizer_and_media_rows_do(tmp_path):
+def test_a_plan_of_text_rows_runs_on_after_the_tokenizer_is_released(tmp_path):
     from gemfuse.data.collate import Collator
     from gemfuse.data.target import load_target
     from gemfuse.tune.batches import Plan
 
-    target = load_target("gemma3")
+    target = load_target("gemma3")  # its own: released below
     collator = Collator(target, max_length=64)
     rows = _rows(tmp_path, [3, 11, 7, 20, 5])
     plan = Plan(rows, collator, batch_size=2)
     assert not plan.needs_tokenizer
+    assert not Plan(rows, collator, batch_size=2, packing=True).needs_tokenizer
     before = [b["input_ids"].tolist() for b in plan.step_batches(1)]
     chat_template = target.chat_template
     target.release()
     assert target.processor is None and target.chat_template == chat_template
     assert [b["input_ids"].tolist() for b in plan.step_batches(1)] == before
-    assert Plan(rows, Collator(load_target("gemma3")), batch_size=2, packing=True).needs_tokenizer is False
