@@ -65,6 +65,13 @@ def test_a_plan_of_text_rows_runs_on_after_the_tokenizer_is_released(tmp_path):
     assert not Plan(rows, collator, batch_size=2, packing=True).needs_tokenizer
     before = [b["input_ids"].tolist() for b in plan.step_batches(1)]
     chat_template = target.chat_template
+    loaded, released = tmp_path / "loaded", tmp_path / "released"
+    loaded.mkdir(), released.mkdir()
+    target.save(loaded)
     target.release()
     assert target.processor is None and target.chat_template == chat_template
     assert [b["input_ids"].tolist() for b in plan.step_batches(1)] == before
+    target.save(released)  # what the adapter folder gets at the end of a run
+    names = sorted(f.name for f in loaded.iterdir())
+    assert names == sorted(f.name for f in released.iterdir()) and "tokenizer.json" in names
+    assert all((released / n).read_bytes() == (loaded / n).read_bytes() for n in names), "the same files"

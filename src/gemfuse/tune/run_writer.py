@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..data.target import load_target
 from ..paths import published_folder
 from .checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from .loop import Hooks, State
@@ -81,12 +80,7 @@ class RunWriter(Hooks):
         if setup.main:
             with published_folder(result.adapter) as staging:
                 setup.model.save_pretrained(staging)
-                # released after encoding (setup): read again from the base
-                target = setup.target if setup.target.processor is not None else load_target(setup.target.source)
-                tokenizer = target.tokenizer
-                if not tokenizer.chat_template:  # trained on the family's template: keep it with the adapter
-                    tokenizer.chat_template = setup.target.chat_template
-                target.processor.save_pretrained(staging)
+                setup.target.save(staging)
             write_manifest(setup, "done", result)
             plot_loss(setup.run_dir)
 
