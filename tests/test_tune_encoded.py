@@ -52,12 +52,13 @@ def test_a_row_past_max_length_is_cut_alone(tmp_path, gemma_target):
     assert (batch["labels"][0][kept] != IGNORE).sum() == (alone["labels"] != IGNORE).sum() > 0
 
 
-def test_a_plan_of_text_rows_runs_on_after_the_tokenizer_is_released(tmp_path):
+def test_a_plan_of_text_rows_runs_on_after_the_tokenizer_is_released(tmp_path, gemma_target):
     from gemfuse.data.collate import Collator
-    from gemfuse.data.target import load_target
+    from gemfuse.data.target import Target
     from gemfuse.tune.batches import Plan
 
-    target = load_target("gemma3")  # its own: released below
+    # a Target of its own (released below) around the shared tokenizer
+    target = Target(gemma_target.family, gemma_target.processor, gemma_target.source)
     collator = Collator(target, max_length=64)
     rows = _rows(tmp_path, [3, 11, 7, 20, 5])
     plan = Plan(rows, collator, batch_size=2)
