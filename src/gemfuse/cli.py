@@ -75,6 +75,15 @@ def models(config: Path | None = ConfigOpt,
 
 @app.command()
 @_handled
+def env(as_json: bool = typer.Option(False, "--json", help="print JSON instead of text")) -> None:
+    """What to paste into a bug report: versions, device, llama.cpp's build, which library patches fit, paths."""
+    from .commands.env import show
+
+    show(as_json)
+
+
+@app.command()
+@_handled
 @with_fusion_options
 def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from standard input"),
         model: str | None = typer.Option(None, "--model", "-m", help="model name, or fusion/PRESET (see `gemfuse models`)"),

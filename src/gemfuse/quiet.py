@@ -14,7 +14,8 @@ from .paths import cache_dir
 
 VERBOSE_ENV = "GEMFUSE_VERBOSE"
 LIBRARIES = ("torch", "torchao", "transformers", "accelerate", "peft", "huggingface_hub", "datasets", "timm",
-             "bitsandbytes", "PIL", "matplotlib", "urllib3", "filelock", "jupytext", "py.warnings", "llama_cpp")
+             "bitsandbytes", "PIL", "matplotlib", "urllib3", "filelock", "jupytext", "py.warnings", "llama_cpp",
+             "gemfuse.patches")  # the last: a patch that stepped aside for a library that changed
 _state: dict[str, Any] = {"quiet": False, "llama_callback": None}
 # Set before the libraries are imported (they read them then); a value the user set wins.
 QUIET_ENV = {

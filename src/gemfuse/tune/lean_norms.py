@@ -11,6 +11,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from .patches import differs, guarded
+
 # the norm classes this replaces, and how their weight scales the normalised rows
 SCALES = {"Gemma3RMSNorm": "one_plus_weight", "Gemma3nRMSNorm": "weight", "Gemma4RMSNorm": "weight"}
 
@@ -50,19 +52,74 @@ def _norm_function():
     return LeanRMSNorm
 
 
+def epsilon(module) -> float | None:
+    """The norm's epsilon, under either name transformers has used (`eps`; `variance_epsilon` from 5.25 on)."""
+    for name in ("eps", "variance_epsilon"):
+        value = getattr(module, name, None)
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
 def lean_norms(model) -> int:
-    """Give every Gemma RMSNorm of `model` the lean forward; returns how many."""
+    """Give every Gemma RMSNorm of `model` whose class still fits the lean forward; returns how many."""
     count = 0
     for module in model.modules():
-        scale = SCALES.get(type(module).__name__)
-        if scale is not None:
-            module.forward = partial(_forward, module, scale == "one_plus_weight")
+        kind = type(module)
+        scale = SCALES.get(kind.__name__)
+        if scale is None:
+            continue
+        one_plus = scale == "one_plus_weight"
+        variant = "" if getattr(module, "with_scale", True) else " (no scale)"
+        fits = guarded("lean_norms", f"{kind.__module__}.{kind.__qualname__}{variant}", "transformers",
+                       partial(_misfit, module, one_plus))
+        eps = epsilon(module)
+        if fits and eps is not None and _weight_fits(module):
+            module.forward = partial(_forward, module, one_plus, eps)
             count += 1
     return count
 
 
-def _forward(module, one_plus: bool, x):
+def _weight_fits(module) -> bool:
+    weight = getattr(module, "weight", None) if getattr(module, "with_scale", True) else None
+    return weight is None or weight.dim() == 1
+
+
+def _misfit(module, one_plus: bool) -> str | None:
+    """Why the lean forward would not equal this norm's own (None: it does), on a float64 copy and a small input."""
+    import copy
+
+    import torch
+
+    eps = epsilon(module)
+    if eps is None:
+        return "no epsilon attribute (expected eps or variance_epsilon)"
+    if not _weight_fits(module):
+        return "its weight is not one vector"
+    probe = copy.deepcopy(module).double()
+    weight = getattr(probe, "weight", None) if getattr(probe, "with_scale", True) else None
+    if weight is not None:  # a frozen weight's gradient is checked too: a run may train it
+        with torch.no_grad():
+            weight.normal_(generator=torch.Generator().manual_seed(0))
+        weight.requires_grad_(True)
+    width = weight.shape[0] if weight is not None else 8
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, width, dtype=torch.float64, generator=generator) * 3
+    grad = torch.randn(2, 3, width, dtype=torch.float64, generator=generator)
+    results = []
+    for forward in (partial(_forward, probe, one_plus, eps), partial(type(probe).forward, probe)):
+        inputs = x.clone().requires_grad_()
+        if weight is not None:
+            weight.grad = None
+        out = forward(inputs)
+        out.backward(grad)
+        results.append((out, inputs.grad, None if weight is None else weight.grad.clone()))
+    return differs(results[0], results[1], names=("output", "input gradient", "weight gradient"),
+                   rtol=1e-5, atol=1e-6)  # the library's norm computes in fp32 whatever the input
+
+
+def _forward(module, one_plus: bool, eps: float, x):
     global _FUNCTION
     _FUNCTION = _FUNCTION or _norm_function()
     weight = module.weight if getattr(module, "with_scale", True) else None
-    return _FUNCTION.apply(x, weight, module.eps, one_plus)
+    return _FUNCTION.apply(x, weight, eps, one_plus)

@@ -16,6 +16,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from .patches import differs, guarded
+
 _FUNCTION: Any = None
 
 
@@ -56,19 +58,61 @@ def _lora_function():
 
 
 def fuse_lora_layers(model) -> int:
-    """Give every plain LoRA Linear of `model` the fused forward; returns how many were given it."""
-    import torch
+    """Give every plain LoRA Linear of `model` the fused forward, if PEFT's LoRA layer still computes what this
+    was written for; returns how many were given it."""
+    if not guarded("lora_matmuls", "peft.tuners.lora.layer.Linear", "peft", _misfit):
+        return 0
     from peft.tuners.lora.layer import Linear as LoraLinear
 
     fused = 0
     for module in model.modules():
-        if (isinstance(module, LoraLinear) and type(module.base_layer) is torch.nn.Linear
-                and not module.base_layer.weight.requires_grad and len(module.lora_A) == 1
-                and (module.base_layer.bias is None or not module.base_layer.bias.requires_grad)
-                and not module.lora_variant and not any(module.use_dora.values())):
+        if isinstance(module, LoraLinear) and plain(module):
             module.forward = partial(_forward, module, module.forward)  # type: ignore[method-assign]
             fused += 1
     return fused
+
+
+def plain(module) -> bool:
+    """One adapter, no DoRA or other variant, no LoRA bias, on a frozen plain Linear: what the matmuls compute."""
+    import torch
+
+    base = getattr(module, "base_layer", None)
+    adapters = getattr(module, "lora_A", {})
+    return (type(base) is torch.nn.Linear and not base.weight.requires_grad and len(adapters) == 1
+            and (base.bias is None or not base.bias.requires_grad)
+            and all(getattr(b, "bias", None) is None for b in getattr(module, "lora_B", {}).values())
+            and not getattr(module, "lora_variant", None) and not any(getattr(module, "use_dora", {}).values())
+            and all(hasattr(module, name) for name in ("scaling", "lora_dropout", "merged", "disable_adapters",
+                                                       "active_adapters")))
+
+
+def _misfit() -> str | None:
+    """PEFT's forward and the fused one on a tiny float64 LoRA layer (adapter B not zero): output and gradients."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    generator = torch.Generator().manual_seed(0)
+    wrapped = get_peft_model(torch.nn.Sequential(torch.nn.Linear(8, 6)).double(),
+                             LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0, target_modules=["0"]))
+    base: Any = wrapped.get_base_model()
+    layer = base[0]
+    if not plain(layer):
+        return f"a fresh LoRA layer ({type(layer).__name__}) lacks what the fused forward reads"
+    (name,) = layer.lora_A.keys()
+    with torch.no_grad():
+        layer.lora_B[name].weight.normal_(generator=generator)
+    x = torch.randn(3, 4, 8, dtype=torch.float64, generator=generator)
+    grad = torch.randn(3, 4, 6, dtype=torch.float64, generator=generator)
+    results = []
+    for fused in (True, False):
+        probe = copy.deepcopy(layer)
+        inputs = x.clone().requires_grad_()
+        out = _forward(probe, probe.forward, inputs) if fused else probe(inputs)
+        out.backward(grad)
+        results.append((out, inputs.grad, probe.lora_A[name].weight.grad, probe.lora_B[name].weight.grad))
+    return differs(results[0], results[1], names=("output", "input gradient", "A gradient", "B gradient"), rtol=1e-6, atol=1e-9)
 
 
 def _forward(module, peft_forward, x, *args, **kwargs):

@@ -17,6 +17,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from .patches import guarded
+
 IGNORE = -100
 
 
@@ -158,3 +160,57 @@ def supervised_loss(model, batch: dict, chunk: int | None = None, parts: Parts |
     if count == 0:
         return hidden.sum() * 0.0, 0
     return head_loss(picked, targets, parts.head.weight, parts.head.bias, parts.softcap, chunk), count
+
+
+def full_logits_loss(model, batch: dict):
+    """The library's own way, for a model whose structure the frozen-head loss does not fit: the model's logits
+    at every position, then the summed cross-entropy where a label is supervised."""
+    import torch.nn.functional as F
+
+    labels = batch["labels"]
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits[:, :-1]
+    targets = labels[:, 1:]
+    count = int((targets != IGNORE).sum())
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
+                           reduction="sum"), count
+
+
+def head_misfit(model, parts: Parts) -> str | None:
+    """Why the backbone-then-head loss would not equal the model's own logits' loss (None: it does), on one short
+    row of ordinary text tokens, in the model's dtype."""
+    import torch
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = inner.config.get_text_config() if hasattr(inner.config, "get_text_config") else inner.config
+    device = parts.head.weight.device
+    ids = (config.vocab_size // 2 + torch.arange(8, device=device))[None]  # mid-vocabulary: no special token
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+    batch["labels"][:, :3] = IGNORE
+    if "token_type_ids" in parts.accepts:
+        batch["token_type_ids"] = torch.zeros_like(ids)
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ours, count = supervised_loss(model, batch, parts=parts)
+            theirs, _ = full_logits_loss(model, batch)
+    finally:
+        model.train(training)
+    tolerance = 1e-4 if parts.head.weight.dtype == torch.float32 else 2e-2
+    if not torch.isclose(ours.float(), theirs.float(), rtol=tolerance):
+        return f"loss {float(ours) / count:.5g} against the model's own {float(theirs) / count:.5g}"
+    return None
+
+
+def frozen_head_parts(model) -> Parts | None:
+    """The parts the frozen-head loss reads, when it may stand in for the model's own head and loss (checked once
+    per model class); None: use `full_logits_loss`."""
+    kind = type(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    found: list[Parts] = []
+
+    def misfit() -> str | None:
+        found.append(model_parts(model))
+        return head_misfit(model, found[0])
+
+    fits = guarded("frozen_head_loss", f"{kind.__module__}.{kind.__qualname__}", "transformers", misfit)
+    return (found[0] if found else model_parts(model)) if fits else None

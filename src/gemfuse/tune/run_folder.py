@@ -24,9 +24,10 @@ METRICS = "metrics.jsonl"
 PACKAGES = ("gemfuse", "torch", "transformers", "peft", "accelerate", "bitsandbytes")
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """The installed version of each of `names`; those not installed are left out."""
     found = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             found[name] = version(name)
         except PackageNotFoundError:

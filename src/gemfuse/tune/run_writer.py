@@ -11,6 +11,7 @@ from ..paths import published_folder
 from .checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from .loop import Hooks, State
 from .memory import GiB, peak_gib, peak_used
+from .patches import outcomes
 from .run_folder import MANIFEST, Metrics, data_hash, package_versions, plot_loss, this_process, write_json
 from .runtime import Result
 from .setup import Setup
@@ -111,6 +112,7 @@ def write_manifest(setup: Setup, status: str, result: Result | None = None, erro
         "rows": {"train": len(setup.train_rows), "val": len(setup.val_rows)}, "total_steps": setup.total,
         "lora_modules": len(setup.modules), "trainable_parameters": setup.trainable,
         "memory_estimate": setup.estimate.as_dict(), "packages": package_versions(),
+        "patches": [o.as_dict() for o in outcomes()],  # which of gemfuse's library patches fit (checked in-process)
     }
     if result is not None:
         payload["result"] = {"steps": result.steps, "train_loss": result.train_loss,

@@ -27,7 +27,7 @@ from .config import TuneConfig
 from .lean_norms import lean_norms
 from .lora import apply_lora
 from .lora_matmuls import fuse_lora_layers
-from .loss import model_parts, supervised_loss
+from .loss import frozen_head_parts, full_logits_loss, supervised_loss
 from .memory import Estimate, estimate
 from .run_folder import is_run
 from .runtime import DataError, distributed, make_optimizer, schedule_factor, seed_everything
@@ -128,8 +128,10 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     if not plan.needs_tokenizer and (val_encoded is not None or not val_rows):
         target.release()  # every row is encoded: the loop never tokenises
 
+    parts = frozen_head_parts(model)
+    loss = partial(supervised_loss, model, parts=parts) if parts else partial(full_logits_loss, model)
     return Setup(config=config, model=model, params=params, optimizer=optimizer, scheduler=scheduler, plan=plan,
-                 loss=partial(supervised_loss, model, parts=model_parts(model)), total=total, device=device,
+                 loss=loss, total=total, device=device,
                  dtype=dtype, validation=validation if val_rows else None, rank=rank, world=world, run_dir=run_dir,
                  resuming=resume, base=base, target=target, train_rows=train_rows, val_rows=val_rows,
                  modules=modules, estimate=estimate(model, config, device, dtype, plan), began=began)
