@@ -1,4 +1,5 @@
-# Set-up is one virtual environment with every extra, pinned to CPU torch by constraints.txt.
+# Set-up is one virtual environment with every extra, installed exactly as requirements.lock pins it (the versions
+# the suite passed with). `make lock` writes the lock anew from pyproject.toml's ranges and constraints.txt (CPU torch).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,11 +8,13 @@ STAMP := $(VENV)/.installed-stamp
 # A portable llama.cpp build (AVX2, no -march=native), so a cached wheel runs on any x86-64 machine of ours.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: setup demo test test-fast lint bench clean browser
+.PHONY: setup demo test test-fast lint bench clean browser lock test-compat
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml requirements.lock
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[all,dev]' 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/pip install --quiet --no-deps -r requirements.lock 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/pip install --quiet --no-deps -e . 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/pip check >/dev/null || { $(BIN)/pip check; exit 1; }
 	$(BIN)/python -m gemfuse.gguf_tools >/dev/null  # llama.cpp's GGUF converter, from llama-cpp-python's sources
 	touch $(STAMP)
 
@@ -36,8 +39,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
+# The lock: every package of the environment, transitive ones too. Commit a new lock on its own, with the suite green.
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --all-extras --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --no-emit-trusted-host -c constraints.txt -o requirements.lock pyproject.toml 2>&1 | grep -v "^WARNING: Location"; \
+	  test $${PIPESTATUS[0]} -eq 0
+	sed -i '/^gemfuse @ /,+1d' requirements.lock  # the extras' references to gemfuse itself: setup installs it editable
+
+# The model-touching tests at the declared floors and at the newest releases (two fresh environments; not CI's).
+test-compat: $(STAMP)
+	$(BIN)/python tools/compat.py floors newest
+
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]' 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0
 	$(BIN)/python benchmarks/backend_overhead.py
 	$(BIN)/python benchmarks/fusion_overhead.py
 	$(BIN)/python benchmarks/serve_overhead.py
@@ -49,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/finetune_eval.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-compat

@@ -99,6 +99,12 @@ def test_endpoints_on_a_real_run_and_a_real_report(workspace):
     assert found["columns"][0] == "system" and len(found["rows"]) == 2
 
 
+def text(driver, selector: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, selector).text
+
+
 def polyline_points(driver, series):
     from selenium.webdriver.common.by import By
 
@@ -108,6 +114,7 @@ def polyline_points(driver, series):
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
 def test_the_page_shows_runs_live_evals_and_the_loop(workspace, tiny_model, browser, tmp_path):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -120,45 +127,47 @@ def test_the_page_shows_runs_live_evals_and_the_loop(workspace, tiny_model, brow
     try:
         with serve_in_thread(app_for(workspace)) as base:
             page = base.removesuffix("/v1")
-            wait = WebDriverWait(browser, 90)
+            # The page re-renders as it polls: every read waits and finds its element anew, and one found just
+            # before a re-render (stale) or just after it (not there yet) is looked for again.
+            wait = WebDriverWait(browser, 90, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException))
             browser.get(page + "/#runs/runs/finished")
             wait.until(lambda d: polyline_points(d, "training loss") == 2)
             dots = browser.find_elements(By.CSS_SELECTOR, '#loss-chart circle[data-series="validation loss"]')
             assert len(dots) == 1, "the validation loss at the last step"
-            assert "gemfuse ask -m" in browser.find_element(By.CSS_SELECTOR, ".hint").text
+            wait.until(lambda d: "gemfuse ask -m" in text(d, ".hint"))
             browser.save_screenshot(str(tmp_path / "run-finished.png"))
 
             wait.until(lambda d: trainer.poll() is None and (live / "metrics.jsonl").exists()
                        and (live / "metrics.jsonl").stat().st_size > 0)
             browser.get(page + "/#runs")
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")) == 2)
-            browser.find_element(By.CSS_SELECTOR, 'tr[data-run="runs/live"]').click()
+            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, 'tr[data-run="runs/live"]').click() or True)
             wait.until(lambda d: polyline_points(d, "training loss") >= 2)
             first = polyline_points(browser, "training loss")
             wait.until(lambda d: polyline_points(d, "training loss") >= first + 5)  # polled, no reload
-            assert "running" in browser.find_element(By.CSS_SELECTOR, "h2 .badge").text
+            wait.until(lambda d: "running" in text(d, "h2 .badge"))
             browser.save_screenshot(str(tmp_path / "run-live.png"))
 
             trainer.send_signal(signal.SIGKILL)
             trainer.wait(timeout=30)
-            wait.until(lambda d: "interrupted" in d.find_element(By.CSS_SELECTOR, "h2 .badge").text)
-            assert "gone" in browser.find_element(By.ID, "run-why").text
-            assert "gemfuse tune --resume" in browser.find_element(By.CSS_SELECTOR, ".hint").text
+            wait.until(lambda d: "interrupted" in text(d, "h2 .badge"))
+            wait.until(lambda d: "gone" in text(d, "#run-why"))
+            wait.until(lambda d: "gemfuse tune --resume" in text(d, ".hint"))
 
             browser.get(page + "/#evals")
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-eval="evals/numbers"]'))
-            browser.find_element(By.CSS_SELECTOR, 'tr[data-eval="evals/numbers"]').click()
+            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, 'tr[data-eval="evals/numbers"]').click() or True)
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#eval-table tr")) == 3)
             assert len(browser.find_elements(By.CSS_SELECTOR, "#accuracy-chart circle.dot")) == 2
             assert browser.find_elements(By.CSS_SELECTOR, "#findings li")
             browser.save_screenshot(str(tmp_path / "eval.png"))
-            browser.find_element(By.CSS_SELECTOR, "a.run-link").click()  # the fine-tune's row leads to its run
-            wait.until(lambda d: "runs/finished" in d.find_element(By.CSS_SELECTOR, "#view-runs h2").text)
+            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "a.run-link").click() or True)  # the row leads to its run
+            wait.until(lambda d: "runs/finished" in text(d, "#view-runs h2"))
 
             browser.get(page + "/#loop")
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#capture-table tr"))
-            assert "Captured rows: 3" in browser.find_element(By.CSS_SELECTOR, "#view-loop h2").text
-            assert browser.find_element(By.CSS_SELECTOR, "#distil-table td.gain").text == "80.0% (60.0%-100.0%)"
+            wait.until(lambda d: "Captured rows: 3" in text(d, "#view-loop h2"))
+            wait.until(lambda d: text(d, "#distil-table td.gain") == "80.0% (60.0%-100.0%)")
             browser.save_screenshot(str(tmp_path / "loop.png"))
     finally:
         if trainer.poll() is None:

@@ -63,8 +63,19 @@ def patches() -> list[dict]:
     try:
         transformers = import_transformers()
         import peft
+        import torch
     except ImportError:
         return []
+    from ..tune import patches as registry
+
+    registry.forget()  # what is checked now, not what an earlier run in this process found
+    with torch.random.fork_rng(devices=[]):  # the caller's random numbers are left as they were
+        torch.manual_seed(0)
+        _check_on_a_tiny_model(transformers, peft)
+    return [o.as_dict() for o in registry.outcomes()]
+
+
+def _check_on_a_tiny_model(transformers, peft) -> None:
     import torch
 
     from ..tune import patches as registry
@@ -73,7 +84,6 @@ def patches() -> list[dict]:
     from ..tune.lora_matmuls import fuse_lora_layers
     from ..tune.loss import frozen_head_parts
 
-    torch.manual_seed(0)
     config = transformers.Gemma3TextConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                            num_attention_heads=2, num_key_value_heads=1, head_dim=16,
                                            sliding_window=4, layer_types=["sliding_attention", "full_attention"])
@@ -90,7 +100,6 @@ def patches() -> list[dict]:
     wrapped = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     fuse_lora_layers(wrapped)
     frozen_head_parts(wrapped)
-    return [o.as_dict() for o in registry.outcomes()]
 
 
 def report() -> dict[str, Any]:

@@ -39,10 +39,13 @@ def library_version(name: str) -> str:
 def guarded(patch: str, target: str, library: str, misfit: Callable[[], str | None]) -> bool:
     """Whether `patch` may replace `target`: `misfit()` returns None when it fits, else the reason; an exception
     in it counts as a misfit. Checked once per process for each (patch, target)."""
+    import torch
+
     key = (patch, target)
     if key not in _OUTCOMES:
         try:
-            reason = misfit()
+            with torch.random.fork_rng(devices=[]):  # a check draws no number a seeded run would have drawn
+                reason = misfit()
         except Exception as exc:  # a library that moved under us: its own code stays, the run goes on
             reason = f"{type(exc).__name__}: {exc}"
         outcome = Outcome(patch, target, library_version(library), reason is None, reason or "")
