@@ -24,6 +24,8 @@ class Family:
     sampling_rate: int = 16_000
     image_min_side: int = 32
     lora_targets: dict[str, list[str]] = field(default_factory=dict)
+    # linear layers whose weights the model itself edits in training: never loaded in 4-bit or 8-bit
+    keep_full_precision: tuple[str, ...] = ()
 
     @property
     def takes_audio(self) -> bool:

@@ -11,4 +11,5 @@ CHAT_TEMPLATE = GEMMA3_TEMPLATE.replace(
 FAMILY = Family(
     name="gemma3n", chat_template=CHAT_TEMPLATE, image_placeholder="<image_soft_token>", audio_placeholder="<audio_soft_token>",
     image_tokens=256 + 4, audio_tokens_per_second=188 / 30, audio_max_seconds=30.0,
-    lora_targets={"attention": ["q_proj", "k_proj", "v_proj", "o_proj"], "all-linear": LINEAR_TEXT})
+    lora_targets={"attention": ["q_proj", "k_proj", "v_proj", "o_proj"], "all-linear": LINEAR_TEXT},
+    keep_full_precision=("prediction_coefs", "correction_coefs"))  # AltUp clamps their weights in place

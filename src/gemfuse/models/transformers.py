@@ -292,22 +292,24 @@ def answer_logprobs(output, prompt_tokens: int, tokenizer, top: int, text: str) 
     return answer_tokens(tokens, text)
 
 
-def bitsandbytes_config(kind: str, device: str, dtype):
-    """bitsandbytes LLM.int8 ('8bit') or NF4 with double quantisation ('4bit', QLoRA's), CUDA only."""
+def bitsandbytes_config(kind: str, device: str, dtype, training: bool = False, keep: tuple[str, ...] = ()):
+    """bitsandbytes LLM.int8 ('8bit') or NF4 with double quantisation ('4bit', QLoRA's): on CUDA, and on a CPU
+    for training (bitsandbytes runs there; slower than bf16 for serving, where int8 and GGUF are the CPU's way)."""
     import importlib.util
 
     from .._torchvision import import_transformers
 
-    if device != "cuda":
+    if device.split(":")[0] != "cuda" and not (training and device == "cpu"):
         raise ModelLoadError(f"quantize = '{kind}' (bitsandbytes) needs a CUDA GPU; on the CPU use 'int8', or a "
                              "GGUF quant on llama.cpp (gemfuse quantize MODEL --to gguf:Q4_K_M)")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ModelLoadError(f"quantize = '{kind}' needs bitsandbytes: pip install 'gemfuse[cuda]'")
     transformers = import_transformers()
+    skip = {"llm_int8_skip_modules": ["lm_head", *keep]} if keep else {}  # `keep`: modules left unquantised
     if kind == "8bit":
-        return transformers.BitsAndBytesConfig(load_in_8bit=True)
-    return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                           bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+        return transformers.BitsAndBytesConfig(load_in_8bit=True, **skip)
+    return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                           bnb_4bit_compute_dtype=dtype, **skip)
 
 
 def quantize_int8_weights(model):

@@ -1,6 +1,6 @@
 """The base model of a fine-tune: found by folder, hub id or configured name, loaded for training on the
 chosen device with one dtype policy (bf16 where the device runs it well, fp32 otherwise; never fp16 with loss
-scaling), optionally 4-bit (QLoRA, CUDA only)."""
+scaling), optionally 4-bit (QLoRA) or 8-bit with bitsandbytes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelLoadError
 
 
 @dataclass
@@ -81,20 +81,26 @@ def load_for_training(base: Base, device: str, dtype, quantize: str = "none"):
     """The model on `device` in `dtype`, inputs' gradients on (for checkpointing through frozen layers)."""
     from .._torchvision import MODEL_LOADING, import_transformers
     from ..models.transformers import bitsandbytes_config
+    from ..families import family
     from ..processors import modalities_of
 
     transformers = import_transformers()
     multimodal = len(modalities_of(base.config)) > 1
     auto = transformers.AutoModelForImageTextToText if multimodal else transformers.AutoModelForCausalLM
     kwargs = {"dtype": dtype}
-    if quantize == "4bit":
-        if device != "cuda":
-            raise ConfigError("train.quantize = '4bit' (QLoRA) needs a CUDA GPU; on this device use 'none'")
-        kwargs["quantization_config"] = bitsandbytes_config("4bit", device, dtype)
+    if quantize != "none":
+        if device.split(":")[0] not in ("cuda", "cpu"):
+            raise ConfigError(f"train.quantize = {quantize!r} (bitsandbytes) runs on CUDA or a CPU, not {device}; "
+                              "use 'none'")
+        try:
+            keep = family(base.config.get("model_type", "")).keep_full_precision
+            kwargs["quantization_config"] = bitsandbytes_config(quantize, device, dtype, training=True, keep=keep)
+        except ModelLoadError as exc:
+            raise ConfigError(f"train.quantize: {exc}") from None
         kwargs["device_map"] = {"": device}
     with MODEL_LOADING:
         model = auto.from_pretrained(str(base.folder), **kwargs)
-    if quantize == "4bit":
+    if quantize != "none":
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

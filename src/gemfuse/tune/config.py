@@ -56,7 +56,8 @@ class TrainConfig(Section):
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     dtype: Literal["auto", "bfloat16", "float32"] = Field("auto", description="auto: bf16 where the device runs it "
                                                                              "well, else fp32 (never fp16 scaling)")
-    quantize: Literal["none", "4bit"] = Field("none", description="4bit: QLoRA on CUDA (bitsandbytes NF4)")
+    quantize: Literal["none", "4bit", "8bit"] = Field("none", description="the frozen base in bitsandbytes 4-bit NF4 "
+                                                                      "(QLoRA) or 8-bit, on CUDA or a CPU")
     threads: int | None = Field(None, ge=1, description="torch CPU threads")
 
 

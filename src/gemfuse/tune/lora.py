@@ -1,8 +1,8 @@
 """Which modules get LoRA, and the PEFT wrapping.
 
-Targets are chosen from the model itself, not from per-family name lists: every `nn.Linear` under the language
-model whose leaf name is one of the family's layer names, plus every `nn.Linear` inside the vision or audio
-tower when asked. Gemma 4 wraps its tower projections in `Gemma4ClippableLinear` (a module PEFT cannot adapt);
+Targets are chosen from the model itself, not from per-family name lists: every linear layer (`nn.Linear`, or
+bitsandbytes' 4-bit and 8-bit kinds for QLoRA) under the language model whose leaf name is one of the family's
+layer names, plus every linear layer inside the vision or audio tower when asked. Gemma 4 wraps its tower projections in `Gemma4ClippableLinear` (a module PEFT cannot adapt);
 picking the plain `nn.Linear` inside it is what makes its towers trainable.
 """
 
@@ -28,11 +28,25 @@ def tower_of(name: str) -> str | None:
     return None
 
 
-def target_modules(model, family: Family, targets: str, layers: str) -> list[str]:
-    """Full module names to adapt, for a preset name or a regex over module names."""
+def linear_kinds() -> tuple[type, ...]:
+    """The linear layers a base may be loaded as that PEFT adapts: torch's own (not its subclasses, such as
+    MultiheadAttention's projection) and bitsandbytes' 4-bit and 8-bit ones (QLoRA)."""
+    import importlib.util
+
     import torch
 
-    linear = [name for name, module in model.named_modules() if type(module) is torch.nn.Linear]
+    kinds: list[type] = [torch.nn.Linear]
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        import bitsandbytes as bnb
+
+        kinds += [bnb.nn.Linear4bit, bnb.nn.Linear8bitLt]
+    return tuple(kinds)
+
+
+def target_modules(model, family: Family, targets: str, layers: str) -> list[str]:
+    """Full module names to adapt, for a preset name or a regex over module names."""
+    kinds = linear_kinds()
+    linear = [name for name, module in model.named_modules() if type(module) in kinds]
     linear = [n for n in linear if not n.endswith("lm_head")]
     if targets in PRESETS:
         towers = PRESETS[targets]

@@ -32,7 +32,7 @@ class Estimate:
         if self.available and self.total > 0.9 * self.available:
             return (f"this run needs about {self.total / GiB:.1f} GiB but {self.where} has {self.available / GiB:.1f} "
                     "GiB: lower train.batch_size or data.max_length, turn on train.gradient_checkpointing, "
-                    "or use train.quantize = '4bit' on CUDA")
+                    "or use train.quantize = '4bit' (QLoRA)")
         return None
 
     def summary(self) -> str:
