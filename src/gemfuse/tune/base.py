@@ -80,8 +80,8 @@ def training_dtype(device: str, preference: str):
 def load_for_training(base: Base, device: str, dtype, quantize: str = "none"):
     """The model on `device` in `dtype`, inputs' gradients on (for checkpointing through frozen layers)."""
     from .._torchvision import MODEL_LOADING, import_transformers
-    from ..models.transformers import bitsandbytes_config
     from ..families import family
+    from ..models.transformers import bitsandbytes_config
     from ..processors import modalities_of
 
     transformers = import_transformers()
