@@ -3,7 +3,8 @@
 Targets are chosen from the model itself, not from per-family name lists: every linear layer (`nn.Linear`, or
 bitsandbytes' 4-bit and 8-bit kinds for QLoRA) under the language model whose leaf name is one of the family's
 layer names, plus every linear layer inside the vision or audio tower when asked. Gemma 4 wraps its tower
-projections in `Gemma4ClippableLinear` (a module PEFT cannot adapt); picking the plain `nn.Linear` inside it is what makes its towers trainable.
+projections in `Gemma4ClippableLinear` (a module PEFT cannot adapt); picking the plain `nn.Linear` inside it is
+what makes its towers trainable.
 """
 
 from __future__ import annotations
