@@ -258,11 +258,11 @@ def test_kill_9_between_checkpoints_resumes_to_the_uninterrupted_adapter(tmp_pat
 def test_two_processes_equal_one(tmp_path, tiny_model, text_data):
     """torchrun with 2 CPU processes (gloo), batch 2 each, gives the adapter of one process with batch 4."""
     folder = tiny_model("gemma3")
-    single = train(tiny_config(folder, text_data, tmp_path / "single", batch_size=4, max_steps=3))
+    single = train(tiny_config(folder, text_data, tmp_path / "single", batch_size=4, max_steps=3, device="cpu"))
     config = tmp_path / "tune.toml"
     config.write_text(f'model = "{folder}"\nout = "{tmp_path / "ddp"}"\n[data]\ntrain = "{text_data}"\n'
                       '[lora]\nr = 4\nalpha = 8\n[train]\nmax_steps = 3\nbatch_size = 2\nlr = 1e-2\n'
-                      'dtype = "float32"\nseed = 1\n[run]\nprogress = false\n')
+                      'dtype = "float32"\nseed = 1\ndevice = "cpu"\n[run]\nprogress = false\n')  # CPU ranks, GPU or not
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
                            "29517", "-m", "gemfuse.cli", "tune", str(config)], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})

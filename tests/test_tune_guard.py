@@ -85,6 +85,18 @@ def test_a_real_divergence_stops_without_saving_an_adapter(tmp_path, tiny_model,
     assert not (tmp_path / "run" / "adapter").exists()
 
 
+def test_a_learning_rate_typo_stops_the_run_with_its_reason(tmp_path, tiny_model, text_data):
+    """lr 1e6 (a typo away from 1e-6) stops the run with the reason and the fix. A tiny random Gemma overflows to NaN
+    on the way (the real Gemma 3 270M stays finite, its loss far above where it began: the toy loop's test and
+    test_drift_* hold that rule); either way the run ends diverged, naming the learning rate, with no adapter."""
+    config = tiny_config(tiny_model("gemma3"), text_data, tmp_path / "run", max_steps=30, lr=1e6, schedule="constant")
+    with pytest.raises(DivergedError, match=r"training diverged.*train\.lr \(now 1e\+06"):
+        train(config)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["result"]["steps"] < 30
+    assert not (tmp_path / "run" / "adapter").exists()
+
+
 def test_the_manifest_reports_the_peak_memory_beside_the_estimate(tmp_path, tiny_model, text_data):
     from gemfuse.memory import process_peak_bytes
 
@@ -92,6 +104,7 @@ def test_the_manifest_reports_the_peak_memory_beside_the_estimate(tmp_path, tiny
     memory = json.loads((result.run / "manifest.json").read_text())["result"]["memory"]
     high_water = process_peak_bytes() / 2**30
     assert 0.05 < memory["peak_gib"] <= high_water + 1e-3  # within the process's own high-water mark
-    assert memory["estimate_gib"] > 0 and memory["estimate_over_peak"] == pytest.approx(
-        memory["estimate_gib"] / memory["peak_gib"], rel=0.01, abs=1e-3)
+    assert memory["estimate_gib"] == round(memory["estimate_bytes"] / 2**30, 3) > 0
+    assert memory["peak_gib"] == round(memory["peak_bytes"] / 2**30, 3)
+    assert memory["estimate_over_peak"] == round(memory["estimate_bytes"] / memory["peak_bytes"], 3)
     assert "VmHWM" in memory["measured_by"]

@@ -166,3 +166,47 @@ def test_a_state_saved_at_a_stop_continues_to_the_uninterrupted_weights():
     assert result.steps == 10 and result.tokens == 10 * 32
     a, b = weights(whole), weights(again)
     assert all(a[k].equal(b[k]) for k in a), "bit for bit"
+
+
+def test_a_finite_divergence_stops_the_loop_with_its_reason():
+    """lr 1e6 (a typo away from 1e-6): the loss leaps and stays far above where it began without ever being NaN."""
+    import math
+
+    import torch
+
+    setup = toy_setup(total=30, lr=1e6, schedule="constant", warmup_steps=0)
+    generator = torch.Generator().manual_seed(1)  # labels no model fits exactly: the loss cannot fall to zero
+    setup.plan.labels[:, 2:] = torch.randint(0, VOCAB, setup.plan.labels[:, 2:].shape, generator=generator)
+    recorder = Recorder()
+    with pytest.raises(DivergedError, match=r"in a row went far from where the run began.*train\.lr \(now 1e\+06"):
+        loop(setup, [recorder])
+    assert recorder.events[-1][0] == "diverged" and recorder.events[-1][1] < 30
+    assert all(math.isfinite(x) for x in recorder.losses), "finite all along: the non-finite guard never fired"
+
+
+def test_drift_is_a_loss_far_above_the_first_or_a_dead_gradient_and_a_spike_that_recovers_is_not():
+    from gemfuse.tune.loop import drifting
+
+    assert drifting(5.45, 40.7, 3.0) and drifting(5.45, 600.0, 0.0)
+    assert drifting(2.0, 1.0, 0.0) and not drifting(2.0, 0.0, 0.0)  # no gradient while the loss is not zero
+    assert not drifting(5.45, 9.0, 1.0) and not drifting(0.05, 1.5, 1.0)  # noise, not divergence
+    setup = toy_setup(total=12)
+    recorder = Recorder()
+    loop(setup, [recorder])  # an ordinary run never stops
+    assert recorder.events[-1] == ("finished", 12)
+
+
+def test_more_processes_than_gpus_are_refused_in_one_line(monkeypatch):
+    """Two processes on a one-GPU node: rank 1 is refused before anything loads, never 'invalid device ordinal'."""
+    import torch
+
+    from gemfuse.errors import ConfigError
+    from gemfuse.tune.setup import rank_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert rank_device("cuda", 0, 2) == "cuda:0"
+    with pytest.raises(ConfigError, match=r"2 processes but this node has 1 CUDA GPU: .*--nproc-per-node 1.*'cpu'"):
+        rank_device("cuda", 1, 2)
+    with pytest.raises(ConfigError, match="MPS"):
+        rank_device("mps", 0, 2)
+    assert rank_device("cpu", 5, 8) == "cpu"

@@ -50,7 +50,8 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0, description="clip gradients to this norm; none to skip")
     max_skipped_steps: int = Field(3, ge=1, description="steps in a row whose loss or gradient is not finite (each "
-                                                        "skipped, the weights untouched) before the run stops as diverged")
+                                                        "skipped, the weights untouched), or whose loss stays far "
+                                                        "above the first step's, before the run stops as diverged")
     seed: int = 0
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% slower")
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"

@@ -4,6 +4,8 @@
   step (all ranks), so 4 micro-batches of 1 equal one batch of 4, and 2 ranks x 2 equal both.
 - A non-finite loss or gradient norm never reaches the weights: the step is skipped (the schedule still moves,
   as the step counter fixes the data position); `train.max_skipped_steps` in a row stop the run as diverged.
+- Divergence that stays finite stops it too: as many steps in a row whose loss is far above the first step's
+  (more than 3x it, plus 2), or whose gradient is exactly zero while the loss is not (a saturated model).
 - What happens around it (the run folder, the progress display, signals, a caller's callback) are hooks; the
   mutable part of a run is one `State`, which checkpoints save and restore as it is.
 """
@@ -29,6 +31,8 @@ class State:
     skipped: int = 0  # steps left out because their loss or gradient was not finite
     last_loss: float | None = None
     streak: list[tuple[int, str]] = field(default_factory=list)  # the current run of skipped steps
+    first_loss: float | None = None  # the first finite step's: where divergence is measured from
+    drift: list[tuple[int, str]] = field(default_factory=list)  # the current run of finite but diverging steps
     stopped_by: str | None = None  # a signal's name, or the hook that asked to stop
 
     def saved(self) -> dict[str, Any]:
@@ -39,6 +43,7 @@ class State:
         names = {f.name for f in fields(cls)} - {"stopped_by"}
         state = cls(**{k: v for k, v in saved.items() if k in names})
         state.streak = [tuple(s) for s in state.streak]  # type: ignore[misc]
+        state.drift = [tuple(s) for s in state.drift]  # type: ignore[misc]
         return state
 
 
@@ -79,8 +84,13 @@ def loop(setup: Setup, hooks: Sequence[Hooks] = (), state: State | None = None) 
             continue
         state.streak.clear()
         state.last_loss = loss
+        state.first_loss = loss if state.first_loss is None else state.first_loss
         for hook in hooks:
             hook.stepped(setup, state, loss, norm)
+        sign = drifting(state.first_loss, loss, norm)
+        state.drift = [*state.drift, (state.step, sign)] if sign else []
+        if len(state.drift) >= config.train.max_skipped_steps:
+            _diverged(setup, state, hooks)
         every = config.run.eval_every
         if setup.validation is not None and every and state.step % every == 0 and state.step < setup.total:
             validate(setup, state, hooks)
@@ -210,13 +220,32 @@ def _result(setup: Setup, state: State, interrupted: bool) -> Result:
                   time.perf_counter() - setup.began, state.skipped)
 
 
+def drifting(first: float, loss: float, norm: float) -> str | None:
+    """Why this finite step looks diverged, or None: a loss far above the first step's, or no gradient at all."""
+    if loss > FAR * first + MARGIN:
+        return f"loss {loss:.4g} against {first:.4g} at the first step"
+    if norm == 0.0 and loss > 0:
+        return f"a gradient of exactly zero at loss {loss:.4g}"
+    return None
+
+
+FAR, MARGIN = 3.0, 2.0  # how far above the first step's loss a loss must stay to count as diverged
+
+
 def _diverged(setup: Setup, state: State, hooks: Sequence[Hooks]) -> None:
-    """Stop: the weights still hold the last finite step."""
-    steps = ", ".join(str(s) for s, _ in state.streak)
+    """Stop. After non-finite steps the weights still hold the last finite step; after finite divergence they are
+    a diverged model's: either way no adapter is saved."""
+    lr = setup.config.train.lr
+    if state.streak:
+        steps = ", ".join(str(s) for s, _ in state.streak)
+        reason = (f"training diverged: steps {steps} in a row were not finite ({state.streak[-1][1]}); none of them "
+                  f"changed the weights and no adapter was saved. Try a lower train.lr (now {lr:g}), "
+                  "train.max_grad_norm, or look at the rows those steps read (gemfuse data validate).")
+    else:
+        steps = ", ".join(str(s) for s, _ in state.drift)
+        reason = (f"training diverged: steps {steps} in a row went far from where the run began "
+                  f"({state.drift[-1][1]}); no adapter was saved. Lower train.lr (now {lr:g}; LoRA usually "
+                  "learns at 1e-4 to 1e-2).")
     result = _result(setup, state, interrupted=False)
-    reason = (f"training diverged: steps {steps} in a row were not finite ({state.streak[-1][1]}); none of them "
-              f"changed the weights and no adapter was saved. Try a lower train.lr (now "
-              f"{setup.config.train.lr:g}), train.max_grad_norm, or look at the rows those steps read "
-              "(gemfuse data validate).")
     kept = [extra for extra in (h.diverged(setup, state, result, reason) for h in hooks) if extra]
     raise DivergedError(" ".join([reason, *kept]))

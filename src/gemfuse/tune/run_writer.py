@@ -97,6 +97,7 @@ def peak_report(setup: Setup) -> dict:
         return {"peak_gib": None, "measured_by": how}
     return {"peak_gib": round(peak / GiB, 3), "measured_by": how,
             "estimate_gib": round(setup.estimate.total / GiB, 3),
+            "peak_bytes": peak, "estimate_bytes": setup.estimate.total,  # exact: a small run's GiB round to 0.00x
             "estimate_over_peak": round(setup.estimate.total / peak, 3) if peak else None}
 
 

@@ -93,6 +93,7 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     if device == "cpu":  # read by oneDNN when it makes its first kernel: see ONEDNN_CACHE
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE)
     if world > 1:
+        rank_device(device, local_rank, world)  # refused here, before anything loads or connects
         device = init_distributed(device, local_rank)
     dtype = training_dtype(device.split(":")[0], config.train.dtype)
     seed_everything(config.train.seed)
@@ -141,6 +142,24 @@ def check_run_folder(run_dir: Path) -> None:
     if is_run(run_dir) or (run_dir.exists() and any(run_dir.iterdir())):
         raise ConfigError(f"run folder {run_dir} already holds a run: continue it with "
                           f"`gemfuse tune --resume {run_dir}`, or set out to a new folder")
+
+
+def rank_device(device: str, local_rank: int, world: int) -> str:
+    """This process's device: one GPU per process on CUDA (refused in one line when a node runs more processes
+    than it has GPUs); CPU ranks share the CPU; MPS has one device, so one process."""
+    import torch
+
+    if device == "cuda":
+        gpus = torch.cuda.device_count()
+        if local_rank >= gpus:
+            raise ConfigError(f"{world} processes but this node has {gpus} CUDA GPU{'s' * (gpus != 1)}: start at "
+                              f"most {gpus} per node (torchrun --nproc-per-node {gpus}), or set train.device = 'cpu' "
+                              "for CPU processes")
+        return f"cuda:{local_rank}"
+    if device == "mps":
+        raise ConfigError(f"{world} processes on MPS: an Apple GPU takes one training process; start one, or set "
+                          "train.device = 'cpu' for CPU processes")
+    return device
 
 
 def init_distributed(device: str, local_rank: int) -> str:
