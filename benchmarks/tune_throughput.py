@@ -6,6 +6,7 @@ model FLOP use against the matmul rate measured in this run (bf16 or fp32, which
     python benchmarks/tune_throughput.py                       # real Gemma 3 270M (built-in), CPU
     python benchmarks/tune_throughput.py --model FOLDER --steps 30 --rounds 3
     python benchmarks/tune_throughput.py --random-gemma-270m   # same architecture, random weights (no download)
+    --max-length defaults to the longest row (rounded up to 64), so every row is trained whatever the tokenizer
 """
 
 from __future__ import annotations
@@ -76,8 +77,16 @@ def side_gemfuse(args) -> dict:
                   "gradient_checkpointing": args.side == "gemfuse-checkpointed"},
         "run": {"progress": False}})
     train(config)
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return timing(metrics, args.warmup, [m["loss"] for m in metrics])
+    steps, losses = read_metrics((out / "metrics.jsonl").read_text())
+    return timing(steps, args.warmup, losses)
+
+
+def read_metrics(text: str) -> tuple[list[dict], list[float]]:
+    """A run's metrics.jsonl: (each optimizer step's line, logged or skipped, with its clock and token count;
+    the logged losses). Validation lines carry neither and are left out."""
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    steps = [m for m in lines if "seconds" in m and "tokens" in m]
+    return steps, [m["loss"] for m in lines if "loss" in m]
 
 
 def side_trl(args) -> dict:
@@ -201,7 +210,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--max-length", type=int, default=None, help="default: the longest row, rounded up to 64")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args()
@@ -215,6 +224,8 @@ def main() -> None:
     from gemfuse.tune.base import resolve_base
 
     folder = str(resolve_base(args.model).folder)
+    if args.max_length is None:  # every row fits, whatever the tokenizer (the random model's tiny one splits finely)
+        args.max_length = fitting_length(folder, args.data)
     if args.dtype == "auto":  # both sides train in the dtype gemfuse picks for this machine
         import torch
 
@@ -254,13 +265,20 @@ def main() -> None:
           f"matmul rate ({rate / 1e9:.0f} GFLOP/s)")
 
 
-def estimate_row_tokens(folder: str, data: str) -> float:
+def row_tokens(folder: str, data: str) -> list[int]:
     from gemfuse.data.target import load_target
 
     target = load_target(folder)
     rows = [json.loads(line) for line in Path(data).read_text().splitlines()]
-    return statistics.fmean(len(target.tokenizer(target.render(r["messages"]), add_special_tokens=False).input_ids)
-                            for r in rows)
+    return [len(target.tokenizer(target.render(r["messages"]), add_special_tokens=False).input_ids) for r in rows]
+
+
+def estimate_row_tokens(folder: str, data: str) -> float:
+    return statistics.fmean(row_tokens(folder, data))
+
+
+def fitting_length(folder: str, data: str) -> int:
+    return -(-(max(row_tokens(folder, data)) + 2) // 64) * 64
 
 
 if __name__ == "__main__":
