@@ -108,3 +108,20 @@ def test_the_manifest_reports_the_peak_memory_beside_the_estimate(tmp_path, tiny
     assert memory["peak_gib"] == round(memory["peak_bytes"] / 2**30, 3)
     assert memory["estimate_over_peak"] == round(memory["estimate_bytes"] / memory["peak_bytes"], 3)
     assert "VmHWM" in memory["measured_by"]
+
+
+@pytest.mark.parametrize("room_gib,expected", [(64.0, False), (0.001, True)])
+def test_auto_checkpointing_follows_the_memory_estimate(room_gib, expected, tmp_path, tiny_model, text_data,
+                                                        monkeypatch):
+    """gradient_checkpointing = "auto" (the default): off when the run fits with room, on when it would not."""
+    import gemfuse.tune.memory as memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda device: (int(room_gib * 2**30), "RAM"))
+    result = train(tiny_config(tiny_model("gemma3"), text_data, tmp_path / "run", max_steps=2))
+    manifest = json.loads((result.run / "manifest.json").read_text())
+    assert manifest["config"]["train"]["gradient_checkpointing"] == "auto"
+    assert manifest["gradient_checkpointing"] is expected and result.steps == 2
+    from gemfuse.tune.setup import setup
+
+    made = setup(tiny_config(tiny_model("gemma3"), text_data, tmp_path / "again", max_steps=2))
+    assert any(getattr(m, "gradient_checkpointing", False) is True for m in made.model.modules()) is expected

@@ -53,7 +53,9 @@ class TrainConfig(Section):
                                                         "skipped, the weights untouched), or whose loss stays far "
                                                         "above the first step's, before the run stops as diverged")
     seed: int = 0
-    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% slower")
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto", description="recompute activations in backward: less memory, ~30% slower; auto: on only when the "
+                            "memory estimate says the run would not fit without it")
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     dtype: Literal["auto", "bfloat16", "float32"] = Field("auto", description="auto: bf16 where the device runs it "
                                                                              "well, else fp32 (never fp16 scaling)")

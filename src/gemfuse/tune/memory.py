@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..memory import activation_bytes, loss_bytes, process_peak_bytes, system_ram
 
 GiB = 2**30
+TIGHT = 0.8  # of the device's memory: beyond it an "auto" run recomputes activations instead of keeping them
 
 
 @dataclass
@@ -26,6 +27,11 @@ class Estimate:
     @property
     def total(self) -> int:
         return self.weights + self.trainable + self.activations + self.loss
+
+    def tight(self) -> bool:
+        """Too close to what the device has to run without recomputing activations (train.gradient_checkpointing
+        = "auto" turns it on then)."""
+        return bool(self.available) and self.total > TIGHT * self.available  # type: ignore[operator]
 
     @property
     def warning(self) -> str | None:
@@ -59,8 +65,11 @@ def available_memory(device: str) -> tuple[int | None, str]:
     return (available, "available RAM") if available else (system_ram("MemTotal"), "RAM")
 
 
-def estimate(model, config, device: str, dtype, plan) -> Estimate:
+def estimate(model, config, device: str, dtype, plan, checkpointing: bool | None = None) -> Estimate:
+    """The run's memory; `checkpointing` as it will run (default: the config's, if it is not "auto")."""
     import torch
+
+    checkpointing = config.train.gradient_checkpointing is True if checkpointing is None else checkpointing
 
     text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     hidden = getattr(text, "hidden_size", 0)
@@ -74,7 +83,7 @@ def estimate(model, config, device: str, dtype, plan) -> Estimate:
     longest = min(max(lengths), config.data.max_length) if lengths else config.data.max_length
     tokens = config.train.batch_size * longest
     width = torch.tensor([], dtype=dtype).element_size()
-    activations = activation_bytes(tokens, layers, hidden, inter, config.train.gradient_checkpointing, width)
+    activations = activation_bytes(tokens, layers, hidden, inter, checkpointing, width)
     available, where = available_memory(device)
     return Estimate(weights, trainable, activations, loss_bytes(tokens, vocab), available, where)
 

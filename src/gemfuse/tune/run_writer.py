@@ -112,7 +112,8 @@ def write_manifest(setup: Setup, status: str, result: Result | None = None, erro
         "seed": setup.config.train.seed, "data_hash": data_hash(setup.train_rows),
         "rows": {"train": len(setup.train_rows), "val": len(setup.val_rows)}, "total_steps": setup.total,
         "lora_modules": len(setup.modules), "trainable_parameters": setup.trainable,
-        "memory_estimate": setup.estimate.as_dict(), "packages": package_versions(),
+        "memory_estimate": setup.estimate.as_dict(), "gradient_checkpointing": setup.checkpointing,
+        "packages": package_versions(),
         "patches": [o.as_dict() for o in outcomes()],  # which of gemfuse's library patches fit (checked in-process)
     }
     if result is not None:

@@ -66,6 +66,7 @@ class Setup:
     val_rows: list[Example] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)
     estimate: Estimate | None = None
+    checkpointing: bool = False  # activations recomputed in backward (the config's choice, or "auto"'s)
     began: float = field(default_factory=time.perf_counter)  # the run's clock (set-up included)
 
     @property
@@ -105,9 +106,8 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     plan = Plan(train_rows, collator, train.batch_size, train.grad_accum, train.seed, config.data.packing, rank, world)
     total = train.max_steps or max(1, round(train.epochs * plan.steps_per_epoch))
     model = load_for_training(base, device, dtype, train.quantize)
-    if train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+    if train.gradient_checkpointing is True:
+        recompute_activations(model)
     if device == "cpu":  # see attention.py: CUDA and MPS keep their fused kernels
         use_grouped_attention(model)
     model, modules = apply_lora(model, target.family, config.lora)
@@ -129,13 +129,24 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     if not plan.needs_tokenizer and (val_encoded is not None or not val_rows):
         target.release()  # every row is encoded: the loop never tokenises
 
+    checkpointing = train.gradient_checkpointing is True
+    memory = estimate(model, config, device, dtype, plan, checkpointing)
+    if train.gradient_checkpointing == "auto" and memory.tight():
+        recompute_activations(model)
+        checkpointing, memory = True, estimate(model, config, device, dtype, plan, True)
     parts = frozen_head_parts(model)
     loss = partial(supervised_loss, model, parts=parts) if parts else partial(full_logits_loss, model)
     return Setup(config=config, model=model, params=params, optimizer=optimizer, scheduler=scheduler, plan=plan,
                  loss=loss, total=total, device=device,
                  dtype=dtype, validation=validation if val_rows else None, rank=rank, world=world, run_dir=run_dir,
                  resuming=resume, base=base, target=target, train_rows=train_rows, val_rows=val_rows,
-                 modules=modules, estimate=estimate(model, config, device, dtype, plan), began=began)
+                 modules=modules, estimate=memory, checkpointing=checkpointing, began=began)
+
+
+def recompute_activations(model) -> None:
+    """Gradient checkpointing through frozen layers: the inputs carry gradients so the recomputed layers do."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
 
 
 def check_run_folder(run_dir: Path) -> None:
