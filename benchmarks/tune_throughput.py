@@ -6,6 +6,8 @@ model FLOP use against the matmul rate measured in this run (bf16 or fp32, which
     python benchmarks/tune_throughput.py                       # real Gemma 3 270M (built-in), CPU
     python benchmarks/tune_throughput.py --model FOLDER --steps 30 --rounds 3
     python benchmarks/tune_throughput.py --random-gemma-270m   # same architecture, random weights (no download)
+    python benchmarks/tune_throughput.py --random-shape 1b --batch 16 --max-length 512 \
+        --sides trl,trl-no-checkpointing,trl-liger,gemfuse,gemfuse-checkpointed     # the GPU pairs
     --max-length defaults to the longest row (rounded up to 64), so every row is trained whatever the tokenizer
 """
 
@@ -137,7 +139,8 @@ def side_trl(args) -> dict:
                        learning_rate=2e-4, lr_scheduler_type="constant", max_grad_norm=1.0, seed=0, logging_steps=1,
                        save_strategy="no", report_to=[], completion_only_loss=True, max_length=args.max_length,
                        bf16=dtype == torch.bfloat16, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-                       disable_tqdm=True)
+                       disable_tqdm=True, gradient_checkpointing=args.side != "trl-no-checkpointing",
+                       use_liger_kernel=args.side == "trl-liger")
     peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LINEAR_TEXT, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=config, train_dataset=rows, processing_class=tokenizer, peft_config=peft,
                          callbacks=[Clock()])
@@ -186,17 +189,29 @@ def model_flops_per_step(folder: str, result: dict, rows_tokens: float) -> float
     return 4 * per_layer * layers * rows_tokens + 4 * hidden * text["vocab_size"] * result["supervised_tokens_per_step"]
 
 
-def random_gemma_270m(folder: Path) -> str:
-    """Gemma 3 270M's architecture (262k vocabulary) with random weights and the tiny offline tokenizer."""
+# Gemma 3 text shapes: hidden, intermediate, layers, query heads, key/value heads (head_dim 256, 262k vocabulary)
+SHAPES = {"270m": (640, 2048, 18, 4, 1), "1b": (1152, 6912, 26, 4, 1), "4b": (2560, 10240, 34, 8, 4),
+          "12b": (3840, 15360, 48, 16, 8), "27b": (5376, 21504, 62, 32, 16)}
+
+
+def random_gemma(shape: str, folder: Path) -> str:
+    """A Gemma 3 text shape with random weights (built on the GPU in bf16 where there is one: seconds for a 1B)
+    and the tiny offline tokenizer."""
+    import torch
+
     from gemfuse._torchvision import import_transformers
 
     transformers = import_transformers()
     from gemfuse.testing.tokenizer import build_tokenizer
 
-    config = transformers.Gemma3TextConfig(vocab_size=262_144, hidden_size=640, intermediate_size=2048,
-                                           num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1,
+    hidden, inter, layers, heads, kv = SHAPES[shape]
+    config = transformers.Gemma3TextConfig(vocab_size=262_144, hidden_size=hidden, intermediate_size=inter,
+                                           num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
                                            head_dim=256, sliding_window=512, max_position_embeddings=32_768)
-    transformers.Gemma3ForCausalLM(config).save_pretrained(folder)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = transformers.Gemma3ForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(folder)
     build_tokenizer().save_pretrained(folder)
     return str(folder)
 
@@ -205,7 +220,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--side")
     parser.add_argument("--model", default="gemma-3-270m-hf")
-    parser.add_argument("--random-gemma-270m", action="store_true")
+    parser.add_argument("--random-gemma-270m", action="store_true", help="the same as --random-shape 270m")
+    parser.add_argument("--random-shape", choices=sorted(SHAPES), help="a Gemma 3 text shape with random weights")
+    parser.add_argument("--sides", default="trl,gemfuse,gemfuse-checkpointed",
+                        help=f"comma-separated, from {','.join(SIDES)} (trl checkpoints, as SFTConfig does by default; "
+                             "trl-liger needs liger-kernel)")
     parser.add_argument("--data")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
@@ -215,12 +234,13 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args()
     if args.side:
-        print(json.dumps({"gemfuse": side_gemfuse, "gemfuse-checkpointed": side_gemfuse, "trl": side_trl}[args.side](args)))
+        print(json.dumps(SIDES[args.side](args)))
         return
     work = Path(tempfile.mkdtemp())
     args.data = args.data or str(make_data(work))
-    if args.random_gemma_270m:
-        args.model = random_gemma_270m(work / "gemma-270m-random")
+    shape = args.random_shape or ("270m" if args.random_gemma_270m else None)
+    if shape:
+        args.model = random_gemma(shape, work / f"gemma-{shape}-random")
     from gemfuse.tune.base import resolve_base
 
     folder = str(resolve_base(args.model).folder)
@@ -233,9 +253,13 @@ def main() -> None:
 
         args.dtype = str(training_dtype("cuda" if torch.cuda.is_available() else "cpu", "auto")).removeprefix("torch.")
     rate, rate_dtype = matmul_rate()
-    results: dict[str, list] = {"gemfuse": [], "gemfuse-checkpointed": [], "trl": []}
+    sides = [name for name in args.sides.split(",") if name]
+    unknown = [name for name in sides if name not in SIDES]
+    if unknown or "trl" not in sides:
+        raise SystemExit(f"--sides: {', '.join(unknown) or 'trl is the baseline and must be one'}; from {', '.join(SIDES)}")
+    results: dict[str, list] = {name: [] for name in sides}
     for _ in range(args.rounds):
-        for name in ("trl", "gemfuse", "gemfuse-checkpointed"):
+        for name in sides:
             results[name].append(run_side(name, args))
             print(f"  {name}: {results[name][-1]['tokens_per_s']:.1f} supervised tok/s", file=sys.stderr, flush=True)
     summary = {}
@@ -246,7 +270,8 @@ def main() -> None:
         gpu = [r["peak_gpu_gib"] for r in runs if r["peak_gpu_gib"] is not None]
         summary[name]["peak_gpu_gib"] = statistics.median(gpu) if gpu else None
     row_tokens = args.batch * estimate_row_tokens(folder, args.data)
-    flops = model_flops_per_step(folder, summary["gemfuse"], row_tokens) / summary["gemfuse"]["step_s"]
+    ours = "gemfuse" if "gemfuse" in summary else next(n for n in sides if n.startswith("gemfuse"))
+    flops = model_flops_per_step(folder, summary[ours], row_tokens) / summary[ours]["step_s"]
     print(f"workload: {args.model}, LoRA r=16 on attention+MLP, batch {args.batch}, max length {args.max_length}, "
           f"{args.steps} steps ({args.warmup} warm-up), {args.rounds} rounds, dtype {args.dtype}")
     print(f"{'':22}{'sup tok/s':>12}{'spread':>18}{'step s':>9}{'peak RSS GiB':>14}{'peak GPU GiB':>14}"
@@ -256,12 +281,12 @@ def main() -> None:
         print(f"{name:22}{s['tokens_per_s']:12.1f}{s['spread_tokens_per_s'][0]:9.1f}-{s['spread_tokens_per_s'][1]:<8.1f}"
               f"{s['step_s']:9.3f}{s['peak_rss_gib']:14.2f}{gpu:>14}{s['final_loss']:12.4f}")
     t = summary["trl"]
-    for name in ("gemfuse", "gemfuse-checkpointed"):
+    for name in [n for n in sides if n != "trl"]:
         g = summary[name]
         print(f"ratios {name}/TRL: tokens/s {g['tokens_per_s'] / t['tokens_per_s']:.2f}x, peak RSS "
               f"{g['peak_rss_gib'] / t['peak_rss_gib']:.2f}x" + (f", peak GPU {g['peak_gpu_gib'] / t['peak_gpu_gib']:.2f}x"
                                                                 if g["peak_gpu_gib"] and t["peak_gpu_gib"] else ""))
-    print(f"model FLOP use (gemfuse): {flops / 1e9:.1f} GFLOP/s = {flops / rate:.1%} of the measured {rate_dtype} "
+    print(f"model FLOP use ({ours}): {flops / 1e9:.1f} GFLOP/s = {flops / rate:.1%} of the measured {rate_dtype} "
           f"matmul rate ({rate / 1e9:.0f} GFLOP/s)")
 
 
@@ -271,6 +296,10 @@ def row_tokens(folder: str, data: str) -> list[int]:
     target = load_target(folder)
     rows = [json.loads(line) for line in Path(data).read_text().splitlines()]
     return [len(target.tokenizer(target.render(r["messages"]), add_special_tokens=False).input_ids) for r in rows]
+
+
+SIDES = {"trl": side_trl, "trl-no-checkpointing": side_trl, "trl-liger": side_trl, "gemfuse": side_gemfuse,
+         "gemfuse-checkpointed": side_gemfuse}
 
 
 def estimate_row_tokens(folder: str, data: str) -> float:
