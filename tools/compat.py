@@ -86,15 +86,16 @@ def run_tests(venv: Path, kind: str) -> tuple[str, float]:
 
 def main(kinds: list[str]) -> None:
     HOME.mkdir(exist_ok=True)
-    rows = []
     for kind in kinds:
         venv = build(kind)
         found = versions(venv)
         summary, seconds = run_tests(venv, kind)
         shown = ", ".join(f"{name} {found.get(name, '-')}" for name in SHOWN)
-        rows.append(f"## {kind}\n{shown}\n\n{summary} ({seconds / 60:.1f} min)\n")
-        print(rows[-1], flush=True)
-    (HOME / "report.md").write_text("\n".join(rows))
+        section = f"## {kind}\n{shown}\n\n{summary} ({seconds / 60:.1f} min)\n"
+        (HOME / f"{kind}-report.md").write_text(section)
+        print(section, flush=True)
+    sections = [HOME / f"{kind}-report.md" for kind in ("floors", "newest")]  # the latest of each, run or not now
+    (HOME / "report.md").write_text("\n".join(p.read_text() for p in sections if p.exists()))
 
 
 if __name__ == "__main__":
