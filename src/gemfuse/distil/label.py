@@ -19,6 +19,7 @@ from ..errors import ConfigError, GemfuseError
 from ..evals.cache import CachingRegistry, digest
 from ..evals.datasets import load_eval_set
 from ..evals.harness import open_cache, seed_for
+from ..evals.identity import preset_identity
 from ..fusion.api import afuse
 from ..fusion.engine import QuorumError
 from ..fusion.preset import FUSION_PREFIX, FusionPreset, Member
@@ -79,7 +80,7 @@ async def alabel(prompts: str | Path | list[Prompt], out: str | Path, settings: 
     preset = teacher_preset(registry, settings.teacher, settings)
     report = LabelReport(str(folder), settings.teacher, prompts=len(items))
     caching = CachingRegistry(registry, open_cache(cache))
-    identity = digest({"teacher": settings.teacher, "preset": preset.model_dump(mode="json"), "seed": settings.seed})
+    identity = digest({"teacher": settings.teacher, "resolved": preset_identity(registry, preset), "seed": settings.seed})
     answers: dict[int, dict[str, Any]] = {}
     gate = asyncio.Semaphore(settings.concurrency)
     keys = [digest({"distil-label": 1, "teacher": identity, "messages": [m.to_openai() for m in p.messages]})

@@ -1,5 +1,6 @@
 """Nothing paid twice: every model call of an eval is kept in SQLite (WAL) under a hash of what decides its
-answer (model and its config, messages, sampling options and seed), and so is every scored item.
+answer (the model as its name resolves now, weights on disk included, messages, sampling options and seed: see
+identity.py), and so is every scored item.
 
 An interrupted eval resumes where it stopped; a re-run with another judge or mode re-uses the members' answers;
 two systems asking the same question at the same moment share one call. Failed calls are not kept, so a re-run
@@ -25,15 +26,13 @@ from ..fusion.registry import ModelRegistry
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Model, StreamChunk, TokenLogprob, Usage
 from ..models.spec import ModelSpec
+from .identity import spec_identity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, text TEXT, finish TEXT, prompt_tokens INTEGER,
     completion_tokens INTEGER, estimated INTEGER, latency_s REAL, created REAL, logprobs TEXT);
 CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, system TEXT, item TEXT, record TEXT, created REAL);
 """
-# Fields of a model's spec that do not change its answers: a price or a description edit keeps the cache.
-NEUTRAL_SPEC_FIELDS = {"price", "description", "concurrency", "api_key_env", "timeout", "max_retries", "backoff_s",
-                       "max_backoff_s", "threads"}
 
 
 def digest(value: Any) -> str:
@@ -97,8 +96,7 @@ class EvalCache:
 
 
 def call_key(name: str, spec, messages: Sequence[Message], options: GenerateOptions) -> str:
-    identity = spec.model_dump(mode="json", exclude=NEUTRAL_SPEC_FIELDS & set(type(spec).model_fields))
-    return digest({"v": 1, "model": name, "spec": identity, "messages": [m.to_openai() for m in messages],
+    return digest({"v": 2, "model": name, "spec": spec_identity(spec), "messages": [m.to_openai() for m in messages],
                    "options": options.model_dump(mode="json", exclude_defaults=True)})  # a new option keeps old keys
 
 

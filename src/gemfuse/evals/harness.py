@@ -26,6 +26,7 @@ from ..models.base import GenerateOptions
 from ..paths import cache_dir, output_path
 from .cache import CachingRegistry, EvalCache, digest
 from .datasets import EvalItem, EvalSet, load_eval_set
+from .identity import preset_identity
 from .records import ItemResult, JudgeRecord, VerdictRecord
 from .report import Report, build_report
 from .scorers import DEFAULT_RUBRIC, Score, rubric, scorer_for
@@ -164,9 +165,10 @@ async def run_systems(eval_set: EvalSet, systems: Sequence[System], registry: Ca
     scorer_key = settings.scorer_id(eval_set.kind)
     jobs = []
     for system in systems:
+        resolved = preset_identity(registry, system.preset)  # what its names point to now, not the names
         for item in (eval_set.items if system.kind == "member" else eval_set.test):
-            jobs.append((system, item, digest({"system": system.key, "item": item_digest(item), "seed": settings.seed,
-                                               "scorer": scorer_key})))
+            jobs.append((system, item, digest({"system": system.key, "resolved": resolved, "item": item_digest(item),
+                                               "seed": settings.seed, "scorer": scorer_key})))
     progress = progress or Progress()
     progress.total = len(jobs)
     records: dict[int, ItemResult] = {}
