@@ -187,3 +187,40 @@ def test_a_distil_run_shows_its_stages_and_the_gain_it_kept(workspace):
     assert runs == ["distil/capitals/student"], "a distil run's student is a run like any other"
     evals = [e["id"] for e in api.get("/v1/gemfuse/evals").json()["data"]]
     assert evals == ["distil/capitals/eval"], "the distil report itself is not an eval report"
+
+
+def test_every_endpoint_answers_valid_json_for_undefined_figures(workspace):
+    """An eval without dev items (its members' dev accuracy undefined), one where every system scores 0, an older
+    report.json written with NaN, and a distil report whose cost fraction is undefined: 200, and JSON a strict
+    parser takes (no NaN); report.json itself holds none."""
+    from gemfuse.evals import run as run_eval
+
+    data = workspace / "numbers.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"What is {i} plus 1?", "answer": i + 1}) + "\n" for i in range(6)))
+    registry = scripted_registry({"wrong": ScriptedModel("The answer is 0."), "also": ScriptedModel("No idea.")})
+    run_eval(data, registry=registry, models=["wrong", "also"], systems=["members"], cache="off", dev_fraction=0.0,
+             out=workspace / "evals" / "zeros", seed=3)
+    written = (workspace / "evals" / "zeros" / "report.json").read_text()
+    json.loads(written, parse_constant=lambda name: pytest.fail(f"report.json holds {name}"))
+    old = json.loads(written)
+    old["systems"][0]["dev_accuracy"] = float("nan")
+    (workspace / "evals" / "older").mkdir()
+    (workspace / "evals" / "older" / "report.json").write_text(json.dumps(old))  # Python writes NaN
+    folder = workspace / "distil" / "undefined"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "labelled.jsonl").write_text("{}\n")
+    (folder / "report.json").write_text(json.dumps({"teacher": "fusion/t", "student": {"name": "s"}, "gain_kept": None,
+                                                    "eval": {}, "cost_fraction": float("nan"),
+                                                    "latency_fraction": float("inf")}))
+    api = client(workspace, registry)
+
+    def strict(path):
+        answer = api.get(path)
+        assert answer.status_code == 200, (path, answer.text)
+        return json.loads(answer.text, parse_constant=lambda name: pytest.fail(f"{path} answered {name}"))
+
+    assert {e["id"] for e in strict("/v1/gemfuse/evals")["data"]} == {"evals/zeros", "evals/older"}
+    for ident in ("evals/zeros", "evals/older"):
+        assert strict(f"/v1/gemfuse/evals/{ident}")["rows"]
+    [distilled] = strict("/v1/gemfuse/loop")["distil"]
+    assert distilled["cost_fraction"] is None and distilled["latency_fraction"] is None

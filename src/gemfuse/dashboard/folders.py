@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._json import finite
+
 MAX_DEPTH = 4  # how deep under a folder runs and reports are looked for
 
 
@@ -89,7 +91,7 @@ KINDS = ("runs", "evals", "distil", "capture")
 def read_json(path: Path) -> dict | None:
     """A JSON object from disk, or None while it is missing, being replaced, or not an object."""
     try:
-        data = json.loads(path.read_text())
+        data = finite(json.loads(path.read_text()))  # a file written with NaN (older gemfuse) answers as null
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._json import finite
 from ..errors import ConfigError
 from ..evals.harness import arun as run_eval
 from ..evals.report import Report
@@ -165,7 +166,7 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
     }
     if settings.add_to_config:
         result["registered"] = _register(registry, name, Path(config.out))
-    (folder / "report.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (folder / "report.json").write_text(json.dumps(finite(result), indent=2, default=str, allow_nan=False) + "\n")
     return result
 
 

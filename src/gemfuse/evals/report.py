@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._json import finite
 from ..paths import output_path
 from .datasets import EvalSet
 from .frontier import frontier
@@ -283,7 +284,8 @@ class Report:
 
     def write(self, out: str | Path) -> Path:
         folder = output_path(out, folder=True)
-        (folder / "report.json").write_text(json.dumps(self.data, indent=2, ensure_ascii=False) + "\n")
+        (folder / "report.json").write_text(json.dumps(finite(self.data), indent=2, ensure_ascii=False, allow_nan=False)
+                                            + "\n")
         (folder / "report.md").write_text(self.to_markdown())
         with open(folder / "records.jsonl", "w", encoding="utf-8") as handle:
             for record in self.records:

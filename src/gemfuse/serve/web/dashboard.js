@@ -4,7 +4,7 @@
 
 const esc = (value) => String(value ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
 const fmt = (value, digits = 4) => value === null || value === undefined || Number.isNaN(value) ? "-" : (+value).toPrecision(digits);
-const pct = (value) => value === null || value === undefined ? "-" : (100 * value).toFixed(1) + "%";
+const pct = (value) => value === null || value === undefined || Number.isNaN(value) ? "-" : (100 * value).toFixed(1) + "%";
 const POLL_MS = 2000;
 let poller = null;  // the timer of the view on screen; replaced when the view changes
 let generation = 0;  // bumped on each view change, so a late answer for an old view draws nothing
