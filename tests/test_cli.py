@@ -95,3 +95,4 @@ def test_eval_command_json_report_over_http_models(tmp_path, isolated_config, up
     report = json.loads(result.stdout)
     assert report["dataset"] == "builtin:word" and report["systems"][0]["name"] == "echo"
     assert report["systems"][0]["n"] == 6 and report["calls"]["made"] == {"echo": 8}
+

@@ -171,3 +171,20 @@ def test_a_config_entry_may_name_a_run_folder(tmp_path, isolated_config):
     isolated_config.write_text(f'[models.student]\nrun = "{tmp_path}"\nbackend = "transformers"\n')
     with pytest.raises(ConfigError, match="models.student.backend: a run-folder model takes only run and description"):
         load_config()
+
+
+def test_a_student_named_like_a_preset_is_refused_before_any_call(tmp_path, isolated_config):
+    """`--name eyes` beside [presets.eyes]: the student would be asked as the preset and every item fail."""
+    from gemfuse import distil
+    from gemfuse.errors import ConfigError
+
+    teacher = ScriptedModel("Paris.")
+    registry = scripted_registry({"t": teacher}, {"eyes": FusionPreset(pool=[Member(model="t")], mode="vote")})
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"messages": [{"role": "user", "content": "Capital of France?"}]}) + "\n")
+    held = tmp_path / "test.jsonl"
+    held.write_text(json.dumps({"prompt": "Capital of Italy?", "answer": "Rome"}) + "\n")
+    with pytest.raises(ConfigError, match=r"'eyes' is a fusion preset.*another --name"):
+        distil.run(prompts, teacher="fusion/eyes", eval=str(held), name="eyes", out=tmp_path / "out",
+                   registry=registry, cache="off")
+    assert teacher.calls == [] and not (tmp_path / "out" / "data").exists()

@@ -117,3 +117,24 @@ def test_cli_quorum_and_grace_cut_a_straggler(scripted):
     refused = subprocess.run([sys.executable, "-m", "gemfuse.cli", "ask", "q", "--min-answers", "2"], env=env,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "--min-answers: fusion settings" in refused.stderr
+
+
+def test_a_repeated_list_option_keeps_every_value():
+    """`--set train.max_steps=150 --set train.lr=3e-3` applies both (the last alone was kept), as does a,b."""
+    import typer
+    from typer.testing import CliRunner
+
+    from gemfuse.commands.options import with_options
+    from gemfuse.distil.settings import DistilSettings, distil_settings
+
+    seen = {}
+    app = typer.Typer()
+
+    @app.command()
+    @with_options(DistilSettings.model_fields, into="chosen")
+    def run(chosen: dict) -> None:
+        seen.update(distil_settings(None, **chosen).model_dump())
+
+    done = CliRunner().invoke(app, ["--set", "train.max_steps=150", "--set", "train.lr=3e-3,train.dtype=float32"])
+    assert done.exit_code == 0, done.output
+    assert seen["set"] == ["train.max_steps=150", "train.lr=3e-3", "train.dtype=float32"]

@@ -39,17 +39,22 @@ def bounds(kind: Any) -> dict[str, Any]:
     return found
 
 
+def is_list(annotation: Any) -> bool:
+    return any(typing.get_origin(a) is list for a in (annotation, *typing.get_args(annotation)))
+
+
 def with_options(fields: Mapping[str, FieldInfo], *, into: str, panel: str | None = None,
                  short: Mapping[str, str] | None = None, default_note: Callable[[FieldInfo], str] | None = None
                  ) -> Callable[[Callable], Callable]:
     """Add an option for every field the command does not declare itself; the values given (None: not given)
-    reach the command as the dict `into`. Booleans get --x/--no-x; lists are written a,b,c."""
+    reach the command as the dict `into`. Booleans get --x/--no-x; a list is written a,b,c, or its option repeated."""
     short = short or {}
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command)
         own = set(signature.parameters)
         added = []
+        lists: set[str] = set()
         for name, field in fields.items():
             if name in own:
                 continue
@@ -59,7 +64,10 @@ def with_options(fields: Mapping[str, FieldInfo], *, into: str, panel: str | Non
             note = default_note(field) if default_note else ""
             help_text = (field.description or name.replace("_", " ")) + note
             limits = bounds(field) if kind in (int, float) else {}
-            added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind | None,
+            if is_list(field.annotation):  # repeatable: every --set counts, each may also be a,b,c
+                lists.add(name)
+            annotation = list[str] | None if name in lists else kind | None
+            added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
                                            default=typer.Option(None, *declared, help=help_text,
                                                                 rich_help_panel=panel, **limits)))
         names = [p.name for p in added]
@@ -67,6 +75,8 @@ def with_options(fields: Mapping[str, FieldInfo], *, into: str, panel: str | Non
         @functools.wraps(command)
         def wrapper(**values):
             given = {name: values.pop(name) for name in names}
+            for name in lists & given.keys():
+                given[name] = ",".join(given[name]) if given[name] else None
             return command(**values, **{into: {k: v for k, v in given.items() if v is not None}})
 
         kept = [p for p in signature.parameters.values() if p.name != into]

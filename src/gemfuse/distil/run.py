@@ -180,6 +180,9 @@ def _check_registrable(registry: Registry, name: str, run: Path) -> None:
 
     if name in builtin_specs() or name.startswith(FUSION_PREFIX):
         raise ConfigError(f"distil: {name!r} is a built-in or fusion name; give the student another --name")
+    if name in registry.config.presets:  # the student would be asked as the preset and every item would fail
+        raise ConfigError(f"distil: {name!r} is a fusion preset of {_config_file(registry)} ([presets.{name}]); give "
+                          "the student another --name")
     entry = read_document(_config_file(registry)).get("models", {}).get(name)
     if entry is not None and Path(str(entry.get("run", ""))).expanduser().resolve() != run.resolve():
         raise ConfigError(f"{_config_file(registry)}: models.{name} exists already; give the student another --name")
