@@ -188,3 +188,36 @@ def test_a_student_named_like_a_preset_is_refused_before_any_call(tmp_path, isol
         distil.run(prompts, teacher="fusion/eyes", eval=str(held), name="eyes", out=tmp_path / "out",
                    registry=registry, cache="off")
     assert teacher.calls == [] and not (tmp_path / "out" / "data").exists()
+
+
+def test_the_distil_eval_reads_answers_as_the_filter_does(tmp_path):
+    """Sentence answers ("The capital of Mirorisel is Vanbelville.") against a bare reference: the eval's own
+    `auto` wants text exact and scored everyone 0; a distil run's eval uses the filter's rule."""
+    from gemfuse.distil.run import eval_scorer
+    from gemfuse.distil.settings import distil_settings
+
+    words, numbers = tmp_path / "words.jsonl", tmp_path / "numbers.jsonl"
+    words.write_text(json.dumps({"messages": [{"role": "user", "content": "Capital of Mirorisel?"}],
+                                 "answer": "Vanbelville"}) + "\n")
+    numbers.write_text(json.dumps({"prompt": "2 + 2?", "answer": 4}) + "\n")
+    assert eval_scorer(distil_settings(None, eval=str(words))) == "contains"
+    assert eval_scorer(distil_settings(None, eval=str(numbers))) == "numeric"
+    assert eval_scorer(distil_settings(None, eval=str(words), scorer="exact")) == "exact"
+
+
+def test_an_eval_where_everyone_scores_nothing_blames_the_scorer(tmp_path):
+    from gemfuse.evals import run as run_eval
+
+    data = tmp_path / "facts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Capital of land {i}?", "answer": f"City{i}"}) + "\n" for i in range(4)))
+    registry = scripted_registry({"knows": ScriptedModel(lambda m: f"The capital is City{m[-1].text.split()[-1][:-1]}."),
+                                  "also": ScriptedModel(lambda m: f"It is City{m[-1].text.split()[-1][:-1]}.")})
+    report = run_eval(data, registry=registry, models=["knows", "also"], systems=["members"], cache="off",
+                      scorer="exact", dev_fraction=0.0)
+    assert all(s["correct"] == 0 for s in report.data["systems"])
+    assert any("'exact' scorer most likely cannot read" in line and "--scorer contains" in line
+               for line in report.data["findings"])
+    right = run_eval(data, registry=registry, models=["knows", "also"], systems=["members"], cache="off",
+                     scorer="contains", dev_fraction=0.0)
+    assert all(s["accuracy"] == 1.0 for s in right.data["systems"])
+    assert not any("scorer most likely" in line for line in right.data["findings"])

@@ -33,7 +33,7 @@ def test_a_student_learns_what_its_teacher_knows(tmp_path, isolated_config):
     teacher = ScriptedModel(knows)
     registry = scripted_registry({"teacher": teacher}, with_builtins=True)
     options = dict(teacher="teacher", eval=str(task.held_out), out=tmp_path / "out", registry=registry,
-                   cache=tmp_path / "cache.sqlite", scorer="contains", max_tokens=32, name="facts-student")
+                   cache=tmp_path / "cache.sqlite", max_tokens=32, name="facts-student")  # the default scorer
     try:
         report = distil.run(prompts, **options)
         asked = len(teacher.calls)

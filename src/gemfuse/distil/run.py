@@ -18,6 +18,7 @@ from typing import Any
 
 from .._json import finite
 from ..errors import ConfigError
+from ..evals.datasets import load_eval_set
 from ..evals.harness import arun as run_eval
 from ..evals.report import Report
 from ..fusion.preset import FUSION_PREFIX
@@ -146,7 +147,8 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
     report: Report = await run_eval(settings.eval, registry=registry, cache=cache, out=folder / "eval",
                                     models=[name, *members], systems=["members", settings.teacher],
                                     dev_fraction=0.0, seed=settings.seed, max_tokens=settings.max_tokens,
-                                    concurrency=settings.concurrency, scorer=settings.scorer, pattern=settings.pattern)
+                                    concurrency=settings.concurrency, scorer=eval_scorer(settings),
+                                    pattern=settings.pattern)
     timings["eval"] = time.perf_counter() - started
 
     student = report.system(name)
@@ -172,6 +174,15 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
 
 def _config_file(registry: Registry) -> Path:
     return registry.config.path or config_path()
+
+
+def eval_scorer(settings: DistilSettings) -> str:
+    """The filter's `auto` rule for the eval too: numbers by value, choices by letter, text by the reference
+    appearing in the answer (the eval's own `auto` wants text answers exact, and a sentence is never exact)."""
+    if settings.scorer != "auto" or not settings.eval:
+        return settings.scorer
+    kind = load_eval_set(settings.eval, dev_fraction=0.0).kind
+    return {"number": "numeric", "choice": "choice"}.get(kind, "contains")
 
 
 def _check_registrable(registry: Registry, name: str, run: Path) -> None:

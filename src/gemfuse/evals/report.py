@@ -127,6 +127,12 @@ def findings(data: dict) -> list[str]:
     """What a reader should take from the table, in sentences."""
     lines = []
     best = data["best_member"]
+    scored = [s for s in data["systems"] if s["n"]]
+    if scored and all(s["correct"] == 0 for s in scored):
+        scorer = data["scorer"]["scorer"]
+        lines.append(f"Every system scored 0, the best members included: the {scorer!r} scorer most likely cannot read "
+                     "these answers, not the models. Look at records.jsonl, then pass --scorer contains (the "
+                     "reference anywhere in the reply), numeric, or regex with --pattern.")
     if data["best_chosen_on"] == "test":
         lines.append("No dev items: the best member was chosen on the test items themselves, which flatters it.")
     for s in data["systems"]:
