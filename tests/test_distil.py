@@ -221,3 +221,15 @@ def test_an_eval_where_everyone_scores_nothing_blames_the_scorer(tmp_path):
                      scorer="contains", dev_fraction=0.0)
     assert all(s["accuracy"] == 1.0 for s in right.data["systems"])
     assert not any("scorer most likely" in line for line in right.data["findings"])
+
+
+def test_the_distil_eval_answer_length_follows_the_labelled_answers(tmp_path):
+    from gemfuse.distil.run import eval_max_tokens
+    from gemfuse.distil.settings import distil_settings
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "q"},
+                                                      {"role": "assistant", "content": answer}]}) + "\n"
+                             for answer in ("The capital of Velmoria is Quorran.", "Yes.")))
+    assert eval_max_tokens(distil_settings(None), train) == len("The capital of Velmoria is Quorran.") // 2 + 16
+    assert eval_max_tokens(distil_settings(None, max_tokens=100), train) == 100  # what the user set is kept

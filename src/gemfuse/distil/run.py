@@ -146,7 +146,8 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
     members = teacher_members(registry, settings.teacher)
     report: Report = await run_eval(settings.eval, registry=registry, cache=cache, out=folder / "eval",
                                     models=[name, *members], systems=["members", settings.teacher],
-                                    dev_fraction=0.0, seed=settings.seed, max_tokens=settings.max_tokens,
+                                    dev_fraction=0.0, seed=settings.seed,
+                                    max_tokens=eval_max_tokens(settings, folder / "data" / TRAIN),
                                     concurrency=settings.concurrency, scorer=eval_scorer(settings),
                                     pattern=settings.pattern)
     timings["eval"] = time.perf_counter() - started
@@ -174,6 +175,19 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
 
 def _config_file(registry: Registry) -> Path:
     return registry.config.path or config_path()
+
+
+def eval_max_tokens(settings: DistilSettings, train: Path) -> int:
+    """The eval's answer length: what was set, else a margin over the longest labelled answer (about two
+    characters a token, plus 16), so a rambling base is not waited on for hundreds of tokens an item."""
+    if "max_tokens" in settings.model_fields_set:
+        return settings.max_tokens
+    longest = 0
+    for line in train.read_text(encoding="utf-8").splitlines():
+        content = json.loads(line)["messages"][-1]["content"]
+        text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+        longest = max(longest, len(text))
+    return min(settings.max_tokens, longest // 2 + 16)
 
 
 def eval_scorer(settings: DistilSettings) -> str:
