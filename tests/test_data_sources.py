@@ -86,3 +86,21 @@ def test_validate_and_preview_read_parquet(tmp_path, tiny_model):
     report = validate(tmp_path / "rows.parquet", load_target(folder))
     assert report.rows == 2 and [(i.line, i.code) for i in report.issues] == [(2, "no_assistant")]
     assert run_preview(tmp_path / "rows.parquet", folder, 1, None) == 0
+
+
+def test_a_capture_folder_reads_as_its_rows(tmp_path):
+    """`gemfuse data validate DIR` on what `serve --capture DIR` keeps: every capture file's rows, each problem
+    named by its file and line (a folder was taken for a `datasets` folder and refused)."""
+    from gemfuse.capture import CaptureWriter
+    from gemfuse.messages import Message
+
+    writer = CaptureWriter(tmp_path / "cap")
+    for i in range(3):
+        writer.add([Message.user(f"question {i}")], f"answer {i}", {"model": "m", "time": "2026-12-04T10:00:00Z"})
+    rows = read_rows(tmp_path / "cap")
+    assert len(rows) == 3 and all(r.turns[-1].role == "assistant" for r in rows)
+    [file] = sorted((tmp_path / "cap").glob("*.jsonl"))
+    with open(file, "a") as handle:
+        handle.write('{"messages": "not a list"}\n')
+    broken = read_rows(tmp_path / "cap")
+    assert len(broken) == 4 and broken[-1].issues and broken[-1].file.endswith(file.name) and broken[-1].line == 4

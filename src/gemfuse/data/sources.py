@@ -25,7 +25,21 @@ def read_rows(source: str | Path, messages_field: str = "messages") -> list[Exam
         raise ConfigError(f"data: {source} does not exist")
     if path.is_file() and path.suffix == ".jsonl" and messages_field == "messages" and _is_ours(path):
         return list(read_jsonl(path))
+    files = jsonl_files(path) if messages_field == "messages" else []
+    if files:  # a folder of our JSONL (a capture folder, say): every file, in name order
+        return [example for file in files for example in read_jsonl(file)]
     return list(_from_datasets(path, messages_field))
+
+
+DATASETS_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")  # what `save_to_disk` writes
+
+
+def jsonl_files(path: Path) -> list[Path]:
+    """The .jsonl files of a folder that is not a `datasets` folder, when every one is ours."""
+    if not path.is_dir() or any((path / marker).exists() for marker in DATASETS_MARKERS):
+        return []
+    files = sorted(path.glob("*.jsonl"))
+    return files if files and all(_is_ours(file) for file in files) else []
 
 
 def _is_ours(path: Path) -> bool:
