@@ -46,14 +46,22 @@ def test_lean_norm_equals_transformers(kind):
         assert torch.allclose(got[0][2].grad, got[1][2].grad, rtol=1e-5, atol=1e-6)
 
 
-def test_bf16_norm_keeps_its_input_not_an_fp32_copy():
+@pytest.mark.parametrize("family", ["gemma3", "gemma3n", "gemma4"])
+def test_bf16_norm_keeps_its_input_not_an_fp32_copy(family):
+    """On the locked transformers (5.25 renamed the 3n / 4 norms' epsilon) every family keeps the saving."""
+    import importlib
+
     import torch
 
+    from gemfuse._torchvision import import_transformers
     from gemfuse.tune.lean_norms import lean_norms
 
-    norm = _norm("gemma3", 64).to(torch.bfloat16)
+    import_transformers()
+    name = {"gemma3": "Gemma3RMSNorm", "gemma3n": "Gemma3nRMSNorm", "gemma4": "Gemma4RMSNorm"}[family]
+    norm = getattr(importlib.import_module(f"transformers.models.{family}.modeling_{family}"), name)(64)
+    norm = norm.to(torch.bfloat16)
     norm.weight.requires_grad_(False)
-    lean_norms(norm)
+    assert lean_norms(norm) == 1
     x = torch.randn(32, 64, dtype=torch.bfloat16, requires_grad=True)
     kept = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
