@@ -24,6 +24,12 @@ def small_run(model, tmp_path, steps=2, **lora):
     return train(config)
 
 
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """One 3-step fine-tune of the built-in Gemma 3 270M, shared by the tests that export or run it."""
+    return small_run("gemma-3-270m-hf", tmp_path_factory.mktemp("real-run"), steps=3)
+
+
 def test_merged_logits_equal_adapter_logits(tmp_path, tiny_model):
     from gemfuse._torchvision import import_transformers
 
@@ -54,8 +60,8 @@ def test_export_refuses_an_unfinished_run(tmp_path):
         export(tmp_path, "merged")
 
 
-def test_real_fine_tune_to_quantised_gguf_and_ollama(tmp_path):
-    result = small_run("gemma-3-270m-hf", tmp_path)
+def test_real_fine_tune_to_quantised_gguf_and_ollama(tmp_path, real_run):
+    result = real_run
     wanted = tmp_path / "exports" / "nested" / "x.gguf"  # folders that do not exist yet
     gguf = export(result.run, "gguf", quant="Q8_0", out=wanted, check_prompt="What is the capital of France?")
     assert gguf.path == wanted and gguf.path.suffix == ".gguf" and gguf.path.stat().st_size > 100e6
@@ -66,7 +72,7 @@ def test_real_fine_tune_to_quantised_gguf_and_ollama(tmp_path):
     assert (ollama.path.parent / text.split("FROM ./")[1].split("\n")[0]).is_file()
 
 
-def test_a_cpu_fine_tune_runs_on_llama_cpp_beside_its_base(tmp_path, monkeypatch):
+def test_a_cpu_fine_tune_runs_on_llama_cpp_beside_its_base(tmp_path, monkeypatch, real_run):
     """A text fine-tune trained on a CPU runs merged into a GGUF on llama.cpp (made once, its next-token
     predictions checked against the adapter's), and an eval pairs it with its base on the same runtime."""
     import asyncio
@@ -80,8 +86,7 @@ def test_a_cpu_fine_tune_runs_on_llama_cpp_beside_its_base(tmp_path, monkeypatch
     from gemfuse.tune import merged_gguf
 
     monkeypatch.setattr(merged_gguf, "folder", lambda: tmp_path / "made")  # nothing made by an earlier run
-    result = small_run("gemma-3-270m-hf", tmp_path, steps=3)
-    run = str(result.run)
+    run = str(real_run.run)
     registry = Registry.load()
     model = registry.get(run)
     assert isinstance(model, LlamaCppModel) and registry.spec(run).path.startswith("finetune:")
