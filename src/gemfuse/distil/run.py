@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..evals.datasets import load_eval_set
 from ..evals.harness import arun as run_eval
 from ..evals.report import Report
+from ..evals.scorers import default_scorer
 from ..fusion.preset import FUSION_PREFIX
 from ..models.finetuned import run_spec
 from ..paths import config_path, output_path
@@ -195,8 +196,8 @@ def eval_scorer(settings: DistilSettings) -> str:
     appearing in the answer (the eval's own `auto` wants text answers exact, and a sentence is never exact)."""
     if settings.scorer != "auto" or not settings.eval:
         return settings.scorer
-    kind = load_eval_set(settings.eval, dev_fraction=0.0).kind
-    return {"number": "numeric", "choice": "choice"}.get(kind, "contains")
+    chosen = default_scorer(load_eval_set(settings.eval, dev_fraction=0.0).kind)
+    return "contains" if chosen == "exact" else chosen
 
 
 def _check_registrable(registry: Registry, name: str, run: Path) -> None:
