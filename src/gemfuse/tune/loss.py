@@ -206,11 +206,6 @@ def frozen_head_parts(model) -> Parts | None:
     """The parts the frozen-head loss reads, when it may stand in for the model's own head and loss (checked once
     per model class); None: use `full_logits_loss`."""
     kind = type(model.get_base_model() if hasattr(model, "get_base_model") else model)
-    found: list[Parts] = []
-
-    def misfit() -> str | None:
-        found.append(model_parts(model))
-        return head_misfit(model, found[0])
-
-    fits = guarded("frozen_head_loss", f"{kind.__module__}.{kind.__qualname__}", "transformers", misfit)
-    return (found[0] if found else model_parts(model)) if fits else None
+    fits = guarded("frozen_head_loss", f"{kind.__module__}.{kind.__qualname__}", "transformers",
+                   lambda: head_misfit(model, model_parts(model)))  # model_parts inside: it may fail on a new class
+    return model_parts(model) if fits else None
