@@ -94,8 +94,7 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     if device == "cpu":  # read by oneDNN when it makes its first kernel: see ONEDNN_CACHE
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE)
     if world > 1:
-        rank_device(device, local_rank, world)  # refused here, before anything loads or connects
-        device = init_distributed(device, local_rank)
+        device = init_distributed(rank_device(device, local_rank, world))  # refused before anything loads
     dtype = training_dtype(device.split(":")[0], config.train.dtype)
     seed_everything(config.train.seed)
     base = resolve_base(config.model)
@@ -173,15 +172,15 @@ def rank_device(device: str, local_rank: int, world: int) -> str:
     return device
 
 
-def init_distributed(device: str, local_rank: int) -> str:
+def init_distributed(device: str) -> str:
+    """Join the process group on this rank's device (as `rank_device` placed it)."""
     import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    if device == "cuda":
-        torch.cuda.set_device(local_rank)
-        return f"cuda:{local_rank}"
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
     return device
 
 
