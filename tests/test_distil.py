@@ -233,3 +233,24 @@ def test_the_distil_eval_answer_length_follows_the_labelled_answers(tmp_path):
                              for answer in ("The capital of Velmoria is Quorran.", "Yes.")))
     assert eval_max_tokens(distil_settings(None), train) == len("The capital of Velmoria is Quorran.") // 2 + 16
     assert eval_max_tokens(distil_settings(None, max_tokens=100), train) == 100  # what the user set is kept
+
+
+def test_a_student_that_never_answered_is_failed_not_zero(tmp_path):
+    """A student whose every eval item errored has no accuracy and no gain kept, with the reason, where a 0% would
+    read as a student that learned nothing."""
+    from gemfuse.distil.gain import gain_kept
+    from gemfuse.evals import run as run_eval
+
+    data = tmp_path / "facts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Capital of land {i}?", "answer": f"City{i}"}) + "\n"
+                            for i in range(6)))
+    registry = scripted_registry({"student": ScriptedModel(RuntimeError("a fusion cannot call a fusion")),
+                                  "base": ScriptedModel(lambda m: "No idea."),
+                                  "teacher": ScriptedModel(lambda m: f"City{m[-1].text.split()[-1][:-1]}")})
+    report = run_eval(data, registry=registry, models=["student", "base", "teacher"], systems=["members"],
+                      cache="off", scorer="contains", dev_fraction=0.0)
+    student = report.system("student")
+    assert student["accuracy"] is None and "a fusion cannot call a fusion" in student["failed"]
+    gain = gain_kept(report, student="student", base="base", teacher="teacher")
+    assert gain["value"] is None and gain["why"].startswith("student failed: every one of its 6 items")
+    assert gain_kept(report, student="base", base="base", teacher="teacher")["value"] == 0.0  # the others still read

@@ -122,9 +122,14 @@ def test_failures_are_reported_not_hidden(dataset, tmp_path):
     registry._models["broken"] = models["broken"]
     models["broken"].name = "broken"
     registry.config.specs["broken"] = models["broken"].spec
-    report = run(dataset, models=["good", "broken"], registry=registry, cache=tmp_path / "c.sqlite")
-    assert report.system("broken")["errors"] == 30 and report.system("broken")["accuracy"] == 0
-    assert any("broken: 30 item(s) got no answer" in line for line in report.data["findings"])
+    report = run(dataset, models=["broken", "good"], registry=registry, cache=tmp_path / "c.sqlite",
+                 out=tmp_path / "out")
+    broken = report.system("broken")
+    assert broken["errors"] == 30 and broken["accuracy"] is None and "boom" in broken["failed"]
+    assert "vs_best" not in broken and report.data["best_member"] == "good"
+    assert any(line.startswith("broken failed: every one of its 30 items got no answer") and "boom" in line
+               for line in report.data["findings"])
+    assert "| broken | failed |" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_the_rubric_evaluator_must_not_be_a_judge(dataset):

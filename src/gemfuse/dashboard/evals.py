@@ -26,7 +26,7 @@ def eval_summaries(folders: Folders) -> list[dict[str, Any]]:
         if data is None:
             continue
         systems = data["systems"]
-        top = max(systems, key=lambda s: s["accuracy"], default=None)
+        top = max((s for s in systems if s.get("accuracy") is not None), key=lambda s: s["accuracy"], default=None)
         found.append({"id": ident, "name": folder.name, "dataset": data.get("dataset"), "test": data.get("test"),
                       "systems": [s["name"] for s in systems], "best_member": data.get("best_member"),
                       "top": {"name": top["name"], "accuracy": top["accuracy"]} if top else None})

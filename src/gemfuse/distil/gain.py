@@ -16,6 +16,10 @@ def gain_kept(report: Report, *, student: str, base: str | None, teacher: str, s
               level: float = 0.95) -> dict[str, Any]:
     if base is None:
         return {"value": None, "why": f"{student} has no base in this eval"}
+    failed = [(name, report.system(name)["failed"]) for name in (student, base, teacher)
+              if report.system(name).get("failed")]
+    if failed:
+        return {"value": None, "why": "; ".join(f"{name} failed: {why}" for name, why in failed)}
     right: dict[str, dict[str, bool]] = {name: {} for name in (student, base, teacher)}
     for record in report.records:
         if record.system in right and record.split == "test":

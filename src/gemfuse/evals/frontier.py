@@ -99,7 +99,7 @@ def calibrate(on_dev: list[dict[str, Any]], on_test: list[dict[str, Any]], targe
 
 def dominated(systems: Sequence[dict[str, Any]], points: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     """Systems and cascade points another one beats: at least as accurate for no more cost, better in one."""
-    entries = [(s["name"], s["accuracy"], s["cost"] / max(s["n"], 1)) for s in systems]
+    entries = [(s["name"], s["accuracy"], s["cost"] / max(s["n"], 1)) for s in systems if not s.get("failed")]
     entries += [(f"cascade({p['threshold']:g})", p["accuracy"], p["cost_per_item"]) for p in points]
     beaten = []
     for name, accuracy, cost in entries:

@@ -28,6 +28,14 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def failure(rows: Sequence[ItemResult]) -> str | None:
+    """Why a system answered nothing: every one of its items errored (its most common error), else None."""
+    if not rows or any(not r.error for r in rows):
+        return None
+    reason, count = Counter(r.error for r in rows).most_common(1)[0]
+    return f"every one of its {len(rows)} items got no answer; {count} said: {reason}"
+
+
 def _system_stats(system: System, rows: list[ItemResult], seed: int) -> dict[str, Any]:
     correct = [bool(r.correct) for r in rows]
     latencies = [r.latency_s for r in rows if r.latency_s is not None]
@@ -48,6 +56,9 @@ def _system_stats(system: System, rows: list[ItemResult], seed: int) -> dict[str
         "calls_per_item": _mean([r.calls for r in rows]),
         "latency_p50_s": percentile(latencies, 50), "latency_p95_s": percentile(latencies, 95),
     }
+    failed = failure(rows)
+    if failed:  # no accuracy: a system that never answered was not measured at 0%
+        stats.update(failed=failed, accuracy=None, interval=(None, None), score=None)
     if system.kind == "fusion":
         stats.update(_fusion_stats(rows))
     return stats
@@ -86,6 +97,7 @@ def build_report(eval_set: EvalSet, systems: Sequence[System], records: list[Ite
     members = [s for s in systems if s.kind == "member"]
     dev_accuracy = {s.name: _mean([float(r.correct) for r in by_system[s.name] if r.split == "dev"])
                     for s in members}
+    members = [s for s in members if not failure(by_system[s.name])]  # a member that never answered is not best
     chosen_on = "dev" if eval_set.dev else "test"
     ranking = {s.name: (dev_accuracy[s.name] if chosen_on == "dev" else
                         _mean([float(r.correct) for r in by_system[s.name] if r.split == "test"])) for s in members}
@@ -100,10 +112,10 @@ def build_report(eval_set: EvalSet, systems: Sequence[System], records: list[Ite
         rows = test_rows(system.name)
         stats = _system_stats(system, rows, settings.seed)
         if system.kind == "member":
-            stats["dev_accuracy"] = dev_accuracy[system.name]
+            stats["dev_accuracy"] = None if stats.get("failed") else dev_accuracy[system.name]
         correct = {r.item: bool(r.correct) for r in rows}
         for label, other in (("vs_best", best), ("vs_base", system.base)):
-            if other and other != system.name:
+            if other and other != system.name and not stats.get("failed") and not failure(test_rows(other)):
                 theirs = {r.item: bool(r.correct) for r in test_rows(other)}
                 shared = [i for i in test_ids if i in correct and i in theirs]
                 stats[label] = {"against": other, **mcnemar([correct[i] for i in shared],
@@ -127,7 +139,7 @@ def findings(data: dict) -> list[str]:
     """What a reader should take from the table, in sentences."""
     lines = []
     best = data["best_member"]
-    scored = [s for s in data["systems"] if s["n"]]
+    scored = [s for s in data["systems"] if s["n"] and not s.get("failed")]
     if scored and all(s["correct"] == 0 for s in scored):
         scorer = data["scorer"]["scorer"]
         lines.append(f"Every system scored 0, the best members included: the {scorer!r} scorer most likely cannot read "
@@ -144,6 +156,9 @@ def findings(data: dict) -> list[str]:
                 if test["p_value"] < SIGNIFICANT else "not distinguishable from"
             lines.append(f"{s['name']} is {verdict} {what} {test['against']} (right where it was wrong: "
                          f"{test['only_a']}, the reverse: {test['only_b']}, McNemar p = {test['p_value']:.3g}).")
+        if s.get("failed"):
+            lines.append(f"{s['name']} failed: {s['failed']} (records.jsonl has each item's error).")
+            continue
         if s["kind"] == "fusion":
             lines.append(f"{s['name']}: the members together knew {s['oracle']:.0%} (oracle); the fusion lost "
                          f"{s['regret']} item(s) a member had right and rescued {s['rescue']} that none had.")
@@ -231,10 +246,11 @@ class Report:
         out = []
         for s in self.data["systems"]:
             low, high = s["interval"]
+            accuracy = "failed" if s.get("failed") else f"{s['accuracy']:.1%} ({low:.0%}-{high:.0%})"
             bias = s.get("position_bias")
             cells = {
                 "system": s["name"] + (" (best)" if s["name"] == self.data["best_member"] else ""),
-                "accuracy (95% CI)": f"{s['accuracy']:.1%} ({low:.0%}-{high:.0%})",
+                "accuracy (95% CI)": accuracy,
                 "vs best (+/-, p)": _test_cell(s.get("vs_best")), "vs base": _test_cell(s.get("vs_base")),
                 "cost/correct": _fmt_cost(s["cost_per_correct"], s["unpriced"]),
                 "tokens/item": f"{s['prompt_tokens_per_item'] + s['completion_tokens_per_item']:.0f}",
@@ -310,7 +326,7 @@ class Report:
         systems = self.data["systems"]
         priced = any(s["cost"] > 0 for s in systems) and not any(s["unpriced"] for s in systems)
         figure, axes = plt.subplots(figsize=(7, 4.5))
-        for s in systems:
+        for s in (s for s in systems if not s.get("failed")):
             x = s["cost"] / max(s["n"], 1) if priced else s["prompt_tokens_per_item"] + s["completion_tokens_per_item"]
             low, high = s["interval"]
             axes.errorbar([x], [s["accuracy"]], yerr=[[s["accuracy"] - low], [high - s["accuracy"]]], fmt="o",
