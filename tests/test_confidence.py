@@ -24,7 +24,7 @@ def test_confidence_picks_the_answer_its_model_was_surest_of():
     result = fuse("Q?", pool=["a", "b", "c"], mode="confidence", registry=pool(a=-1.2, b=-0.1, c=-0.7))
     assert result.text == "answer from b" and result.chosen == "b" and not result.trace.degraded
     assert result.trace.confidence == pytest.approx({"a": -1.2, "b": -0.1, "c": -0.7})
-    assert result.trace.confidence_method.startswith("self-certainty: the mean log-probability")
+    assert result.trace.confidence_method.startswith("the mean log-probability of the answer")
     assert [c.certainty_tokens for c in result.trace.candidates] == [3, 3, 3]
     assert "confidence" in json.dumps(result.to_dict()) and "logprobs" not in result.to_dict()["calls"][0]
 

@@ -25,7 +25,7 @@ def sample(name: str):
     values = {"judge": "b", "backup_judge": "a", "mode": "best-of", "extractor": "number", "temperature": 0.3,
               "max_cost": 0.5, "swap_check": True, "seed": 7, "tie_break": "judge", "debate_final": "merge",
               "self_final": "merge", "min_answers": 2, "vote_weight": "confidence", "threshold": -0.1,
-              "cascade_final": "confidence", "logprobs": True}
+              "cascade_final": "confidence", "logprobs": True, "certainty": "self-certainty"}
     if name in values:
         return values[name]
     annotation = setting_fields()[name].annotation

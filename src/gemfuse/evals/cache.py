@@ -39,6 +39,12 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
+def stored_token(token: str, logprob: float, top: list, confidence: float | None = None,
+                 self_certainty: float | None = None, approximate: bool = False) -> TokenLogprob:
+    """A token as the cache keeps it (rows from before the certainty figures have three fields)."""
+    return TokenLogprob(token, logprob, [tuple(a) for a in top], confidence, self_certainty, approximate)
+
+
 class EvalCache:
     """The SQLite file: model calls and scored items. One writer (the eval's event loop)."""
 
@@ -63,13 +69,14 @@ class EvalCache:
         if row is None:
             return None
         model, text, finish, prompt, completion, estimated, latency, logprobs = row
-        tokens = [TokenLogprob(t, lp, [tuple(a) for a in top]) for t, lp, top in json.loads(logprobs)] if logprobs else None
+        tokens = [stored_token(*row) for row in json.loads(logprobs)] if logprobs else None
         return Completion(text=text, model=model, finish_reason=finish, usage=Usage(prompt, completion, bool(estimated)),
                           latency_s=latency, logprobs=tokens)
 
     def put_call(self, key: str, completion: Completion) -> None:
         usage = completion.usage
-        logprobs = (json.dumps([[t.token, t.logprob, t.top] for t in completion.logprobs], ensure_ascii=False)
+        logprobs = (json.dumps([[t.token, t.logprob, t.top, t.confidence, t.self_certainty, t.approximate]
+                                for t in completion.logprobs], ensure_ascii=False)
                     if completion.logprobs is not None else None)
         self.db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (key, completion.model, completion.text, completion.finish_reason, usage.prompt_tokens,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..errors import GemfuseError, ModelError
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Usage, collect
+from ..models.certainty import approximate, certainties, certainty
 from .events import CallDone, EventSink, FusionEvent
 from .preset import FusionPreset, Member
 from .registry import ModelRegistry
@@ -117,8 +118,11 @@ class FusionRun:
                     completion = await _generate(model, request.messages, request.options, on_text)
             call.text, call.usage, call.latency_s = completion.text, completion.usage, completion.latency_s
             if completion.logprobs:
-                call.certainty, call.certainty_tokens = completion.certainty, len(completion.logprobs)
-                call.logprobs = completion.logprobs
+                preset = self.preset
+                call.certainty = certainty(completion.logprobs, preset.certainty, preset.certainty_window)
+                call.certainties = certainties(completion.logprobs, preset.certainty_window)
+                call.certainty_tokens, call.logprobs = len(completion.logprobs), completion.logprobs
+                call.certainty_approximate = approximate(completion.logprobs, preset.certainty)
             if not call.text.strip():
                 call.error, call.message = "empty", "the model returned an empty answer"
         except TimeoutError as exc:

@@ -18,6 +18,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 
 from ..messages import Message
+from ..models.certainty import DESCRIPTIONS
 from .engine import FusionRun, QuorumError, Request
 from .events import Delta
 from .extract import EXTRACTORS, Extractor
@@ -51,27 +52,39 @@ def tally(run: FusionRun, candidates: Sequence[Call], extractor: Extractor | Non
     return (chosen.text, chosen), tied
 
 
-CERTAINTY = "self-certainty: the mean log-probability of the member's own answer tokens (the model's raw logits)"
+def certainty_method(run: FusionRun, candidates: Sequence[Call]) -> str:
+    """How the certainties were measured, in words, and whose were approximated."""
+    method = DESCRIPTIONS[run.preset.certainty]
+    if run.preset.certainty == "lowest-window":
+        method += f" (windows of {run.preset.certainty_window} tokens)"
+    approximated = [c.member for c in candidates if c.certainty_approximate]
+    if approximated:
+        method += (f"; approximated for {', '.join(approximated)} from the top alternatives the endpoint returned "
+                   "(not the whole distribution)")
+    return method
 
 
 def certainty_weights(run: FusionRun, candidates: Sequence[Call]) -> list[float] | None:
-    """Each answer's weight: its mean token probability, exp(certainty); None (and the vote counts heads, said
-    in the trace) when a member gave no log-probabilities."""
+    """Each answer's weight: its mean token probability, exp(mean), or the certainty itself for the measures
+    that are positive (DeepConf weighs its votes by confidence); None (and the vote counts heads, said in the
+    trace) when a member gave no log-probabilities."""
     missing = [c.member for c in candidates if c.certainty is None]
     if missing:
         run.trace.degrade(f"no log-probabilities from {', '.join(missing)}: the vote counted one vote per member")
         return None
     run.trace.confidence = {c.member: c.certainty for c in candidates if c.certainty is not None}
-    run.trace.confidence_method = CERTAINTY + "; each vote weighs exp(certainty), the mean token probability"
-    return [math.exp(c.certainty or 0.0) for c in candidates]
+    mean = run.preset.certainty == "mean"
+    run.trace.confidence_method = certainty_method(run, candidates) + (
+        "; each vote weighs exp(certainty), the mean token probability" if mean else "; each vote weighs its certainty")
+    return [math.exp(c.certainty or 0.0) if mean else max(c.certainty or 0.0, 0.0) for c in candidates]
 
 
 async def confidence(run: FusionRun) -> ModeResult:
-    """No judge: the answer its own model was surest of (the highest mean log-probability of its tokens)."""
+    """No judge: the answer its own model was surest of, by the preset's certainty measure."""
     candidates = await run.fan_out(run.member_requests())
     scored = [c for c in candidates if c.certainty is not None]
     run.trace.confidence = {c.member: c.certainty for c in scored if c.certainty is not None}
-    run.trace.confidence_method = CERTAINTY
+    run.trace.confidence_method = certainty_method(run, candidates)
     missing = [c.member for c in candidates if c.certainty is None]
     if not scored:
         run.trace.degrade(f"no member returned log-probabilities ({', '.join(missing)}), so none could be compared; "
@@ -246,8 +259,9 @@ def _sure(run: FusionRun, calls: Sequence[Call]) -> tuple[bool, str]:
     certainty = _mean_certainty(calls)
     if certainty is None:
         return False, "no log-probabilities to judge its certainty by"
-    verdict = certainty >= run.preset.threshold
-    return verdict, f"certainty {certainty:.3f} {'>=' if verdict else '<'} threshold {run.preset.threshold:g}"
+    threshold = run.preset.cascade_threshold()
+    verdict = certainty >= threshold
+    return verdict, f"{run.preset.certainty} certainty {certainty:.3f} {'>=' if verdict else '<'} threshold {threshold:g}"
 
 
 MODES: dict[str, Callable[[FusionRun], Awaitable[ModeResult]]] = {

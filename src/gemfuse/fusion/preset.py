@@ -18,9 +18,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..models.base import MaxTokens, Temperature, TopP
+from ..models.certainty import WINDOW, Measure
 
 Mode = Literal["vote", "best-of", "merge", "debate", "self", "confidence", "cascade"]
 FUSION_PREFIX = "fusion/"
+# a cascade's threshold when neither set nor calibrated: mean log-probability -0.3 (a mean token probability of
+# 0.74); the others at what the built-in models' right answers reach (docs/fusion.md has the figures)
+DEFAULT_THRESHOLDS: dict[str, float] = {"mean": -0.3, "lowest-window": 12.0, "self-certainty": 8.0}
 
 
 class Member(BaseModel):
@@ -64,8 +68,12 @@ class FusionPreset(BaseModel):
                                               "and a confidence-weighted vote always do)")
     vote_weight: Literal["count", "confidence"] = Field(
         "count", description="vote: one vote per member, or each weighted by its certainty (mean token probability)")
-    threshold: float = Field(-0.3, le=0, description="cascade: a tier's answer is accepted when its certainty (mean "
-                                                      "token log-probability) is at least this")
+    certainty: Measure = Field("mean", description="how sure a member was (confidence, cascade, weighted vote): mean "
+                                                   "| lowest-window | self-certainty")
+    certainty_window: int = Field(WINDOW, ge=1, le=4096, description="lowest-window: tokens per window")
+    threshold: float | None = Field(None, description="cascade: a tier's answer is accepted when its certainty is at "
+                                                      "least this; unset: calibrated on an eval's dev items, else "
+                                                      "the measure's default (mean -0.3)")
     tier_samples: int = Field(1, ge=1, le=8, description="cascade: answers per tier; more than one: accepted when "
                                                          "they all agree")
     cascade_final: Literal["vote", "best-of", "merge", "confidence"] = Field(
@@ -91,6 +99,9 @@ class FusionPreset(BaseModel):
         if self.mode != "self" and self.min_answers > len(self.pool):
             raise ValueError(f"min_answers ({self.min_answers}) is larger than the pool ({len(self.pool)})")
         return self
+
+    def cascade_threshold(self) -> float:
+        return self.threshold if self.threshold is not None else DEFAULT_THRESHOLDS[self.certainty]
 
     def members(self) -> list[Member]:
         return [Member(model=m) if isinstance(m, str) else m for m in self.pool]

@@ -31,8 +31,10 @@ class Call:
     round: int = 0
     error: str | None = None  # a typed reason: timeout, rate_limit, upstream, empty, cut, ...
     message: str | None = None  # the error's text
-    certainty: float | None = None  # mean log-probability of the answer's tokens, when the model gave them
-    certainty_tokens: int = 0  # how many tokens it is the mean of
+    certainty: float | None = None  # how sure it was, by the preset's measure, when the model gave log-probabilities
+    certainties: dict[str, float] = field(default_factory=dict)  # every measure its tokens allow
+    certainty_approximate: bool = False  # read from an endpoint's top alternatives, not the whole distribution
+    certainty_tokens: int = 0  # how many tokens it is taken over
     logprobs: list[TokenLogprob] | None = field(default=None, repr=False)  # the tokens themselves (not in to_dict)
 
     @property

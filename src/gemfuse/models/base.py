@@ -69,6 +69,10 @@ class TokenLogprob:
     token: str
     logprob: float
     top: list[tuple[str, float]] = field(default_factory=list)  # most likely first
+    # the step's figures for the certainty measures (models/certainty.py); None: not computed
+    confidence: float | None = None  # negative mean log-probability of the step's k likeliest tokens
+    self_certainty: float | None = None  # KL divergence of the step's distribution from uniform
+    approximate: bool = False  # read from the alternatives an endpoint returned, not the whole distribution
 
     def to_openai(self) -> dict:
         def entry(token: str, logprob: float) -> dict:

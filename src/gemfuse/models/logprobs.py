@@ -3,8 +3,8 @@
 Both llama.cpp and transformers call a logits processor with the raw logits of the next token, before any
 sampling setting touches them (temperature, top-p, penalties); the token that step chose is known at the next
 call (it is then the last input token), or at the end. So the recorder holds one step's logits at a time (one
-vocabulary-sized copy, never the whole answer's), and turns each into the chosen token's log-softmax and, when
-asked, the likeliest alternatives.
+vocabulary-sized copy, never the whole answer's), and turns each into the chosen token's log-softmax, the step's
+figures for the certainty measures (models/certainty.py) and, when asked, the likeliest alternatives.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import TokenLogprob
+from .certainty import step_figures
 
 
 def log_normaliser(logits: Any) -> float:
@@ -57,12 +58,14 @@ class LogprobRecorder:
         if logits is None:
             return
         normaliser = log_normaliser(logits)
+        confidence, kl_uniform = step_figures(logits, normaliser)
         alternatives: list[tuple[str, float]] = []
         if self.top:
             best = np.argpartition(logits, -self.top)[-self.top:]
             best = best[np.argsort(-logits[best])]
             alternatives = [(self.piece(int(i)), float(logits[i]) - normaliser) for i in best]
-        self.tokens.append(TokenLogprob(self.piece(token), float(logits[token]) - normaliser, alternatives))
+        self.tokens.append(TokenLogprob(self.piece(token), float(logits[token]) - normaliser, alternatives,
+                                        confidence=confidence, self_certainty=kl_uniform))
 
     def answer(self, text: str) -> list[TokenLogprob]:
         return answer_tokens(self.tokens, text)

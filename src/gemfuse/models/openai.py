@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import AuthError, BadRequestError, ModelError, ModelTimeoutError, RateLimitError, UpstreamError
 from ..messages import Message
 from .base import Completion, GenerateOptions, Model, StreamChunk, TokenLogprob, Usage, estimate_tokens
+from .certainty import TOP_K, from_alternatives
 from .spec import ModelSpec
 from .transport import Client, Response, TransportError, TransportTimeout
 
@@ -92,6 +93,7 @@ class OpenAIModel(Model):
         self._client = Client(spec.base_url, spec.timeout.connect, spec.timeout.read)
         self._schema_refused = False  # the endpoint refused response_format once: ask in plain text from then on
         self._logprobs_refused = False  # the endpoint refused logprobs once: its answers carry none from then on
+        self._top_refused = False  # it refused TOP_K alternatives once: only what a caller asks for from then on
 
     def __repr__(self) -> str:
         return f"<OpenAIModel {self.name!r} {self.spec.model!r} at {self.spec.base_url}>"
@@ -135,8 +137,10 @@ class OpenAIModel(Model):
                                        "json_schema": {"name": "reply", "schema": options.json_schema, "strict": True}}
         if options.logprobs and not self._logprobs_refused:
             body["logprobs"] = True
-            if options.top_logprobs:
-                body["top_logprobs"] = options.top_logprobs
+            # the k likeliest tokens give the certainty measures their figures (models/certainty.py)
+            top = options.top_logprobs if self._top_refused else max(options.top_logprobs or 0, TOP_K)
+            if top:
+                body["top_logprobs"] = top
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body
@@ -160,8 +164,9 @@ class OpenAIModel(Model):
             return error.retry_after
         return random.uniform(0, min(self.spec.max_backoff_s, self.spec.backoff_s * 2 ** attempt))
 
-    async def _send(self, body: dict[str, Any], deadline: float | None) -> Response:
-        """POST with retries; returns a response with a 2xx status whose body is still to be read."""
+    async def _send(self, body: dict[str, Any], deadline: float | None, asked_top: int | None = None) -> Response:
+        """POST with retries; returns a response with a 2xx status whose body is still to be read. `asked_top`:
+        the alternatives the caller asked for, all that is asked again when the endpoint refuses TOP_K."""
         headers = self._headers()
         payload = json.dumps(body).encode()
         for attempt in range(self.spec.max_retries + 1):
@@ -187,11 +192,17 @@ class OpenAIModel(Model):
                 error = self._error(response.status, detail, response.headers)
                 if isinstance(error, BadRequestError) and body.pop("response_format", None) is not None:
                     self._schema_refused = True  # many endpoints take no JSON schema: the reply is parsed instead
-                    return await self._send(body, deadline)
+                    return await self._send(body, deadline, asked_top)
+                if isinstance(error, BadRequestError) and body.get("top_logprobs") == TOP_K and not self._top_refused:
+                    body.pop("top_logprobs")
+                    if asked_top:
+                        body["top_logprobs"] = asked_top
+                    self._top_refused = True  # the certainty measures beyond the mean go without alternatives
+                    return await self._send(body, deadline, asked_top)
                 if isinstance(error, BadRequestError) and body.pop("logprobs", None) is not None:
                     body.pop("top_logprobs", None)
                     self._logprobs_refused = True  # the answer comes without them, and says so (logprobs None)
-                    return await self._send(body, deadline)
+                    return await self._send(body, deadline, asked_top)
                 if response.status not in RETRY_STATUSES:
                     raise error
             if attempt == self.spec.max_retries:
@@ -235,7 +246,7 @@ class OpenAIModel(Model):
         start = time.perf_counter()
         deadline = self._deadline()
         async with self._within(deadline):
-            response = await self._send(self._body(messages, options, stream=False), deadline)
+            response = await self._send(self._body(messages, options, stream=False), deadline, options.top_logprobs)
             try:
                 payload = await response.read()
             except TransportTimeout:
@@ -253,7 +264,7 @@ class OpenAIModel(Model):
                                 model=self.name, status=response.status) from None
         return Completion(text=text, model=self.name, finish_reason=choice.get("finish_reason"),
                           usage=self._usage(data.get("usage"), messages, text), latency_s=time.perf_counter() - start,
-                          logprobs=_logprobs(choice) if options.logprobs else None)
+                          logprobs=_logprobs(choice, options.top_logprobs) if options.logprobs else None)
 
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:
@@ -261,7 +272,7 @@ class OpenAIModel(Model):
         self.check_input(messages)
         deadline = self._deadline()
         async with self._within(deadline):
-            response = await self._send(self._body(messages, options, stream=True), deadline)
+            response = await self._send(self._body(messages, options, stream=True), deadline, options.top_logprobs)
         at = _loop_time(deadline)  # computed once: the per-line timeout below is on the hot path
         finish, reported, done, produced = None, None, False, []
         try:
@@ -299,7 +310,7 @@ class OpenAIModel(Model):
                 for choice in event.get("choices") or []:
                     delta = (choice.get("delta") or {}).get("content")
                     finish = choice.get("finish_reason") or finish
-                    tokens = _logprobs(choice) if options.logprobs else None
+                    tokens = _logprobs(choice, options.top_logprobs) if options.logprobs else None
                     if delta or tokens:
                         produced.append(delta or "")
                         yield StreamChunk(text=delta or "", logprobs=tokens)
@@ -329,12 +340,16 @@ class OpenAIModel(Model):
         await self._client.aclose()
 
 
-def _logprobs(choice: dict) -> list[TokenLogprob] | None:
-    """A choice's `logprobs.content` as tokens; None when the endpoint sent none."""
+def _logprobs(choice: dict, asked: int | None) -> list[TokenLogprob] | None:
+    """A choice's `logprobs.content` as tokens, each with its certainty figures read from the alternatives and
+    then only the `asked` likeliest of them kept; None when the endpoint sent none."""
     content = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
     if not isinstance(content, list):
         return None
-    return [TokenLogprob.from_openai(t) for t in content if isinstance(t, dict)]
+    tokens = [from_alternatives(TokenLogprob.from_openai(t)) for t in content if isinstance(t, dict)]
+    for token in tokens:
+        token.top = token.top[:asked or 0]
+    return tokens
 
 
 def _loop_time(deadline: float | None) -> float | None:

@@ -273,22 +273,28 @@ class TransformersModel(LocalModel):
 
 
 def answer_logprobs(output, prompt_tokens: int, tokenizer, top: int, text: str) -> list[TokenLogprob]:
-    """Each generated token's log-softmax from generate()'s raw logits, the alternatives when asked, trimmed to
-    the text the answer shows (no end-of-turn token)."""
+    """Each generated token's log-softmax from generate()'s raw logits, the step's certainty figures, the
+    alternatives when asked, trimmed to the text the answer shows (no end-of-turn token)."""
     import torch
+
+    from .certainty import steps_figures
 
     def piece(token: int) -> str:
         return tokenizer.decode([token], skip_special_tokens=True)
 
+    if not output.logits:
+        return []
+    rows = torch.log_softmax(torch.stack([step[0] for step in output.logits]).float(), dim=-1)
+    confidence, kl_uniform = steps_figures(rows)
     tokens = []
-    for step, logits in enumerate(output.logits):
+    for step, row in enumerate(rows):
         token = int(output.sequences[0, prompt_tokens + step])
-        row = torch.log_softmax(logits[0].float(), dim=-1)
         alternatives = []
         if top:
             values, ids = torch.topk(row, top)
             alternatives = [(piece(int(i)), float(v)) for v, i in zip(values, ids, strict=True)]
-        tokens.append(TokenLogprob(piece(token), float(row[token]), alternatives))
+        tokens.append(TokenLogprob(piece(token), float(row[token]), alternatives, confidence=confidence[step],
+                                   self_certainty=kl_uniform[step]))
     return answer_tokens(tokens, text)
 
 

@@ -22,13 +22,15 @@ class ScriptedModel(Model):
 
     def __init__(self, replies: Sequence[Reply] | Reply = "ok", *, delay_s: float = 0.0, name: str = "scripted",
                  price: Price | None = None, concurrency: int | None = None, chunk_words: bool = True,
-                 certainty: float | Callable[[Sequence[Message]], float] | None = None):
+                 certainty: float | Callable[[Sequence[Message]], float] | None = None,
+                 logprobs: Callable[[Sequence[Message]], list[TokenLogprob]] | None = None):
         super().__init__(name)
         self.replies = list(replies) if isinstance(replies, list | tuple) else [replies]
         self.delay_s = delay_s
         self.spec = ModelSpec(backend="scripted", price=price, concurrency=concurrency)
         self.chunk_words = chunk_words
         self.certainty = certainty  # each word's log-probability when logprobs are asked for; None: it gives none
+        self.logprobs = logprobs  # or the answer's tokens, figures and all, given whole
         self.calls: list[list[Message]] = []  # what each call was asked
         self.options: list[GenerateOptions] = []
         self.cancelled = 0
@@ -58,7 +60,9 @@ class ScriptedModel(Model):
             yield StreamChunk(text=piece)
         prompt = sum(len(m.text.split()) for m in messages)
         logprobs = None
-        if (options and options.logprobs) and self.certainty is not None:
+        if (options and options.logprobs) and self.logprobs is not None:
+            logprobs = self.logprobs(messages)
+        elif (options and options.logprobs) and self.certainty is not None:
             value = self.certainty(messages) if callable(self.certainty) else self.certainty
             logprobs = [TokenLogprob(piece, value) for piece in pieces]
         yield StreamChunk(finish_reason="stop", usage=Usage(prompt, len(text.split())), logprobs=logprobs)

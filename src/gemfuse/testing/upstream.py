@@ -9,6 +9,7 @@ The request's `model` field picks a behaviour, so one server covers every case:
     no-schema     400 when the request carries a response_format (many endpoints take none); else like ok
     no-logprobs   400 when the request asks for logprobs; else like ok (every other model gives each word -0.25,
                   and top_logprobs alternatives below it)
+    top-5         400 when the request asks for more than 5 top_logprobs (endpoints cap them); else like ok
     429-then-ok   first call of each test: 429 with Retry-After; afterwards ok
     500-then-ok   first call: 500; afterwards ok
     always-503    always 503
@@ -122,6 +123,8 @@ def create_app():
             return error(400, "response_format is not supported by this model")
         elif behaviour == "no-logprobs" and body.get("logprobs"):
             return error(400, "logprobs are not supported by this model")
+        elif behaviour == "top-5" and int(body.get("top_logprobs") or 0) > 5:
+            return error(400, "top_logprobs must be at most 5")
         elif behaviour == "bad":
             return error(400, "max_tokens is too large for this model")
         elif behaviour == "garbage" and not stream:
