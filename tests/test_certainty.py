@@ -117,3 +117,64 @@ def test_the_modes_read_the_measure_they_are_given():
                    registry=registry)
     assert cascade.trace.answered_by_tier is None and "self-certainty certainty 11.500 < threshold 12" in \
         cascade.trace.tiers[0]["why"]
+
+
+def test_auroc_by_hand():
+    from gemfuse.evals.separation import auroc
+
+    assert auroc([(3, True), (2, True), (1, False), (0, False)]) == 1.0
+    assert auroc([(0, True), (1, False)]) == 0.0
+    assert auroc([(1, True), (1, False), (2, True), (0, False)]) == pytest.approx((0.5 + 1 + 1 + 1) / 4)
+    assert auroc([(1, True), (2, True)]) is None  # no wrong answer: undefined, never 1
+
+
+async def test_the_eval_says_which_measure_tells_right_from_wrong_and_calibrates_the_cascade(tmp_path):
+    """A cheap member that guesses (wrong) on every third question with one unsure word in a sure sentence: the
+    lowest window sees it, the mean barely does. The cascade is calibrated on dev by that measure and escalates
+    exactly the guesses."""
+    import json
+
+    from gemfuse.evals import arun
+    from gemfuse.models.spec import Price
+
+    def number(messages) -> int:
+        return int(messages[-1].text.split()[2].rstrip("?"))
+
+    def guesses(messages) -> bool:
+        return number(messages) % 3 == 0
+
+    def cheap_tokens(messages):
+        words = f"It is {3 * number(messages) + guesses(messages)} for sure".split()
+        window = [6, 6, 1.5 if guesses(messages) else 5, 6, 6]
+        # the mean log-probability cannot tell: a guess differs by a hair, and in the wrong direction half the time
+        mean = -0.2 + (0.01 if guesses(messages) and number(messages) % 2 else -0.01 if guesses(messages) else 0)
+        return [TokenLogprob(w, mean, confidence=c, self_certainty=10.0) for w, c in zip(words, window, strict=True)]
+
+    cheap = ScriptedModel(lambda m: f"It is {3 * number(m) + guesses(m)} for sure", price=Price(input=1, output=1),
+                          logprobs=cheap_tokens)
+    dear = ScriptedModel(lambda m: f"It is {3 * number(m)} indeed", price=Price(input=100, output=100),
+                         logprobs=lambda m: [TokenLogprob(w, -0.1, confidence=6, self_certainty=10.0)
+                                             for w in f"It is {3 * number(m)} indeed".split()])
+    registry = scripted_registry({"cheap": cheap, "dear": dear})
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({"prompt": f"What is {i}? Triple it.", "answer": str(3 * i)}) + "\n"
+                             for i in range(48)))
+    report = await arun(items, registry=registry, cache="off", pool=["cheap", "dear"], systems=["members", "cascade"],
+                        certainty="lowest-window", seed=1, out=tmp_path / "out")
+    told = report.data["certainty"]
+    assert told["on"] == "dev" and told["pick"] == "lowest-window"
+    assert told["measures"]["lowest-window"]["members"]["cheap"] == 1.0
+    assert told["measures"]["mean"]["members"]["cheap"] < 0.8
+    assert told["measures"]["self-certainty"]["members"]["cheap"] == 0.5  # the same everywhere: chance
+    low, high = told["measures"]["lowest-window"]["interval"]
+    assert low <= 1.0 <= high + 1e-9
+    cascade = report.system("cascade")
+    assert cascade["certainty"] == "lowest-window" and cascade["calibration"]["on"] == "dev"
+    # five tokens, shorter than a window: a guess's confidence is 5.1, a known fact's 5.8
+    assert 5.1 < cascade["threshold"] < 5.8 and cascade["accuracy"] == 1.0
+    test_guesses = sum(1 for r in report.records if r.system == "cascade" and int(r.item.split("-")[1]) % 3 == 0)
+    # no cache to share calls: dear answered every item as a member, and the cascade's guesses once more
+    assert len(registry.get("dear").calls) == report.data["dev"] + report.data["test"] + test_guesses
+    assert cascade["calls_per_item"] == pytest.approx(1 + test_guesses / cascade["n"])
+    assert any("calibrated on" in line and "lowest-window" in line for line in report.data["findings"])
+    assert "| lowest-window (pick) | 1.00" in (tmp_path / "out" / "report.md").read_text()

@@ -27,14 +27,17 @@ class Outcome:
     tier: int | None  # the tier that answered; None: the final vote
 
 
-def replay(answers: Sequence[ItemResult], threshold: float, extractor: str = "auto") -> Outcome:
+def replay(answers: Sequence[ItemResult], threshold: float, extractor: str = "auto",
+           measure: str = "mean") -> Outcome:
     """The cascade over `answers` (the pool's members on one item, in pool order) at `threshold`: the first
-    member sure enough answers; when none is, the vote of them all (a tie to the first in pool order)."""
+    member sure enough (by `measure`) answers; when none is, the vote of them all (a tie to the first in pool
+    order)."""
     cost = latency = 0.0
     for tier, answer in enumerate(answers, 1):
         cost += answer.cost or 0.0
         latency += answer.latency_s or 0.0
-        if answer.certainty is not None and answer.certainty >= threshold and not answer.error:
+        sure = answer.certainty_by(measure)
+        if sure is not None and sure >= threshold:
             return Outcome(bool(answer.correct), cost, latency, tier)
     read = EXTRACTORS.get(extractor, EXTRACTORS["auto"])
     answered = [a for a in answers if not a.error and a.text]
@@ -54,20 +57,11 @@ def frontier(records: Sequence[ItemResult], pool: Sequence[str], test_ids: Seque
     if not any(by.get((m, i)) and by[(m, i)].certainty is not None for m in pool for i in test_ids):
         return None
 
-    def rows(ids: Sequence[str]) -> list[list[ItemResult]]:
-        return [[by[(m, i)] for m in pool] for i in ids if all((m, i) in by for m in pool)]
-
     def point(threshold: float, ids: Sequence[str]) -> dict[str, Any]:
-        outcomes = [replay(answers, threshold, extractor) for answers in rows(ids)]
-        n = max(len(outcomes), 1)
-        right = [float(o.correct) for o in outcomes]
-        return {"threshold": threshold, "n": len(outcomes), "accuracy": sum(right) / n,
-                "interval": bootstrap_interval(right, seed=seed), "cost_per_item": sum(o.cost for o in outcomes) / n,
-                "latency_p50_s": percentile([o.latency for o in outcomes], 50),
-                "escalated": sum(o.tier != 1 for o in outcomes) / n}
+        return replayed(by, pool, ids, threshold, extractor, "mean", seed)
 
     points = [point(t, test_ids) for t in THRESHOLDS]
-    oracle_rows = rows(test_ids)
+    oracle_rows = pool_rows(by, pool, test_ids)
     oracle = {"accuracy": sum(any(a.correct for a in answers) for answers in oracle_rows) / max(len(oracle_rows), 1),
               "cost_per_item": sum(sum(a.cost or 0.0 for a in answers) for answers in oracle_rows)
               / max(len(oracle_rows), 1)}
@@ -77,6 +71,50 @@ def frontier(records: Sequence[ItemResult], pool: Sequence[str], test_ids: Seque
         result["calibrated"] = calibrate([point(t, dev_ids or test_ids) for t in THRESHOLDS], points,
                                          target_accuracy, target_cost, on="dev" if dev_ids else "test")
     return result
+
+
+def pool_rows(by: dict[tuple[str, str], ItemResult], pool: Sequence[str],
+              ids: Sequence[str]) -> list[list[ItemResult]]:
+    """Each item's pool answers, in pool order, for the items every member answered."""
+    return [[by[(m, i)] for m in pool] for i in ids if all((m, i) in by for m in pool)]
+
+
+def replayed(by: dict[tuple[str, str], ItemResult], pool: Sequence[str], ids: Sequence[str], threshold: float,
+             extractor: str, measure: str, seed: int = 0) -> dict[str, Any]:
+    """The cascade at `threshold` replayed on `ids`: accuracy with its interval, cost, latency, escalations."""
+    outcomes = [replay(answers, threshold, extractor, measure) for answers in pool_rows(by, pool, ids)]
+    n = max(len(outcomes), 1)
+    right = [float(o.correct) for o in outcomes]
+    return {"threshold": threshold, "n": len(outcomes), "accuracy": sum(right) / n,
+            "interval": bootstrap_interval(right, seed=seed), "cost_per_item": sum(o.cost for o in outcomes) / n,
+            "latency_p50_s": percentile([o.latency for o in outcomes], 50),
+            "escalated": sum(o.tier != 1 for o in outcomes) / n}
+
+
+def calibrate_cascade(records: Sequence[ItemResult], pool: Sequence[str], dev_ids: Sequence[str], measure: str,
+                      extractor: str = "auto", target_accuracy: float | None = None,
+                      target_cost: float | None = None) -> dict[str, Any] | None:
+    """A cascade's threshold from dev: its replay at every cut between the certainties the tiers before the last
+    showed, the most accurate (ties: the cheapest, then the fewest escalations), or the goal's when given. None
+    when the dev answers carry no certainty by `measure`."""
+    by = {(r.system, r.item): r for r in records}
+    rows = pool_rows(by, pool, dev_ids)
+    seen = sorted({v for answers in rows for a in answers[:-1] if (v := a.certainty_by(measure)) is not None})
+    if not seen:
+        return None
+    cuts = [seen[0] - 1.0] + [(a + b) / 2 for a, b in zip(seen, seen[1:], strict=False)] + [seen[-1] + 1.0]
+    points = [replayed(by, pool, dev_ids, round(t, 6), extractor, measure) for t in cuts]
+    if target_accuracy is not None or target_cost is not None:
+        chosen = calibrate(points, points, target_accuracy, target_cost, on="dev")
+        if chosen["threshold"] is None:
+            return {**chosen, "certainty": measure}
+        best = chosen["dev"]
+        goal = chosen["goal"]
+    else:
+        best = max(points, key=lambda p: (p["accuracy"], -p["cost_per_item"], -p["escalated"]))
+        goal = "the best accuracy on dev (ties: the cheapest)"
+    return {"goal": goal, "threshold": best["threshold"], "certainty": measure, "on": "dev", "dev": best,
+            "candidates": len(points)}
 
 
 def calibrate(on_dev: list[dict[str, Any]], on_test: list[dict[str, Any]], target_accuracy: float | None,

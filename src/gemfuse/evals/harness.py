@@ -26,6 +26,7 @@ from ..models.base import GenerateOptions
 from ..paths import cache_dir, output_path
 from .cache import CachingRegistry, EvalCache, digest
 from .datasets import EvalItem, EvalSet, load_eval_set
+from .frontier import calibrate_cascade
 from .identity import preset_identity
 from .records import ItemResult, JudgeRecord, VerdictRecord
 from .report import Report, build_report
@@ -146,7 +147,8 @@ async def run_one(system: System, item: EvalItem, registry: CachingRegistry, eva
     record.cost, record.unpriced, record.calls = trace.cost, trace.unpriced, len(trace.calls)
     record.latency_s, record.degraded = modelled_latency(trace), trace.degraded_reason
     if system.kind == "member" and trace.candidates:
-        record.certainty = trace.candidates[0].certainty
+        record.certainty = trace.candidates[0].certainties.get("mean")
+        record.certainties = dict(trace.candidates[0].certainties)
     if system.kind == "fusion":
         for call in (c for c in trace.calls if c.role == "member" and c.ok):
             record.candidates[call.member] = (await evaluator.score(item, call.text))[0].correct
@@ -160,8 +162,41 @@ async def run_one(system: System, item: EvalItem, registry: CachingRegistry, eva
 async def run_systems(eval_set: EvalSet, systems: Sequence[System], registry: CachingRegistry,
                       settings: EvalSettings, progress: Progress | None = None) -> list[ItemResult]:
     """Every (system, item) pair's record, from the cache when already done. Member systems run on dev and
-    test (dev picks the best member); fusions on test only."""
+    test (dev picks the best member); fusions on test only. A cascade without a threshold, in an eval with dev
+    items, waits for the members and is calibrated on their dev answers first."""
     evaluator = Evaluator(settings, eval_set.kind, registry)
+    progress = progress or Progress()
+    progress.total = sum(len(eval_set.items) if s.kind == "member" else len(eval_set.test) for s in systems)
+    calibrated = [s for s in systems if needs_calibration(s, eval_set)]
+    records = await run_batch(eval_set, [s for s in systems if s not in calibrated], registry, settings, evaluator,
+                              progress)
+    if calibrated:
+        for system in calibrated:
+            calibrate_system(system, records, eval_set, settings)
+        records += await run_batch(eval_set, calibrated, registry, settings, evaluator, progress)
+    order = {s.name: i for i, s in enumerate(systems)}
+    return sorted(records, key=lambda r: order[r.system])
+
+
+def needs_calibration(system: System, eval_set: EvalSet) -> bool:
+    """A cascade left without a threshold, whose replay is faithful (one answer a tier, a final vote)."""
+    preset = system.preset
+    return (system.kind == "fusion" and preset.mode == "cascade" and preset.threshold is None and bool(eval_set.dev)
+            and preset.tier_samples == 1 and preset.cascade_final == "vote" and len(preset.members()) > 1)
+
+
+def calibrate_system(system: System, records: Sequence[ItemResult], eval_set: EvalSet,
+                     settings: EvalSettings) -> None:
+    preset = system.preset
+    found = calibrate_cascade(records, system.members, [i.id for i in eval_set.dev], preset.certainty,
+                              preset.extractor, settings.target_accuracy, settings.target_cost)
+    system.calibration = found
+    if found and found.get("threshold") is not None:
+        system.preset = preset.model_copy(update={"threshold": found["threshold"]})
+
+
+async def run_batch(eval_set: EvalSet, systems: Sequence[System], registry: CachingRegistry, settings: EvalSettings,
+                    evaluator: Evaluator, progress: Progress) -> list[ItemResult]:
     scorer_key = settings.scorer_id(eval_set.kind)
     jobs = []
     for system in systems:
@@ -169,8 +204,6 @@ async def run_systems(eval_set: EvalSet, systems: Sequence[System], registry: Ca
         for item in (eval_set.items if system.kind == "member" else eval_set.test):
             jobs.append((system, item, digest({"system": system.key, "resolved": resolved, "item": item_digest(item),
                                                "seed": settings.seed, "scorer": scorer_key})))
-    progress = progress or Progress()
-    progress.total = len(jobs)
     records: dict[int, ItemResult] = {}
     todo = []
     for index, (_, _, key) in enumerate(jobs):
@@ -229,7 +262,8 @@ async def arun(dataset: str | Path | EvalSet, settings: EvalSettings | None = No
                                systems=settings.systems, max_tokens=settings.max_tokens,
                                judge_max_tokens=settings.judge_max_tokens, temperature=settings.temperature,
                                seed=settings.seed, extractor=EXTRACTOR_FOR_KIND[eval_set.kind],
-                               swap_check=settings.swap_check)
+                               swap_check=settings.swap_check, certainty=settings.certainty,
+                               threshold=settings.threshold)
         if settings.evaluator:
             judges = {j for s in chosen for j in (s.preset.judge, s.preset.backup_judge) if j}
             if settings.evaluator in judges:

@@ -42,6 +42,7 @@ class ItemResult:
     degraded: str | None = None
     chosen: str | None = None
     certainty: float | None = None  # a member's mean token log-probability, when asked for (cascade, confidence)
+    certainties: dict[str, float] = field(default_factory=dict)  # and every measure (models/certainty.py)
     # fusions only
     candidates: dict[str, bool] = field(default_factory=dict)  # member -> was its own answer right
     judge: JudgeRecord | None = None
@@ -50,6 +51,15 @@ class ItemResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def certainty_by(self, measure: str) -> float | None:
+        """How sure the member was by `measure`; None for no answer (a record from before the measures holds the
+        mean only)."""
+        if self.error or not self.text:
+            return None
+        if measure in self.certainties:
+            return self.certainties[measure]
+        return self.certainty if measure == "mean" else None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ItemResult:

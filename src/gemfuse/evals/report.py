@@ -17,6 +17,7 @@ from .._json import finite
 from ..paths import output_path
 from .datasets import EvalSet
 from .frontier import frontier
+from .separation import separation, separation_findings
 from .records import ItemResult
 from .stats import bootstrap_interval, mcnemar, percentile, position_bias
 from .systems import System
@@ -61,6 +62,11 @@ def _system_stats(system: System, rows: list[ItemResult], seed: int) -> dict[str
         stats.update(failed=failed, accuracy=None, interval=(None, None), score=None)
     if system.kind == "fusion":
         stats.update(_fusion_stats(rows))
+    if system.preset.mode in ("cascade", "confidence") and system.kind == "fusion":
+        stats["certainty"] = system.preset.certainty
+    if system.preset.mode == "cascade" and system.kind == "fusion":
+        stats["threshold"] = system.preset.cascade_threshold()
+        stats["calibration"] = system.calibration
     return stats
 
 
@@ -131,6 +137,9 @@ def build_report(eval_set: EvalSet, systems: Sequence[System], records: list[Ite
                      target_accuracy=settings.target_accuracy, target_cost=settings.target_cost) if pool else None
     if found is not None:
         data["frontier"] = found
+    told = separation(records, [s.name for s in members], [i.id for i in eval_set.dev], test_ids, settings.seed)
+    if told is not None:
+        data["certainty"] = told
     data["findings"] = findings(data)
     return Report(data, records, settings)
 
@@ -159,6 +168,8 @@ def findings(data: dict) -> list[str]:
         if s.get("failed"):
             lines.append(f"{s['name']} failed: {s['failed']} (records.jsonl has each item's error).")
             continue
+        if "threshold" in s:
+            lines.append(cascade_finding(s))
         if s["kind"] == "fusion":
             lines.append(f"{s['name']}: the members together knew {s['oracle']:.0%} (oracle); the fusion lost "
                          f"{s['regret']} item(s) a member had right and rescued {s['rescue']} that none had.")
@@ -181,7 +192,18 @@ def findings(data: dict) -> list[str]:
     if best is None:
         lines.append("No member systems: nothing to compare the fusions with.")
     lines.extend(frontier_findings(data.get("frontier")))
+    lines.extend(separation_findings(data.get("certainty")))
     return lines
+
+
+def cascade_finding(s: dict) -> str:
+    calibration = s.get("calibration")
+    if calibration and calibration.get("threshold") is not None:
+        dev = calibration["dev"]
+        return (f"{s['name']}: threshold {s['threshold']:g} ({s['certainty']}) calibrated on {dev['n']} dev items for "
+                f"{calibration['goal']}: {dev['accuracy']:.0%} right there, escalating {dev['escalated']:.0%}.")
+    why = f" ({calibration['why']})" if calibration and calibration.get("why") else ""
+    return f"{s['name']}: threshold {s['threshold']:g} ({s['certainty']}), as set or by default, not calibrated{why}."
 
 
 def frontier_findings(found: dict | None) -> list[str]:
@@ -272,6 +294,7 @@ class Report:
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
         lines += self.frontier_table()
+        lines += self.certainty_table()
         lines += ["", "**What it says**", ""] + [f"- {line}" for line in self.data["findings"]]
         return "\n".join(lines) + "\n"
 
@@ -288,6 +311,26 @@ class Report:
                          f"${p['cost_per_item']:.4g} | {_fmt_seconds(p['latency_p50_s'])} | {p['escalated']:.0%} |")
         oracle = found["oracle"]
         lines.append(f"| oracle (any member right) | {oracle['accuracy']:.1%} | ${oracle['cost_per_item']:.4g} | | |")
+        return lines
+
+    def certainty_table(self) -> list[str]:
+        """Each certainty measure's AUROC: how well it tells the members' right answers from wrong."""
+        found = self.data.get("certainty")
+        if not found:
+            return []
+        members = list(next(iter(found["measures"].values()))["members"]) if found["measures"] else []
+        lines = ["", f"**Telling right answers from wrong** (AUROC on {found['on']}; 0.5 is chance)", "",
+                 "| measure | AUROC (95% CI) | " + " | ".join(members) + " |", "|---|---|" + "---|" * len(members)]
+
+        def cell(value: float | None) -> str:
+            return "-" if value is None else f"{value:.2f}"
+
+        for measure, d in found["measures"].items():
+            low, high = d["interval"]
+            interval = f" ({cell(low)}-{cell(high)})" if low is not None else ""
+            pick = " (pick)" if measure == found["pick"] else ""
+            lines.append(f"| {measure}{pick} | {cell(d['auroc'])}{interval} | "
+                         + " | ".join(cell(d["members"][m]) for m in members) + " |")
         return lines
 
     def print(self, console=None) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError
 from ..models.base import MaxTokens, Temperature
+from ..models.certainty import Measure
 from .scorers import default_scorer
 
 
@@ -36,6 +37,10 @@ class EvalSettings(BaseModel):
     evaluator: str | None = Field(None, description="rubric: the grading model (not a judge)")
     rubric: str | None = Field(None, description="rubric: what a better answer does")
     concurrency: int = Field(32, ge=1, description="items in flight (each model keeps its own limit)")
+    certainty: Measure = Field("mean", description="confidence and cascade: how sure a member was: mean | "
+                                                   "lowest-window | self-certainty")
+    threshold: float | None = Field(None, description="cascade: accept a tier this sure; unset: calibrated on the dev "
+                                                      "items (the measure's default without any)")
     target_accuracy: float | None = Field(None, gt=0, le=1, description="cascade: the threshold reaching this "
                                                                         "accuracy on dev at the least cost")
     target_cost: float | None = Field(None, gt=0, description="cascade: the threshold most accurate on dev within "

@@ -26,6 +26,7 @@ class System:
     kind: Literal["member", "fusion"]
     preset: FusionPreset
     base: str | None = None  # a fine-tune: the system of its base model
+    calibration: dict | None = None  # a cascade whose threshold was calibrated on dev: how
 
     @property
     def model(self) -> str | None:
@@ -42,7 +43,8 @@ class System:
 
 def build_systems(registry: ModelRegistry, *, models: list[str], pool: list[str], judge: str | None, systems: list[str],
                   max_tokens: int, judge_max_tokens: int, temperature: float, seed: int, extractor: str,
-                  swap_check: bool = False, samples: int = 3, rounds: int = 2) -> list[System]:
+                  swap_check: bool = False, samples: int = 3, rounds: int = 2, certainty: str = "mean",
+                  threshold: float | None = None) -> list[System]:
     """The systems to run, members first. Every pool member is also a member system, for the oracle and the
     best-member comparison."""
 
@@ -80,7 +82,8 @@ def build_systems(registry: ModelRegistry, *, models: list[str], pool: list[str]
                 preset = FusionPreset(pool=members, judge=judge, mode=entry, max_tokens=max_tokens,
                                       judge_max_tokens=judge_max_tokens, temperature=temperature, extractor=extractor,
                                       swap_check=swap_check, samples=samples, rounds=rounds, logprobs=certain,
-                                      debate_final="vote" if not judge else "best-of")
+                                      debate_final="vote" if not judge else "best-of", certainty=certainty,
+                                      threshold=threshold)
             except ValueError as exc:
                 raise ConfigError(f"eval: system {entry!r}: {_first_error(exc)}") from None
             name = f"self({pool[0]})" if entry == "self" else entry
