@@ -80,6 +80,10 @@ def test_a_run_is_read_incrementally_and_again_after_a_resume_rewrote_it(workspa
     first = api.get("/v1/gemfuse/runs/runs/r").json()
     assert first["metrics_from"] == 0 and first["metrics_count"] == 6 and len(first["metrics"]) == 6
     assert first["manifest"]["base_model"] == "tiny" and first["run"]["status"] == "running"
+    assert first["run"]["base_model"] == "tiny"  # no name in the config: the path it was given
+    write_run(workspace / "runs" / "named", base_model="/home/u/.cache/gemma3_270m", config={"model": "gemma-3-270m"})
+    named = api.get("/v1/gemfuse/runs/runs/named").json()["run"]
+    assert named["base_model"] == "gemma-3-270m" and named["base_path"] == "/home/u/.cache/gemma3_270m"
     with open(run / "metrics.jsonl", "a") as handle:
         handle.write("".join(json.dumps(line) + "\n" for line in steps(7, 8)) + '{"step": 9, "lo')  # mid-write
     more = api.get("/v1/gemfuse/runs/runs/r", params={"since": 6}).json()

@@ -63,7 +63,9 @@ def workspace(tmp_path_factory, tiny_model):
     (distil / "data" / "filter.json").write_text(json.dumps({"train": 30}))
     (distil / "report.json").write_text(json.dumps({
         "teacher": "fusion/t", "student": {"name": "distil-capitals"}, "gain_kept": {"value": 0.8, "interval": [0.6, 1]},
-        "eval": {"accuracy": {"distil-capitals": 0.9}}, "cost_fraction": 0.01, "latency_fraction": 0.2}))
+        "eval": {"accuracy": {"distil-capitals": 0.9}},
+        "cost_fraction": {"student": 0.0, "teacher": None, "fraction": None, "why": "the teacher's cost is partly unknown"},
+        "latency_fraction": {"student": 0.1, "teacher": 0.5, "fraction": 0.2}}))
 
     writer = CaptureWriter(root / "capture")
     for i, model in enumerate(["fusion/default", "fusion/default", "gemma-3-270m"]):
@@ -168,6 +170,7 @@ def test_the_page_shows_runs_live_evals_and_the_loop(workspace, tiny_model, brow
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#capture-table tr"))
             wait.until(lambda d: "Captured rows: 3" in text(d, "#view-loop h2"))
             wait.until(lambda d: text(d, "#distil-table td.gain") == "80.0% (60.0%-100.0%)")
+            assert "not known / 20.0%" in text(browser, "#distil-table") and "NaN" not in text(browser, "body")
             browser.save_screenshot(str(tmp_path / "loop.png"))
     finally:
         if trainer.poll() is None:

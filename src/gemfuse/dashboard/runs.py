@@ -133,7 +133,9 @@ def summary(ident: str, folder: Path, manifest: dict, metrics: list[dict]) -> di
         updated = None
     return {
         "id": ident, "name": folder.name, "path": shown_path(folder), "status": state, "why": why,
-        "base_model": manifest.get("base_model"), "family": manifest.get("family"),
+        # the base as the user named it (a config name), not the path it resolved to
+        "base_model": (manifest.get("config") or {}).get("model") or manifest.get("base_model"),
+        "base_path": manifest.get("base_model"), "family": manifest.get("family"),
         "device": manifest.get("device"), "dtype": manifest.get("dtype"), "rows": manifest.get("rows"),
         "step": result.get("steps") or (max(steps) if steps else 0), "total_steps": manifest.get("total_steps"),
         "last_loss": losses[-1]["loss"] if losses else None,

@@ -43,10 +43,23 @@ def step_figures(logits: Any, normaliser: float, top: int = TOP_K) -> tuple[floa
     import numpy as np
 
     k = min(top, logits.shape[-1])
-    likeliest = np.partition(logits, -k)[-k:]
+    likeliest = largest(logits, k)
     confidence = normaliser - float(likeliest.mean(dtype=np.float64))
     kl_uniform = normaliser - float(logits.mean(dtype=np.float64)) - math.log(logits.shape[-1])
     return confidence, kl_uniform
+
+
+def largest(values: Any, k: int) -> Any:
+    """The k largest of a numpy vector. A full partition of a 262k vocabulary costs a millisecond a token; the
+    few values near the top are found first by a mask (widened until it holds k), then partitioned."""
+    import numpy as np
+
+    top = values.max()
+    for width in (4.0, 16.0, 64.0):
+        near = values[values >= top - width]
+        if near.shape[0] >= k:
+            return np.partition(near, -k)[-k:]
+    return np.partition(values, -k)[-k:]
 
 
 def steps_figures(logits: Any, top: int = TOP_K) -> tuple[list[float], list[float]]:

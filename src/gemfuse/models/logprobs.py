@@ -21,7 +21,7 @@ def log_normaliser(logits: Any) -> float:
     import numpy as np  # the in-process backends bring it; the core install has none
 
     top = float(logits.max())
-    return top + float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
+    return top + float(np.log(np.exp(logits - top).sum(dtype=np.float64)))  # each term <= 1: float32 holds it
 
 
 def answer_tokens(tokens: list[TokenLogprob], text: str) -> list[TokenLogprob]:

@@ -171,12 +171,15 @@ async function showLoop() {
       days.map((d) => `<tr><td>${esc(d)}</td>${models.map((m) => `<td>${cell(d, m)}</td>`).join("")}</tr>`).join("") + "</table>"
     : `<p class="empty">Nothing captured${capture.folder ? ` in ${esc(capture.folder)}` : ""} (gemfuse serve --capture DIR keeps every answer as a training row).</p>`;
   const stage = (s) => `${esc(s.stage)} ${badge(s.state)}`;
+  // a student's cost or latency as a share of the teacher's; undefined (an unpriced teacher) said in words
+  const share = (f) => typeof f === "number" ? pct(f) : f && f.fraction !== null && f.fraction !== undefined ? pct(f.fraction)
+    : `<span title="${esc((f && f.why) || "")}">not known</span>`;
   const gain = (g) => g && g.value !== null && g.value !== undefined ? `${pct(g.value)}` + (g.interval ? ` (${pct(g.interval[0])}-${pct(g.interval[1])})` : "") : "-";
   const distilled = distil.length ? `<table class="grid" id="distil-table"><tr><th>distil run</th><th>stages</th><th>teacher</th><th>student</th><th>held-out accuracy</th><th>gain kept</th><th>cost / latency of the teacher's</th></tr>` +
       distil.map((d) => `<tr><td>${esc(d.id)}</td><td>${d.stages.map(stage).join(" → ")}</td><td>${esc(d.teacher)}</td>
         <td>${d.student_run ? `<a href="#runs/${esc(d.student_run)}">${esc(d.student ? d.student.name : "student")}</a>` : "-"}</td>
         <td>${d.accuracy ? Object.entries(d.accuracy).map(([k, v]) => `${esc(k)} ${pct(v)}`).join("<br>") : "-"}</td>
-        <td class="gain">${gain(d.gain_kept)}</td><td>${pct(d.cost_fraction)} / ${pct(d.latency_fraction)}</td></tr>`).join("") + "</table>"
+        <td class="gain">${gain(d.gain_kept)}</td><td>${share(d.cost_fraction)} / ${share(d.latency_fraction)}</td></tr>`).join("") + "</table>"
     : `<p class="empty">No distil runs yet under the distil folder (gemfuse distil run ... --out distil/NAME).</p>`;
   view.innerHTML = `<h2>Captured rows: ${capture.rows}</h2>${captured}<h2>Distil runs</h2>${distilled}`;
 }
