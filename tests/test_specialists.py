@@ -11,24 +11,56 @@ pytestmark = pytest.mark.heavy
 
 
 def specialist(tmp_path, name, facts):
+    """A specialist trained by `gemfuse tune` in its own process, as a user runs it (its memory is its own)."""
+    import os
+    import subprocess
+    import sys
+
     from gemfuse.testing.tasks import TRAIN_PHRASINGS
-    from gemfuse.tune import load_tune_config, train
 
     rows = [{"messages": [{"role": "user", "content": p.format(c=country)},
                           {"role": "assistant", "content": f"The capital of {country} is {city}."}]}
             for country, city in facts for p in TRAIN_PHRASINGS]
     data = tmp_path / f"{name}.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return train(load_tune_config(None, [], base={
-        "model": "gemma-3-270m-hf", "out": str(tmp_path / name), "data": {"train": str(data)},
-        "train": {"max_steps": 20, "batch_size": 5, "lr": 3e-3, "warmup_steps": 4}, "run": {"progress": False}})).run
+    config = tmp_path / f"{name}.toml"
+    config.write_text(f'model = "gemma-3-270m-hf"\nout = "{tmp_path / name}"\n\n[data]\ntrain = "{data}"\n\n'
+                      "[train]\nmax_steps = 20\nbatch_size = 5\nlr = 3e-3\nwarmup_steps = 4\n\n"
+                      "[run]\nprogress = false\n")
+    gemfuse = os.path.join(os.path.dirname(sys.executable), "gemfuse")
+    done = subprocess.run([gemfuse, "tune", str(config)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return tmp_path / name
 
 
-def test_confidence_fuses_two_specialists_where_a_vote_and_a_judge_cannot(tmp_path, isolated_config):
+def test_the_memory_estimate_and_the_plan_hold_against_the_measured_peak(first_specialist):
+    """The tuner's estimate before the first step, and `gemfuse plan` for the same rows and batch, within 20% of
+    the peak resident memory the run reached (VmHWM from its start)."""
+    from gemfuse.weights.plan import plan
+    from gemfuse.weights.shape import read_shape
+
+    manifest = json.loads((first_specialist / "manifest.json").read_text())
+    measured = manifest["result"]["memory"]
+    assert "from the run's start" in measured["measured_by"]
+    assert 0.8 <= measured["estimate_bytes"] / measured["peak_bytes"] <= 1.2, measured
+    longest = manifest["memory_estimate"]["longest_row_tokens"]
+    planned = plan(read_shape("gemma-3-270m-hf"), device="cpu", context=longest, batch=5, train="lora")
+    assert 0.8 <= planned.rows[0].needs.total / measured["peak_bytes"] <= 1.2, (planned.as_dict(), measured)
+
+
+@pytest.fixture(scope="module")
+def first_specialist(tmp_path_factory):
+    from gemfuse.testing.tasks import FACTS
+
+    return specialist(tmp_path_factory.mktemp("specialists"), "first", FACTS[:3])
+
+
+def test_confidence_fuses_two_specialists_where_a_vote_and_a_judge_cannot(first_specialist, tmp_path,
+                                                                         isolated_config):
     from gemfuse import evaluate
     from gemfuse.testing.tasks import FACTS, HELD_PHRASINGS
 
-    first, second = specialist(tmp_path, "first", FACTS[:3]), specialist(tmp_path, "second", FACTS[3:])
+    first, second = first_specialist, specialist(tmp_path, "second", FACTS[3:])
     isolated_config.write_text(f'[models.first]\nrun = "{first}"\n\n[models.second]\nrun = "{second}"\n')
     held = tmp_path / "held.jsonl"
     held.write_text("".join(json.dumps({"prompt": p.format(c=country), "answer": city}) + "\n"

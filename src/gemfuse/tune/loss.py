@@ -17,6 +17,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..memory import LOGITS_BUDGET
 from .patches import guarded
 
 IGNORE = -100
@@ -48,7 +49,6 @@ def _chunk_loss(hidden, targets, weight, bias, softcap):
     return F.cross_entropy(logits, targets, reduction="sum")
 
 
-LOGITS_BUDGET = 32 * 2**20  # bytes of fp32 logits one piece of the frozen-head loss may hold
 VOCAB_SLICE = 16384  # columns of the head per piece: small enough for the slice's logits to stay in cache
 
 

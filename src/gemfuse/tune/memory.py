@@ -1,18 +1,27 @@
 """A memory estimate made before the first step, so a run that will not fit says so instead of dying an hour in.
 
 weights (as loaded) + LoRA parameters, gradients and AdamW state (fp32: 16 bytes each) + activations kept for
-backward (per token and layer about (10 * hidden + 3 * intermediate) values; with gradient checkpointing only
-each layer's input) + the loss chunk's logits (chunk x vocab, fp32, three copies).
+backward (gemfuse.memory.activation_bytes; with gradient checkpointing only each layer's input) + the loss's
+logits piece + on a CPU the process itself (the libraries, as resident now, and the working memory). Compared
+with the peak measured from the run's start: the accelerator allocator's, or the process's resident memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..memory import activation_bytes, loss_bytes, process_peak_bytes, system_ram
+from ..memory import (
+    TIGHT,
+    activation_bytes,
+    loss_bytes,
+    process_peak_bytes,
+    reset_peak,
+    resident_bytes,
+    system_ram,
+    training_runtime_bytes,
+)
 
 GiB = 2**30
-TIGHT = 0.8  # of the device's memory: beyond it an "auto" run recomputes activations instead of keeping them
 
 
 @dataclass
@@ -23,10 +32,12 @@ class Estimate:
     loss: int
     available: int | None
     where: str
+    runtime: int = 0  # what the process holds besides: libraries and working memory (a CPU's)
+    longest: int = 0  # the longest row it was made for, in tokens (a batch holds batch_size of them)
 
     @property
     def total(self) -> int:
-        return self.weights + self.trainable + self.activations + self.loss
+        return self.weights + self.trainable + self.activations + self.loss + self.runtime
 
     def tight(self) -> bool:
         """Too close to what the device has to run without recomputing activations (train.gradient_checkpointing
@@ -43,13 +54,16 @@ class Estimate:
 
     def summary(self) -> str:
         have = f" of {self.available / GiB:.1f} GiB {self.where}" if self.available else ""
+        runtime = f", libraries and working memory {self.runtime / GiB:.2f}" if self.runtime else ""
         return (f"{self.total / GiB:.2f} GiB{have} (weights {self.weights / GiB:.2f}, LoRA + optimizer "
-                f"{self.trainable / GiB:.2f}, activations {self.activations / GiB:.2f}, loss {self.loss / GiB:.2f})")
+                f"{self.trainable / GiB:.2f}, activations {self.activations / GiB:.2f}, loss {self.loss / GiB:.2f}"
+                f"{runtime})")
 
     def as_dict(self) -> dict:
         return {"total_gib": round(self.total / GiB, 3), "weights_gib": round(self.weights / GiB, 3),
                 "trainable_gib": round(self.trainable / GiB, 3), "activations_gib": round(self.activations / GiB, 3),
-                "loss_gib": round(self.loss / GiB, 3),
+                "loss_gib": round(self.loss / GiB, 3), "runtime_gib": round(self.runtime / GiB, 3),
+                "longest_row_tokens": self.longest,
                 "available_gib": round(self.available / GiB, 3) if self.available else None}
 
 
@@ -85,7 +99,20 @@ def estimate(model, config, device: str, dtype, plan, checkpointing: bool | None
     width = torch.tensor([], dtype=dtype).element_size()
     activations = activation_bytes(tokens, layers, hidden, inter, checkpointing, width)
     available, where = available_memory(device)
-    return Estimate(weights, trainable, activations, loss_bytes(tokens, vocab), available, where)
+    resident = resident_bytes() if device == "cpu" else None
+    runtime = training_runtime_bytes(device, resident - weights if resident is not None else None)
+    return Estimate(weights, trainable, activations, loss_bytes(tokens, vocab), available, where, runtime, longest)
+
+
+def start_measuring(device: str) -> bool:
+    """The peak from here on: this run's own, not what an earlier stage of the same process reached (a distil
+    run labels and evaluates in the process that trains). False where the peak cannot be reset."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        return True
+    return device == "cpu" and reset_peak()
 
 
 def peak_used(device: str) -> tuple[int | None, str]:
@@ -97,7 +124,7 @@ def peak_used(device: str) -> tuple[int | None, str]:
         return int(torch.cuda.max_memory_allocated()), "torch.cuda.max_memory_allocated"
     if device == "mps":
         return int(torch.mps.driver_allocated_memory()), "torch.mps.driver_allocated_memory"
-    return process_peak_bytes(), "peak resident memory (VmHWM)"
+    return process_peak_bytes(), "peak resident memory (VmHWM) of the process"
 
 
 def peak_gib(device: str) -> float | None:

@@ -93,6 +93,7 @@ def _seconds(setup: Setup) -> float:
 def peak_report(setup: Setup) -> dict:
     """The peak memory this run reached beside the estimate made before its first step."""
     peak, how = peak_used(setup.device)
+    how += ", from the run's start" if setup.peak_from_start else ""
     if peak is None or setup.estimate is None:
         return {"peak_gib": None, "measured_by": how}
     return {"peak_gib": round(peak / GiB, 3), "measured_by": how,

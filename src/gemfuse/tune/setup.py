@@ -28,7 +28,7 @@ from .lean_norms import lean_norms
 from .lora import apply_lora
 from .lora_matmuls import fuse_lora_layers
 from .loss import frozen_head_parts, full_logits_loss, supervised_loss
-from .memory import Estimate, estimate
+from .memory import Estimate, estimate, start_measuring
 from .run_folder import is_run
 from .runtime import DataError, distributed, make_optimizer, schedule_factor, seed_everything
 
@@ -66,6 +66,7 @@ class Setup:
     val_rows: list[Example] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)
     estimate: Estimate | None = None
+    peak_from_start: bool = False  # the measured peak is this run's own (reset as it began)
     checkpointing: bool = False  # activations recomputed in backward (the config's choice, or "auto"'s)
     began: float = field(default_factory=time.perf_counter)  # the run's clock (set-up included)
 
@@ -91,6 +92,7 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     if rank == 0 and not resume:  # the other ranks would see the folder rank 0 is already writing
         check_run_folder(run_dir)
     device = pick_device(config.train.device)
+    measured_from_start = start_measuring(device)
     if device == "cpu":  # read by oneDNN when it makes its first kernel: see ONEDNN_CACHE
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE)
     if world > 1:
@@ -139,7 +141,8 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
                  loss=loss, total=total, device=device,
                  dtype=dtype, validation=validation if val_rows else None, rank=rank, world=world, run_dir=run_dir,
                  resuming=resume, base=base, target=target, train_rows=train_rows, val_rows=val_rows,
-                 modules=modules, estimate=memory, checkpointing=checkpointing, began=began)
+                 modules=modules, estimate=memory, checkpointing=checkpointing, began=began,
+                 peak_from_start=measured_from_start)
 
 
 def recompute_activations(model) -> None:

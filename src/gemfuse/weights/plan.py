@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..memory import activation_bytes, loss_bytes, system_ram
+from ..memory import TIGHT, activation_bytes, loss_bytes, system_ram, training_runtime_bytes
 from .shape import ModelShape
 
 GB = 10**9
@@ -163,8 +163,11 @@ def plan(shape: ModelShape, *, device: str = "cpu", memory_gb: float | None = No
     for precision in chosen:
         llama_cpp = precision.name.startswith("gguf:") or precision.name == "file"
         kv = 0.0 if train else shape.kv_bytes(context, full_windows=llama_cpp) * batch  # training keeps no cache
-        extra = training_bytes(shape, context, batch) if train else 0.0
-        needs = Needs(precision.name, precision.weight_bytes(shape), kv, runtime_bytes(shape, device, batch), extra)
+        runtime = training_runtime_bytes(device) if train else runtime_bytes(shape, device, batch)
+        extra = training_bytes(shape, context, batch, checkpointing=False) if train else 0.0
+        if train and memory and precision.weight_bytes(shape) + runtime + extra > TIGHT * memory:
+            extra = training_bytes(shape, context, batch)  # as the tuner's "auto": recompute activations
+        needs = Needs(precision.name, precision.weight_bytes(shape), kv, runtime, extra)
         if device not in precision.devices:
             rows.append(Row(needs, precision.how, "not on this device", 0))
             continue
@@ -182,7 +185,7 @@ def longest_context(shape: ModelShape, needs: Needs, memory: float | None, batch
         return 0
 
     def total(context: int) -> float:
-        if train:
+        if train:  # at the longest context, activations are recomputed (the tuner's "auto" when tight)
             return needs.weights + needs.runtime + training_bytes(shape, context, batch)
         return needs.weights + needs.runtime + shape.kv_bytes(context, full_windows=llama_cpp) * batch
 
