@@ -52,9 +52,10 @@ def workspace(tmp_path_factory, tiny_model):
     numbers.write_text("".join(json.dumps({"prompt": f"What is {i} plus 1?", "answer": i + 1}) + "\n" for i in range(20)))
     right = ScriptedModel(lambda m: "The answer is " + str(int(m[-1].text.split()[2]) + 1))
     half = ScriptedModel(lambda m: "The answer is " + str(int(m[-1].text.split()[2]) + 1 - int(m[-1].text.split()[2]) % 2))
-    registry = scripted_registry({"big-model": right, str(root / "runs" / "finished"): half})
-    run_eval(numbers, registry=registry, models=["big-model", str(root / "runs" / "finished")], systems=["members"],
-             cache="off", out=root / "evals" / "numbers", seed=3)
+    down = ScriptedModel(RuntimeError("upstream down"))  # every item errors: reported as failed, never drawn
+    registry = scripted_registry({"big-model": right, str(root / "runs" / "finished"): half, "down": down})
+    run_eval(numbers, registry=registry, models=["big-model", str(root / "runs" / "finished"), "down"],
+             systems=["members"], cache="off", out=root / "evals" / "numbers", seed=3)
 
     distil = root / "distil" / "capitals"  # the files a finished `gemfuse distil run` leaves, in brief
     (distil / "data").mkdir(parents=True)
@@ -98,7 +99,8 @@ def test_endpoints_on_a_real_run_and_a_real_report(workspace):
     assert report["id"] == "evals/numbers" and report["top"]["name"] == "big-model"
     found = api.get("/v1/gemfuse/evals/evals/numbers").json()
     assert found["runs"] == {str(workspace / "runs" / "finished"): "runs/finished"}
-    assert found["columns"][0] == "system" and len(found["rows"]) == 2
+    assert found["columns"][0] == "system" and len(found["rows"]) == 3
+    assert found["rows"][2][:2] == ["down", "failed"]
 
 
 def text(driver, selector: str) -> str:
@@ -159,8 +161,9 @@ def test_the_page_shows_runs_live_evals_and_the_loop(workspace, tiny_model, brow
             browser.get(page + "/#evals")
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-eval="evals/numbers"]'))
             wait.until(lambda d: d.find_element(By.CSS_SELECTOR, 'tr[data-eval="evals/numbers"]').click() or True)
-            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#eval-table tr")) == 3)
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#eval-table tr")) == 4)
             assert len(browser.find_elements(By.CSS_SELECTOR, "#accuracy-chart circle.dot")) == 2
+            assert "down failed: every one of its" in text(browser, "#findings") and "NaN" not in text(browser, "body")
             assert browser.find_elements(By.CSS_SELECTOR, "#findings li")
             browser.save_screenshot(str(tmp_path / "eval.png"))
             wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "a.run-link").click() or True)  # the row leads to its run

@@ -131,7 +131,7 @@ async function showEvals() {
 }
 
 function accuracyCostChart(report) {
-  const systems = report.systems;
+  const systems = report.systems.filter((s) => s.accuracy !== null && s.accuracy !== undefined);  // failed: no point
   const priced = systems.some((s) => s.cost > 0) && !systems.some((s) => s.unpriced.length);
   const x = (s) => priced ? s.cost / Math.max(s.n, 1) : s.prompt_tokens_per_item + s.completion_tokens_per_item;
   const series = ["member", "fusion", "finetune"].map((kind) => {
