@@ -14,7 +14,6 @@ import contextlib
 import statistics
 
 import gemfuse.models.logprobs as recorder
-
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.registry import Registry

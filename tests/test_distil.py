@@ -193,7 +193,7 @@ def test_a_student_named_like_a_preset_is_refused_before_any_call(tmp_path, isol
 def test_the_distil_eval_reads_answers_as_the_filter_does(tmp_path):
     """Sentence answers ("The capital of Mirorisel is Vanbelville.") against a bare reference: the eval's own
     `auto` wants text exact and scored everyone 0; a distil run's eval uses the filter's rule."""
-    from gemfuse.distil.run import eval_scorer
+    from gemfuse.distil.pipeline import eval_scorer
     from gemfuse.distil.settings import distil_settings
 
     words, numbers = tmp_path / "words.jsonl", tmp_path / "numbers.jsonl"
@@ -224,7 +224,7 @@ def test_an_eval_where_everyone_scores_nothing_blames_the_scorer(tmp_path):
 
 
 def test_the_distil_eval_answer_length_follows_the_labelled_answers(tmp_path):
-    from gemfuse.distil.run import eval_max_tokens
+    from gemfuse.distil.pipeline import eval_max_tokens
     from gemfuse.distil.settings import distil_settings
 
     train = tmp_path / "train.jsonl"

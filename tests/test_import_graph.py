@@ -102,6 +102,39 @@ def test_a_backend_plugin_import_loads_no_fusion_registry_or_config():
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
+@pytest.mark.heavy
+def test_the_command_line_starts_light():
+    """`import gemfuse.cli` (what every `gemfuse` command and `--help` pays) reaches few of gemfuse's modules and
+    none of the heavy libraries: each command imports what it needs when it runs."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, json, gemfuse.cli; print(json.dumps([sorted(m for m in sys.modules if m.startswith("
+             "'gemfuse')), sorted(m for m in ('rich', 'torch', 'aiohttp', 'fastapi', 'numpy', 'transformers') "
+             "if m in sys.modules)]))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    modules, heavy = json.loads(done.stdout)
+    assert len(modules) <= 30 and heavy == [], (len(modules), heavy, modules)
+
+
+def test_a_lazy_face_keeps_a_functions_name_when_its_namesake_module_loads():
+    import importlib
+    import types
+
+    from gemfuse import distil, tune
+
+    for module in ("gemfuse.distil.label", "gemfuse.distil.filter", "gemfuse.tune.train"):
+        importlib.import_module(module)
+    from gemfuse.distil import filter as filter_rows
+
+    assert not isinstance(distil.label, types.ModuleType) and distil.label.__module__ == "gemfuse.distil.api"
+    assert filter_rows.__module__ == "gemfuse.distil.api" and tune.train.__module__ == "gemfuse.tune.train"
+    assert callable(tune.train)
+
+
 # The layers, highest first. A module imports its own layer or a lower one only; layers of one rank (evals, tune
 # and weights; models and data) do not import each other.
 RANKS = {
@@ -116,7 +149,8 @@ RANKS = {
     "gemfuse.processors": 1.6, "gemfuse.files": 1.6, "gemfuse.gguf_tools": 1.6,
     "gemfuse.messages": 1,
     "gemfuse.quiet": 0.7,
-    "gemfuse.memory": 0.5, "gemfuse.paths": 0.5, "gemfuse._sync": 0.5, "gemfuse._json": 0.5, "gemfuse._torchvision": 0.5,
+    "gemfuse.memory": 0.5, "gemfuse.paths": 0.5, "gemfuse._lazy": 0.5, "gemfuse._sync": 0.5, "gemfuse._json": 0.5,
+    "gemfuse._torchvision": 0.5,
     "gemfuse.errors": 0,
 }
 

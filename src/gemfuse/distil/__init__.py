@@ -9,7 +9,17 @@ how much of the teacher's gain it kept.
 `run` chains label -> filter -> tune -> eval and registers the student in the config; every stage resumes.
 """
 
-from .api import alabel, arun, filter, label, run
-from .settings import DistilSettings, distil_settings
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_face
+
+lazy_face(__name__, {
+    "alabel": ".api", "arun": ".api", "filter": ".api", "label": ".api", "run": ".api",
+    "DistilSettings": ".settings", "distil_settings": ".settings",
+})
+
+if TYPE_CHECKING:
+    from .api import alabel, arun, filter, label, run
+    from .settings import DistilSettings, distil_settings
 
 __all__ = ["DistilSettings", "alabel", "arun", "distil_settings", "filter", "label", "run"]

@@ -13,8 +13,8 @@ from ..registry import Registry
 from .filter import FilterReport, filter_rows
 from .label import LabelReport
 from .label import alabel as label_with
+from .pipeline import adistil
 from .prompts import Prompt
-from .run import adistil
 from .settings import DistilSettings, distil_settings
 
 T = TypeVar("T")

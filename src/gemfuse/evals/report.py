@@ -17,8 +17,8 @@ from .._json import finite
 from ..paths import output_path
 from .datasets import EvalSet
 from .frontier import frontier
-from .separation import separation, separation_findings
 from .records import ItemResult
+from .separation import separation, separation_findings
 from .stats import bootstrap_interval, mcnemar, percentile, position_bias
 from .systems import System
 

@@ -93,16 +93,16 @@ def certainty(tokens: Sequence[TokenLogprob] | None, measure: Measure = "mean",
     if measure == "mean":
         return sum(t.logprob for t in tokens) / len(tokens)
     tokens = [from_alternatives(t) for t in tokens]
-    if measure == "self-certainty":
-        values = [t.self_certainty for t in tokens]
-        return None if any(v is None for v in values) else sum(values) / len(values)  # type: ignore[arg-type]
-    values = [t.confidence for t in tokens]
-    if any(v is None for v in values):
+    picked = [t.self_certainty if measure == "self-certainty" else t.confidence for t in tokens]
+    values = [v for v in picked if v is not None]
+    if len(values) < len(picked):
         return None
+    if measure == "self-certainty":
+        return sum(values) / len(values)
     width = max(1, min(window, len(values)))
-    sums = [sum(values[:width])]  # type: ignore[arg-type]
+    sums = [sum(values[:width])]
     for end in range(width, len(values)):
-        sums.append(sums[-1] + values[end] - values[end - width])  # type: ignore[operator]
+        sums.append(sums[-1] + values[end] - values[end - width])
     return min(sums) / width
 
 
