@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from ..fusion.extract import EXTRACTORS
+from ..fusion.extract import EXTRACTORS, plurality
 from ..fusion.trace import FusionResult
 from ..models.base import Completion
 
@@ -21,16 +21,16 @@ def agreement(answers: dict[str, str], extractor: str = "auto", votes: dict[str,
     runner-up; a vote's own counts (`votes`) when the fusion voted. Answers nothing could be read from count
     as their own, lone answers."""
     if votes and all(float(v).is_integer() for v in votes.values()):  # heads, not a confidence-weighted vote
-        counts = Counter({k: int(v) for k, v in votes.items()}).most_common()
-        return {"answer": counts[0][0], "count": counts[0][1], "of": sum(votes.values()),
-                "margin": counts[0][1] - (counts[1][1] if len(counts) > 1 else 0), "extractor": extractor}
+        heads = Counter({k: int(v) for k, v in votes.items()}).most_common()
+        return {"answer": heads[0][0], "count": heads[0][1], "of": sum(votes.values()),
+                "margin": heads[0][1] - (heads[1][1] if len(heads) > 1 else 0), "extractor": extractor}
     read = EXTRACTORS.get(extractor, EXTRACTORS["auto"])
     keys = [read(text) or f"\0unread:{member}" for member, text in answers.items()]
-    counts = Counter(keys).most_common()
-    if not counts:
+    counts, leaders = plurality(keys)
+    if not leaders:
         return {"answer": None, "count": 0, "of": 0, "margin": 0, "extractor": extractor}
-    top, count = counts[0]
-    second = counts[1][1] if len(counts) > 1 else 0
+    top, count = leaders[0], int(counts[leaders[0]])
+    second = max((int(v) for k, v in counts.items() if k != top), default=0)
     return {"answer": None if top.startswith("\0") else top, "count": count, "of": len(keys),
             "margin": count - second, "extractor": extractor}
 

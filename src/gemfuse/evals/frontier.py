@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..fusion.extract import EXTRACTORS
+from ..fusion.extract import answer_key, plurality
+from ..fusion.modes import tier_accepted
 from .records import ItemResult
 from .stats import bootstrap_interval, percentile
 
@@ -29,23 +30,21 @@ class Outcome:
 
 def replay(answers: Sequence[ItemResult], threshold: float, extractor: str = "auto",
            measure: str = "mean") -> Outcome:
-    """The cascade over `answers` (the pool's members on one item, in pool order) at `threshold`: the first
-    member sure enough (by `measure`) answers; when none is, the vote of them all (a tie to the first in pool
-    order)."""
+    """The cascade over `answers` (the pool's members on one item, in pool order) at `threshold`, by the mode's
+    own rules: the first member sure enough (by `measure`) answers; when none is, the vote of them all (a tie to
+    the first in pool order)."""
     cost = latency = 0.0
     for tier, answer in enumerate(answers, 1):
         cost += answer.cost or 0.0
         latency += answer.latency_s or 0.0
-        sure = answer.certainty_by(measure)
-        if sure is not None and sure >= threshold:
+        gave = int(not answer.error and bool(answer.text))
+        if tier_accepted(answer.certainty_by(measure), False, gave, threshold, measure)[0]:
             return Outcome(bool(answer.correct), cost, latency, tier)
-    read = EXTRACTORS.get(extractor, EXTRACTORS["auto"])
     answered = [a for a in answers if not a.error and a.text]
     if not answered:
         return Outcome(False, cost, latency, None)
-    keys = [read(a.text) or a.text.strip().lower() for a in answered]
-    best = max(keys.count(k) for k in keys)
-    winner = answered[next(i for i, k in enumerate(keys) if keys.count(k) == best)]
+    keys = [answer_key(a.text, extractor) for a in answered]
+    winner = answered[keys.index(plurality(keys)[1][0])]
     return Outcome(bool(winner.correct), cost, latency, None)
 
 
@@ -89,32 +88,6 @@ def replayed(by: dict[tuple[str, str], ItemResult], pool: Sequence[str], ids: Se
             "interval": bootstrap_interval(right, seed=seed), "cost_per_item": sum(o.cost for o in outcomes) / n,
             "latency_p50_s": percentile([o.latency for o in outcomes], 50),
             "escalated": sum(o.tier != 1 for o in outcomes) / n}
-
-
-def calibrate_cascade(records: Sequence[ItemResult], pool: Sequence[str], dev_ids: Sequence[str], measure: str,
-                      extractor: str = "auto", target_accuracy: float | None = None,
-                      target_cost: float | None = None) -> dict[str, Any] | None:
-    """A cascade's threshold from dev: its replay at every cut between the certainties the tiers before the last
-    showed, the most accurate (ties: the cheapest, then the fewest escalations), or the goal's when given. None
-    when the dev answers carry no certainty by `measure`."""
-    by = {(r.system, r.item): r for r in records}
-    rows = pool_rows(by, pool, dev_ids)
-    seen = sorted({v for answers in rows for a in answers[:-1] if (v := a.certainty_by(measure)) is not None})
-    if not seen:
-        return None
-    cuts = [seen[0] - 1.0] + [(a + b) / 2 for a, b in zip(seen, seen[1:], strict=False)] + [seen[-1] + 1.0]
-    points = [replayed(by, pool, dev_ids, round(t, 6), extractor, measure) for t in cuts]
-    if target_accuracy is not None or target_cost is not None:
-        chosen = calibrate(points, points, target_accuracy, target_cost, on="dev")
-        if chosen["threshold"] is None:
-            return {**chosen, "certainty": measure}
-        best = chosen["dev"]
-        goal = chosen["goal"]
-    else:
-        best = max(points, key=lambda p: (p["accuracy"], -p["cost_per_item"], -p["escalated"]))
-        goal = "the best accuracy on dev (ties: the cheapest)"
-    return {"goal": goal, "threshold": best["threshold"], "certainty": measure, "on": "dev", "dev": best,
-            "candidates": len(points)}
 
 
 def calibrate(on_dev: list[dict[str, Any]], on_test: list[dict[str, Any]], target_accuracy: float | None,

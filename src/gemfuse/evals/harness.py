@@ -25,8 +25,8 @@ from ..messages import Message
 from ..models.base import GenerateOptions
 from ..paths import cache_dir, output_path
 from .cache import CachingRegistry, EvalCache, digest
+from .calibration import NEVER, calibrate_cascade
 from .datasets import EvalItem, EvalSet, load_eval_set
-from .frontier import calibrate_cascade
 from .identity import preset_identity
 from .records import ItemResult, JudgeRecord, VerdictRecord
 from .report import Report, build_report
@@ -155,7 +155,7 @@ async def run_one(system: System, item: EvalItem, registry: CachingRegistry, eva
         if trace.judge_choice is not None:
             record.judge = JudgeRecord(trace.judge_choice, trace.shown_order, trace.swap_check == "disagreed")
         record.verdicts = [VerdictRecord(v.choice, len(v.order), v.read_as) for v in trace.verdicts]
-        record.tie = trace.tie
+        record.tie, record.tiers = trace.tie, [dict(t) for t in trace.tiers]
     return record
 
 
@@ -172,36 +172,42 @@ async def run_systems(eval_set: EvalSet, systems: Sequence[System], registry: Ca
                               progress)
     if calibrated:
         for system in calibrated:
-            calibrate_system(system, records, eval_set, settings)
+            progress.total += len(eval_set.dev)
+            await calibrate_system(system, eval_set, registry, settings, evaluator, progress)
         records += await run_batch(eval_set, calibrated, registry, settings, evaluator, progress)
     order = {s.name: i for i, s in enumerate(systems)}
     return sorted(records, key=lambda r: order[r.system])
 
 
 def needs_calibration(system: System, eval_set: EvalSet) -> bool:
-    """A cascade left without a threshold, whose replay is faithful (one answer a tier, a final vote)."""
-    preset = system.preset
-    return (system.kind == "fusion" and preset.mode == "cascade" and preset.threshold is None and bool(eval_set.dev)
-            and preset.tier_samples == 1 and preset.cascade_final == "vote" and len(preset.members()) > 1)
+    """A cascade left without a threshold, in an eval with dev items."""
+    return (system.kind == "fusion" and system.preset.mode == "cascade" and system.preset.threshold is None
+            and bool(eval_set.dev))
 
 
-def calibrate_system(system: System, records: Sequence[ItemResult], eval_set: EvalSet,
-                     settings: EvalSettings) -> None:
+async def calibrate_system(system: System, eval_set: EvalSet, registry: CachingRegistry, settings: EvalSettings,
+                           evaluator: Evaluator, progress: Progress) -> None:
+    """The cascade run once on the dev items with a threshold nothing reaches, replayed at every threshold
+    (evals/calibration.py); the one chosen is the system's from then on."""
     preset = system.preset
-    found = calibrate_cascade(records, system.members, [i.id for i in eval_set.dev], preset.certainty,
-                              preset.extractor, settings.target_accuracy, settings.target_cost)
+    probe = System(system.name, "fusion", preset.model_copy(update={"threshold": NEVER}))
+    records = await run_batch(eval_set, [probe], registry, settings, evaluator, progress, items=eval_set.dev)
+    found = calibrate_cascade(records, preset.certainty, settings.target_accuracy, settings.target_cost)
     system.calibration = found
     if found and found.get("threshold") is not None:
         system.preset = preset.model_copy(update={"threshold": found["threshold"]})
 
 
 async def run_batch(eval_set: EvalSet, systems: Sequence[System], registry: CachingRegistry, settings: EvalSettings,
-                    evaluator: Evaluator, progress: Progress) -> list[ItemResult]:
+                    evaluator: Evaluator, progress: Progress,
+                    items: Sequence[EvalItem] | None = None) -> list[ItemResult]:
+    """`systems` on `items` (default: members on every item, fusions on the test items)."""
     scorer_key = settings.scorer_id(eval_set.kind)
     jobs = []
     for system in systems:
         resolved = preset_identity(registry, system.preset)  # what its names point to now, not the names
-        for item in (eval_set.items if system.kind == "member" else eval_set.test):
+        chosen = items if items is not None else eval_set.items if system.kind == "member" else eval_set.test
+        for item in chosen:
             jobs.append((system, item, digest({"system": system.key, "resolved": resolved, "item": item_digest(item),
                                                "seed": settings.seed, "scorer": scorer_key})))
     records: dict[int, ItemResult] = {}

@@ -48,6 +48,7 @@ class ItemResult:
     judge: JudgeRecord | None = None
     verdicts: list[VerdictRecord] = field(default_factory=list)
     tie: bool = False
+    tiers: list[dict[str, Any]] = field(default_factory=list)  # a cascade: each tier asked (FusionTrace.tiers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

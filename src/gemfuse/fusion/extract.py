@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 Extractor = Callable[[str], str | None]
 
@@ -68,3 +68,21 @@ EXTRACTORS: dict[str, Extractor] = {"auto": auto, "number": number, "letter": le
 def register_extractor(name: str, extractor: Extractor) -> None:
     """Make `extractor` available to presets as `extractor = "<name>"`."""
     EXTRACTORS[name] = extractor
+
+
+def answer_key(text: str, extractor: str | Extractor = "auto") -> str:
+    """What a vote counts an answer as: the extractor's reading, else the whole answer, trimmed, lower case."""
+    read = EXTRACTORS.get(extractor, auto) if isinstance(extractor, str) else extractor
+    return read(text) or text.strip().lower()
+
+
+def plurality(keys: Sequence[str], weights: Sequence[float] | None = None) -> tuple[dict[str, float], list[str]]:
+    """(each key's votes, the keys tied for the most, in the order they first appear): the one count of a vote,
+    used by the vote itself, an eval's replay of a cascade and a captured row's agreement."""
+    counts: dict[str, float] = {}
+    for key, weight in zip(keys, weights if weights is not None else [1.0] * len(keys), strict=True):
+        counts[key] = counts.get(key, 0) + weight
+    if not counts:
+        return counts, []
+    best = max(counts.values())
+    return counts, [k for k in dict.fromkeys(keys) if counts[k] == best]

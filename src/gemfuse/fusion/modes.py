@@ -21,7 +21,7 @@ from ..messages import Message
 from ..models.certainty import DESCRIPTIONS
 from .engine import FusionRun, QuorumError, Request
 from .events import Delta
-from .extract import EXTRACTORS, Extractor
+from .extract import Extractor, answer_key, plurality
 from .judge import merge_answers, pick_best, prompt, render_answers, rotated, shuffled
 from .trace import Call
 
@@ -37,16 +37,11 @@ async def emit_answer(run: FusionRun, result: ModeResult) -> ModeResult:
 def tally(run: FusionRun, candidates: Sequence[Call], extractor: Extractor | None = None) -> tuple[ModeResult, list[Call]]:
     """Plurality over extracted answers: (the winner, the first candidate of each group tied for the top).
     A tie goes to the group whose first member comes first in the pool, and the trace says so."""
-    extract = extractor or EXTRACTORS[run.preset.extractor]
-    keys = [extract(c.text) or c.text.strip().lower() for c in candidates]
+    keys = [answer_key(c.text, extractor or run.preset.extractor) for c in candidates]
     weights = certainty_weights(run, candidates) if run.preset.vote_weight == "confidence" else None
-    counts: dict[str, float] = {}
-    for key, weight in zip(keys, weights or [1] * len(keys), strict=True):
-        counts[key] = counts.get(key, 0) + weight
+    counts, leaders = plurality(keys, weights)
     run.trace.votes = dict(counts)
-    best = max(counts.values())
-    leaders = list(dict.fromkeys(k for k in keys if counts[k] == best))  # keys follow pool order: the tie-break
-    chosen = candidates[keys.index(leaders[0])]
+    chosen = candidates[keys.index(leaders[0])]  # keys follow pool order: the tie-break
     tied = [candidates[keys.index(k)] for k in leaders] if len(leaders) > 1 else []
     run.trace.tie, run.trace.tied = bool(tied), leaders if tied else []
     return (chosen.text, chosen), tied
@@ -162,8 +157,7 @@ async def _timed_judge(run: FusionRun, candidates: Sequence[Call], final: str) -
 
 
 def agree(run: FusionRun, candidates: Sequence[Call]) -> bool:
-    extract = EXTRACTORS[run.preset.extractor]
-    return len({extract(c.text) or c.text.strip().lower() for c in candidates}) == 1
+    return len({answer_key(c.text, run.preset.extractor) for c in candidates}) == 1
 
 
 async def debate(run: FusionRun) -> ModeResult:
@@ -223,15 +217,18 @@ async def cascade(run: FusionRun) -> ModeResult:
         except QuorumError:
             calls = []
         gathered.extend(calls)
-        accepted, why = _sure(run, calls)
+        agreed = len(calls) > 1 and agree(run, calls)
+        certainty = _mean_certainty(calls)
+        accepted, why = tier_accepted(certainty, agreed, len(calls), preset.cascade_threshold(), preset.certainty)
         tier_calls = [c for c in run.trace.calls if c.round == tier - 1 and c.role == "member"]
+        best = max(calls, key=lambda c: c.certainty if c.certainty is not None else -math.inf) if calls else None
         run.trace.tiers.append({"tier": tier, "model": request.model, "accepted": accepted, "why": why,
-                                "certainty": _mean_certainty(calls), "seconds": round(run.now() - started, 4),
+                                "certainty": certainty, "agreed": agreed, "chosen": best.member if best else None,
+                                "seconds": round(run.now() - started, 4),
                                 "cost": sum(c.cost or 0.0 for c in tier_calls),
                                 "tokens": sum(c.usage.total_tokens for c in tier_calls)})
-        if accepted:
+        if accepted and best is not None:
             run.trace.answered_by_tier = tier
-            best = max(calls, key=lambda c: c.certainty if c.certainty is not None else -math.inf)
             return await emit_answer(run, (best.text, best))
     if not gathered:
         raise QuorumError("no tier of the cascade answered", run.trace)
@@ -251,17 +248,18 @@ def _mean_certainty(calls: Sequence[Call]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
-def _sure(run: FusionRun, calls: Sequence[Call]) -> tuple[bool, str]:
-    if not calls:
+def tier_accepted(certainty: float | None, agreed: bool, answers: int, threshold: float,
+                  measure: str = "mean") -> tuple[bool, str]:
+    """The cascade's one acceptance rule, for the mode and for an eval's replay of it: a tier's answers agree,
+    or its certainty reaches the threshold."""
+    if not answers:
         return False, "no answer"
-    if len(calls) > 1 and agree(run, calls):
-        return True, f"{len(calls)} answers agreed"
-    certainty = _mean_certainty(calls)
+    if agreed:
+        return True, f"{answers} answers agreed"
     if certainty is None:
         return False, "no log-probabilities to judge its certainty by"
-    threshold = run.preset.cascade_threshold()
     verdict = certainty >= threshold
-    return verdict, f"{run.preset.certainty} certainty {certainty:.3f} {'>=' if verdict else '<'} threshold {threshold:g}"
+    return verdict, f"{measure} certainty {certainty:.3f} {'>=' if verdict else '<'} threshold {threshold:g}"
 
 
 MODES: dict[str, Callable[[FusionRun], Awaitable[ModeResult]]] = {

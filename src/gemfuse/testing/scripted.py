@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from ..config import Config, ConfigFile
@@ -14,7 +15,7 @@ from ..models.base import GenerateOptions, Model, StreamChunk, TokenLogprob, Usa
 from ..models.spec import ModelSpec, Price
 from ..registry import Registry
 
-Reply = str | BaseException | Callable[[Sequence[Message]], str]
+Reply = str | BaseException | Callable[[Sequence[Message]], str] | Callable[[Sequence[Message], GenerateOptions], str]
 
 
 class ScriptedModel(Model):
@@ -38,11 +39,15 @@ class ScriptedModel(Model):
     def enqueue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
 
-    def _next(self, messages: Sequence[Message]) -> str:
+    def _next(self, messages: Sequence[Message], options: GenerateOptions) -> str:
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]  # the last one repeats
         if isinstance(reply, BaseException):
             raise reply
-        return reply(messages) if callable(reply) else str(reply)
+        if not callable(reply):
+            return str(reply)
+        if len(inspect.signature(reply).parameters) > 1:  # reply(messages, options): a seed's own answer
+            return reply(messages, options)  # type: ignore[call-arg]
+        return reply(messages)  # type: ignore[call-arg]
 
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:
@@ -54,7 +59,7 @@ class ScriptedModel(Model):
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
-        text = self._next(messages)
+        text = self._next(messages, options or GenerateOptions())
         pieces = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))] if self.chunk_words else [text]
         for piece in pieces:
             yield StreamChunk(text=piece)
