@@ -206,7 +206,9 @@ def test_every_endpoint_answers_valid_json_for_undefined_figures(workspace):
              out=workspace / "evals" / "zeros", seed=3)
     written = (workspace / "evals" / "zeros" / "report.json").read_text()
     json.loads(written, parse_constant=lambda name: pytest.fail(f"report.json holds {name}"))
+    assert json.loads(written)["kind"] == "eval" and json.loads(written)["answers"] == "number"
     old = json.loads(written)
+    old["kind"] = old.pop("answers")  # the previous layout: the answers' kind under `kind`
     old["systems"][0]["dev_accuracy"] = float("nan")
     (workspace / "evals" / "older").mkdir()
     (workspace / "evals" / "older" / "report.json").write_text(json.dumps(old))  # Python writes NaN
@@ -226,5 +228,5 @@ def test_every_endpoint_answers_valid_json_for_undefined_figures(workspace):
     assert {e["id"] for e in strict("/v1/gemfuse/evals")["data"]} == {"evals/zeros", "evals/older"}
     for ident in ("evals/zeros", "evals/older"):
         assert strict(f"/v1/gemfuse/evals/{ident}")["rows"]
-    [distilled] = strict("/v1/gemfuse/loop")["distil"]
+    [distilled] = strict("/v1/gemfuse/loop")["distil"]  # written before reports had a `kind`: still a distil run
     assert distilled["cost_fraction"] is None and distilled["latency_fraction"] is None

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
 
 from ..fusion.extract import EXTRACTORS, plurality
 from ..fusion.trace import FusionResult
 from ..models.base import Completion
+from ..shapes import Agreement, JudgeMeta, RowMeta
 
 ROW_META_VERSION = 1
 
 
 def agreement(answers: dict[str, str], extractor: str = "auto", votes: dict[str, float] | None = None
-              ) -> dict[str, Any]:
+              ) -> Agreement:
     """How many of the members gave the most common answer under `extractor`, and the margin over the
     runner-up; a vote's own counts (`votes`) when the fusion voted. Answers nothing could be read from count
     as their own, lone answers."""
@@ -36,10 +36,10 @@ def agreement(answers: dict[str, str], extractor: str = "auto", votes: dict[str,
 
 
 def fusion_meta(result: FusionResult, *, model: str, extractor: str = "auto", request_id: str | None = None,
-                source: str = "fuse") -> dict[str, Any]:
+                source: str = "fuse") -> RowMeta:
     trace = result.trace
     members = {call.member: call.text for call in trace.candidates}
-    judge = None
+    judge: JudgeMeta | None = None
     read = [v for v in trace.verdicts if v.choice is not None]
     if trace.judge and (trace.verdicts or trace.mode != "vote"):
         judge = {"model": trace.judge, "chosen": result.chosen, "read_as": read[-1].read_as if read else None,
@@ -56,7 +56,7 @@ def fusion_meta(result: FusionResult, *, model: str, extractor: str = "auto", re
 
 
 def model_meta(completion: Completion, *, model: str, cost: float | None, request_id: str | None = None,
-               source: str = "serve") -> dict[str, Any]:
+               source: str = "serve") -> RowMeta:
     usage = completion.usage
     return {"v": ROW_META_VERSION, "source": source, "model": model, "mode": None,
             "members": {model: completion.text}, "failed": {},

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..messages import AudioPart, ImagePart, Message, TextPart
+from ..shapes import CapturedRow, RowMeta
 
 MEDIA = "media"
 PREFIX = "capture-"
@@ -88,7 +89,7 @@ def message_row(message: Message, folder: Path) -> dict[str, Any]:
     return {"role": message.role, "content": parts}
 
 
-def training_row(messages: Sequence[Message], answer: str | None, meta: dict[str, Any], folder: Path) -> dict:
+def training_row(messages: Sequence[Message], answer: str | None, meta: RowMeta, folder: Path) -> CapturedRow:
     turns = [message_row(m, folder) for m in messages]
     if answer is not None:
         turns.append({"role": "assistant", "content": answer})
@@ -117,7 +118,7 @@ class CaptureWriter:
         """Is `model` (a name or fusion/<preset>) captured? All are, unless `models` lists name patterns."""
         return not self.models or any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
-    def add(self, messages: Sequence[Message], answer: str, meta: dict[str, Any]) -> None:
+    def add(self, messages: Sequence[Message], answer: str, meta: RowMeta) -> None:
         row = self.scrub(training_row(messages, answer, meta, self.folder))
         line = (json.dumps(row, ensure_ascii=False) + "\n").encode()
         with self._locked():

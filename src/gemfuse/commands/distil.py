@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..distil.settings import DistilSettings, distil_settings
+from ..shapes import DistilReport
 from .options import flag
 
 
@@ -94,15 +95,15 @@ def run_distil(prompts: Path, *, out: Path, cache: str | None, settings_file: Pa
     return 0
 
 
-def gain_line(report: dict) -> str:
+def gain_line(report: DistilReport) -> str:
     gain = report["gain_kept"]
     if gain.get("value") is None:
         return f"gain kept: not defined ({gain.get('why')})"
     low, high = gain["interval"]
     text = (f"gain kept: {gain['value']:.0%} of the teacher's gain over the base "
             f"(95% interval {low:.0%} to {high:.0%})" if low is not None else f"gain kept: {gain['value']:.0%}")
-    for label, key in (("cost", "cost_fraction"), ("latency", "latency_fraction")):
-        fraction = report[key].get("fraction")
+    for label, share in (("cost", report["cost_fraction"]), ("latency", report["latency_fraction"])):
+        fraction = share.get("fraction")
         text += f"; {label} per item {fraction:.1%} of the teacher's" if fraction is not None else \
-            f"; {label}: {report[key].get('why', 'the teacher has none recorded')}"
+            f"; {label}: {share.get('why', 'the teacher has none recorded')}"
     return text

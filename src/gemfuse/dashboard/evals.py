@@ -4,19 +4,19 @@ a link from a fine-tune's row to its run folder."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..evals.report import Report
+from ..shapes import REPORT, EvalReport, report_kind
 from .folders import Folders, read_json
 
 EVAL_ROOTS = ("evals", "distil")
-REPORT = "report.json"
 
 
 def read_report(folder: Path) -> dict[str, Any] | None:
     """An eval's report.json, or None for another kind of report (a distil run's) or one being written."""
     data = read_json(folder / REPORT)
-    return data if data is not None and isinstance(data.get("systems"), list) else None
+    return data if data is not None and report_kind(data) == "eval" and isinstance(data.get("systems"), list) else None
 
 
 def eval_summaries(folders: Folders) -> list[dict[str, Any]]:
@@ -56,7 +56,7 @@ def eval_detail(folders: Folders, ident: str, models: dict[str, dict] | None = N
     data = read_report(folder)
     if data is None:
         return None
-    report = Report(data, [])
+    report = Report(cast(EvalReport, data), [])  # an older file may lack keys: the report reads them with .get
     return {"id": ident, "heading": report.heading(), "columns": report.columns(), "rows": report.rows(),
             "findings": data.get("findings", []), "report": data,
             "runs": run_links(folders, data["systems"], models or {})}

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ..capture.writer import capture_files
+from ..shapes import REPORT, report_kind
 from .folders import Folders, read_json
 from .runs import read_manifest_safely, status
-
-DISTIL_REPORT = "report.json"
 
 
 class CaptureCounts:
@@ -84,8 +83,8 @@ def stages(folder: Path) -> list[dict[str, Any]]:
 def distil_view(folders: Folders) -> list[dict[str, Any]]:
     runs = []
     for ident, folder in _distil_folders(folders):
-        report = read_json(folder / DISTIL_REPORT)
-        report = report if report and "gain_kept" in report else None
+        report = read_json(folder / REPORT)
+        report = report if report and report_kind(report) == "distil" else None
         runs.append({"id": ident, "name": folder.name, "stages": stages(folder), "finished": report is not None,
                      "teacher": report.get("teacher") if report else None,
                      "student": report.get("student") if report else None,

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from .._sync import run_sync
 from ..registry import Registry
+from ..shapes import DistilReport
 from .filter import FilterReport, filter_rows
 from .label import LabelReport
 from .label import alabel as label_with
@@ -57,13 +58,13 @@ def filter(folder: str | Path, *, settings: DistilSettings | None = None, file: 
 async def arun(prompts: Prompts, *, out: str | Path = "distil", registry: Registry | None = None, config: Any = None,
                cache: str | Path | None = None, settings: DistilSettings | None = None, file: str | Path | None = None,
                console: Any = None, on_label: Callable[[int, int], None] | None = None,
-               **changes: Any) -> dict[str, Any]:
+               **changes: Any) -> DistilReport:
     """label -> filter -> tune -> eval -> register; the report (also `out`/report.json)."""
     chosen = distil_settings(settings, file=file, **changes)
     return await _with_registry(registry, config, lambda r: adistil(prompts, chosen, out=out, registry=r, cache=cache,
                                                                      console=console, on_label=on_label))
 
 
-def run(prompts: Prompts, **options: Any) -> dict[str, Any]:
+def run(prompts: Prompts, **options: Any) -> DistilReport:
     """Synchronous `arun`."""
     return run_sync(arun(prompts, **options))

@@ -5,9 +5,11 @@ one item stay together), and what the student costs and takes per item next to t
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from ..evals.report import Report
+from ..shapes import SystemRow
 
 RESAMPLES = 2000
 
@@ -50,9 +52,9 @@ def gain_kept(report: Report, *, student: str, base: str | None, teacher: str, s
             "resamples_with_headroom": len(samples)}
 
 
-def per_item_fraction(student: dict, teacher: dict, field: str) -> dict[str, Any]:
+def per_item_fraction(student: SystemRow, teacher: SystemRow, field: str) -> dict[str, Any]:
     """The student's figure as a fraction of the teacher's (cost: per item; latency: the median)."""
-    def per_item(stats: dict) -> float | None:
+    def per_item(stats: Mapping[str, Any]) -> float | None:
         value = stats.get(field)
         if value is None:
             return None

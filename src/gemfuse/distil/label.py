@@ -9,7 +9,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from ..fusion.engine import QuorumError
 from ..fusion.preset import FUSION_PREFIX, FusionPreset, Member
 from ..fusion.registry import ModelRegistry
 from ..paths import output_path
+from ..shapes import RowMeta
 from .prompts import Prompt, check_leakage, read_prompts
 from .settings import DistilSettings
 
@@ -112,7 +113,7 @@ async def alabel(prompts: str | Path | list[Prompt], out: str | Path, settings: 
         if "error" in found:
             report.failed.append({"prompt": prompt.id, "where": prompt.where, "why": found["error"]})
             continue
-        meta = {**found["meta"], "prompt": prompt.id, "where": prompt.where, "reference": prompt.reference}
+        meta: RowMeta = {**found["meta"], "prompt": prompt.id, "where": prompt.where, "reference": prompt.reference}
         rows.append(training_row(prompt.messages, found["text"], meta, folder))
     write_jsonl(folder / LABELLED, rows)
     report.labelled = len(rows)
@@ -138,7 +139,7 @@ async def _ask(prompt: Prompt, preset: FusionPreset, registry: CachingRegistry,
     return {"text": result.text, "meta": meta}
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
+def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """All rows, replacing the file at once (a killed write leaves the old file)."""
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(staging, "w", encoding="utf-8") as handle:

@@ -26,6 +26,7 @@ from ..fusion.preset import FUSION_PREFIX
 from ..models.finetuned import run_spec
 from ..paths import config_path, output_path
 from ..registry import Registry
+from ..shapes import DistilReport
 from ..tune.checkpoint import checkpoints
 from ..tune.config import TuneConfig, load_tune_config
 from ..tune.run_folder import is_run, read_manifest
@@ -108,7 +109,7 @@ def student_name(settings: DistilSettings, folder: Path) -> str:
 
 async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, *, out: str | Path,
                   registry: Registry, cache: str | Path | None = None, console=None,
-                  on_label: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                  on_label: Callable[[int, int], None] | None = None) -> DistilReport:
     if not settings.teacher:
         raise ConfigError("distil: give the teacher: --teacher fusion/NAME or a model name")
     if not settings.eval:
@@ -156,8 +157,8 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
     student = report.system(name)
     base = student.get("base")
     teacher = report.system(settings.teacher)
-    result = {
-        "teacher": settings.teacher, "members": members,
+    result: DistilReport = {
+        "kind": "distil", "teacher": settings.teacher, "members": members,
         "student": {"name": name, "model": settings.student, "base": base, "run": str(Path(config.out).resolve())},
         "label": labelled.to_dict(), "filter": filtered.to_dict(), "training": {**chosen, **training},
         "eval": {"dataset": settings.eval, "folder": str(folder / "eval"), "items": report.data["test"],

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..fusion.extract import answer_key, plurality
 from ..fusion.modes import tier_accepted
+from ..shapes import SystemRow
 from .records import ItemResult
 from .stats import bootstrap_interval, percentile
 
@@ -49,7 +50,7 @@ def replay(answers: Sequence[ItemResult], threshold: float, extractor: str = "au
 
 
 def frontier(records: Sequence[ItemResult], pool: Sequence[str], test_ids: Sequence[str], dev_ids: Sequence[str],
-             systems: Sequence[dict[str, Any]], *, extractor: str = "auto", seed: int = 0,
+             systems: Sequence[SystemRow], *, extractor: str = "auto", seed: int = 0,
              target_accuracy: float | None = None, target_cost: float | None = None) -> dict[str, Any] | None:
     """None when the pool's members gave no certainties (they were not asked for log-probabilities)."""
     by = {(r.system, r.item): r for r in records}
@@ -108,9 +109,9 @@ def calibrate(on_dev: list[dict[str, Any]], on_test: list[dict[str, Any]], targe
     return {"goal": goal, "threshold": chosen["threshold"], "on": on, "dev": chosen, "test": test}
 
 
-def dominated(systems: Sequence[dict[str, Any]], points: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+def dominated(systems: Sequence[SystemRow], points: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     """Systems and cascade points another one beats: at least as accurate for no more cost, better in one."""
-    entries = [(s["name"], s["accuracy"], s["cost"] / max(s["n"], 1)) for s in systems if not s.get("failed")]
+    entries = [(s["name"], s["accuracy"] or 0.0, s["cost"] / max(s["n"], 1)) for s in systems if not s.get("failed")]
     entries += [(f"cascade({p['threshold']:g})", p["accuracy"], p["cost_per_item"]) for p in points]
     beaten = []
     for name, accuracy, cost in entries:

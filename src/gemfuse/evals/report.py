@@ -15,6 +15,7 @@ from typing import Any
 
 from .._json import finite
 from ..paths import output_path
+from ..shapes import EvalReport, SystemRow
 from .datasets import EvalSet
 from .frontier import frontier
 from .records import ItemResult
@@ -37,12 +38,12 @@ def failure(rows: Sequence[ItemResult]) -> str | None:
     return f"every one of its {len(rows)} items got no answer; {count} said: {reason}"
 
 
-def _system_stats(system: System, rows: list[ItemResult], seed: int) -> dict[str, Any]:
+def _system_stats(system: System, rows: list[ItemResult], seed: int) -> SystemRow:
     correct = [bool(r.correct) for r in rows]
     latencies = [r.latency_s for r in rows if r.latency_s is not None]
     cost = sum(r.cost or 0.0 for r in rows)
     n_correct = sum(correct)
-    stats: dict[str, Any] = {
+    stats: SystemRow = {
         "name": system.name, "kind": system.kind, "members": system.members, "mode": system.preset.mode,
         "judge": system.preset.judge if system.kind == "fusion" else None, "base": system.base,
         "n": len(rows), "correct": n_correct, "accuracy": _mean([float(c) for c in correct]),
@@ -59,7 +60,7 @@ def _system_stats(system: System, rows: list[ItemResult], seed: int) -> dict[str
     }
     failed = failure(rows)
     if failed:  # no accuracy: a system that never answered was not measured at 0%
-        stats.update(failed=failed, accuracy=None, interval=(None, None), score=None)
+        stats["failed"], stats["accuracy"], stats["interval"], stats["score"] = failed, None, (None, None), None
     if system.kind == "fusion":
         stats.update(_fusion_stats(rows))
     if system.preset.mode in ("cascade", "confidence") and system.kind == "fusion":
@@ -70,7 +71,7 @@ def _system_stats(system: System, rows: list[ItemResult], seed: int) -> dict[str
     return stats
 
 
-def _fusion_stats(rows: list[ItemResult]) -> dict[str, Any]:
+def _fusion_stats(rows: list[ItemResult]) -> SystemRow:
     n = len(rows)
     oracle = [any(r.candidates.values()) for r in rows]
     regret = sum(1 for o, r in zip(oracle, rows, strict=True) if o and not r.correct)
@@ -80,7 +81,7 @@ def _fusion_stats(rows: list[ItemResult]) -> dict[str, Any]:
     asked = [v for r in rows for v in r.verdicts]
     swaps = [r.judge.swap_disagreed for r in rows if r.judge]
     reasons = Counter(part for r in rows if r.degraded for part in r.degraded.split("; "))
-    out: dict[str, Any] = {"degraded_reasons": dict(reasons.most_common()), "oracle": _mean([float(o) for o in oracle]),
+    out: SystemRow = {"degraded_reasons": dict(reasons.most_common()), "oracle": _mean([float(o) for o in oracle]),
                            "regret": regret, "regret_rate": regret / n if n else 0,
                            "rescue": rescue, "rescue_rate": rescue / n if n else 0,
                            "ties": sum(1 for r in rows if r.tie)}
@@ -124,13 +125,17 @@ def build_report(eval_set: EvalSet, systems: Sequence[System], records: list[Ite
             if other and other != system.name and not stats.get("failed") and not failure(test_rows(other)):
                 theirs = {r.item: bool(r.correct) for r in test_rows(other)}
                 shared = [i for i in test_ids if i in correct and i in theirs]
-                stats[label] = {"against": other, **mcnemar([correct[i] for i in shared],
-                                                            [theirs[i] for i in shared]).to_dict()}
+                test = {"against": other, **mcnemar([correct[i] for i in shared], [theirs[i] for i in shared]).to_dict()}
+                if label == "vs_best":
+                    stats["vs_best"] = test
+                else:
+                    stats["vs_base"] = test
         table.append(stats)
-    data = {"dataset": eval_set.name, "kind": eval_set.kind, "items": len(eval_set.items), "dev": len(eval_set.dev),
-            "test": len(eval_set.test), "scorer": settings.scorer_id(eval_set.kind), "seed": settings.seed,
-            "best_member": best, "best_chosen_on": chosen_on, "systems": table,
-            "calls": {"made": calls_made or {}, "reused": calls_reused or {}, "results_reused": results_reused}}
+    data: EvalReport = {
+        "kind": "eval", "dataset": eval_set.name, "answers": eval_set.kind, "items": len(eval_set.items),
+        "dev": len(eval_set.dev), "test": len(eval_set.test), "scorer": settings.scorer_id(eval_set.kind),
+        "seed": settings.seed, "best_member": best, "best_chosen_on": chosen_on, "systems": table,
+        "calls": {"made": calls_made or {}, "reused": calls_reused or {}, "results_reused": results_reused}}
     pool = [name for name in settings.pool if name in by_system]
     found = frontier(records, pool, test_ids, [i.id for i in eval_set.dev], table,
                      extractor=systems[0].preset.extractor if systems else "auto", seed=settings.seed,
@@ -144,7 +149,7 @@ def build_report(eval_set: EvalSet, systems: Sequence[System], records: list[Ite
     return Report(data, records, settings)
 
 
-def findings(data: dict) -> list[str]:
+def findings(data: EvalReport) -> list[str]:
     """What a reader should take from the table, in sentences."""
     lines = []
     best = data["best_member"]
@@ -157,8 +162,7 @@ def findings(data: dict) -> list[str]:
     if data["best_chosen_on"] == "test":
         lines.append("No dev items: the best member was chosen on the test items themselves, which flatters it.")
     for s in data["systems"]:
-        for label, what in (("vs_best", "the best member"), ("vs_base", "its base")):
-            test = s.get(label)
+        for test, what in ((s.get("vs_best"), "the best member"), (s.get("vs_base"), "its base")):
             if not test:
                 continue
             verdict = ("better than" if test["only_a"] > test["only_b"] else "worse than") \
@@ -196,7 +200,7 @@ def findings(data: dict) -> list[str]:
     return lines
 
 
-def cascade_finding(s: dict) -> str:
+def cascade_finding(s: SystemRow) -> str:
     calibration = s.get("calibration")
     if calibration and calibration.get("threshold") is not None:
         dev = calibration["dev"]
@@ -247,12 +251,12 @@ class Report:
     COLUMNS = ("system", "accuracy (95% CI)", "vs best (+/-, p)", "vs base", "cost/correct", "tokens/item",
                "latency p50 / p95", "oracle", "regret / rescue", "judge picks by position")
 
-    def __init__(self, data: dict, records: list[ItemResult], settings: Any = None):
+    def __init__(self, data: EvalReport, records: list[ItemResult], settings: Any = None):
         self.data = data
         self.records = records
         self.settings = settings  # the EvalSettings it was made with
 
-    def system(self, name: str) -> dict:
+    def system(self, name: str) -> SystemRow:
         return next(s for s in self.data["systems"] if s["name"] == name)
 
     def columns(self) -> list[str]:
@@ -372,9 +376,10 @@ class Report:
         for s in (s for s in systems if not s.get("failed")):
             x = s["cost"] / max(s["n"], 1) if priced else s["prompt_tokens_per_item"] + s["completion_tokens_per_item"]
             low, high = s["interval"]
-            axes.errorbar([x], [s["accuracy"]], yerr=[[s["accuracy"] - low], [high - s["accuracy"]]], fmt="o",
+            accuracy = s["accuracy"] or 0.0  # a failed system (no accuracy) is not drawn
+            axes.errorbar([x], [accuracy], yerr=[[accuracy - (low or 0.0)], [(high or 0.0) - accuracy]], fmt="o",
                           capsize=3, color="tab:blue" if s["kind"] == "member" else "tab:orange")
-            axes.annotate(s["name"], (x, s["accuracy"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            axes.annotate(s["name"], (x, accuracy), textcoords="offset points", xytext=(5, 5), fontsize=8)
         found = self.data.get("frontier")
         if found and priced:
             points = sorted(found["points"], key=lambda p: p["cost_per_item"])

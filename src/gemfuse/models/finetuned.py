@@ -8,12 +8,12 @@ merged_gguf.py). Either way the spec carries its base, ready to run beside it on
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Literal
 
 from ..files import adapter_folder, adapter_sha256
 from ..processors import declared_modalities
+from ..shapes import MANIFEST, RunManifest, read_manifest
 from .llamacpp import LlamaCppSpec
 from .spec import LocalSpec, Price
 from .transformers import TransformersSpec
@@ -22,7 +22,7 @@ Runtime = Literal["auto", "llamacpp", "transformers"]
 FREE = Price(input=0, output=0)
 
 
-def pick_runtime(info: dict, wanted: Runtime) -> Literal["llamacpp", "transformers"]:
+def pick_runtime(info: RunManifest, wanted: Runtime) -> Literal["llamacpp", "transformers"]:
     if wanted != "auto":
         return wanted
     base_folder = Path(info.get("base_folder") or "")
@@ -34,10 +34,9 @@ def pick_runtime(info: dict, wanted: Runtime) -> Literal["llamacpp", "transforme
 def run_spec(name: str, runtime: Runtime = "auto") -> LocalSpec | None:
     """The spec of the run folder `name`, or None when `name` is not a finished run folder."""
     folder = Path(name).expanduser()
-    manifest = folder / "manifest.json"
-    if not manifest.is_file() or not (adapter_folder(folder) / "adapter_config.json").is_file():
+    if not (folder / MANIFEST).is_file() or not (adapter_folder(folder) / "adapter_config.json").is_file():
         return None
-    info = json.loads(manifest.read_text())
+    info = read_manifest(folder)
     written = info.get("config", {}).get("model") or info["base_model"]  # the base as the user named it
     template = info.get("chat_template")
     run = str(folder.resolve())

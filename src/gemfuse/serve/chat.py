@@ -19,6 +19,7 @@ from ..fusion.settings import chosen
 from ..fusion.trace import Call
 from ..messages import Message, parse_messages
 from ..models.base import Completion, GenerateOptions, Usage
+from ..shapes import RowMeta
 from .errors import QueueFull, describe
 from .fetch import resolve_remote_images
 from .schemas import ChatRequest, chunk_body, completion_body, completion_id
@@ -99,7 +100,7 @@ class ChatHandler:
         if self.capture is not None and self.capture.wants(name):
             await self._keep(messages, result.text, fusion_meta(result, model=name, request_id=ident, source="serve"))
 
-    async def _keep(self, messages: list[Message], answer: str, meta: dict) -> None:
+    async def _keep(self, messages: list[Message], answer: str, meta: RowMeta) -> None:
         """A failing capture (a full disk) is logged; the answer still reaches the client."""
         assert self.capture is not None
         try:

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..gguf_tools import convert_to_gguf, open_gguf, quantize_gguf
 from ..paths import output_path, published_folder
+from ..shapes import RunManifest
 
 TARGETS = ("merged", "gguf", "ollama")
 
@@ -52,7 +53,7 @@ def export(run: str | Path, to: str = "merged", *, quant: str | None = None, out
 
 
 # -- merged ---------------------------------------------------------------------------------------------------------
-def merge(run: Path, manifest: dict, out: Path) -> Path:
+def merge(run: Path, manifest: RunManifest, out: Path) -> Path:
     """Base + adapter folded into plain weights, saved in the base's dtype with the trained tokenizer/processor."""
     import torch
 
@@ -91,7 +92,7 @@ def generate_hf(folder: Path, prompt: str, max_tokens: int = 16) -> str:
 
 
 # -- GGUF -----------------------------------------------------------------------------------------------------------
-def to_gguf(run: Path, manifest: dict, out: Path | None, quant: str | None) -> Path:
+def to_gguf(run: Path, manifest: RunManifest, out: Path | None, quant: str | None) -> Path:
     merged = run / "merged"
     if not (merged / "config.json").is_file():
         merge(run, manifest, merged)
@@ -122,7 +123,7 @@ OLLAMA_TEMPLATE = '''{{- $system := "" }}{{- range .Messages }}{{- if eq .Role "
 '''
 
 
-def modelfile(gguf_name: str, manifest: dict) -> str:
+def modelfile(gguf_name: str, manifest: RunManifest) -> str:
     return (f"# gemfuse fine-tune of {manifest['base_model']} ({manifest['family']})\n"
             f"# ollama create my-model -f Modelfile && ollama run my-model\nFROM ./{gguf_name}\n"
             f'TEMPLATE """{OLLAMA_TEMPLATE}"""\nPARAMETER stop "<end_of_turn>"\nPARAMETER temperature 0.7\n')

@@ -20,6 +20,7 @@ from ..memory import (
     system_ram,
     training_runtime_bytes,
 )
+from ..shapes import MemoryEstimate
 
 GiB = 2**30
 
@@ -59,7 +60,7 @@ class Estimate:
                 f"{self.trainable / GiB:.2f}, activations {self.activations / GiB:.2f}, loss {self.loss / GiB:.2f}"
                 f"{runtime})")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> MemoryEstimate:
         return {"total_gib": round(self.total / GiB, 3), "weights_gib": round(self.weights / GiB, 3),
                 "trainable_gib": round(self.trainable / GiB, 3), "activations_gib": round(self.activations / GiB, 3),
                 "loss_gib": round(self.loss / GiB, 3), "runtime_gib": round(self.runtime / GiB, 3),

@@ -16,11 +16,14 @@ import json
 import os
 import socket
 import time
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
-MANIFEST = "manifest.json"
-METRICS = "metrics.jsonl"
+from ..shapes import MANIFEST, METRICS, ProcessInfo, RunManifest
+from ..shapes import read_manifest as read_shaped_manifest
+
 PACKAGES = ("gemfuse", "torch", "transformers", "peft", "accelerate", "bitsandbytes")
 
 
@@ -43,15 +46,14 @@ def data_hash(examples) -> str:
     return digest.hexdigest()
 
 
-def write_json(path: Path, payload: dict) -> None:
+def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     staging = path.with_name(f".{path.name}.tmp")
     staging.write_text(json.dumps(payload, indent=2, default=str))
     staging.replace(path)
 
 
-def read_manifest(run: str | Path) -> dict:
-    path = Path(run) / MANIFEST
-    return json.loads(path.read_text())
+def read_manifest(run: str | Path) -> RunManifest:
+    return read_shaped_manifest(run)
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -64,7 +66,7 @@ def _start_ticks(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[19])  # a zombie has finished
 
 
-def this_process() -> dict:
+def this_process() -> ProcessInfo:
     """Who is writing the run: the dashboard tells a run still training from one whose process was killed."""
     return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_ticks(os.getpid())}
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..paths import published_folder
+from ..shapes import PeakMemory, RunManifest
 from .checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from .loop import Hooks, State
 from .memory import GiB, peak_gib, peak_used
@@ -90,7 +91,7 @@ def _seconds(setup: Setup) -> float:
     return round(time.perf_counter() - setup.began, 3)
 
 
-def peak_report(setup: Setup) -> dict:
+def peak_report(setup: Setup) -> PeakMemory:
     """The peak memory this run reached beside the estimate made before its first step."""
     peak, how = peak_used(setup.device)
     how += ", from the run's start" if setup.peak_from_start else ""
@@ -105,7 +106,7 @@ def peak_report(setup: Setup) -> dict:
 def write_manifest(setup: Setup, status: str, result: Result | None = None, error: str | None = None) -> None:
     assert setup.run_dir is not None and setup.base is not None and setup.target is not None
     assert setup.estimate is not None
-    payload = {
+    payload: RunManifest = {
         "status": status, "process": this_process(), "config": setup.config.model_dump(mode="json"),
         "base_model": setup.base.name, "base_folder": str(setup.base.folder),
         "family": setup.target.family.name, "chat_template": setup.target.chat_template,

@@ -1,0 +1,242 @@
+"""The shapes of the files that cross packages, in one place every writer and reader imports: a run's manifest
+and metrics lines (tune/ writes; models/, distil/, the dashboard read), a captured row and its provenance
+(capture/ writes; distil/ reads), and the two kinds of report.json (evals/ and distil/ write; the dashboard
+reads), told apart by their `kind`. TypedDicts, so mypy holds writers and readers to one shape; a key a newer
+writer adds is optional (`total=False`), so files from before it still read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+MANIFEST = "manifest.json"
+METRICS = "metrics.jsonl"
+REPORT = "report.json"
+
+
+# -- a training run -------------------------------------------------------------------------------------------
+
+class ProcessInfo(TypedDict):
+    pid: int
+    host: str
+    start: int | None  # clock ticks since boot (Linux): a reused process id is not taken for it
+
+
+class MemoryEstimate(TypedDict, total=False):
+    total_gib: float
+    weights_gib: float
+    trainable_gib: float
+    activations_gib: float
+    loss_gib: float
+    runtime_gib: float
+    longest_row_tokens: int
+    available_gib: float | None
+
+
+class PeakMemory(TypedDict, total=False):
+    peak_gib: float | None
+    measured_by: str
+    estimate_gib: float
+    peak_bytes: int
+    estimate_bytes: int
+    estimate_over_peak: float | None
+
+
+class RunResult(TypedDict, total=False):
+    steps: int
+    train_loss: float | None
+    best_val_loss: float | None
+    supervised_tokens: int
+    seconds: float
+    skipped_steps: int
+    memory: PeakMemory
+    adapter: str | None
+
+
+class RunManifest(TypedDict, total=False):
+    status: str  # running, done, interrupted, failed
+    process: ProcessInfo
+    config: dict[str, Any]  # the TuneConfig as run (model as the user named it)
+    base_model: str  # the base's resolved path
+    base_folder: str
+    family: str
+    chat_template: str | None
+    device: str
+    dtype: str
+    world_size: int
+    seed: int
+    data_hash: str
+    rows: dict[str, int]  # train, val
+    total_steps: int
+    lora_modules: int
+    trainable_parameters: int
+    memory_estimate: MemoryEstimate
+    gradient_checkpointing: bool
+    packages: dict[str, str]
+    patches: list[dict[str, Any]]
+    result: RunResult
+    error: str
+
+
+class MetricsLine(TypedDict, total=False):
+    step: int
+    loss: float
+    val_loss: float
+    grad_norm: float
+    lr: float
+    tokens: int
+    seconds: float
+    peak_gib: float | None
+    time: float
+    skipped: str
+
+
+def read_manifest(run: str | Path) -> RunManifest:
+    """A run folder's manifest (raises OSError or ValueError when it is missing or torn)."""
+    data: RunManifest = json.loads((Path(run) / MANIFEST).read_text())
+    return data
+
+
+# -- a captured or labelled row -------------------------------------------------------------------------------
+
+class Agreement(TypedDict):
+    answer: str | None  # the most common reading; None when nothing could be read
+    count: int
+    of: float
+    margin: int
+    extractor: str | None
+
+
+class JudgeMeta(TypedDict):
+    model: str
+    chosen: str | None
+    read_as: str | None
+    swap_check: str | None
+
+
+class TokenCounts(TypedDict):
+    prompt: int
+    completion: int
+    estimated: bool
+
+
+class RowMeta(TypedDict, total=False):
+    v: int
+    source: str  # serve, fuse, ask, label
+    model: str
+    mode: str | None
+    members: dict[str, str]
+    failed: dict[str, str | None]
+    agreement: Agreement
+    judge: JudgeMeta | None
+    chosen: str | None
+    degraded: str | None
+    cost: float | None
+    unpriced: list[str]
+    tokens: TokenCounts
+    latency_s: float
+    time: str
+    request_id: str | None
+    finish_reason: str | None
+    # a labelled prompt's: where it came from and the reference it had, if any
+    prompt: str
+    where: str
+    reference: str | None
+
+
+class CapturedRow(TypedDict):
+    messages: list[dict[str, Any]]
+    meta: RowMeta
+
+
+# -- reports --------------------------------------------------------------------------------------------------
+
+class SystemRow(TypedDict, total=False):
+    name: str
+    kind: str  # member or fusion
+    members: list[str]
+    mode: str
+    judge: str | None
+    base: str | None
+    n: int
+    correct: int
+    accuracy: float | None  # None: the system failed (`failed` says why)
+    interval: tuple[float | None, float | None]
+    score: float | None
+    failed: str
+    errors: int
+    degraded: int
+    cost: float
+    cost_per_correct: float | None
+    unpriced: list[str]
+    eval_cost: float
+    prompt_tokens_per_item: float
+    completion_tokens_per_item: float
+    calls_per_item: float
+    latency_p50_s: float
+    latency_p95_s: float
+    dev_accuracy: float | None
+    # fusions
+    degraded_reasons: dict[str, int]
+    oracle: float
+    regret: int
+    regret_rate: float
+    rescue: int
+    rescue_rate: float
+    ties: int
+    judge_replies: int
+    verdict_share: float
+    position_bias: dict[str, Any]
+    swap_disagreement: float
+    vs_best: dict[str, Any]
+    vs_base: dict[str, Any]
+    certainty: str
+    threshold: float
+    calibration: dict[str, Any] | None
+
+
+class EvalReport(TypedDict, total=False):
+    kind: Literal["eval"]
+    dataset: str
+    answers: str  # the items' answers: number, choice or text (before `kind` was the report's, under `kind`)
+    items: int
+    dev: int
+    test: int
+    scorer: dict[str, Any]
+    seed: int
+    best_member: str | None
+    best_chosen_on: str
+    systems: list[SystemRow]
+    calls: dict[str, Any]
+    frontier: dict[str, Any]
+    certainty: dict[str, Any]
+    findings: list[str]
+
+
+class DistilReport(TypedDict, total=False):
+    kind: Literal["distil"]
+    teacher: str
+    members: list[str]
+    student: dict[str, Any]  # name, model, base, run
+    label: dict[str, Any]
+    filter: dict[str, Any]
+    training: dict[str, Any]
+    eval: dict[str, Any]  # dataset, folder, items, accuracy by system
+    gain_kept: dict[str, Any]
+    cost_fraction: dict[str, Any]
+    latency_fraction: dict[str, Any]
+    stage_seconds: dict[str, float]
+    registered: Any
+
+
+def report_kind(data: dict[str, Any]) -> str | None:
+    """"eval" or "distil" for a report.json (files from before `kind` are told by their keys); None otherwise."""
+    if data.get("kind") in ("eval", "distil"):
+        return str(data["kind"])
+    if isinstance(data.get("systems"), list):
+        return "eval"
+    if "gain_kept" in data:
+        return "distil"
+    return None
