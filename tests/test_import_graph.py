@@ -149,8 +149,8 @@ RANKS = {
     "gemfuse.processors": 1.6, "gemfuse.files": 1.6, "gemfuse.gguf_tools": 1.6,
     "gemfuse.messages": 1,
     "gemfuse.quiet": 0.7,
-    "gemfuse.memory": 0.5, "gemfuse.paths": 0.5, "gemfuse._lazy": 0.5, "gemfuse.shapes": 0.5, "gemfuse._sync": 0.5, "gemfuse._json": 0.5,
-    "gemfuse._torchvision": 0.5,
+    "gemfuse.memory": 0.5, "gemfuse.paths": 0.5, "gemfuse._lazy": 0.5, "gemfuse.shapes": 0.5, "gemfuse._sync": 0.5,
+    "gemfuse._json": 0.5, "gemfuse._torchvision": 0.5,
     "gemfuse.errors": 0,
 }
 

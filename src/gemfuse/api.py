@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._sync import run_sync
-from .capture import fusion_meta
+from .capture import fusion_name, keep_fusion
 from .fusion.api import afuse as afuse_with
-from .fusion.preset import FUSION_PREFIX
 from .fusion.trace import FusionResult
 from .messages import Message, as_messages
 from .models.base import Model
@@ -31,11 +30,8 @@ async def afuse(messages: str | Message | Sequence[Message], *, registry: Regist
     try:
         result = await afuse_with(messages, registry=used, **settings)
         if capture is not None:
-            writer = used.capture_writer(capture)
-            assert writer is not None
-            preset = settings.get("preset")
-            name = (FUSION_PREFIX + preset.removeprefix(FUSION_PREFIX)) if isinstance(preset, str) else "fusion"
-            writer.add(as_messages(messages), result.text, fusion_meta(result, model=name, source="fuse"))
+            keep_fusion(used.capture_writer(capture), as_messages(messages), result,
+                        name=fusion_name(settings.get("preset")), source="fuse")
         return result
     finally:
         if own is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..capture import model_meta
+from ..capture import keep_model
 from ..errors import ConfigError
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, collect
@@ -52,10 +52,7 @@ def run_ask(prompt: str, *, model: str | None, images, audio, system, config, as
         first = exc.errors()[0]
         raise ConfigError(f"{flag('.'.join(str(p) for p in first['loc']))}: {first['msg']}") from None
     completion = asyncio.run(stream_answer(registry, name, messages, opts, out=None if as_json else sys.stdout))
-    if writer is not None:
-        price = registry.spec(name).price
-        cost = price.cost(completion.usage.prompt_tokens, completion.usage.completion_tokens) if price else None
-        writer.add(messages, completion.text, model_meta(completion, model=name, cost=cost, source="ask"))
+    keep_model(writer, messages, completion, name=name, price=registry.spec(name).price, source="ask")
     if as_json:
         print(json.dumps(completion.to_dict(), ensure_ascii=False, indent=2))
     else:

@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..capture import fusion_meta
+from ..capture import fusion_name, keep_fusion
 from ..fusion.api import afuse
 from ..fusion.events import CallDone, Delta, FusionEvent
-from ..fusion.preset import FUSION_PREFIX
 from ..fusion.trace import Call, FusionResult
 from ..registry import Registry
 
@@ -80,7 +79,7 @@ async def stream_fusion(registry: Registry, messages, settings: dict[str, Any], 
 def run_fusion_ask(messages, *, registry: Registry, settings: dict[str, Any], show_candidates: bool,
                    as_json: bool, capture: Path | None = None) -> FusionResult:
     writer = registry.capture_writer(capture) if capture else None
-    label = FUSION_PREFIX + settings["preset"] if settings.get("preset") else "fusion"
+    label = fusion_name(settings.get("preset"))
     if as_json:
         result = asyncio.run(stream_fusion(registry, messages, settings, False, out=io.StringIO()))
         print(json.dumps({"model": label, **result.to_dict()}, ensure_ascii=False, indent=2, default=str))
@@ -88,7 +87,6 @@ def run_fusion_ask(messages, *, registry: Registry, settings: dict[str, Any], sh
         result = asyncio.run(stream_fusion(registry, messages, settings, show_candidates))
         sys.stdout.write("\n")
         print(summary(result), file=sys.stderr)
-    if writer is not None:
-        writer.add(messages, result.text, fusion_meta(result, model=label, source="ask"))
+    keep_fusion(writer, messages, result, name=label, source="ask")
     return result
 

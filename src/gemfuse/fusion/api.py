@@ -36,16 +36,26 @@ def make_preset(preset: FusionPreset | None = None, *, pool: Sequence[str | Memb
         raise ConfigError(f"fusion: {problems}") from None
 
 
+def resolve_preset(registry: ModelRegistry, *, pool: Sequence[str | Member] | None = None, judge: str | None = None,
+                   mode: str | None = None, preset: str | FusionPreset | None = None, **settings) -> FusionPreset:
+    """The preset a request asks for (a named one or a preset object, with these settings over it), checked
+    against the registry: unknown models, a fusion inside a fusion."""
+    base = registry.preset(preset) if isinstance(preset, str) else preset
+    spec = make_preset(base, pool=pool, judge=judge, mode=mode, **settings)
+    registry.check_preset(spec)
+    return spec
+
+
 async def afuse(messages: str | Message | Sequence[Message], *, registry: ModelRegistry,
                 pool: Sequence[str | Member] | None = None,
                 judge: str | None = None, mode: str | None = None, preset: str | FusionPreset | None = None,
                 on_event: EventSink | None = None, seed: int | None = None,
-                trace_path: str | Path | None = None, **settings) -> FusionResult:
+                trace_path: str | Path | None = None, resolved: FusionPreset | None = None,
+                **settings) -> FusionResult:
     """Fuse the answers of `pool` (or of a named preset) to `messages`. Settings are FusionPreset fields;
-    `registry` gives the models (get / spec / slot) and presets (preset / check_preset)."""
-    base = registry.preset(preset) if isinstance(preset, str) else preset
-    spec = make_preset(base, pool=pool, judge=judge, mode=mode, **settings)
-    registry.check_preset(spec)
+    `registry` gives the models (get / spec / slot) and presets (preset / check_preset). `resolved`: a preset
+    `resolve_preset` already made and checked (the server resolves a request once), used as it is."""
+    spec = resolved or resolve_preset(registry, pool=pool, judge=judge, mode=mode, preset=preset, **settings)
     run = FusionRun(registry, spec, as_messages(messages), seed=seed, on_event=on_event)
     started = time.perf_counter()
     text, chosen = await MODES[spec.mode](run)

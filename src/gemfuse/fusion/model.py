@@ -4,14 +4,14 @@ code use it like any model. It cannot be a member of another fusion."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Model, StreamChunk
-from .api import afuse, fusion_events
+from .api import afuse, fusion_events, resolve_preset
 from .events import Delta, Done
 from .preset import FusionPreset
 from .registry import ModelRegistry
+from .settings import options_set
 from .trace import FusionResult
 
 
@@ -28,16 +28,10 @@ class FusionModel(Model):
         judge = f" -> {self.preset.judge}" if self.preset.judge else ""
         return f"{self.preset.mode}: {', '.join(m.model for m in self.preset.members())}{judge}"
 
-    def _preset_for(self, options: GenerateOptions | None) -> FusionPreset:
-        """The preset, with the options the caller actually set (unset ones inherit the preset's)."""
-        if options is None:
-            return self.preset
-        update: dict[str, Any] = {k: getattr(options, k) for k in ("max_tokens", "temperature")
-                  if k in options.model_fields_set and getattr(options, k) is not None}
-        return self.preset.model_copy(update=update)
-
     def _fusion_args(self, options: GenerateOptions | None) -> dict:
-        return dict(preset=self._preset_for(options), registry=self.registry, seed=options.seed if options else None)
+        """The preset with the options the caller set (settings.options_set), checked once."""
+        resolved = resolve_preset(self.registry, preset=self.preset, **options_set(options))
+        return dict(resolved=resolved, registry=self.registry, seed=options.seed if options else None)
 
     async def fuse(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> FusionResult:
         return await afuse(messages, **self._fusion_args(options))

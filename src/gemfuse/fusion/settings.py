@@ -13,6 +13,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, create_model
 from pydantic.fields import FieldInfo
 
+from ..models.base import GenerateOptions
 from .preset import FusionPreset
 
 NOT_SETTINGS = ("pool", "description")
@@ -39,6 +40,15 @@ def settings_model(name: str, **extra: Any) -> type[BaseModel]:
 
 
 FusionSettings = settings_model("FusionSettings")
+
+
+def options_set(options: GenerateOptions | None) -> dict[str, Any]:
+    """The answer length and temperature a caller set on a request to a fusion (unset ones inherit the
+    preset's): the one rule for the server and a fusion asked as a model."""
+    if options is None:
+        return {}
+    return {k: getattr(options, k) for k in ("max_tokens", "temperature")
+            if k in options.model_fields_set and getattr(options, k) is not None}
 
 
 def chosen(values: dict[str, Any]) -> dict[str, Any]:

@@ -6,20 +6,21 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from ..capture import CaptureWriter, fusion_meta, model_meta
+from ..capture import CaptureWriter, fusion_name, keep_fusion, keep_model
 from ..config import ServerSettings
 from ..errors import MessageError
-from ..fusion.api import afuse, fusion_events, make_preset
+from ..fusion.api import afuse, fusion_events, resolve_preset
 from ..fusion.events import CallDone, Delta, Done
-from ..fusion.preset import FUSION_PREFIX
-from ..fusion.settings import chosen
-from ..fusion.trace import Call
+from ..fusion.preset import FUSION_PREFIX, FusionPreset
+from ..fusion.registry import ModelRegistry
+from ..fusion.settings import chosen, options_set
+from ..fusion.trace import Call, FusionResult
 from ..messages import Message, parse_messages
 from ..models.base import Completion, GenerateOptions, Usage
-from ..shapes import RowMeta
 from .errors import QueueFull, describe
 from .fetch import resolve_remote_images
 from .schemas import ChatRequest, chunk_body, completion_body, completion_id
@@ -29,13 +30,13 @@ log = logging.getLogger("gemfuse.serve")
 class QueueGate:
     """Bounds the requests in flight per model: its concurrency plus `max_queue` waiting; beyond that, 429."""
 
-    def __init__(self, registry, settings: ServerSettings):
+    def __init__(self, registry: ModelRegistry, settings: ServerSettings):
         self.registry = registry
         self.settings = settings
         self.inflight: dict[str, int] = {}
 
     def limit(self, name: str) -> int | None:
-        if name.startswith(FUSION_PREFIX) or name not in self.registry.config.specs:
+        if name.startswith(FUSION_PREFIX) or name not in self.registry.specs():
             return None
         concurrency = self.registry.spec(name).concurrency
         return None if concurrency is None else concurrency + self.settings.max_queue
@@ -77,48 +78,51 @@ def call_event(call: Call) -> dict[str, Any]:
             "cost": call.cost, "certainty": call.certainty}
 
 
-def fusion_label(request: ChatRequest, fusion: dict) -> str:
-    """The name a fusion request is captured under: its preset, else the request's model field."""
-    return FUSION_PREFIX + fusion["preset"].removeprefix(FUSION_PREFIX) if "preset" in fusion else request.model
+@dataclass(frozen=True)
+class Fusion:
+    """A request's fusion, resolved once: the checked preset (the request's own answer length and temperature
+    over its preset's, the fusion block over both), the judge's shuffle seed, and the name it is kept under."""
+
+    preset: FusionPreset
+    seed: int | None
+    name: str
 
 
 class ChatHandler:
-    def __init__(self, registry, settings: ServerSettings, capture: CaptureWriter | None = None):
+    def __init__(self, registry: ModelRegistry, settings: ServerSettings, capture: CaptureWriter | None = None):
         self.registry = registry
         self.settings = settings
         self.gate = QueueGate(registry, settings)
         self.capture = capture
 
     async def keep_model_answer(self, name: str, messages: list[Message], completion: Completion, ident: str) -> None:
-        if self.capture is None or not self.capture.wants(name):
+        await self._keep(keep_model, messages, completion, name=name, price=self.registry.spec(name).price,
+                         source="serve", request_id=ident)
+
+    async def keep_fusion_answer(self, name: str, messages: list[Message], result: FusionResult, ident: str) -> None:
+        await self._keep(keep_fusion, messages, result, name=name, source="serve", request_id=ident)
+
+    async def _keep(self, keep: Callable[..., bool], messages: list[Message], answer: Any, **details: Any) -> None:
+        """Off the event loop; a failing capture (a full disk) is logged and the answer still reaches the client."""
+        if self.capture is None:
             return
-        price = self.registry.spec(name).price
-        cost = price.cost(completion.usage.prompt_tokens, completion.usage.completion_tokens) if price else None
-        await self._keep(messages, completion.text, model_meta(completion, model=name, cost=cost, request_id=ident))
-
-    async def keep_fusion_answer(self, name: str, messages: list[Message], result, ident: str) -> None:
-        if self.capture is not None and self.capture.wants(name):
-            await self._keep(messages, result.text, fusion_meta(result, model=name, request_id=ident, source="serve"))
-
-    async def _keep(self, messages: list[Message], answer: str, meta: RowMeta) -> None:
-        """A failing capture (a full disk) is logged; the answer still reaches the client."""
-        assert self.capture is not None
         try:
-            await asyncio.to_thread(self.capture.add, messages, answer, meta)
+            await asyncio.to_thread(keep, self.capture, messages, answer, **details)
         except OSError as exc:
             log.warning("capture to %s failed: %s", self.capture.folder, exc)
 
-    async def prepare(self, request: ChatRequest) -> tuple[list[Message], GenerateOptions, dict | None]:
+    async def prepare(self, request: ChatRequest) -> tuple[list[Message], GenerateOptions, Fusion | None]:
         messages = parse_messages(request.messages)
         options = GenerateOptions(**request.options())
-        fusion = fusion_settings(request)
-        if fusion is None:
+        asked = fusion_settings(request)
+        fusion = None
+        if asked is None:
             model = self.registry.get(request.model)  # unknown names fail here, with close names
             remote = type(model).fetches_media_urls
-        else:  # a bad pool or preset fails now, before any response has started
-            base = self.registry.preset(fusion["preset"]) if "preset" in fusion else None
-            rest = {k: v for k, v in fusion.items() if k not in ("preset", "seed")}
-            self.registry.check_preset(make_preset(base, **rest))
+        else:  # resolved and checked once: a bad pool or preset fails now, before any response has started
+            settings = {**options_set(options), **{k: v for k, v in asked.items() if k != "seed"}}
+            fusion = Fusion(resolve_preset(self.registry, **settings), asked.get("seed"),
+                            fusion_name(asked.get("preset"), request.model))
             remote = False
         if not remote:
             messages = await resolve_remote_images(messages, self.settings)
@@ -131,8 +135,8 @@ class ChatHandler:
         messages, options, fusion = await self.prepare(request)
         ident = completion_id()
         if fusion is not None:
-            result = await afuse(messages, **self._fusion_args(options, fusion))
-            await self.keep_fusion_answer(fusion_label(request, fusion), messages, result, ident)
+            result = await afuse(messages, registry=self.registry, resolved=fusion.preset, seed=fusion.seed)
+            await self.keep_fusion_answer(fusion.name, messages, result, ident)
             tokens = result.logprobs if options.logprobs else None
             return completion_body(ident, request.model, [(result.text, "stop", tokens)], result.trace.usage,
                                    fusion=result.to_dict())
@@ -202,25 +206,18 @@ class ChatHandler:
         finally:
             self.gate.leave(name)
 
-    def _fusion_args(self, options: GenerateOptions, fusion: dict) -> dict:
-        """The request's own max_tokens / temperature (when it set them) over the preset's; the fusion block
-        over both."""
-        given = {k: getattr(options, k) for k in ("max_tokens", "temperature")
-                 if k in options.model_fields_set and getattr(options, k) is not None}
-        return dict(registry=self.registry, **{**given, **fusion})
-
-    async def _fusion_events(self, request: ChatRequest, messages, options, fusion) -> AsyncGenerator[bytes]:
+    async def _fusion_events(self, request: ChatRequest, messages, options, fusion: Fusion) -> AsyncGenerator[bytes]:
         ident, name = completion_id(), request.model
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         yield sse(chunk_body(ident, name, {"role": "assistant", "content": ""}))
-        async for event in fusion_events(messages, **self._fusion_args(options, fusion)):
+        async for event in fusion_events(messages, registry=self.registry, resolved=fusion.preset, seed=fusion.seed):
             if isinstance(event, CallDone):
                 yield sse(chunk_body(ident, name, extra={"fusion_event": call_event(event.call)}))
             elif isinstance(event, Delta):
                 yield sse(chunk_body(ident, name, {"content": event.text}))
             elif isinstance(event, Done):
                 result = event.result
-                await self.keep_fusion_answer(fusion_label(request, fusion), messages, result, ident)
+                await self.keep_fusion_answer(fusion.name, messages, result, ident)
                 if options.logprobs and result.logprobs is not None:  # the chosen answer's tokens, before the end
                     yield sse(chunk_body(ident, name, {"content": ""}, logprobs=result.logprobs))
                 yield sse(chunk_body(ident, name, {}, finish="stop", extra={"fusion": result.to_dict()}))
