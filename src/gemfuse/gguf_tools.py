@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, GemfuseError
-from .paths import published_folder
+from .paths import published_file, published_folder
 
 LLAMA_CPP_ENV = "GEMFUSE_LLAMA_CPP"
 
@@ -67,17 +67,16 @@ def convert_to_gguf(folder: Path, out: Path, outtype: str = "f16") -> Path:
     """A transformers folder to one GGUF file at 16 bits, by llama.cpp's converter (in a subprocess)."""
     tools = llama_cpp_tools()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tools / "gguf-py"), os.environ.get("PYTHONPATH", "")])}
-    staging = out.with_name(out.name + ".part")
     # The converter imports transformers; with PyPI's CUDA torchvision beside CPU torch that needs our shim first.
     launcher = ("import runpy, sys; from gemfuse._torchvision import make_torchvision_importable; "
                 "make_torchvision_importable(); sys.argv = sys.argv[1:]; "
                 "sys.path.insert(0, sys.argv[0].rpartition('/')[0]); runpy.run_path(sys.argv[0], run_name='__main__')")
-    done = subprocess.run([sys.executable, "-c", launcher, str(tools / "convert_hf_to_gguf.py"), str(folder),
-                           "--outfile", str(staging), "--outtype", outtype], capture_output=True, text=True, env=env)
-    if done.returncode or not staging.is_file():
-        staging.unlink(missing_ok=True)
-        raise ExportError(f"llama.cpp's converter failed on {folder}:\n{done.stderr[-2000:]}")
-    os.replace(staging, out)
+    with published_file(out) as staging:
+        done = subprocess.run([sys.executable, "-c", launcher, str(tools / "convert_hf_to_gguf.py"), str(folder),
+                               "--outfile", str(staging), "--outtype", outtype], capture_output=True, text=True,
+                              env=env)
+        if done.returncode or not staging.is_file():
+            raise ExportError(f"llama.cpp's converter failed on {folder}:\n{done.stderr[-2000:]}")
     return out
 
 
@@ -125,16 +124,13 @@ def quantize_gguf(source: Path, target: Path, quant: str, allow_requantize: bool
     params.ftype = ftype
     params.nthread = os.cpu_count() or 1
     params.allow_requantize = allow_requantize
-    staging = target.with_name(target.name + ".part")
-    with tempfile.TemporaryFile() as log:
+    with published_file(target) as staging, tempfile.TemporaryFile() as log:
         with native_output_to(log):  # llama.cpp prints a line per tensor
             failed = llama_cpp.llama_model_quantize(str(source).encode(), str(staging).encode(), params) != 0
         if failed:
-            staging.unlink(missing_ok=True)
             log.seek(0)
             raise ExportError(f"llama.cpp could not quantise {source} to {quant}:\n"
                               f"{log.read().decode(errors='replace')[-1500:]}")
-    os.replace(staging, target)
 
 
 if __name__ == "__main__":  # `python -m gemfuse.gguf_tools`, run by `make setup`: unpack the converter

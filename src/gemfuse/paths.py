@@ -54,6 +54,29 @@ def output_path(path: str | Path, option: str = "--out", *, folder: bool = False
 
 
 @contextlib.contextmanager
+def published_file(final: Path) -> Iterator[Path]:
+    """Write a file whole or not at all: write the staging path this yields (beside `final`, this process's
+    own); when the block ends without error it replaces `final` in one rename, so a reader sees the old file or
+    the new one, never half of one. On an error the staging file is removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        yield staging
+        os.replace(staging, final)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def write_file(final: Path, data: str | bytes) -> None:
+    """`data` as the whole of `final`, published at once (text as UTF-8)."""
+    with published_file(final) as staging:
+        if isinstance(data, bytes):
+            staging.write_bytes(data)
+        else:
+            staging.write_text(data, encoding="utf-8")
+
+
+@contextlib.contextmanager
 def published_folder(final: Path, *, replace: bool = True) -> Iterator[Path]:
     """Write a folder whole or not at all: fill the staging folder this yields (beside `final`, same disk); when
     the block ends without error it is renamed onto `final`, so a reader sees a whole folder or none. An older

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..messages import AudioPart, ImagePart, Message, TextPart
+from ..paths import write_file
 from ..shapes import CapturedRow, RowMeta
 
 MEDIA = "media"
@@ -63,10 +64,7 @@ def save_media(folder: Path, data: bytes, suffix: str) -> str:
     name = f"{hashlib.sha256(data).hexdigest()[:24]}.{suffix}"
     target = folder / MEDIA / name
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f".{name}.{os.getpid()}.tmp")
-        staging.write_bytes(data)
-        os.replace(staging, target)
+        write_file(target, data)
     return f"{MEDIA}/{name}"
 
 

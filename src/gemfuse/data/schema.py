@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-ROLES = ("system", "user", "assistant")
+from ..messages import ROLES
+
 Severity = Literal["error", "warning"]
 
 

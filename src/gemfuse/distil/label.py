@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,7 @@ from ..fusion.api import afuse
 from ..fusion.engine import QuorumError
 from ..fusion.preset import FUSION_PREFIX, FusionPreset, Member
 from ..fusion.registry import ModelRegistry
-from ..paths import output_path
+from ..paths import output_path, published_file
 from ..shapes import RowMeta
 from .prompts import Prompt, check_leakage, read_prompts
 from .settings import DistilSettings
@@ -141,8 +140,6 @@ async def _ask(prompt: Prompt, preset: FusionPreset, registry: CachingRegistry,
 
 def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """All rows, replacing the file at once (a killed write leaves the old file)."""
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(staging, "w", encoding="utf-8") as handle:
+    with published_file(path) as staging, open(staging, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(staging, path)

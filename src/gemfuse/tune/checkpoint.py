@@ -10,6 +10,7 @@ import random
 import shutil
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..paths import published_folder
 
 STATE = "state.pt"
@@ -68,7 +69,8 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
     result = set_peft_model_state_dict(model, weights)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
-        raise RuntimeError(f"{folder}: checkpoint does not match this model ({len(unexpected)} unexpected weights)")
+        raise ConfigError(f"{folder}: checkpoint does not match this model ({len(unexpected)} unexpected weights): "
+                          "resume it with the base model and LoRA settings it was trained with")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])

@@ -21,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from ..paths import write_file
 from ..shapes import MANIFEST, METRICS, ProcessInfo, RunManifest
 from ..shapes import read_manifest as read_shaped_manifest
 
@@ -47,9 +48,7 @@ def data_hash(examples) -> str:
 
 
 def write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(payload, indent=2, default=str))
-    staging.replace(path)
+    write_file(path, json.dumps(payload, indent=2, default=str))
 
 
 def read_manifest(run: str | Path) -> RunManifest:

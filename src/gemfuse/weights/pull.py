@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, GemfuseError
-from ..paths import cache_dir, config_path
+from ..paths import cache_dir, config_path, write_file
 
 CHUNK = 8 * 2**20
 
@@ -228,7 +228,4 @@ def register(config_file: Path, name: str, entry: dict, section: str = "models")
     table = tomlkit.table()
     table.update(entry)
     document[section][name] = table
-    config_file.parent.mkdir(parents=True, exist_ok=True)
-    staging = config_file.with_name(config_file.name + ".tmp")
-    staging.write_text(tomlkit.dumps(document), encoding="utf-8")
-    os.replace(staging, config_file)
+    write_file(config_file, tomlkit.dumps(document))
