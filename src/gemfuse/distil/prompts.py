@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..capture import capture_files
 from ..errors import GemfuseError
-from ..evals.datasets import EvalSet, read_rows, row_messages
+from ..evals.datasets import EvalSet, prompt_and_reference, read_rows
 from ..messages import AudioPart, ImagePart, Message, TextPart
 
 
@@ -92,31 +92,14 @@ def _captured_rows(folder: Path) -> list[tuple[str, dict]]:
 
 
 def _prompt(row: dict, where: str, root: Path, fallback_id: str) -> Prompt:
-    reference = row.get("answer")
-    if "messages" in row:
-        try:
-            messages = row_messages(row, where, root)
-        except GemfuseError as exc:
-            raise PromptError(str(exc)) from None
-        if messages and messages[-1].role == "assistant":
-            answer = messages.pop().text
-            reference = reference if reference is not None else answer
-        if "meta" in row:  # a captured row: its answer was the served model's, not a checked reference
-            reference = None
-    else:
-        text = row.get("prompt", row.get("question"))
-        if not isinstance(text, str) or not text.strip():
-            raise PromptError(f"{where}: needs 'messages', 'prompt' or 'question'; has "
-                              f"{', '.join(sorted(row)) or 'nothing'}")
-        if "question" in row and isinstance(reference, str) and "####" in reference:
-            reference = reference.rsplit("####", 1)[1].strip().replace(",", "")  # GSM8K: the number after ####
-        messages = [Message.user(text)]
     if "choices" in row:
         raise PromptError(f"{where}: choices: multiple-choice rows are eval items; give the options in the prompt")
-    if not messages or messages[-1].role != "user":
-        raise PromptError(f"{where}: messages: must end with a user turn (then, optionally, the reference answer)")
-    if isinstance(reference, int | float) and not isinstance(reference, bool):
-        reference = str(reference)
+    try:
+        messages, reference = prompt_and_reference(row, where, root)  # the eval's own reader
+    except GemfuseError as exc:
+        raise PromptError(str(exc)) from None
+    if "meta" in row:  # a captured row: its answer was the served model's, not a checked reference
+        reference = None
     ident = row.get("id")
     return Prompt(str(ident) if ident is not None else fallback_id, where, messages,
                   reference if isinstance(reference, str) else None)

@@ -119,12 +119,16 @@ def read_rows(path: Path) -> list[tuple[str, dict]]:
     return [(f"{path}:row {i}", dict(row)) for i, row in enumerate(table)]
 
 
-def _item(row: dict, where: str, index: int, root: Path) -> EvalItem:
+def prompt_and_reference(row: dict, where: str, root: Path) -> tuple[list[Message], Any]:
+    """A row's prompt (ending with a user turn) and its reference answer, if any: from `messages` (a last
+    assistant turn is the reference unless the row gives `answer`), or `prompt` / `question` with `answer`
+    (GSM8K's "... #### 42" read as 42); a number as text. The one reader of eval items and distil prompts."""
     answer = row.get("answer")
     if "messages" in row:
         messages = row_messages(row, where, root)
-        if answer is None and messages and messages[-1].role == "assistant":
-            answer = messages.pop().text  # a chat's last assistant turn is the reference
+        if messages and messages[-1].role == "assistant":
+            last = messages.pop().text  # a chat's last assistant turn is the reference
+            answer = answer if answer is not None else last
         if not messages or messages[-1].role != "user":
             raise DatasetError(f"{where}: messages: must end with a user turn (or a user turn, then the reference "
                                "answer as the assistant's)")
@@ -138,6 +142,11 @@ def _item(row: dict, where: str, index: int, root: Path) -> EvalItem:
         messages = [Message.user(prompt)]
     if isinstance(answer, int | float) and not isinstance(answer, bool):
         answer = str(answer)
+    return messages, answer
+
+
+def _item(row: dict, where: str, index: int, root: Path) -> EvalItem:
+    messages, answer = prompt_and_reference(row, where, root)
     if answer is not None and not isinstance(answer, str):
         raise DatasetError(f"{where}: answer: must be text or a number, got {type(answer).__name__}")
     choices = row.get("choices")
