@@ -19,12 +19,13 @@ import threading
 import time
 
 from gemfuse._torchvision import import_transformers
+from gemfuse.devices import pick_device, pick_dtype
 from gemfuse.files import hf_copy_of_gguf, resolve_path
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.builtin import SMOLLM2, builtin_specs
 from gemfuse.models.llamacpp import LlamaCppModel, default_threads
-from gemfuse.models.transformers import TransformersModel, pick_device, pick_dtype
+from gemfuse.models.transformers import TransformersModel
 
 PROMPTS = [f"Write a short paragraph about the number {n}." for n in range(40)]
 

@@ -90,7 +90,7 @@ def main() -> None:
     if args.dtype == "auto":  # every cell, and TRL, in the dtype gemfuse picks for this machine
         import torch
 
-        from gemfuse.tune.base import training_dtype
+        from gemfuse.devices import training_dtype
 
         args.dtype = str(training_dtype("cuda" if torch.cuda.is_available() else "cpu", "auto")).removeprefix("torch.")
     work = Path(tempfile.mkdtemp())

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from gemfuse.devices import pick_device, pick_dtype
 from gemfuse.errors import MessageError, ModelLoadError, UnsupportedInputError
 from gemfuse.messages import AudioPart, Message
 from gemfuse.models.base import GenerateOptions
-from gemfuse.models.transformers import TransformersModel, TransformersSpec, pick_device, pick_dtype
+from gemfuse.models.transformers import TransformersModel, TransformersSpec
 from gemfuse.registry import Registry
 
 pytestmark = pytest.mark.heavy  # real models or processes: the full suite only

@@ -8,9 +8,9 @@ pytestmark = [pytest.mark.heavy, pytest.mark.skipif(not torch.cuda.is_available(
 
 
 def test_cuda_trains_in_bf16_and_learns(tmp_path, tiny_model):
+    from gemfuse.devices import training_dtype
     from gemfuse.testing.tasks import colour_task
     from gemfuse.tune import load_tune_config, train
-    from gemfuse.tune.base import training_dtype
 
     assert training_dtype("cuda", "auto") == torch.bfloat16
     task = colour_task(tmp_path / "task")

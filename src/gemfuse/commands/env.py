@@ -30,7 +30,7 @@ def device() -> dict[str, Any]:
         import torch
     except ImportError:
         return {"torch": "not installed"}
-    from ..models.transformers import cpu_has_fast_bf16
+    from ..devices import cpu_has_fast_bf16
 
     info: dict[str, Any] = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(),
                             "cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ..devices import bitsandbytes_config, pick_device, pick_dtype
 from ..errors import ModelLoadError
 from ..messages import AudioPart, ImagePart, Message, TextPart
 from ..processors import declared_modalities, load_processor, modalities_of
@@ -36,43 +37,8 @@ class TransformersSpec(LocalSpec):
                             "LLM.int8 / NF4")
 
 
-def pick_device(preference: str = "auto") -> str:
-    import torch
-
-    if preference != "auto":
-        return preference
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 class StopReached(Exception):
     """Raised from the streamer to end generate() once a stop sequence has been seen."""
-
-
-def pick_dtype(device: str, preference: str = "auto"):
-    """bf16 where the device runs it natively, fp16 on MPS, fp32 otherwise."""
-    import torch
-
-    if preference != "auto":
-        return getattr(torch, preference)
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device == "mps":
-        return torch.float16
-    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
-
-
-def cpu_has_fast_bf16() -> bool:
-    import torch
-
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None) or getattr(torch.cpu, "_is_amx_tile_supported", None)
-    try:
-        return bool(probe and probe()) or torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16")
-    except Exception:  # private probes may vanish in later torch releases
-        return False
 
 
 class TransformersModel(LocalModel):
@@ -296,26 +262,6 @@ def answer_logprobs(output, prompt_tokens: int, tokenizer, top: int, text: str) 
         tokens.append(TokenLogprob(piece(token), float(row[token]), alternatives, confidence=confidence[step],
                                    self_certainty=kl_uniform[step]))
     return answer_tokens(tokens, text)
-
-
-def bitsandbytes_config(kind: str, device: str, dtype, training: bool = False, keep: tuple[str, ...] = ()):
-    """bitsandbytes LLM.int8 ('8bit') or NF4 with double quantisation ('4bit', QLoRA's): on CUDA, and on a CPU
-    for training (bitsandbytes runs there; slower than bf16 for serving, where int8 and GGUF are the CPU's way)."""
-    import importlib.util
-
-    from .._torchvision import import_transformers
-
-    if device.split(":")[0] != "cuda" and not (training and device == "cpu"):
-        raise ModelLoadError(f"quantize = '{kind}' (bitsandbytes) needs a CUDA GPU; on the CPU use 'int8', or a "
-                             "GGUF quant on llama.cpp (gemfuse quantize MODEL --to gguf:Q4_K_M)")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelLoadError(f"quantize = '{kind}' needs bitsandbytes: pip install 'gemfuse[cuda]'")
-    transformers = import_transformers()
-    skip = {"llm_int8_skip_modules": ["lm_head", *keep]} if keep else {}  # `keep`: modules left unquantised
-    if kind == "8bit":
-        return transformers.BitsAndBytesConfig(load_in_8bit=True, **skip)
-    return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                           bnb_4bit_compute_dtype=dtype, **skip)
 
 
 def quantize_int8_weights(model):

@@ -63,25 +63,11 @@ def _hub(repo_id: str) -> Base:
     return Base(repo_id, folder, json.loads((folder / "config.json").read_text()))
 
 
-def training_dtype(device: str, preference: str):
-    import torch
-
-    from ..models.transformers import cpu_has_fast_bf16
-
-    if preference != "auto":
-        return getattr(torch, preference)
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device == "mps":
-        return torch.bfloat16 if torch.backends.mps.is_macos_or_newer(14, 0) else torch.float32
-    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
-
-
 def load_for_training(base: Base, device: str, dtype, quantize: str = "none"):
     """The model on `device` in `dtype`, inputs' gradients on (for checkpointing through frozen layers)."""
     from .._torchvision import MODEL_LOADING, import_transformers
+    from ..devices import bitsandbytes_config
     from ..families import family
-    from ..models.transformers import bitsandbytes_config
     from ..processors import modalities_of
 
     transformers = import_transformers()

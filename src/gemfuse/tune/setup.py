@@ -18,10 +18,10 @@ from ..data.schema import Example
 from ..data.sources import read_rows
 from ..data.target import Target, load_target
 from ..data.validate import validate_examples
+from ..devices import pick_device, training_dtype
 from ..errors import ConfigError
-from ..models.transformers import pick_device
 from .attention import use_grouped_attention
-from .base import Base, load_for_training, resolve_base, training_dtype
+from .base import Base, load_for_training, resolve_base
 from .batches import Plan, encode_rows, row_lengths
 from .config import TuneConfig
 from .lean_norms import lean_norms
