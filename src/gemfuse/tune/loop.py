@@ -216,7 +216,7 @@ def _checkpoint(setup: Setup, state: State, hooks: Sequence[Hooks]) -> None:
 
 
 def _result(setup: Setup, state: State, interrupted: bool) -> Result:
-    return Result(setup.run_dir, None, state.step, interrupted, state.last_loss, state.best_val, state.tokens,
+    return Result(setup.run.run_dir if setup.run else None, None, state.step, interrupted, state.last_loss, state.best_val, state.tokens,
                   time.perf_counter() - setup.began, state.skipped)
 
 

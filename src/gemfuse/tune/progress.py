@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from .loop import Hooks, State
 from .memory import peak_gib
 from .runtime import Result
-from .setup import Setup
+from .setup import RunInfo, Setup
 
 
 def memory_used(device: str) -> str:
@@ -31,6 +31,11 @@ class Reporter(Hooks):
         self.enabled = enabled
         self.live = enabled and self.console.is_terminal
         self.progress: Any = None  # a rich Progress while a live bar is shown
+        self.run: RunInfo | None = None  # the run it reports, once set up (`describe`)
+
+    def describe(self, run: RunInfo) -> None:
+        """The run, once set up (the reporter shows the data's warnings before that)."""
+        self.run = run
 
     def warnings(self, issues) -> None:
         if not self.enabled or not issues:
@@ -44,20 +49,20 @@ class Reporter(Hooks):
         self.first_step = state.step
         self.started_at = time.perf_counter()
         self.tokens_at_start = state.tokens  # a resumed run's rate counts this process's tokens only
-        if not self.enabled:
+        run = self.run
+        if not self.enabled or run is None:
             return
         s = setup
-        assert s.base is not None and s.target is not None and s.estimate is not None
         self.console.print(
-            f"[bold]gemfuse tune[/] {s.base.name} ({s.target.family.name}) on {s.device} {str(s.dtype)[6:]}"
-            f"{f' x{s.world}' if s.world > 1 else ''}: {len(s.train_rows)} rows"
-            f"{f' + {len(s.val_rows)} validation' if s.val_rows else ''}, {s.total} steps, "
-            f"LoRA r={s.config.lora.r} on {len(s.modules)} modules ({s.trainable:,} parameters)")
-        self.console.print(f"memory estimate: {s.estimate.summary()}")
-        if s.estimate.warning:
-            self.console.print(f"[yellow]warning: {s.estimate.warning}[/]")
+            f"[bold]gemfuse tune[/] {run.base.name} ({run.target.family.name}) on {s.device} {str(s.dtype)[6:]}"
+            f"{f' x{s.world}' if s.world > 1 else ''}: {len(run.train_rows)} rows"
+            f"{f' + {len(run.val_rows)} validation' if run.val_rows else ''}, {s.total} steps, "
+            f"LoRA r={s.config.lora.r} on {len(run.modules)} modules ({s.trainable:,} parameters)")
+        self.console.print(f"memory estimate: {run.estimate.summary()}")
+        if run.estimate.warning:
+            self.console.print(f"[yellow]warning: {run.estimate.warning}[/]")
         if state.step:
-            self.console.print(f"resumed at step {state.step} from {s.run_dir / 'checkpoints' if s.run_dir else '?'}")
+            self.console.print(f"resumed at step {state.step} from {run.run_dir / 'checkpoints'}")
         if self.live:
             self.progress = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
                                      TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
@@ -85,8 +90,8 @@ class Reporter(Hooks):
         self.note(f"step {state.step}: validation loss {value:.4f}")
 
     def checkpoint(self, setup: Setup, state: State) -> None:
-        if setup.run_dir is not None:
-            self.note(f"checkpoint: {setup.run_dir / 'checkpoints' / f'step-{state.step:06d}'}")
+        if self.run is not None:
+            self.note(f"checkpoint: {self.run.run_dir / 'checkpoints' / f'step-{state.step:06d}'}")
 
     def diverged(self, setup: Setup, state: State, result: Result, reason: str) -> str | None:
         self.close()

@@ -41,9 +41,27 @@ Loss = Callable[[dict], tuple[Any, int]]  # a micro-batch -> (summed loss over s
 
 
 @dataclass(frozen=True)
+class RunInfo:
+    """What describes a real run, for its run folder and its progress display (handed to them whole, nothing
+    optional): where it is written, the base and its data target, the rows, the LoRA modules, the memory
+    estimate and how activations are kept."""
+
+    run_dir: Path
+    resuming: bool
+    base: Base
+    target: Target
+    train_rows: list[Example]
+    val_rows: list[Example]
+    modules: list[str]
+    estimate: Estimate
+    checkpointing: bool  # activations recomputed in backward (the config's choice, or "auto"'s)
+    peak_from_start: bool  # the measured peak is this run's own (reset as it began)
+
+
+@dataclass(frozen=True)
 class Setup:
-    """What the loop reads. The first group is all a loop needs (a toy model fills only those); the rest
-    describes the run for its manifest and its progress display."""
+    """What the loop reads: all a loop needs (a toy model fills only these), and `run`, the description of a
+    real run (None for a toy)."""
 
     config: TuneConfig
     model: Any
@@ -58,16 +76,7 @@ class Setup:
     validation: Callable[[], Iterator[dict]] | None = None  # this rank's validation micro-batches
     rank: int = 0
     world: int = 1
-    run_dir: Path | None = None
-    resuming: bool = False
-    base: Base | None = None
-    target: Target | None = None
-    train_rows: list[Example] = field(default_factory=list)
-    val_rows: list[Example] = field(default_factory=list)
-    modules: list[str] = field(default_factory=list)
-    estimate: Estimate | None = None
-    peak_from_start: bool = False  # the measured peak is this run's own (reset as it began)
-    checkpointing: bool = False  # activations recomputed in backward (the config's choice, or "auto"'s)
+    run: RunInfo | None = None
     began: float = field(default_factory=time.perf_counter)  # the run's clock (set-up included)
 
     @property
@@ -139,10 +148,9 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     loss = partial(supervised_loss, model, parts=parts) if parts else partial(full_logits_loss, model)
     return Setup(config=config, model=model, params=params, optimizer=optimizer, scheduler=scheduler, plan=plan,
                  loss=loss, total=total, device=device,
-                 dtype=dtype, validation=validation if val_rows else None, rank=rank, world=world, run_dir=run_dir,
-                 resuming=resume, base=base, target=target, train_rows=train_rows, val_rows=val_rows,
-                 modules=modules, estimate=memory, checkpointing=checkpointing, began=began,
-                 peak_from_start=measured_from_start)
+                 dtype=dtype, validation=validation if val_rows else None, rank=rank, world=world, began=began,
+                 run=RunInfo(run_dir, resume, base, target, train_rows, val_rows, modules, memory, checkpointing,
+                             measured_from_start))
 
 
 def recompute_activations(model) -> None:

@@ -59,8 +59,11 @@ def train(config: TuneConfig | str | Path, overrides: list[str] | None = None, *
     with Stop() as stop:
         try:
             prepared = setup(config, resume=resume, warn=reporter.warnings)
-            state = restore(prepared) if resume else State()
-            hooks: list[Hooks] = [RunWriter(), reporter, SignalStop(stop)]
+            run = prepared.run
+            assert run is not None, "setup() describes the run it sets up"
+            reporter.describe(run)
+            state = restore(prepared, run) if resume else State()
+            hooks: list[Hooks] = [RunWriter(run), reporter, SignalStop(stop)]
             if on_step is not None:
                 hooks.append(Callback(on_step))
             return loop(prepared, hooks, state)
