@@ -270,3 +270,41 @@ def test_two_processes_equal_one(tmp_path, tiny_model, text_data):
     manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["status"] == "done"
     assert_same_weights(adapter_weights(single.run), adapter_weights(tmp_path / "ddp"))
+
+
+def test_two_sharded_processes_equal_one_and_resume_from_a_gathered_checkpoint(tmp_path, tiny_model, text_data):
+    """train.shard = "fsdp": two CPU processes (gloo) each hold half of every layer (FSDP2), and end on the adapter
+    of one process with the whole batch; a checkpoint gathered from the shards resumes to the same adapter."""
+    import shutil
+
+    folder = tiny_model("gemma3")
+    single = train(tiny_config(folder, text_data, tmp_path / "single", batch_size=4, max_steps=3, device="cpu"))
+    config = tmp_path / "tune.toml"
+    config.write_text(f'model = "{folder}"\nout = "{tmp_path / "fsdp"}"\n[data]\ntrain = "{text_data}"\n'
+                      '[lora]\nr = 4\nalpha = 8\n[train]\nmax_steps = 3\nbatch_size = 2\nlr = 1e-2\n'
+                      'dtype = "float32"\nseed = 1\ndevice = "cpu"\nshard = "fsdp"\n[run]\nprogress = false\n'
+                      'save_every = 2\n')
+
+    def torchrun(*args):
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                               "--master-port", "29518", "-m", "gemfuse.cli", "tune", *args], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    torchrun(str(config))
+    manifest = json.loads((tmp_path / "fsdp" / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["status"] == "done" and manifest["config"]["train"]["shard"] == "fsdp"
+    assert_same_weights(adapter_weights(single.run), adapter_weights(tmp_path / "fsdp"))
+    whole = adapter_weights(tmp_path / "fsdp")
+    shutil.rmtree(tmp_path / "fsdp" / "adapter")  # as if killed after the checkpoint at step 2
+    torchrun("--resume", str(tmp_path / "fsdp"))
+    assert_same_weights(whole, adapter_weights(tmp_path / "fsdp"), atol=1e-6)
+
+
+def test_sharding_says_what_it_cannot_do(tmp_path, tiny_model, text_data):
+    from gemfuse.tune.shard import check_shardable
+
+    with pytest.raises(ConfigError, match="FSDP cannot shard bitsandbytes"):
+        check_shardable("4bit", 2)
+    with pytest.raises(ConfigError, match="needs several processes: start it with torchrun"):
+        train(tiny_config(tiny_model("gemma3"), text_data, tmp_path / "one", shard="fsdp", device="cpu"))

@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from ..paths import published_folder
 
 STATE = "state.pt"
+TRAINABLE = "trainable.pt"  # a sharded run's trainable weights in full, by parameter name (tune/shard.py)
 
 
 def rng_state() -> dict:
@@ -37,17 +38,32 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run: Path, model, optimizer, scheduler, step: int, extra: dict, keep: int = 2) -> Path:
+def save_checkpoint(run: Path, model, optimizer, scheduler, step: int, extra: dict, keep: int = 2,
+                    gathered: tuple[dict, dict] | None = None) -> Path:
+    """`gathered`: a sharded run's full trainable weights and optimizer state (shard.gathered_*)."""
     import torch
 
     final = run / "checkpoints" / f"step-{step:06d}"
     with published_folder(final) as staging:
-        model.save_pretrained(staging)
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(), **extra}, staging / STATE)
+        if gathered is None:
+            model.save_pretrained(staging)
+            optimizer_state = optimizer.state_dict()
+        else:
+            weights, optimizer_state = gathered
+            model.save_pretrained(staging, state_dict=weights)  # an ordinary PEFT adapter
+            torch.save(weights, staging / TRAINABLE)
+        torch.save({"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
+                    "rng": rng_state(), "sharded": gathered is not None, **extra}, staging / STATE)
     for old in checkpoints(run)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def trainable_weights(folder: Path) -> dict:
+    """A sharded run's checkpoint's trainable weights in full, by parameter name."""
+    import torch
+
+    return torch.load(folder / TRAINABLE, map_location="cpu", weights_only=False)
 
 
 def checkpoints(run: Path) -> list[Path]:
@@ -64,7 +80,18 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
+    from .shard import is_sharded, restore_optimizer
+
     state = torch.load(folder / STATE, map_location="cpu", weights_only=False)
+    sharded_now = any(is_sharded(p) for p in model.parameters())
+    if bool(state.get("sharded")) != sharded_now:
+        raise ConfigError(f"{folder}: written by a run with train.shard = {'fsdp' if state.get('sharded') else 'none'}; "
+                          "resume it with the same train.shard")
+    if sharded_now:  # its weights went in before sharding (setup: shard.load_whole)
+        restore_optimizer(model, optimizer, state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        return state
     weights = load_file(str(folder / "adapter_model.safetensors"))
     result = set_peft_model_state_dict(model, weights)
     unexpected = getattr(result, "unexpected_keys", [])

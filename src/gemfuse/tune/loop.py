@@ -21,6 +21,7 @@ from typing import Any
 from .batches import supervised_count
 from .runtime import DivergedError, Result
 from .setup import Setup
+from .shard import full_value, is_sharded
 
 
 @dataclass
@@ -129,9 +130,9 @@ def train_step(setup: Setup, step: int) -> tuple[float, int, float, str | None]:
     # the norm is the same on every rank (gradients are already summed), so every rank takes the same branch
     max_norm = setup.config.train.max_grad_norm
     if max_norm:
-        norm = float(torch.nn.utils.clip_grad_norm_(setup.params, max_norm))
+        norm = full_value(torch.nn.utils.clip_grad_norm_(setup.params, max_norm))
     else:
-        norm = float(torch.nn.utils.get_total_norm([p.grad for p in setup.params if p.grad is not None]))
+        norm = full_value(torch.nn.utils.get_total_norm([p.grad for p in setup.params if p.grad is not None]))
     why = f"loss {loss_value}" if not math.isfinite(loss_value) else \
         f"gradient norm {norm}" if not math.isfinite(norm) else None
     if why is None:
@@ -186,17 +187,21 @@ def all_sum(setup: Setup, value: float) -> float:
 
 
 def all_reduce_grads(setup: Setup) -> None:
-    """Sum the ranks' gradients (each already divided by the global supervised count): one flat reduce."""
+    """Sum the ranks' gradients (each already divided by the global supervised count): one flat reduce. A sharded
+    weight's gradient was summed by FSDP's reduce-scatter already."""
     if setup.world == 1:
         return
     import torch
     import torch.distributed as dist
 
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in setup.params]
+    whole = [p for p in setup.params if not is_sharded(p)]
+    if not whole:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in whole]
     flat = torch.cat([g.reshape(-1).float() for g in grads])
     dist.all_reduce(flat)
     offset = 0
-    for p, g in zip(setup.params, grads, strict=True):
+    for p, g in zip(whole, grads, strict=True):
         n = g.numel()
         p.grad = flat[offset:offset + n].view_as(g).to(g.dtype)
         offset += n
@@ -216,8 +221,8 @@ def _checkpoint(setup: Setup, state: State, hooks: Sequence[Hooks]) -> None:
 
 
 def _result(setup: Setup, state: State, interrupted: bool) -> Result:
-    return Result(setup.run.run_dir if setup.run else None, None, state.step, interrupted, state.last_loss, state.best_val, state.tokens,
-                  time.perf_counter() - setup.began, state.skipped)
+    return Result(setup.run.run_dir if setup.run else None, None, state.step, interrupted, state.last_loss,
+                  state.best_val, state.tokens, time.perf_counter() - setup.began, state.skipped)
 
 
 def drifting(first: float, loss: float, norm: float) -> str | None:

@@ -15,6 +15,7 @@ from .patches import outcomes
 from .run_folder import MANIFEST, Metrics, data_hash, package_versions, plot_loss, this_process, write_json
 from .runtime import Result
 from .setup import RunInfo, Setup
+from .shard import gathered_optimizer, gathered_weights
 
 
 def restore(setup: Setup, run: RunInfo) -> State:
@@ -56,9 +57,12 @@ class RunWriter(Hooks):
             self.metrics.log(step=state.step, val_loss=round(value, 6))
 
     def checkpoint(self, setup: Setup, state: State) -> None:
+        gathered = (gathered_weights(setup.model), gathered_optimizer(setup.model, setup.optimizer)) \
+            if setup.sharded else None  # every rank takes part in the gathering
         if setup.main:
             self.last_checkpoint = save_checkpoint(self.run.run_dir, setup.model, setup.optimizer, setup.scheduler,
-                                                   state.step, state.saved(), keep=setup.config.run.keep)
+                                                   state.step, state.saved(), keep=setup.config.run.keep,
+                                                   gathered=gathered)
 
     def diverged(self, setup: Setup, state: State, result: Result, reason: str) -> str | None:
         folder = self.run.run_dir
@@ -78,9 +82,10 @@ class RunWriter(Hooks):
                 plot_loss(folder)
             return
         result.adapter = folder / "adapter"
+        weights = gathered_weights(setup.model) if setup.sharded else None  # every rank takes part
         if setup.main:
             with published_folder(result.adapter) as staging:
-                setup.model.save_pretrained(staging)
+                setup.model.save_pretrained(staging, state_dict=weights)
                 self.run.target.save(staging)
             write_manifest(setup, self.run, "done", result)
             plot_loss(folder)

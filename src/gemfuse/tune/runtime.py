@@ -80,11 +80,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(params, config: TuneConfig, device: str):
+def make_optimizer(params, config: TuneConfig, device: str, fused: bool = True):
     import torch
 
     settings: dict[str, Any] = dict(lr=config.train.lr, weight_decay=config.train.weight_decay)
-    if device in ("cuda", "cpu"):
+    if fused and device in ("cuda", "cpu"):
         try:
             return torch.optim.AdamW(params, fused=True, **settings)
         except (RuntimeError, TypeError, ValueError):  # older torch or a dtype fused kernels do not take

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from .attention import use_grouped_attention
 from .base import Base, load_for_training, resolve_base
 from .batches import Plan, encode_rows, row_lengths
+from .checkpoint import checkpoints, trainable_weights
 from .config import TuneConfig
 from .lean_norms import lean_norms
 from .lora import apply_lora
@@ -31,6 +32,7 @@ from .loss import frozen_head_parts, full_logits_loss, supervised_loss
 from .memory import Estimate, estimate, start_measuring
 from .run_folder import is_run
 from .runtime import DataError, distributed, make_optimizer, schedule_factor, seed_everything
+from .shard import check_shardable, load_whole, shard_model
 
 # oneDNN (bf16 matmuls on a CPU) keeps a kernel, with its buffers, for every shape it met, up to 1024 by default;
 # batches of ever new lengths grew a run's memory by ~0.3 GiB in 30 steps of Gemma 3 270M. One step of it meets
@@ -76,6 +78,7 @@ class Setup:
     validation: Callable[[], Iterator[dict]] | None = None  # this rank's validation micro-batches
     rank: int = 0
     world: int = 1
+    sharded: bool = False  # FSDP2: layers' weights are DTensors, each rank holding its shard (shard.py)
     run: RunInfo | None = None
     began: float = field(default_factory=time.perf_counter)  # the run's clock (set-up included)
 
@@ -115,7 +118,10 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     train = config.train
     plan = Plan(train_rows, collator, train.batch_size, train.grad_accum, train.seed, config.data.packing, rank, world)
     total = train.max_steps or max(1, round(train.epochs * plan.steps_per_epoch))
-    model = load_for_training(base, device, dtype, train.quantize)
+    sharded = train.shard == "fsdp"
+    if sharded:
+        check_shardable(train.quantize, world)
+    model = load_for_training(base, "cpu" if sharded else device, dtype, train.quantize)  # shards move, not it
     if train.gradient_checkpointing is True:
         recompute_activations(model)
     if device == "cpu":  # see attention.py: CUDA and MPS keep their fused kernels
@@ -123,8 +129,13 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     model, modules = apply_lora(model, target.family, config.lora)
     fuse_lora_layers(model)
     lean_norms(model)
+    if sharded:
+        found = checkpoints(run_dir) if resume else []
+        if found:
+            load_whole(model, trainable_weights(found[-1]))
+        shard_model(model, device, dtype)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, config, device.split(":")[0])
+    optimizer = make_optimizer(params, config, device.split(":")[0], fused=not sharded)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: schedule_factor(s, total, train.warmup_steps, train.schedule))
     val_lengths = row_lengths(val_rows, collator)
@@ -149,6 +160,7 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     return Setup(config=config, model=model, params=params, optimizer=optimizer, scheduler=scheduler, plan=plan,
                  loss=loss, total=total, device=device,
                  dtype=dtype, validation=validation if val_rows else None, rank=rank, world=world, began=began,
+                 sharded=sharded,
                  run=RunInfo(run_dir, resume, base, target, train_rows, val_rows, modules, memory, checkpointing,
                              measured_from_start))
 
