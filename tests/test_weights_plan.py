@@ -109,3 +109,19 @@ def test_cli_plan_json_and_errors(tmp_path):
     assert {r["precision"] for r in report["rows"]} >= {"bf16", "int8", "int4", "gguf:Q4_K_M"}
     missing = CliRunner().invoke(app, ["plan", str(tmp_path / "nothing-here")])
     assert missing.exit_code == 1 and "not a GGUF file, a model folder" in missing.output
+
+
+def test_a_sharded_fine_tune_is_planned_per_process():
+    """Gemma 3 27B LoRA on 24 GB cards: too big on one; sharded, each process holds 1/N of the layers (the
+    embeddings whole) and the plan names the fewest processes that fit."""
+    shape = read_shape(str(CONFIGS / "gemma-3-27b-it.json"))
+    one, two, four = (plan(shape, device="cuda", memory_gb=24, context=2048, train="lora", shards=n).rows[0]
+                      for n in (1, 2, 4))
+    assert one.verdict == "too big" and four.verdict == "fits"
+    embeddings = shape.embedding_params * 2
+    assert two.needs.weights == pytest.approx(embeddings + (one.needs.weights - embeddings) / 2)
+    assert four.needs.training < one.needs.training  # the adapters' state is sharded too
+    result = plan(shape, device="cuda", memory_gb=24, context=2048, train="lora")
+    assert result.fewest_shards == 4 and result.as_dict()["fewest_shards"] == 4
+    with pytest.raises(ConfigError, match="--shards 2: sharding plans a LoRA fine-tune"):
+        plan(shape, device="cuda", memory_gb=24, train="qlora", shards=2)

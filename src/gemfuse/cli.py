@@ -229,13 +229,14 @@ def plan(model: str = typer.Argument(..., help="a model folder, a GGUF file, a c
          context: int | None = typer.Option(None, "--context", min=1, help="tokens (default: the model's, up to 8192)"),
          batch: int = typer.Option(1, "--batch", min=1, help="sequences at once"),
          train: str | None = typer.Option(None, "--train", help="lora | qlora: plan a fine-tune instead"),
+         shards: int = typer.Option(1, "--shards", min=1, help="with --train lora: per process, sharded across N"),
          revision: str | None = typer.Option(None, "--revision", help="hub revision of the config"),
          as_json: bool = typer.Option(False, "--json")) -> None:
     """Will it fit? Memory per precision (weights, KV cache, runtime, training) from the config alone."""
     from .commands.weights import run_plan
 
     code = run_plan(model, device=device, memory=memory, context=context, batch=batch, train=train,
-                    revision=revision, as_json=as_json)
+                    revision=revision, as_json=as_json, shards=shards)
     raise typer.Exit(code)
 
 

@@ -11,12 +11,12 @@ GB = 10**9
 
 
 def run_plan(model: str, *, device: str, memory: float | None, context: int | None, batch: int, train: str | None,
-             revision: str | None, as_json: bool) -> int:
+             revision: str | None, as_json: bool, shards: int = 1) -> int:
     from ..weights.plan import plan
     from ..weights.shape import read_shape
 
     result = plan(read_shape(model, revision=revision), device=device, memory_gb=memory, context=context,
-                  batch=batch, train=train)
+                  batch=batch, train=train, shards=shards)
     if as_json:
         print(json.dumps(result.as_dict(), indent=2))
         return 0
@@ -27,6 +27,8 @@ def run_plan(model: str, *, device: str, memory: float | None, context: int | No
     console.print(f"[bold]{shape.name}[/] ({shape.model_type}): {shape.params / 1e9:.2f} B parameters, {counted}; "
                   f"{len(shape.caches)} of {shape.layers} layers keep a KV cache; context up to {shape.max_context:,}")
     doing = f"training {result.train} on" if result.train else "inference at"
+    if result.shards > 1:
+        doing = f"per process, sharded across {result.shards} (train.shard = \"fsdp\"), {doing}"
     console.print(f"{doing} {result.context:,} tokens x batch {result.batch} on {result.device}: {have}")
     table = Table(caption="GB = 10^9 bytes; `--json` says how each precision is loaded", caption_justify="left")
     columns = ["precision", "weights", "training" if result.train else "KV cache", "runtime", "total", "verdict",
@@ -47,6 +49,9 @@ def run_plan(model: str, *, device: str, memory: float | None, context: int | No
                       f"{best.max_context:,})")
     elif result.memory:
         console.print("[red]nothing fits[/]: a smaller model, a shorter context, or a bigger device")
+    if result.fewest_shards and result.fewest_shards > 1:
+        console.print(f"sharded (train.shard = \"fsdp\" under torchrun), it fits from [bold]{result.fewest_shards}[/] "
+                      f"processes of this memory each (--shards {result.fewest_shards} shows them)")
     for note in shape.notes:
         console.print(f"note: {note}")
     if any(r.needs.precision.startswith("gguf:") for r in result.rows) and any(c.window for c in shape.caches):

@@ -87,6 +87,8 @@ class Plan:
     batch: int
     train: str | None
     rows: list[Row]
+    shards: int = 1  # processes a LoRA run is sharded across: each row is per process
+    fewest_shards: int | None = None  # the fewest processes a sharded LoRA run needs on this memory
 
     def best(self) -> Row | None:
         """The widest precision that fits (the least quality lost)."""
@@ -101,6 +103,7 @@ class Plan:
             "layers_with_kv_cache": len(self.shape.caches), "max_context": self.shape.max_context,
             "device": self.device, "memory_gb": round(self.memory / GB, 2) if self.memory else None,
             "memory_source": self.memory_source, "context": self.context, "batch": self.batch, "train": self.train,
+            "shards": self.shards, "fewest_shards": self.fewest_shards,
             "best": best.needs.precision if best else None, "notes": self.shape.notes,
             "rows": [{"precision": r.needs.precision, "how": r.how, "verdict": r.verdict,
                       "total_gb": round(r.needs.total / GB, 3), "weights_gb": round(r.needs.weights / GB, 3),
@@ -119,11 +122,12 @@ def runtime_bytes(shape: ModelShape, device: str, batch: int) -> float:
 
 
 def training_bytes(shape: ModelShape, context: int, batch: int, rank: int = 16, checkpointing: bool = True,
-                   width: int = 2) -> float:
+                   width: int = 2, shards: int = 1) -> float:
     """LoRA on every attention and MLP projection: parameters, gradients and AdamW state in fp32 (16 bytes
-    each); activations kept for backward; the loss chunk's logits (see gemfuse.memory)."""
+    each, 1/shards of them per process when sharded); activations kept for backward (a process's own batch);
+    the loss chunk's logits (see gemfuse.memory)."""
     per_layer = rank * (10 * shape.hidden + 3 * shape.intermediate)  # r x (in + out) of q, k, v, o, gate, up, down
-    trainable = shape.layers * per_layer * 16
+    trainable = shape.layers * per_layer * 16 / shards
     tokens = batch * context
     return (trainable + activation_bytes(tokens, shape.layers, shape.hidden, shape.intermediate, checkpointing, width)
             + loss_bytes(tokens, shape.vocab))
@@ -145,12 +149,34 @@ def device_memory(device: str) -> tuple[float | None, str]:
     return None, f"unknown: no {device} here (pass --memory)"
 
 
+def sharded_weights(precision: Precision, shape: ModelShape, shards: int) -> float:
+    """A process's weights when training is sharded (train.shard = "fsdp"): 1/shards of the layers', and the
+    embeddings (and the head tied to them) whole on every process."""
+    bits = precision.embeddings_bits if precision.embeddings_bits is not None else precision.bits
+    embeddings = shape.embedding_params * bits / 8
+    return embeddings + (precision.weight_bytes(shape) - embeddings) / shards
+
+
+def smallest_shards(shape: ModelShape, precision: Precision, device: str, memory: float, context: int, batch: int,
+                    most: int = 64) -> int | None:
+    """The fewest processes a sharded LoRA run needs for each to fit `memory` (activations recomputed)."""
+    for shards in range(1, most + 1):
+        total = (sharded_weights(precision, shape, shards) + training_runtime_bytes(device)
+                 + training_bytes(shape, context, batch, shards=shards))
+        if total <= HEADROOM * memory:
+            return shards
+    return None
+
+
 def plan(shape: ModelShape, *, device: str = "cpu", memory_gb: float | None = None, context: int | None = None,
-         batch: int = 1, train: str | None = None, precisions: list[str] | None = None) -> Plan:
+         batch: int = 1, train: str | None = None, precisions: list[str] | None = None, shards: int = 1) -> Plan:
     if device not in ("cuda", "mps", "cpu"):
         raise ConfigError(f"--device {device!r}: choose cuda, mps or cpu")
     if train not in (None, "lora", "qlora"):
         raise ConfigError(f"--train {train!r}: choose lora or qlora")
+    if shards > 1 and train != "lora":
+        raise ConfigError(f"--shards {shards}: sharding plans a LoRA fine-tune (--train lora); QLoRA's 4-bit base is "
+                          "not sharded")
     memory, source = (memory_gb * GB, "given") if memory_gb else device_memory(device)
     context = min(context or min(shape.max_context, 8192), shape.max_context)
     known = PRECISIONS + own_file(shape)
@@ -164,21 +190,24 @@ def plan(shape: ModelShape, *, device: str = "cpu", memory_gb: float | None = No
         llama_cpp = precision.name.startswith("gguf:") or precision.name == "file"
         kv = 0.0 if train else shape.kv_bytes(context, full_windows=llama_cpp) * batch  # training keeps no cache
         runtime = training_runtime_bytes(device) if train else runtime_bytes(shape, device, batch)
-        extra = training_bytes(shape, context, batch, checkpointing=False) if train else 0.0
-        if train and memory and precision.weight_bytes(shape) + runtime + extra > TIGHT * memory:
-            extra = training_bytes(shape, context, batch)  # as the tuner's "auto": recompute activations
-        needs = Needs(precision.name, precision.weight_bytes(shape), kv, runtime, extra)
+        weights = sharded_weights(precision, shape, shards) if shards > 1 else precision.weight_bytes(shape)
+        extra = training_bytes(shape, context, batch, checkpointing=False, shards=shards) if train else 0.0
+        if train and memory and weights + runtime + extra > TIGHT * memory:
+            extra = training_bytes(shape, context, batch, shards=shards)  # as the tuner's "auto": recompute
+        needs = Needs(precision.name, weights, kv, runtime, extra)
         if device not in precision.devices:
             rows.append(Row(needs, precision.how, "not on this device", 0))
             continue
-        longest = longest_context(shape, needs, memory, batch, train, llama_cpp)
+        longest = longest_context(shape, needs, memory, batch, train, llama_cpp, shards)
         verdict = "fits" if memory is None or needs.total <= HEADROOM * memory else "too big"
         rows.append(Row(needs, precision.how, verdict if memory else "unknown", longest))
-    return Plan(shape, device, memory, source, context, batch, train, rows)
+    fewest = smallest_shards(shape, chosen[0], device, memory, context, batch) if train == "lora" and memory \
+        and chosen else None
+    return Plan(shape, device, memory, source, context, batch, train, rows, shards, fewest)
 
 
 def longest_context(shape: ModelShape, needs: Needs, memory: float | None, batch: int, train: str | None,
-                    llama_cpp: bool) -> int:
+                    llama_cpp: bool, shards: int = 1) -> int:
     """The largest context (up to the model's own limit) whose total fits, by bisection: memory grows with
     context, but not linearly where sliding-window layers stop growing."""
     if memory is None:
@@ -186,7 +215,7 @@ def longest_context(shape: ModelShape, needs: Needs, memory: float | None, batch
 
     def total(context: int) -> float:
         if train:  # at the longest context, activations are recomputed (the tuner's "auto" when tight)
-            return needs.weights + needs.runtime + training_bytes(shape, context, batch)
+            return needs.weights + needs.runtime + training_bytes(shape, context, batch, shards=shards)
         return needs.weights + needs.runtime + shape.kv_bytes(context, full_windows=llama_cpp) * batch
 
     low, high = 0, shape.max_context
