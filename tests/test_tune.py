@@ -302,7 +302,14 @@ def test_two_sharded_processes_equal_one_and_resume_from_a_gathered_checkpoint(t
 
 
 def test_sharding_says_what_it_cannot_do(tmp_path, tiny_model, text_data):
-    from gemfuse.tune.shard import check_shardable
+    from gemfuse.tune.shard import check_shardable, wants_sharding
+
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / "model.safetensors", "wb") as handle:  # sparse: weights no machine here holds
+        handle.truncate(2**40)
+    assert wants_sharding("auto", big, "cpu", 2) and not wants_sharding("auto", big, "cpu", 1)
+    assert not wants_sharding("auto", tiny_model("gemma3"), "cpu", 2) and wants_sharding("fsdp", big, "cpu", 1)
 
     with pytest.raises(ConfigError, match="FSDP cannot shard bitsandbytes"):
         check_shardable("4bit", 2)

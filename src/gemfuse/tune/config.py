@@ -62,9 +62,10 @@ class TrainConfig(Section):
     quantize: Literal["none", "4bit", "8bit"] = Field("none", description="the frozen base in bitsandbytes 4-bit NF4 "
                                                                       "(QLoRA) or 8-bit, on CUDA or a CPU")
     threads: int | None = Field(None, ge=1, description="torch CPU threads")
-    shard: Literal["none", "fsdp"] = Field("none", description="fsdp: under torchrun, each process holds 1/N of the "
-                                                               "base and the adapters (FSDP2), for a model one "
-                                                               "device cannot hold")
+    shard: Literal["none", "fsdp", "auto"] = Field(
+        "none", description="fsdp: under torchrun, each process holds 1/N of the base and the adapters (FSDP2), for "
+                            "a model one device cannot hold; auto: fsdp when there are several processes and the "
+                            "base's weights would not fit one device")
 
 
 class RunConfig(Section):

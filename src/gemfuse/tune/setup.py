@@ -32,7 +32,7 @@ from .loss import frozen_head_parts, full_logits_loss, supervised_loss
 from .memory import Estimate, estimate, start_measuring
 from .run_folder import is_run
 from .runtime import DataError, distributed, make_optimizer, schedule_factor, seed_everything
-from .shard import check_shardable, load_whole, shard_model
+from .shard import check_shardable, load_whole, shard_model, wants_sharding
 
 # oneDNN (bf16 matmuls on a CPU) keeps a kernel, with its buffers, for every shape it met, up to 1024 by default;
 # batches of ever new lengths grew a run's memory by ~0.3 GiB in 30 steps of Gemma 3 270M. One step of it meets
@@ -118,7 +118,7 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     train = config.train
     plan = Plan(train_rows, collator, train.batch_size, train.grad_accum, train.seed, config.data.packing, rank, world)
     total = train.max_steps or max(1, round(train.epochs * plan.steps_per_epoch))
-    sharded = train.shard == "fsdp"
+    sharded = wants_sharding(train.shard, base.folder, device, world)
     if sharded:
         check_shardable(train.quantize, world)
     model = load_for_training(base, "cpu" if sharded else device, dtype, train.quantize)  # shards move, not it

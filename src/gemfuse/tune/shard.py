@@ -18,6 +18,23 @@ from ..errors import ConfigError
 LAYER_SUFFIXES = ("DecoderLayer", "EncoderLayer")
 
 
+def wants_sharding(setting: str, base_folder: Any, device: str, world: int) -> bool:
+    """Whether to shard: "fsdp" always; "auto" when there are several processes and the base's weights (their
+    size on disk) pass what `train.gradient_checkpointing = "auto"` counts as tight on this device."""
+    from pathlib import Path
+
+    from ..memory import TIGHT
+    from .memory import available_memory
+
+    if setting != "auto":
+        return setting == "fsdp"
+    if world < 2:
+        return False
+    weights = sum(f.stat().st_size for f in Path(base_folder).glob("*.safetensors"))
+    available, _ = available_memory(device)
+    return available is not None and available > 0 and weights > TIGHT * available
+
+
 def check_shardable(quantize: str, world: int) -> None:
     if quantize != "none":
         raise ConfigError(f"train.shard = 'fsdp' with train.quantize = '{quantize}': FSDP cannot shard bitsandbytes' "
