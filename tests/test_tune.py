@@ -255,18 +255,26 @@ def test_kill_9_between_checkpoints_resumes_to_the_uninterrupted_adapter(tmp_pat
     assert logged == list(range(1, 21)), "the lost steps were redone once, none logged twice"
 
 
-def test_two_processes_equal_one(tmp_path, tiny_model, text_data):
-    """torchrun with 2 CPU processes (gloo), batch 2 each, gives the adapter of one process with batch 4."""
+def test_two_nodes_equal_one_process(tmp_path, tiny_model, text_data):
+    """Two torchrun agents on 127.0.0.1 as two nodes of one CPU process each (gloo, torchrun's own c10d
+    rendezvous, as across machines), batch 2 each, give the adapter of one process with batch 4."""
     folder = tiny_model("gemma3")
     single = train(tiny_config(folder, text_data, tmp_path / "single", batch_size=4, max_steps=3, device="cpu"))
     config = tmp_path / "tune.toml"
     config.write_text(f'model = "{folder}"\nout = "{tmp_path / "ddp"}"\n[data]\ntrain = "{text_data}"\n'
                       '[lora]\nr = 4\nalpha = 8\n[train]\nmax_steps = 3\nbatch_size = 2\nlr = 1e-2\n'
                       'dtype = "float32"\nseed = 1\ndevice = "cpu"\n[run]\nprogress = false\n')  # CPU ranks, GPU or not
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                           "29517", "-m", "gemfuse.cli", "tune", str(config)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
+    from gemfuse.testing.upstream import free_port
+
+    port = free_port()
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank),
+                               "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+                               "--rdzv-id", "gemfuse-test", "-m", "gemfuse.cli", "tune", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}) for rank in (0, 1)]
+    for node in nodes:
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err[-3000:]
     manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["status"] == "done"
     assert_same_weights(adapter_weights(single.run), adapter_weights(tmp_path / "ddp"))
