@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..fusion.modes import tier_accepted
-from .frontier import Outcome, calibrate
+from .frontier import Outcome, calibrate, summary
 from .records import ItemResult
-from .stats import bootstrap_interval, percentile
 
 NEVER = math.inf  # the probe's threshold: no tier is accepted for its certainty
 
@@ -32,13 +31,7 @@ def replay_cascade(record: ItemResult, threshold: float, measure: str = "mean") 
 
 
 def point(records: Sequence[ItemResult], threshold: float, measure: str) -> dict[str, Any]:
-    outcomes = [replay_cascade(r, threshold, measure) for r in records]
-    n = max(len(outcomes), 1)
-    right = [float(o.correct) for o in outcomes]
-    return {"threshold": threshold, "n": len(outcomes), "accuracy": sum(right) / n,
-            "interval": bootstrap_interval(right), "cost_per_item": sum(o.cost for o in outcomes) / n,
-            "latency_p50_s": percentile([o.latency for o in outcomes], 50),
-            "escalated": sum(o.tier != 1 for o in outcomes) / n}
+    return summary([replay_cascade(r, threshold, measure) for r in records], threshold)
 
 
 def calibrate_cascade(probes: Sequence[ItemResult], measure: str, target_accuracy: float | None = None,

@@ -83,6 +83,11 @@ def replayed(by: dict[tuple[str, str], ItemResult], pool: Sequence[str], ids: Se
              extractor: str, measure: str, seed: int = 0) -> dict[str, Any]:
     """The cascade at `threshold` replayed on `ids`: accuracy with its interval, cost, latency, escalations."""
     outcomes = [replay(answers, threshold, extractor, measure) for answers in pool_rows(by, pool, ids)]
+    return summary(outcomes, threshold, seed)
+
+
+def summary(outcomes: Sequence[Outcome], threshold: float, seed: int = 0) -> dict[str, Any]:
+    """A replayed cascade's point: accuracy with its interval, cost and median latency per item, escalations."""
     n = max(len(outcomes), 1)
     right = [float(o.correct) for o in outcomes]
     return {"threshold": threshold, "n": len(outcomes), "accuracy": sum(right) / n,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..errors import GemfuseError, ModelError
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Usage, collect
-from ..models.certainty import approximate, certainties, certainty
+from ..models.certainty import approximate, certainties
 from .events import CallDone, EventSink, FusionEvent
 from .preset import FusionPreset, Member
 from .registry import ModelRegistry
@@ -119,8 +119,8 @@ class FusionRun:
             call.text, call.usage, call.latency_s = completion.text, completion.usage, completion.latency_s
             if completion.logprobs:
                 preset = self.preset
-                call.certainty = certainty(completion.logprobs, preset.certainty, preset.certainty_window)
                 call.certainties = certainties(completion.logprobs, preset.certainty_window)
+                call.certainty = call.certainties.get(preset.certainty)
                 call.certainty_tokens, call.logprobs = len(completion.logprobs), completion.logprobs
                 call.certainty_approximate = approximate(completion.logprobs, preset.certainty)
             if not call.text.strip():

@@ -89,16 +89,13 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
                           "resume it with the same train.shard")
     if sharded_now:  # its weights went in before sharding (setup: shard.load_whole)
         restore_optimizer(model, optimizer, state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        return state
-    weights = load_file(str(folder / "adapter_model.safetensors"))
-    result = set_peft_model_state_dict(model, weights)
-    unexpected = getattr(result, "unexpected_keys", [])
-    if unexpected:
-        raise ConfigError(f"{folder}: checkpoint does not match this model ({len(unexpected)} unexpected weights): "
-                          "resume it with the base model and LoRA settings it was trained with")
-    optimizer.load_state_dict(state["optimizer"])
+    else:
+        result = set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+        unexpected = getattr(result, "unexpected_keys", [])
+        if unexpected:
+            raise ConfigError(f"{folder}: checkpoint does not match this model ({len(unexpected)} unexpected "
+                              "weights): resume it with the base model and LoRA settings it was trained with")
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return state
