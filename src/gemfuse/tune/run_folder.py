@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import write_file
-from ..shapes import MANIFEST, METRICS, ProcessInfo, RunManifest
+from ..shapes import MANIFEST, METRICS, MetricsLine, ProcessInfo, RunManifest
 from ..shapes import read_manifest as read_shaped_manifest
 
 PACKAGES = ("gemfuse", "torch", "transformers", "peft", "accelerate", "bitsandbytes")
@@ -112,7 +112,7 @@ class Metrics:
 
 
 
-def read_metrics(run: Path) -> list[dict]:
+def read_metrics(run: Path) -> list[MetricsLine]:
     path = Path(run) / METRICS
     if not path.exists():
         return []
