@@ -255,71 +255,53 @@ def test_kill_9_between_checkpoints_resumes_to_the_uninterrupted_adapter(tmp_pat
     assert logged == list(range(1, 21)), "the lost steps were redone once, none logged twice"
 
 
-def test_two_nodes_equal_one_process(tmp_path, tiny_model, text_data):
-    """Two torchrun agents on 127.0.0.1 as two nodes of one CPU process each (gloo, torchrun's own c10d
-    rendezvous, as across machines), batch 2 each, give the adapter of one process with batch 4."""
-    folder = tiny_model("gemma3")
-    single = train(tiny_config(folder, text_data, tmp_path / "single", batch_size=4, max_steps=3, device="cpu"))
-    config = tmp_path / "tune.toml"
-    config.write_text(f'model = "{folder}"\nout = "{tmp_path / "ddp"}"\n[data]\ntrain = "{text_data}"\n'
-                      '[lora]\nr = 4\nalpha = 8\n[train]\nmax_steps = 3\nbatch_size = 2\nlr = 1e-2\n'
-                      'dtype = "float32"\nseed = 1\ndevice = "cpu"\n[run]\nprogress = false\n')  # CPU ranks, GPU or not
+def torchrun(*args: str, nodes: int = 1, per_node: int = 2) -> list[subprocess.Popen]:
+    """`gemfuse tune ARGS` under torchrun on CPU ranks: one agent of `per_node` processes, or `nodes` agents on
+    127.0.0.1 meeting through torchrun's own c10d rendezvous, as machines do."""
     from gemfuse.testing.upstream import free_port
 
     port = free_port()
-    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank),
-                               "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
-                               "--rdzv-id", "gemfuse-test", "-m", "gemfuse.cli", "tune", str(config)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"}) for rank in (0, 1)]
-    for node in nodes:
-        _, err = node.communicate(timeout=300)
-        assert node.returncode == 0, err[-3000:]
-    manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
-    assert manifest["world_size"] == 2 and manifest["status"] == "done"
-    assert_same_weights(adapter_weights(single.run), adapter_weights(tmp_path / "ddp"))
+    agents = [["--nproc-per-node", str(per_node), "--master-port", str(port)]] if nodes == 1 else \
+        [["--nnodes", str(nodes), "--node-rank", str(rank), "--nproc-per-node", str(per_node), "--rdzv-backend", "c10d",
+          "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "gemfuse-test"] for rank in range(nodes)]
+    return [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *agent, "-m", "gemfuse.cli", "tune", *args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}) for agent in agents]
 
 
-def test_two_sharded_processes_equal_one_and_resume_from_a_gathered_checkpoint(tmp_path, tiny_model, text_data):
-    """train.shard = "fsdp": two CPU processes (gloo) each hold half of every layer (FSDP2), and end on the adapter
-    of one process with the whole batch; a checkpoint gathered from the shards resumes to the same adapter."""
-    import shutil
+def finished(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
 
+
+def test_two_nodes_stopped_by_a_signal_on_one_resume_to_one_process(tmp_path, tiny_model, text_data):
+    """Two torchrun agents on 127.0.0.1 as two nodes of one CPU process each (gloo, torchrun's own c10d
+    rendezvous, as across machines), batch 2 each. SIGTERM reaches one node only: both processes stop after the
+    same step and checkpoint; resumed on both nodes, the run ends on the adapter of one process with batch 4."""
     folder = tiny_model("gemma3")
-    single = train(tiny_config(folder, text_data, tmp_path / "single", batch_size=4, max_steps=3, device="cpu"))
     config = tmp_path / "tune.toml"
-    config.write_text(f'model = "{folder}"\nout = "{tmp_path / "fsdp"}"\n[data]\ntrain = "{text_data}"\n'
-                      '[lora]\nr = 4\nalpha = 8\n[train]\nmax_steps = 3\nbatch_size = 2\nlr = 1e-2\n'
-                      'dtype = "float32"\nseed = 1\ndevice = "cpu"\nshard = "fsdp"\n[run]\nprogress = false\n'
-                      'save_every = 2\n')
+    config.write_text(f'model = "{folder}"\nout = "{tmp_path / "ddp"}"\n[data]\ntrain = "{text_data}"\n'
+                      '[lora]\nr = 4\nalpha = 8\n[train]\nmax_steps = 100000\nbatch_size = 2\nlr = 1e-2\n'
+                      'schedule = "constant"\ndtype = "float32"\nseed = 1\ndevice = "cpu"\n[run]\nprogress = false\n')
+    nodes = torchrun(str(config), nodes=2, per_node=1)  # CPU ranks, GPU or not
+    metrics = tmp_path / "ddp" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    nodes[1].send_signal(signal.SIGTERM)
+    for node in nodes:
+        node.communicate(timeout=120)
+    manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["world_size"] == 2
+    stopped = manifest["result"]["steps"]
+    from gemfuse.tune.checkpoint import checkpoints
 
-    def torchrun(*args):
-        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                               "--master-port", "29518", "-m", "gemfuse.cli", "tune", *args], capture_output=True,
-                              text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        assert done.returncode == 0, done.stderr[-3000:]
-
-    torchrun(str(config))
-    manifest = json.loads((tmp_path / "fsdp" / "manifest.json").read_text())
-    assert manifest["world_size"] == 2 and manifest["status"] == "done" and manifest["config"]["train"]["shard"] == "fsdp"
-    assert_same_weights(adapter_weights(single.run), adapter_weights(tmp_path / "fsdp"))
-    whole = adapter_weights(tmp_path / "fsdp")
-    shutil.rmtree(tmp_path / "fsdp" / "adapter")  # as if killed after the checkpoint at step 2
-    torchrun("--resume", str(tmp_path / "fsdp"))
-    assert_same_weights(whole, adapter_weights(tmp_path / "fsdp"), atol=1e-6)
-
-
-def test_sharding_says_what_it_cannot_do(tmp_path, tiny_model, text_data):
-    from gemfuse.tune.shard import check_shardable, wants_sharding
-
-    big = tmp_path / "big"
-    big.mkdir()
-    with open(big / "model.safetensors", "wb") as handle:  # sparse: weights no machine here holds
-        handle.truncate(2**40)
-    assert wants_sharding("auto", big, "cpu", 2) and not wants_sharding("auto", big, "cpu", 1)
-    assert not wants_sharding("auto", tiny_model("gemma3"), "cpu", 2) and wants_sharding("fsdp", big, "cpu", 1)
-
-    with pytest.raises(ConfigError, match="FSDP cannot shard bitsandbytes"):
-        check_shardable("4bit", 2)
-    with pytest.raises(ConfigError, match="needs several processes: start it with torchrun"):
-        train(tiny_config(tiny_model("gemma3"), text_data, tmp_path / "one", shard="fsdp", device="cpu"))
+    assert int(checkpoints(tmp_path / "ddp")[-1].name.split("-")[1]) == stopped >= 2
+    finished(torchrun("--resume", str(tmp_path / "ddp"), "--set", f"train.max_steps={stopped + 2}", nodes=2, per_node=1))
+    single = train(tiny_config(folder, text_data, tmp_path / "single", batch_size=4, max_steps=stopped + 2, device="cpu",
+                               schedule="constant"))
+    manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["result"]["steps"] == stopped + 2
+    assert len(manifest["result"]["memory"]["per_rank_gib"]) == 2
+    assert_same_weights(adapter_weights(single.run), adapter_weights(tmp_path / "ddp"))

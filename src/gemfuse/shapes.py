@@ -42,6 +42,7 @@ class PeakMemory(TypedDict, total=False):
     peak_bytes: int
     estimate_bytes: int
     estimate_over_peak: float | None
+    per_rank_gib: list[float | None]  # each process's own peak, rank 0 first (runs of several processes)
 
 
 class RunResult(TypedDict, total=False):

@@ -21,7 +21,7 @@ from typing import Any
 from .batches import supervised_count
 from .runtime import DivergedError, Result
 from .setup import Setup
-from .shard import full_value, is_sharded
+from .shard import clip_gradients, is_sharded
 
 
 @dataclass
@@ -95,7 +95,8 @@ def loop(setup: Setup, hooks: Sequence[Hooks] = (), state: State | None = None) 
         every = config.run.eval_every
         if setup.validation is not None and every and state.step % every == 0 and state.step < setup.total:
             validate(setup, state, hooks)
-        state.stopped_by = next((s for s in (h.stop_requested(setup, state) for h in hooks) if s), None)
+        state.stopped_by = agreed_stop(setup, next((s for s in (h.stop_requested(setup, state) for h in hooks) if s),
+                                                   None))
         if state.stopped_by:
             _checkpoint(setup, state, hooks)
             break
@@ -113,7 +114,6 @@ def loop(setup: Setup, hooks: Sequence[Hooks] = (), state: State | None = None) 
 def train_step(setup: Setup, step: int) -> tuple[float, int, float, str | None]:
     """One optimizer step over the plan's micro-batches: (mean loss per supervised token, supervised tokens,
     gradient norm, why it was skipped or None)."""
-    import torch
 
     setup.model.train()
     batches = setup.plan.step_batches(step)
@@ -128,11 +128,7 @@ def train_step(setup: Setup, step: int) -> tuple[float, int, float, str | None]:
     all_reduce_grads(setup)
     loss_value = all_sum(setup, summed) / max(total, 1)
     # the norm is the same on every rank (gradients are already summed), so every rank takes the same branch
-    max_norm = setup.config.train.max_grad_norm
-    if max_norm:
-        norm = full_value(torch.nn.utils.clip_grad_norm_(setup.params, max_norm))
-    else:
-        norm = full_value(torch.nn.utils.get_total_norm([p.grad for p in setup.params if p.grad is not None]))
+    norm = clip_gradients(setup.params, setup.config.train.max_grad_norm)
     why = f"loss {loss_value}" if not math.isfinite(loss_value) else \
         f"gradient norm {norm}" if not math.isfinite(norm) else None
     if why is None:
@@ -184,6 +180,25 @@ def all_sum(setup: Setup, value: float) -> float:
     tensor = torch.tensor([float(value)], dtype=torch.float64, device=setup.device)
     dist.all_reduce(tensor)
     return float(tensor.item())
+
+
+def agreed_stop(setup: Setup, requested: str | None) -> str | None:
+    """Every rank stops after the same step, when any rank was asked to (a signal reaches the processes of a job
+    between different steps; a rank that stopped alone would leave the others waiting in a collective)."""
+    if setup.world == 1 or all_sum(setup, float(requested is not None)) == 0:
+        return requested
+    return requested or "another process of the run was stopped"
+
+
+def all_gathered(setup: Setup, value: Any) -> list:
+    """Every rank's `value`, rank 0 first (a collective: every rank calls it)."""
+    if setup.world == 1:
+        return [value]
+    import torch.distributed as dist
+
+    found: list = [None] * setup.world
+    dist.all_gather_object(found, value)
+    return found
 
 
 def all_reduce_grads(setup: Setup) -> None:

@@ -1,9 +1,10 @@
 """A memory estimate made before the first step, so a run that will not fit says so instead of dying an hour in.
 
-weights (as loaded) + LoRA parameters, gradients and AdamW state (fp32: 16 bytes each) + activations kept for
-backward (gemfuse.memory.activation_bytes; with gradient checkpointing only each layer's input) + the loss's
-logits piece + on a CPU the process itself (the libraries, as resident now, and the working memory). Compared
-with the peak measured from the run's start: the accelerator allocator's, or the process's resident memory.
+weights (as loaded; a sharded run's own shard) + LoRA parameters, gradients and AdamW state (fp32: 16 bytes
+each) + activations kept for backward (gemfuse.memory.activation_bytes; with gradient checkpointing only each
+layer's input) + the loss's logits piece + on a CPU the process itself (the libraries, as resident now, and the
+working memory). Compared with the peak measured from the run's start: the accelerator allocator's, or the
+process's resident memory.
 """
 
 from __future__ import annotations
@@ -92,8 +93,11 @@ def estimate(model, config, device: str, dtype, plan, checkpointing: bool | None
     inter = max(inter) if isinstance(inter, list) else inter
     layers = getattr(text, "num_hidden_layers", 0)
     vocab = getattr(text, "vocab_size", 0)
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) * 16
+    from torch.distributed.tensor import DTensor
+
+    held = [p.to_local() if isinstance(p, DTensor) else p for p in model.parameters()]  # a sharded one: its shard
+    weights = sum(p.numel() * p.element_size() for p in held)
+    trainable = sum(h.numel() for h, p in zip(held, model.parameters(), strict=True) if p.requires_grad) * 16
     lengths = getattr(plan, "lengths", None)
     longest = min(max(lengths), config.data.max_length) if lengths else config.data.max_length
     tokens = config.train.batch_size * longest

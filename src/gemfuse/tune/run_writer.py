@@ -9,7 +9,7 @@ import time
 from ..paths import published_folder
 from ..shapes import PeakMemory, RunManifest
 from .checkpoint import checkpoints, load_checkpoint, save_checkpoint
-from .loop import Hooks, State
+from .loop import Hooks, State, all_gathered
 from .memory import GiB, peak_gib, peak_used
 from .patches import outcomes
 from .run_folder import MANIFEST, Metrics, data_hash, package_versions, plot_loss, this_process, write_json
@@ -76,9 +76,10 @@ class RunWriter(Hooks):
 
     def finished(self, setup: Setup, state: State, result: Result) -> None:
         folder = self.run.run_dir
+        peaks = all_gathered(setup, peak_used(setup.device)[0])  # every rank's, gathered by all
         if result.interrupted:
             if setup.main:
-                write_manifest(setup, self.run, "interrupted", result)
+                write_manifest(setup, self.run, "interrupted", result, peaks=peaks)
                 plot_loss(folder)
             return
         result.adapter = folder / "adapter"
@@ -87,7 +88,7 @@ class RunWriter(Hooks):
             with published_folder(result.adapter) as staging:
                 setup.model.save_pretrained(staging, state_dict=weights)
                 self.run.target.save(staging)
-            write_manifest(setup, self.run, "done", result)
+            write_manifest(setup, self.run, "done", result, peaks=peaks)
             plot_loss(folder)
 
 
@@ -95,20 +96,23 @@ def _seconds(setup: Setup) -> float:
     return round(time.perf_counter() - setup.began, 3)
 
 
-def peak_report(setup: Setup, run: RunInfo) -> PeakMemory:
-    """The peak memory this run reached beside the estimate made before its first step."""
+def peak_report(setup: Setup, run: RunInfo, peaks: list[int | None] | None = None) -> PeakMemory:
+    """The peak memory this run reached beside the estimate made before its first step (rank 0's; `peaks`, every
+    rank's, are listed beside it in runs of several processes)."""
     peak, how = peak_used(setup.device)
     how += ", from the run's start" if run.peak_from_start else ""
-    if peak is None:
-        return {"peak_gib": None, "measured_by": how}
-    return {"peak_gib": round(peak / GiB, 3), "measured_by": how,
-            "estimate_gib": round(run.estimate.total / GiB, 3),
-            "peak_bytes": peak, "estimate_bytes": run.estimate.total,  # exact: a small run's GiB round to 0.00x
-            "estimate_over_peak": round(run.estimate.total / peak, 3) if peak else None}
+    report: PeakMemory = {"peak_gib": None, "measured_by": how}
+    if peak is not None:
+        report.update({"peak_gib": round(peak / GiB, 3), "estimate_gib": round(run.estimate.total / GiB, 3),
+                       "peak_bytes": peak, "estimate_bytes": run.estimate.total,  # exact: small runs round to 0.00x
+                       "estimate_over_peak": round(run.estimate.total / peak, 3) if peak else None})
+    if peaks and len(peaks) > 1:
+        report["per_rank_gib"] = [None if p is None else round(p / GiB, 3) for p in peaks]
+    return report
 
 
 def write_manifest(setup: Setup, run: RunInfo, status: str, result: Result | None = None,
-                   error: str | None = None) -> None:
+                   error: str | None = None, peaks: list[int | None] | None = None) -> None:
     payload: RunManifest = {
         "status": status, "process": this_process(), "config": setup.config.model_dump(mode="json"),
         "base_model": run.base.name, "base_folder": str(run.base.folder),
@@ -125,7 +129,7 @@ def write_manifest(setup: Setup, run: RunInfo, status: str, result: Result | Non
         payload["result"] = {"steps": result.steps, "train_loss": result.train_loss,
                              "best_val_loss": result.best_val_loss, "supervised_tokens": result.tokens,
                              "seconds": round(result.seconds, 2), "skipped_steps": result.skipped_steps,
-                             "memory": peak_report(setup, run), "adapter": str(result.adapter) if result.adapter else None}
+                             "memory": peak_report(setup, run, peaks), "adapter": str(result.adapter) if result.adapter else None}
     if error is not None:
         payload["error"] = error
     write_json(run.run_dir / MANIFEST, payload)

@@ -15,7 +15,8 @@ from typing import Any
 
 from ..errors import ConfigError
 
-LAYER_SUFFIXES = ("DecoderLayer", "EncoderLayer")
+# a transformer layer of the language model or of a vision or audio tower (Gemma 3n's audio blocks are conformers)
+LAYER_SUFFIXES = ("DecoderLayer", "EncoderLayer", "AudioConformerBlock", "AudioLayer")
 
 
 def wants_sharding(setting: str, base_folder: Any, device: str, world: int) -> bool:
@@ -70,6 +71,29 @@ def is_sharded(tensor: Any) -> bool:
 def full_value(value: Any) -> float:
     """A scalar that may be a DTensor (a gradient norm over sharded weights), as a float on every rank."""
     return float(value.full_tensor() if is_sharded(value) else value)
+
+
+def clip_gradients(params: list, max_norm: float | None) -> float:
+    """The gradients' global norm (the same on every rank), and clipped to `max_norm` when it is set. A sharded run
+    may mix sharded gradients with whole ones (a tower's projection outside any layer), which torch's own
+    clip_grad_norm_ refuses: each kind's norm is taken on its own and the two combined."""
+    import math
+
+    import torch
+
+    grads = [p.grad for p in params if p.grad is not None]
+    sharded = [g for g in grads if is_sharded(g)]
+    if not sharded or len(sharded) == len(grads):  # one kind: torch's own arithmetic
+        if max_norm:
+            return full_value(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        return full_value(torch.nn.utils.get_total_norm(grads))
+    whole = [g for g in grads if not is_sharded(g)]
+    norm = math.hypot(full_value(torch.nn.utils.get_total_norm(sharded)), float(torch.nn.utils.get_total_norm(whole)))
+    if max_norm and math.isfinite(norm):
+        scale = min(1.0, max_norm / (norm + 1e-6))  # torch's clipping coefficient
+        for grad in grads:
+            grad.mul_(scale)
+    return norm
 
 
 def gathered_weights(model: Any) -> dict:
