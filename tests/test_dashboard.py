@@ -69,9 +69,17 @@ def test_runs_in_every_state_with_their_next_command(workspace):
     assert done["id"] == "runs/done" and done["step"] == 10 and done["last_loss"] == pytest.approx(0.3)
     assert done["tokens_per_s"] == pytest.approx(200.0) and done["best_val_loss"] == 0.4
     assert done["memory"] == {"peak_gib": 1.2, "estimate_gib": 1.5, "measured_by": "peak resident memory (VmHWM)",
-                              "estimate_over_peak": 1.25}
+                              "estimate_over_peak": 1.25, "per_rank_gib": None}
+    assert done["processes"] == 1 and not done["sharded"]
     assert 'gemfuse ask -m runs/done "..."' in done["next"] and "gemfuse export runs/done --to gguf" in done["next"]
     assert runs["live"]["memory"]["peak_gib"] == 0.9, "while training, the latest logged high-water mark"
+
+
+def test_a_sharded_run_is_one_run_of_several_processes_with_each_ones_peak(workspace):
+    write_run(workspace / "runs" / "fsdp", world_size=2, config={"train": {"lr": 2e-3, "shard": "fsdp"}},
+              result={"steps": 10, "memory": {"peak_gib": 1.9, "measured_by": "VmHWM", "per_rank_gib": [1.9, 1.8]}})
+    [run] = client(workspace).get("/v1/gemfuse/runs").json()["data"]
+    assert run["processes"] == 2 and run["sharded"] and run["memory"]["per_rank_gib"] == [1.9, 1.8]
 
 
 def test_a_run_is_read_incrementally_and_again_after_a_resume_rewrote_it(workspace):

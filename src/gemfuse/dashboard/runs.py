@@ -118,7 +118,8 @@ def memory(manifest: dict, metrics: list[dict]) -> dict[str, Any]:
         peaks = [m["peak_gib"] for m in metrics if m.get("peak_gib") is not None]
         peak = peaks[-1] if peaks else None
     return {"peak_gib": peak, "estimate_gib": estimate, "measured_by": measured.get("measured_by"),
-            "estimate_over_peak": round(estimate / peak, 3) if estimate and peak else None}
+            "estimate_over_peak": round(estimate / peak, 3) if estimate and peak else None,
+            "per_rank_gib": measured.get("per_rank_gib")}  # each process's peak, in runs of several
 
 
 def summary(ident: str, folder: Path, manifest: dict, metrics: list[dict]) -> dict[str, Any]:
@@ -137,6 +138,8 @@ def summary(ident: str, folder: Path, manifest: dict, metrics: list[dict]) -> di
         "base_model": (manifest.get("config") or {}).get("model") or manifest.get("base_model"),
         "base_path": manifest.get("base_model"), "family": manifest.get("family"),
         "device": manifest.get("device"), "dtype": manifest.get("dtype"), "rows": manifest.get("rows"),
+        "processes": manifest.get("world_size") or 1,
+        "sharded": ((manifest.get("config") or {}).get("train") or {}).get("shard") == "fsdp",
         "step": result.get("steps") or (max(steps) if steps else 0), "total_steps": manifest.get("total_steps"),
         "last_loss": losses[-1]["loss"] if losses else None,
         "best_val_loss": result.get("best_val_loss") if result else (min(vals) if vals else None),

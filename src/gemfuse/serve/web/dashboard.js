@@ -98,13 +98,13 @@ async function showRun(id) {
       ${r.why ? `<p class="why" id="run-why">${esc(r.why)}</p>` : ""}
       <div class="panel facts">
         <div><span>base model</span>${esc(r.base_model)} (${esc(r.family)})</div>
-        <div><span>device</span>${esc(r.device)} ${esc(r.dtype)}</div>
+        <div><span>device</span>${esc(r.device)} ${esc(r.dtype)}${r.processes > 1 ? `, ${r.processes} processes${r.sharded ? " (sharded)" : ""}` : ""}</div>
         <div><span>rows</span>${r.rows ? `${r.rows.train} train, ${r.rows.val} validation` : "-"}</div>
         <div><span>step</span><b id="run-step">${r.step}</b> of ${r.total_steps ?? "?"}</div>
         <div><span>loss (last / best validation)</span>${fmt(r.last_loss)} / ${fmt(r.best_val_loss)}</div>
         <div><span>learning rate</span>${r.lr === null ? "-" : (+r.lr).toExponential(2)}</div>
         <div><span>supervised tokens/s</span>${r.tokens_per_s ? Math.round(r.tokens_per_s) : "-"}</div>
-        <div><span>peak memory (against the estimate)</span>${memoryText(r.memory)}${r.memory.estimate_over_peak ? `, estimate x${r.memory.estimate_over_peak}` : ""}</div>
+        <div><span>peak memory (against the estimate)</span>${memoryText(r.memory)}${r.memory.estimate_over_peak ? `, estimate x${r.memory.estimate_over_peak}` : ""}${r.memory.per_rank_gib ? `; each process: ${r.memory.per_rank_gib.map((g) => g === null ? "not known" : `${g.toFixed(2)} GiB`).join(" / ")}` : ""}</div>
         <div><span>skipped steps (not finite)</span>${r.skipped_steps}</div>
       </div>
       <div class="charts"><div class="panel">${chart([{name: "training loss", points: train}, {name: "validation loss", points: val, dots: true}],
