@@ -77,7 +77,7 @@ def test_ask_errors_are_one_clear_line(args, message):
 
 def test_eval_command_errors_name_what_to_fix(tmp_path, isolated_config, upstream):
     no_pool = run("eval", "builtin:arithmetic", "--systems", "best-of", "--cache", "off")
-    assert no_pool.returncode == 1 and "system 'best-of' fuses --pool" in no_pool.stderr
+    assert no_pool.returncode == 1 and "--pool: system 'best-of' fuses a pool" in no_pool.stderr
     no_judge = run("eval", "builtin:arithmetic", "--pool", "smollm2-135m,gemma-3-270m", "--systems", "best-of",
                    "--cache", "off")
     assert no_judge.returncode == 1 and "needs a judge model" in no_judge.stderr

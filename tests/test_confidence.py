@@ -196,5 +196,5 @@ async def test_the_eval_replays_the_cascade_at_every_threshold_and_calibrates_it
     written = tomllib.loads(isolated_config.read_text())["presets"]["calibrated"]
     assert written["mode"] == "cascade" and written["pool"] == ["cheap", "dear"]
     assert written["threshold"] == calibrated["threshold"] and isolated_config.read_text().startswith("# my models")
-    with pytest.raises(ConfigError, match="write_preset: needs --pool and a goal"):
+    with pytest.raises(ConfigError, match="write_preset: needs a pool and a goal"):
         await arun(items, registry=registry, cache="off", models=["cheap"], write_preset="x")

@@ -184,7 +184,7 @@ def test_a_student_named_like_a_preset_is_refused_before_any_call(tmp_path, isol
     prompts.write_text(json.dumps({"messages": [{"role": "user", "content": "Capital of France?"}]}) + "\n")
     held = tmp_path / "test.jsonl"
     held.write_text(json.dumps({"prompt": "Capital of Italy?", "answer": "Rome"}) + "\n")
-    with pytest.raises(ConfigError, match=r"'eyes' is a fusion preset.*another --name"):
+    with pytest.raises(ConfigError, match=r"name = 'eyes': a fusion preset.*another name"):
         distil.run(prompts, teacher="fusion/eyes", eval=str(held), name="eyes", out=tmp_path / "out",
                    registry=registry, cache="off")
     assert teacher.calls == [] and not (tmp_path / "out" / "data").exists()
@@ -215,7 +215,7 @@ def test_an_eval_where_everyone_scores_nothing_blames_the_scorer(tmp_path):
     report = run_eval(data, registry=registry, models=["knows", "also"], systems=["members"], cache="off",
                       scorer="exact", dev_fraction=0.0)
     assert all(s["correct"] == 0 for s in report.data["systems"])
-    assert any("'exact' scorer most likely cannot read" in line and "--scorer contains" in line
+    assert any("'exact' scorer most likely cannot read" in line and "score with contains" in line
                for line in report.data["findings"])
     right = run_eval(data, registry=registry, models=["knows", "also"], systems=["members"], cache="off",
                      scorer="contains", dev_fraction=0.0)

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gemfuse.cli import app
-from gemfuse.errors import ConfigError
+from gemfuse.errors import ConfigError, SettingError
 from gemfuse.paths import output_path
 
 
@@ -20,12 +20,14 @@ def test_output_path_makes_missing_parents(tmp_path):
 
 def test_output_path_names_what_is_in_the_way(tmp_path):
     (tmp_path / "blocker").write_text("a file")
-    with pytest.raises(ConfigError, match=r"--out .*blocker is a file"):
+    with pytest.raises(SettingError, match=r"^out = .*blocker is a file") as refused:
         output_path(tmp_path / "blocker" / "sub" / "x.gguf")
+    assert refused.value.for_command_line().startswith(f"--out {tmp_path / 'blocker'}")  # how the command line says it
     with pytest.raises(ConfigError, match="a folder is there"):
         output_path(tmp_path)
-    with pytest.raises(ConfigError, match="--val-out .*a file is there"):
-        output_path(tmp_path / "blocker", "--val-out", folder=True)
+    with pytest.raises(ConfigError, match="^val_out = .*a file is there") as refused:
+        output_path(tmp_path / "blocker", "val_out", folder=True)
+    assert refused.value.for_command_line().startswith("--val-out ")
 
 
 def fake_finished_run(folder):
@@ -50,6 +52,7 @@ def test_commands_refuse_an_output_under_a_file_in_one_line(tmp_path, command):
     assert done.exit_code == 1, done.output
     lines = [line for line in done.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "blocked is a file" in lines[0], done.output
+    assert lines[0].startswith("error: --out "), "the command line names its option; Python names the setting"
 
 
 def test_a_published_folder_appears_whole_or_not_at_all(tmp_path):

@@ -66,7 +66,7 @@ def test_verdicts_and_longest_context_on_a_24_gb_gpu():
     qlora = plan(shape, device="cuda", memory_gb=24, context=2048, train="qlora")
     assert [r.needs.precision for r in qlora.rows] == ["bnb-4bit"] and qlora.rows[0].needs.training > 0
     assert qlora.rows[0].needs.kv_cache == 0
-    with pytest.raises(ConfigError, match="--train"):
+    with pytest.raises(ConfigError, match="^train = 'full': choose lora or qlora"):
         plan(shape, train="full")
 
 
@@ -123,5 +123,5 @@ def test_a_sharded_fine_tune_is_planned_per_process():
     assert four.needs.training < one.needs.training  # the adapters' state is sharded too
     result = plan(shape, device="cuda", memory_gb=24, context=2048, train="lora")
     assert result.fewest_shards == 4 and result.as_dict()["fewest_shards"] == 4
-    with pytest.raises(ConfigError, match="--shards 2: sharding plans a LoRA fine-tune"):
+    with pytest.raises(ConfigError, match="shards = 2: sharding plans a LoRA fine-tune"):
         plan(shape, device="cuda", memory_gb=24, train="qlora", shards=2)

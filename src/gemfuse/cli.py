@@ -50,10 +50,12 @@ def _handled(command: Callable) -> Callable:
     to do; a file the system refused is named with the reason. Anything else is a bug and keeps its traceback."""
     @functools.wraps(command)
     def run(*args, **kwargs):
-        from .errors import GemfuseError
+        from .errors import GemfuseError, SettingError
 
         try:
             return command(*args, **kwargs)
+        except SettingError as exc:  # named by its option here, by its setting in Python
+            _fail(exc.for_command_line())
         except GemfuseError as exc:
             _fail(str(exc))
         except OSError as exc:

@@ -15,6 +15,26 @@ class ConfigError(GemfuseError):
     """A config file or a model spec is wrong; the message names the file and key."""
 
 
+class SettingError(ConfigError):
+    """A value given to a function, or as a command-line option, that cannot be used (or one that is missing:
+    `value` None). `str()` names the setting as the Python API spells it (`to = 'x': ...`); the command line shows
+    its option instead (`--to 'x': ...`, cli.py)."""
+
+    def __init__(self, setting: str, value: object, advice: str, *, option: str | None = None):
+        self.setting, self.value, self.advice = setting, value, advice
+        self.option = option or "--" + setting.replace("_", "-")
+        super().__init__(self._said(f"{setting} ="))
+
+    def _said(self, name: str) -> str:
+        if self.value is None:
+            return f"{name.removesuffix(' =')}: {self.advice}"
+        shown = repr(self.value) if isinstance(self.value, str) else str(self.value)
+        return f"{name} {shown}: {self.advice}"
+
+    def for_command_line(self) -> str:
+        return self._said(self.option)
+
+
 class MessageError(GemfuseError, ValueError):
     """A chat message or one of its parts is malformed; the message names the part."""
 

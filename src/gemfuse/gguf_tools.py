@@ -17,7 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, GemfuseError
+from .errors import GemfuseError, SettingError
 from .paths import published_file, published_folder
 
 LLAMA_CPP_ENV = "GEMFUSE_LLAMA_CPP"
@@ -119,7 +119,7 @@ def quantize_gguf(source: Path, target: Path, quant: str, allow_requantize: bool
 
     ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}", None)
     if ftype is None:
-        raise ConfigError(f"--quant {quant!r}: unknown; llama.cpp knows {', '.join(quant_types())}")
+        raise SettingError("quant", quant, f"unknown; llama.cpp knows {', '.join(quant_types())}")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = os.cpu_count() or 1

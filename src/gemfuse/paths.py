@@ -28,28 +28,28 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("gemfuse"))
 
 
-def output_path(path: str | Path, option: str = "--out", *, folder: bool = False) -> Path:
+def output_path(path: str | Path, setting: str = "out", *, folder: bool = False) -> Path:
     """`path`, ready to be written: its missing parent folders made (and the folder itself when `folder`).
-    A parent that is a file or not writable is one line naming the option, never a library's message."""
-    from .errors import ConfigError
+    A parent that is a file or not writable is one line naming the setting, never a library's message."""
+    from .errors import SettingError
 
     path = Path(path).expanduser()
     if folder and path.exists() and not path.is_dir():
-        raise ConfigError(f"{option} {path}: a file is there; give a folder")
+        raise SettingError(setting, path, "a file is there; give a folder")
     make = path if folder else path.parent
     try:
         make.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocker = next((p for p in [make, *make.parents] if p.exists() and not p.is_dir()), make)
-        raise ConfigError(f"{option} {path}: cannot make folder {make}: {blocker} is a file") from None
+        raise SettingError(setting, path, f"cannot make folder {make}: {blocker} is a file") from None
     except PermissionError:
-        raise ConfigError(f"{option} {path}: no permission to create folder {make}") from None
+        raise SettingError(setting, path, f"no permission to create folder {make}") from None
     except OSError as exc:
-        raise ConfigError(f"{option} {path}: cannot create folder {make}: {exc.strerror or exc}") from None
+        raise SettingError(setting, path, f"cannot create folder {make}: {exc.strerror or exc}") from None
     if not folder and path.is_dir():
-        raise ConfigError(f"{option} {path}: a folder is there; give a file name")
+        raise SettingError(setting, path, "a folder is there; give a file name")
     if not os.access(make, os.W_OK):
-        raise ConfigError(f"{option} {path}: folder {make} is not writable")
+        raise SettingError(setting, path, f"folder {make} is not writable")
     return path
 
 

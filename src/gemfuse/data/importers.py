@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import MessageError
+from ..errors import MessageError, SettingError
 from ..paths import output_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
@@ -169,10 +169,10 @@ def import_dataset(source: str | Path, out: str | Path, *, format: str = "auto",
                    val_out: str | Path | None = None, val_fraction: float = 0.0, seed: int = 0) -> ImportResult:
     source, out = Path(source), Path(out)
     if val_out and Path(val_out).resolve().parent != out.resolve().parent:
-        raise MessageError("--val-out must sit in the same folder as --out (media paths are relative to it)")
+        raise SettingError("val_out", Path(val_out), "must sit in the same folder as out (media paths are relative to it)")
     out = output_path(out)
     if val_out:
-        val_out = output_path(val_out, "--val-out")
+        val_out = output_path(val_out, "val_out")
     writer = _Writer(out)
     kind = detect(source) if format == "auto" else format
     readers = {"csv": lambda: from_csv(source, writer, instruction),

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import SettingError
 from ..families import KNOWN, Family, family
 from ..paths import cache_dir, published_folder
 
@@ -124,7 +124,7 @@ def load_target(model: str) -> Target:
     path = Path(model).expanduser()
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ConfigError(f"--model {model}: not a family ({', '.join(KNOWN)}) nor a model folder with config.json")
+        raise SettingError("model", model, f"not a family ({', '.join(KNOWN)}) nor a model folder with config.json")
     config = json.loads(config_file.read_text())
     fam = family(config.get("model_type", ""))
     from ..processors import load_processor, modalities_of

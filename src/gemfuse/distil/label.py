@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..capture import fusion_meta, training_row
-from ..errors import ConfigError, GemfuseError
+from ..errors import GemfuseError, SettingError
 from ..evals.cache import CachingRegistry, digest
 from ..evals.datasets import load_eval_set
 from ..evals.harness import open_cache, seed_for
@@ -71,7 +71,7 @@ async def alabel(prompts: str | Path | list[Prompt], out: str | Path, settings: 
     """Label `prompts` with `settings.teacher` into the folder `out`. `cache`: the SQLite file, "off", or None
     for the user's eval cache. `on_label(done, total)` after every prompt."""
     if not settings.teacher:
-        raise ConfigError("distil: give the teacher: --teacher fusion/NAME or a model name")
+        raise SettingError("teacher", None, "distil needs a teacher: fusion/NAME or a model name")
     started = time.perf_counter()
     folder = output_path(out, folder=True)
     items = prompts if isinstance(prompts, list) else read_prompts(prompts)

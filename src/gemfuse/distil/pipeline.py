@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .._json import finite
-from ..errors import ConfigError
+from ..errors import ConfigError, SettingError
 from ..evals.datasets import load_eval_set
 from ..evals.harness import arun as run_eval
 from ..evals.report import Report
@@ -111,9 +111,9 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
                   registry: Registry, cache: str | Path | None = None, console=None,
                   on_label: Callable[[int, int], None] | None = None) -> DistilReport:
     if not settings.teacher:
-        raise ConfigError("distil: give the teacher: --teacher fusion/NAME or a model name")
+        raise SettingError("teacher", None, "distil needs a teacher: fusion/NAME or a model name")
     if not settings.eval:
-        raise ConfigError("distil run: give the held-out eval set: --eval TEST (its prompts are never trained on)")
+        raise SettingError("eval", None, "distil run needs the held-out eval set (its prompts are never trained on)")
     folder = output_path(out, folder=True)
     name = student_name(settings, folder)
     _check_registrable(registry, name, folder / "student")
@@ -139,7 +139,7 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
               "batch_size": config.train.batch_size, "rows": filtered.train, "val_rows": filtered.val,
               "lora_targets": config.lora.targets,
               "rule": f"at least {MIN_EPOCHS} passes and {MIN_STEPS} steps, at most {MAX_EPOCHS} passes "
-                      f"(lr {RULE_LR:g}, batch {RULE_BATCH}); --set overrides: {', '.join(settings.set) or 'none'}"}
+                      f"(lr {RULE_LR:g}, batch {RULE_BATCH}); overrides set: {', '.join(settings.set) or 'none'}"}
 
     started = time.perf_counter()
     spec = run_spec(config.out, registry.config.file.finetune_runtime)
@@ -206,13 +206,14 @@ def _check_registrable(registry: Registry, name: str, run: Path) -> None:
     from ..models.builtin import builtin_specs
 
     if name in builtin_specs() or name.startswith(FUSION_PREFIX):
-        raise ConfigError(f"distil: {name!r} is a built-in or fusion name; give the student another --name")
+        raise SettingError("name", name, "a built-in or fusion name; give the student another name")
     if name in registry.config.presets:  # the student would be asked as the preset and every item would fail
-        raise ConfigError(f"distil: {name!r} is a fusion preset of {_config_file(registry)} ([presets.{name}]); give "
-                          "the student another --name")
+        raise SettingError("name", name, f"a fusion preset of {_config_file(registry)} ([presets.{name}]); give the "
+                           "student another name")
     entry = read_document(_config_file(registry)).get("models", {}).get(name)
     if entry is not None and Path(str(entry.get("run", ""))).expanduser().resolve() != run.resolve():
-        raise ConfigError(f"{_config_file(registry)}: models.{name} exists already; give the student another --name")
+        raise SettingError("name", name, f"models.{name} exists already in {_config_file(registry)}; give the student "
+                           "another name")
 
 
 def _register(registry: Registry, name: str, run: Path) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._sync import run_sync
-from ..errors import ConfigError, GemfuseError
+from ..errors import ConfigError, GemfuseError, SettingError
 from ..fusion.api import afuse
 from ..fusion.engine import QuorumError
 from ..fusion.registry import ModelRegistry
@@ -79,7 +79,7 @@ class Evaluator:
         self.registry = registry
         if self.name == "rubric":
             if not settings.evaluator:
-                raise ConfigError("eval: the rubric scorer needs an evaluator model: --evaluator NAME")
+                raise SettingError("evaluator", None, "the rubric scorer needs an evaluator model")
             registry.spec(settings.evaluator)
             self.plain = None
         else:

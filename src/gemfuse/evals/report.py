@@ -157,8 +157,8 @@ def findings(data: EvalReport) -> list[str]:
     if scored and all(s["correct"] == 0 for s in scored):
         scorer = data["scorer"]["scorer"]
         lines.append(f"Every system scored 0, the best members included: the {scorer!r} scorer most likely cannot read "
-                     "these answers, not the models. Look at records.jsonl, then pass --scorer contains (the "
-                     "reference anywhere in the reply), numeric, or regex with --pattern.")
+                     "these answers, not the models. Look at records.jsonl, then score with contains (the reference "
+                     "anywhere in the reply), numeric, or regex with a pattern (the scorer setting, --scorer).")
     if data["best_chosen_on"] == "test":
         lines.append("No dev items: the best member was chosen on the test items themselves, which flatters it.")
     for s in data["systems"]:

@@ -76,7 +76,8 @@ def separation_findings(found: dict[str, Any] | None) -> list[str]:
     line = (f"Telling the members' right answers from wrong on {found['on']} (AUROC, 0.5 is chance): "
             + "; ".join(parts) + ".")
     if found["pick"]:
-        line += f" The measure to pick: {found['pick']} (--certainty for confidence, cascade and weighted votes)."
+        line += (f" The measure to pick: {found['pick']} (the certainty setting, --certainty, of confidence, cascade "
+                 "and weighted votes).")
     if found["on"] == "test":
         line += " No dev items: measured on the test items themselves."
     return [line]

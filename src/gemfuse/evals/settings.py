@@ -51,7 +51,7 @@ class EvalSettings(BaseModel):
     @model_validator(mode="after")
     def _calibration_needs_a_goal(self) -> EvalSettings:
         if self.write_preset and not (self.pool and (self.target_accuracy or self.target_cost)):
-            raise ValueError("write_preset: needs --pool and a goal: --target-accuracy or --target-cost")
+            raise ValueError("write_preset: needs a pool and a goal: target_accuracy or target_cost")
         return self
 
     @field_validator("models", "pool", "systems", mode="before")

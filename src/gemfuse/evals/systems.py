@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SettingError
 from ..fusion.preset import FUSION_PREFIX, FusionPreset, Member
 from ..fusion.registry import ModelRegistry
 from ..models.spec import LocalSpec, ModelSpec
@@ -73,7 +73,7 @@ def build_systems(registry: ModelRegistry, *, models: list[str], pool: list[str]
     for entry in systems:
         if entry in MODES:
             if not pool:
-                raise ConfigError(f"eval: system {entry!r} fuses --pool; give --pool a,b")
+                raise SettingError("pool", None, f"system {entry!r} fuses a pool: give its members, e.g. a,b")
             if entry == "self":
                 members = [member(pool[0])]
             else:
@@ -95,7 +95,7 @@ def build_systems(registry: ModelRegistry, *, models: list[str], pool: list[str]
             registry.check_preset(system.preset)
     _pair_fine_tunes(registry, chosen)
     if not chosen:
-        raise ConfigError("eval: no systems to run; give --models, or --pool with --systems vote,best-of,...")
+        raise SettingError("models", None, "no systems to run; give models, or a pool with systems vote,best-of,...")
     return list(chosen.values())
 
 

@@ -165,7 +165,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int =
     > 1, that many processes share the port (fusion is stateless); they serve remote models only."""
     import uvicorn
 
-    from ..errors import ConfigError
+    from ..errors import ConfigError, SettingError
 
     registry = Registry.load(config)
     settings = registry.config.server
@@ -180,8 +180,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config=None, workers: int =
     own = registry.config.file.models
     local = sorted(n for n in own if registry.in_process(n))
     if local:
-        raise ConfigError(f"--workers {workers}: {', '.join(local)} run in-process, and each worker would load its "
-                          "own copy; serve them from a one-worker `gemfuse serve`, and remote models with --workers")
+        raise SettingError("workers", workers, f"{', '.join(local)} run in-process, and each worker would load its own "
+                           "copy; serve them from a one-worker `gemfuse serve`, and remote models with several workers")
     if registry.config.path:
         os.environ[CONFIG_ENV] = str(registry.config.path)
     os.environ[REMOTE_ONLY_ENV] = "1"

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..config import describe_validation_error, field_names, read_toml
-from ..errors import ConfigError
+from ..errors import ConfigError, SettingError
 
 
 class Section(BaseModel):
@@ -104,13 +104,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.lr=1e-4")
+            raise SettingError("overrides", item, "expected section.key=value, e.g. train.lr=1e-4", option="--set")
         node = raw
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part} is not a section")
+                raise SettingError("overrides", item, f"{part} is not a section", option="--set")
         node[leaf] = parse_value(value.strip())
     return raw
 
@@ -155,7 +155,7 @@ INIT = {
 def init_config(kind: str) -> str:
     """A commented starting config for `text`, `image` or `audio` data."""
     if kind not in INIT:
-        raise ConfigError(f"--init {kind!r}: choose text, image or audio")
+        raise SettingError("kind", kind, "choose text, image or audio", option="--init")
     model, train, targets, max_length = INIT[kind]
     lines = [f"# gemfuse tune config ({kind}). Run: gemfuse tune this.toml [--set train.lr=1e-4 ...]",
              "# Paths are relative to this file. `gemfuse data validate DATA --model MODEL` checks the data first.",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SettingError
 from ..gguf_tools import convert_to_gguf, open_gguf, quantize_gguf
 from ..paths import output_path, published_folder
 from ..shapes import RunManifest
@@ -31,7 +31,7 @@ def export(run: str | Path, to: str = "merged", *, quant: str | None = None, out
 
     run = Path(run).expanduser()
     if to not in TARGETS:
-        raise ConfigError(f"--to {to!r}: choose one of {', '.join(TARGETS)}")
+        raise SettingError("to", to, f"choose one of {', '.join(TARGETS)}")
     if not is_run(run) or not (run / "adapter" / "adapter_config.json").is_file():
         raise ConfigError(f"{run}: not a finished run folder (no manifest.json and adapter/); train or resume it first")
     manifest = read_manifest(run)

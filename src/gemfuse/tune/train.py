@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import SettingError
 from .config import TuneConfig, load_tune_config
 from .loop import Hooks, State, loop
 from .progress import Reporter
@@ -82,7 +82,7 @@ def _close_distributed() -> None:
 def resume(run: str | Path, overrides: list[str] | None = None, console=None) -> Result:
     """Continue the run in folder `run` from its latest checkpoint, with its own config (and `overrides`)."""
     if not is_run(run):
-        raise ConfigError(f"--resume {run}: not a run folder (no manifest.json)")
+        raise SettingError("run", Path(run), "not a run folder (no manifest.json)", option="--resume")
     manifest = read_manifest(run)
     config = load_tune_config(None, overrides, base={**manifest["config"], "out": str(run)})
     return train(config, resume=True, console=console)

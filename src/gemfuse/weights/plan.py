@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import SettingError
 from ..memory import TIGHT, activation_bytes, loss_bytes, system_ram, training_runtime_bytes
 from .shape import ModelShape
 
@@ -146,7 +146,7 @@ def device_memory(device: str) -> tuple[float | None, str]:
             return int(torch.mps.recommended_max_memory()), "this Mac's GPU share of unified memory"
     except ImportError:
         pass
-    return None, f"unknown: no {device} here (pass --memory)"
+    return None, f"unknown: no {device} here (give its memory: memory_gb, --memory on the command line)"
 
 
 def sharded_weights(precision: Precision, shape: ModelShape, shards: int) -> float:
@@ -171,12 +171,12 @@ def smallest_shards(shape: ModelShape, precision: Precision, device: str, memory
 def plan(shape: ModelShape, *, device: str = "cpu", memory_gb: float | None = None, context: int | None = None,
          batch: int = 1, train: str | None = None, precisions: list[str] | None = None, shards: int = 1) -> Plan:
     if device not in ("cuda", "mps", "cpu"):
-        raise ConfigError(f"--device {device!r}: choose cuda, mps or cpu")
+        raise SettingError("device", device, "choose cuda, mps or cpu")
     if train not in (None, "lora", "qlora"):
-        raise ConfigError(f"--train {train!r}: choose lora or qlora")
+        raise SettingError("train", train, "choose lora or qlora")
     if shards > 1 and train != "lora":
-        raise ConfigError(f"--shards {shards}: sharding plans a LoRA fine-tune (--train lora); QLoRA's 4-bit base is "
-                          "not sharded")
+        raise SettingError("shards", shards, "sharding plans a LoRA fine-tune (train = 'lora'); QLoRA's 4-bit base is "
+                           "not sharded")
     memory, source = (memory_gb * GB, "given") if memory_gb else device_memory(device)
     context = min(context or min(shape.max_context, 8192), shape.max_context)
     known = PRECISIONS + own_file(shape)

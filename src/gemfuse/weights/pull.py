@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, GemfuseError
+from ..errors import ConfigError, GemfuseError, SettingError
 from ..paths import cache_dir, config_path, write_file
 
 CHUNK = 8 * 2**20
@@ -90,7 +90,8 @@ def pick_gguf(names: list[str], quant: str | None, where: str) -> list[str]:
     if not ggufs:
         raise PullError(f"{where}: no config.json and no .gguf file")
     if len(ggufs) > 1:
-        raise PullError(f"{where}: several GGUF files ({', '.join(ggufs)}); pick one with --gguf QUANT")
+        raise PullError(f"{where}: several GGUF files ({', '.join(ggufs)}); pick one by its quant type "
+                        "(gguf = QUANT; --gguf on the command line)")
     return ggufs
 
 
@@ -201,9 +202,10 @@ def check_name_free(config_file: Path, name: str, force: bool) -> None:
     from ..models.builtin import builtin_specs
 
     if name in builtin_specs():
-        raise ConfigError(f"{name!r} is a built-in model's name; pass --name with another")
+        raise SettingError("name", name, "a built-in model's name; choose another")
     if not force and name in read_document(config_file).get("models", {}):
-        raise ConfigError(f"{config_file}: models.{name} exists already; pass --name with another, or --force")
+        raise SettingError("name", name, f"models.{name} exists already in {config_file}; choose another name, or "
+                           "replace it (force; --force on the command line)")
 
 
 def read_document(config_file: Path):

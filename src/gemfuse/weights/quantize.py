@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SettingError
 from ..paths import output_path
 
 TARGET_PREFIX = "gguf:"
@@ -57,11 +57,11 @@ def parse_target(to: str) -> str:
     from ..gguf_tools import quant_types
 
     if not to.lower().startswith(TARGET_PREFIX):
-        raise ConfigError(f"--to {to!r}: name a llama.cpp quant type as gguf:TYPE, e.g. gguf:Q4_K_M or gguf:Q8_0 "
-                          "(8-bit / 4-bit transformers loading is a model setting: quantize = 'int8' | '8bit' | '4bit')")
+        raise SettingError("to", to, "name a llama.cpp quant type as gguf:TYPE, e.g. gguf:Q4_K_M or gguf:Q8_0 (8-bit / "
+                           "4-bit transformers loading is a model setting: quantize = 'int8' | '8bit' | '4bit')")
     quant = to[len(TARGET_PREFIX):].upper()
     if quant not in quant_types():
-        raise ConfigError(f"--to {to!r}: unknown quant type; llama.cpp knows {', '.join(quant_types())}")
+        raise SettingError("to", to, f"unknown quant type; llama.cpp knows {', '.join(quant_types())}")
     return quant
 
 
