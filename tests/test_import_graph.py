@@ -140,7 +140,7 @@ def test_a_lazy_face_keeps_a_functions_name_when_its_namesake_module_loads():
 RANKS = {
     "gemfuse.testing": 9, "gemfuse": 8, "gemfuse.cli": 7.5, "gemfuse.commands": 7,
     "gemfuse.serve": 6, "gemfuse.dashboard": 5.6,
-    "gemfuse.api": 5.5, "gemfuse.distil": 5.2, "gemfuse.registry": 5,
+    "gemfuse.api": 5.5, "gemfuse.distil": 5.2, "gemfuse.registry": 5, "gemfuse.finetune_gguf": 4.5,
     "gemfuse.evals": 4, "gemfuse.tune": 4, "gemfuse.weights": 4,
     "gemfuse.config": 3.5, "gemfuse.capture": 3.2,
     "gemfuse.fusion": 3,

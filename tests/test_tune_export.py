@@ -77,13 +77,13 @@ def test_a_cpu_fine_tune_runs_on_llama_cpp_beside_its_base(tmp_path, monkeypatch
     predictions checked against the adapter's), and an eval pairs it with its base on the same runtime."""
     import asyncio
 
+    from gemfuse import finetune_gguf as merged_gguf
     from gemfuse.evals.systems import build_systems
     from gemfuse.messages import Message
     from gemfuse.models.base import GenerateOptions
     from gemfuse.models.llamacpp import LlamaCppModel
     from gemfuse.models.transformers import TransformersModel
     from gemfuse.registry import Registry
-    from gemfuse.tune import merged_gguf
 
     monkeypatch.setattr(merged_gguf, "folder", lambda: tmp_path / "made")  # nothing made by an earlier run
     run = str(real_run.run)

@@ -13,15 +13,15 @@ from .capture import CaptureWriter, Scrubber
 from .config import Config, load_config, preset_problem, unknown_model_message
 from .errors import ConfigError, UnknownModelError
 from .files import MADE_ON_FIRST_USE
+from .finetune_gguf import base_gguf, merged_gguf
 from .fusion.model import FusionModel
 from .fusion.preset import FUSION_PREFIX, FusionPreset
 from .models.backends import backend_class
 from .models.base import Model
 from .models.finetuned import run_spec
 from .models.spec import ModelSpec
-from .tune.merged_gguf import base_gguf, merged_gguf
 
-# A run folder on llama.cpp: the merged fine-tune and its base, made by the tuner when a model first loads them.
+# A run folder on llama.cpp: the merged fine-tune and its base, made when a model first loads them (finetune_gguf.py).
 MADE_ON_FIRST_USE.update({"finetune": merged_gguf, "finetune-base": base_gguf})
 
 

@@ -1,6 +1,7 @@
-"""A fine-tune on llama.cpp: on a CPU, llama.cpp decodes a small Gemma several times faster than transformers, so
-an evaluated or served run folder may run as its adapter merged into the base and converted to a 16-bit GGUF,
-beside its base converted the same way (same runtime, same precision: a fair comparison).
+"""A fine-tune run on llama.cpp, the runtime's side of a run folder: on a CPU, llama.cpp decodes a small Gemma
+several times faster than transformers, so an evaluated or served run folder may run as its adapter merged into
+the base (by the trainer's own merge) and converted to a 16-bit GGUF, beside its base converted the same way
+(same runtime, same precision: a fair comparison).
 
 Both are made once, by the export's own merge and llama.cpp's converter, and cached: the fine-tune by the hash of
 its adapter, the base by its folder's identity. Before a merged GGUF is kept, its next-token predictions on a
@@ -15,11 +16,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import ModelLoadError
-from ..files import adapter_sha256
-from ..gguf_tools import convert_to_gguf, open_gguf
-from ..paths import cache_dir
-from .run_folder import read_manifest
+from .errors import ModelLoadError
+from .files import adapter_sha256
+from .gguf_tools import convert_to_gguf, open_gguf
+from .paths import cache_dir
+from .shapes import read_manifest
 
 AGREEMENT = 0.9  # share of positions where both runtimes predict the same next token
 PROBE = ("The quick brown fox jumps over the lazy dog. Paris is the capital of France, and the Seine runs "
@@ -44,7 +45,7 @@ def merged_gguf(run_path: str) -> Path:
     target = folder() / f"{run.name}-{adapter_hash(run)}.gguf"
     if target.is_file():
         return target
-    from .export import merge
+    from .tune.export import merge
 
     manifest = read_manifest(run)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,7 @@ def merged_gguf(run_path: str) -> Path:
 
 def base_gguf(run_path: str) -> Path:
     """The run's base model as a 16-bit GGUF, made once per base folder."""
-    from .base import resolve_base
+    from .tune.base import resolve_base
 
     base = resolve_base(read_manifest(Path(run_path).expanduser())["base_model"])
     config = base.folder / "config.json"
@@ -85,8 +86,8 @@ def next_token_agreement(gguf: Path, run: Path) -> float:
     import torch
     from peft import PeftModel
 
-    from .._torchvision import MODEL_LOADING, import_transformers
-    from .base import resolve_base
+    from ._torchvision import MODEL_LOADING, import_transformers
+    from .tune.base import resolve_base
 
     transformers = import_transformers()
     base = resolve_base(read_manifest(run)["base_model"])
