@@ -116,7 +116,7 @@ def test_the_modes_read_the_measure_they_are_given():
     cascade = fuse("Q?", pool=["sure", "steady"], mode="cascade", certainty="self-certainty", threshold=12,
                    registry=registry)
     assert cascade.trace.answered_by_tier is None and "self-certainty certainty 11.500 < threshold 12" in \
-        cascade.trace.tiers[0]["why"]
+        cascade.trace.tiers[0].why
 
 
 def test_auroc_by_hand():

@@ -120,7 +120,7 @@ def test_the_cascade_stops_at_the_first_sure_tier():
     result = fuse("2+2?", pool=["cheap", "dear"], mode="cascade", registry=registry)
     assert result.text == "4" and result.trace.answered_by_tier == 1
     assert not registry.get("dear").calls, "the expensive tier was never asked"
-    assert result.trace.tiers[0]["accepted"] and "certainty -0.050 >= threshold -0.3" in result.trace.tiers[0]["why"]
+    assert result.trace.tiers[0].accepted and "certainty -0.050 >= threshold -0.3" in result.trace.tiers[0].why
 
 
 def test_the_cascade_escalates_and_counts_each_tier():
@@ -131,8 +131,8 @@ def test_the_cascade_escalates_and_counts_each_tier():
     result = fuse("2+2?", pool=["cheap", "dear"], mode="cascade", registry=registry)
     assert result.text == "4" and result.trace.answered_by_tier == 2
     first, second = result.trace.tiers
-    assert not first["accepted"] and second["accepted"] and second["cost"] == pytest.approx(100 * first["cost"])
-    assert result.trace.cost == pytest.approx(first["cost"] + second["cost"])
+    assert not first.accepted and second.accepted and second.cost == pytest.approx(100 * first.cost)
+    assert result.trace.cost == pytest.approx(first.cost + second.cost)
     assert modelled_latency(result.trace) >= 0.15, "tiers run one after another: their latencies add"
 
 
@@ -148,7 +148,7 @@ def test_a_tier_sampled_several_times_is_accepted_when_its_samples_agree():
     registry = scripted_registry({"a": priced("7", -2.5), "b": priced("8", -0.01)})
     result = fuse("Q?", pool=["a", "b"], mode="cascade", tier_samples=3, registry=registry)
     assert result.text == "7" and result.trace.answered_by_tier == 1 and len(registry.get("a").calls) == 3
-    assert result.trace.tiers[0]["why"] == "3 answers agreed"
+    assert result.trace.tiers[0].why == "3 answers agreed"
 
 
 async def test_the_eval_replays_the_cascade_at_every_threshold_and_calibrates_it(tmp_path, isolated_config):

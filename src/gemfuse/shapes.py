@@ -152,6 +152,21 @@ class CapturedRow(TypedDict):
     meta: RowMeta
 
 
+# -- a fusion trace's cascade tier, as an eval record keeps it ---------------------------------------------------
+
+class TierRecord(TypedDict):
+    tier: int  # 1-based, cheapest first
+    model: str
+    accepted: bool
+    why: str  # "certainty -0.050 >= threshold -0.3", "3 answers agreed", ...
+    certainty: float | None  # by the preset's measure
+    agreed: bool  # its samples agreed (tier_samples > 1)
+    chosen: str | None  # the member whose answer it would give
+    seconds: float
+    cost: float
+    tokens: int
+
+
 # -- reports --------------------------------------------------------------------------------------------------
 
 class SystemRow(TypedDict, total=False):

@@ -44,8 +44,7 @@ def summary(result: FusionResult) -> str:
         lines.append("[certainty (mean token log-probability): "
                      + ", ".join(f"{member} {value:.3f}" for member, value in trace.confidence.items()) + "]")
     for tier in trace.tiers:
-        lines.append(f"[tier {tier['tier']} ({tier['model']}): {'accepted' if tier['accepted'] else 'passed on'}, "
-                     f"{tier['why']}]")
+        lines.append(f"[tier {tier.tier} ({tier.model}): {'accepted' if tier.accepted else 'passed on'}, {tier.why}]")
     if trace.degraded:
         lines.append(f"[degraded: {trace.degraded_reason}]")
     return "\n".join(lines)

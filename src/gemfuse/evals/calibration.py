@@ -24,9 +24,10 @@ def replay_cascade(record: ItemResult, threshold: float, measure: str = "mean") 
     for number, tier in enumerate(record.tiers, 1):
         cost += tier.get("cost") or 0.0
         latency += tier.get("seconds") or 0.0
-        answered = tier.get("chosen") is not None
-        if tier_accepted(tier.get("certainty"), bool(tier.get("agreed")), int(answered), threshold, measure)[0]:
-            return Outcome(bool(record.candidates.get(tier["chosen"])), cost, latency, number)
+        chosen = tier.get("chosen")
+        if tier_accepted(tier.get("certainty"), bool(tier.get("agreed")), int(chosen is not None), threshold,
+                         measure)[0]:
+            return Outcome(chosen is not None and bool(record.candidates.get(chosen)), cost, latency, number)
     return Outcome(bool(record.correct), record.cost or cost, record.latency_s or latency, None)
 
 
@@ -40,7 +41,7 @@ def calibrate_cascade(probes: Sequence[ItemResult], measure: str, target_accurac
     accurate (ties: the cheapest, then the fewest escalations), or the goal's when given. None when no tier
     showed a certainty."""
     records = [r for r in probes if not r.error]
-    seen = sorted({t["certainty"] for r in records for t in r.tiers if t.get("certainty") is not None})
+    seen = sorted({c for r in records for t in r.tiers if (c := t.get("certainty")) is not None})
     if not seen:
         return None
     cuts = [seen[0] - 1.0] + [(a + b) / 2 for a, b in zip(seen, seen[1:], strict=False)] + [seen[-1] + 1.0]

@@ -155,7 +155,7 @@ async def run_one(system: System, item: EvalItem, registry: CachingRegistry, eva
         if trace.judge_choice is not None:
             record.judge = JudgeRecord(trace.judge_choice, trace.shown_order, trace.swap_check == "disagreed")
         record.verdicts = [VerdictRecord(v.choice, len(v.order), v.read_as) for v in trace.verdicts]
-        record.tie, record.tiers = trace.tie, [dict(t) for t in trace.tiers]
+        record.tie, record.tiers = trace.tie, [t.to_record() for t in trace.tiers]
     return record
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..shapes import TierRecord
+
 
 @dataclass
 class JudgeRecord:
@@ -48,7 +50,7 @@ class ItemResult:
     judge: JudgeRecord | None = None
     verdicts: list[VerdictRecord] = field(default_factory=list)
     tie: bool = False
-    tiers: list[dict[str, Any]] = field(default_factory=list)  # a cascade: each tier asked (FusionTrace.tiers)
+    tiers: list[TierRecord] = field(default_factory=list)  # a cascade: each tier asked (fusion.trace.Tier)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

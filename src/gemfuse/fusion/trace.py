@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.base import TokenLogprob, Usage
+from ..shapes import TierRecord
 
 
 @dataclass
@@ -60,6 +61,27 @@ class Verdict:
 
 
 @dataclass
+class Tier:
+    """One tier of a cascade: the model asked, how sure it was, and whether its answer was taken and why."""
+
+    tier: int  # 1-based, cheapest first
+    model: str
+    accepted: bool
+    why: str
+    certainty: float | None  # by the preset's measure; None when the tier gave no log-probabilities
+    agreed: bool  # its samples agreed (tier_samples > 1)
+    chosen: str | None  # the member whose answer it would give
+    seconds: float
+    cost: float
+    tokens: int
+
+    def to_record(self) -> TierRecord:
+        return {"tier": self.tier, "model": self.model, "accepted": self.accepted, "why": self.why,
+                "certainty": self.certainty, "agreed": self.agreed, "chosen": self.chosen, "seconds": self.seconds,
+                "cost": self.cost, "tokens": self.tokens}
+
+
+@dataclass
 class FusionTrace:
     mode: str
     seed: int
@@ -75,7 +97,7 @@ class FusionTrace:
     verdicts: list[Verdict] = field(default_factory=list)  # every judge pass: order shown, choice, how read
     confidence: dict[str, float] = field(default_factory=dict)  # confidence / weighted vote: member -> certainty
     confidence_method: str | None = None  # how `confidence` was computed
-    tiers: list[dict[str, Any]] = field(default_factory=list)  # cascade: each tier asked, its certainty, its fate
+    tiers: list[Tier] = field(default_factory=list)  # cascade: each tier asked, its certainty, its fate
     answered_by_tier: int | None = None  # cascade: the 1-based tier whose answer was accepted; None: the final fusion
     rounds: int = 0
     degraded: bool = False
