@@ -86,7 +86,7 @@ class RunWriter(Hooks):
         weights = gathered_weights(setup.model) if setup.sharded else None  # every rank takes part
         if setup.main:
             with published_folder(result.adapter) as staging:
-                setup.model.save_pretrained(staging, state_dict=weights)
+                setup.model.save_pretrained(str(staging), state_dict=weights)
                 self.run.target.save(staging)
             write_manifest(setup, self.run, "done", result, peaks=peaks)
             plot_loss(folder)

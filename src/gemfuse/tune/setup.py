@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..data.collate import Collator, length_grouped_batches
 from ..data.schema import Example
@@ -39,7 +39,17 @@ from .shard import check_shardable, load_whole, shard_model, wants_sharding
 # some 40 shapes: with 8 kept, kernels were remade all the time (a step 20% slower); 64 hold a step's shapes.
 ONEDNN_CACHE = "64"
 
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+
 Loss = Callable[[dict], tuple[Any, int]]  # a micro-batch -> (summed loss over supervised tokens, their count)
+
+
+class StepPlan(Protocol):
+    """Which micro-batches make step k (batches.Plan; a toy loop gives its own)."""
+
+    def step_batches(self, step: int) -> list[dict | None]: ...
 
 
 @dataclass(frozen=True)
@@ -66,15 +76,15 @@ class Setup:
     real run (None for a toy)."""
 
     config: TuneConfig
-    model: Any
-    params: list  # the trainable parameters
-    optimizer: Any
-    scheduler: Any
-    plan: Any  # step -> micro-batches (batches.Plan)
+    model: PeftModel  # the base wrapped with LoRA (a toy loop gives any module)
+    params: list[torch.nn.Parameter]  # the trainable parameters
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    plan: StepPlan
     loss: Loss
     total: int  # optimizer steps
     device: str = "cpu"
-    dtype: Any = None
+    dtype: torch.dtype | None = None
     validation: Callable[[], Iterator[dict]] | None = None  # this rank's validation micro-batches
     rank: int = 0
     world: int = 1
