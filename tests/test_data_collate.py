@@ -152,14 +152,16 @@ def test_packing_keeps_rows_apart(tiny_model):
     folder = tiny_model("gemma3")
     tokenizer = load_target(str(folder)).tokenizer
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    long = " ".join(["The capital of France is Paris, they say."] * 12)  # longer than the sliding window (64)
     rows = [{"input_ids": (ids := tokenizer(text).input_ids), "labels": ids}
-            for text in ("Hello there, friend.", "The capital of France is Paris, they say.", "Short.")]
-    packs = pack(rows, 64)
-    assert len(packs) == 1
+            for text in ("Hello there, friend.", long, "Short.")]
+    assert len(rows[1]["input_ids"]) > 2 * model.config.text_config.sliding_window
+    packs = pack(rows, 512)
+    assert len(packs) == 1 and "attention_mask" not in packs[0]
     packed = packs[0]
     with torch.no_grad():
-        logits = model(input_ids=packed["input_ids"], attention_mask=packed["attention_mask"],
-                       position_ids=packed["position_ids"], token_type_ids=torch.zeros_like(packed["input_ids"])).logits[0]
+        logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"],
+                       token_type_ids=torch.zeros_like(packed["input_ids"])).logits[0]
         offset = 0
         for row in sorted(rows, key=lambda r: -len(r["input_ids"])):
             n = len(row["input_ids"])

@@ -153,13 +153,26 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int = 
     return batches
 
 
-def pack(rows: Sequence[dict], max_length: int) -> list[dict]:
-    """Pack tokenised text-only rows (input_ids, labels) into sequences of at most `max_length`. Each row keeps
-    its own positions and sees only itself: `position_ids` restart and a block-diagonal causal mask separates
-    rows, so nothing leaks between them."""
+def concatenated(rows: Sequence[dict]) -> dict:
+    """Tokenised text-only rows (input_ids, labels; lists or tensors) end to end as one sequence, no padding.
+    Each row keeps its own positions: `position_ids` restart at every row and no attention mask is given, so
+    transformers builds the block-diagonal causal mask from them (sliding windows counted within each row), and
+    nothing leaks between rows. A row's first token is never predicted from the row before it."""
     import torch
 
-    packs: list[dict] = []
+    def ints(values) -> list[int]:
+        return values.tolist() if hasattr(values, "tolist") else list(values)
+
+    joined = {key: torch.tensor([[t for r in rows for t in ints(r[key])]]) for key in rows[0]
+              if key not in ("labels", "attention_mask")}  # input_ids, and token types where the processor gives them
+    joined["labels"] = torch.tensor([[label for r in rows for label in [IGNORE, *ints(r["labels"])[1:]]]])
+    joined["position_ids"] = torch.tensor([[p for r in rows for p in range(len(r["input_ids"]))]])
+    return joined
+
+
+def pack(rows: Sequence[dict], max_length: int) -> list[dict]:
+    """Pack tokenised text-only rows (input_ids, labels) into sequences of at most `max_length`, each as
+    `concatenated` lays them out (rows never see each other)."""
     current: list[list[dict]] = []
     for row in sorted(rows, key=lambda r: -len(r["input_ids"])):
         if len(row["input_ids"]) > max_length:
@@ -170,19 +183,4 @@ def pack(rows: Sequence[dict], max_length: int) -> list[dict]:
                 break
         else:
             current.append([row])
-    for bucket in current:
-        total = sum(len(r["input_ids"]) for r in bucket)
-        mask = torch.zeros(total, total, dtype=torch.bool)
-        position_ids, offset = [], 0
-        for r in bucket:
-            n = len(r["input_ids"])
-            mask[offset:offset + n, offset:offset + n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
-            position_ids += list(range(n))
-            offset += n
-        # a row's first token must not be predicted from the row before it
-        labels = sum(([IGNORE, *list(r["labels"])[1:]] for r in bucket), [])
-        packs.append({"input_ids": torch.tensor([sum((list(r["input_ids"]) for r in bucket), [])]),
-                      "labels": torch.tensor([labels]),
-                      "position_ids": torch.tensor([position_ids]),
-                      "attention_mask": mask[None, None]})
-    return packs
+    return [concatenated(bucket) for bucket in current]

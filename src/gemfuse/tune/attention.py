@@ -6,6 +6,7 @@ values once per query head. Here the query heads of a group are stacked along th
 whole group are one matmul against the group's keys, and the output one matmul against its values: no copies,
 larger matmuls. On Gemma 3 270M's shapes (4 rows of 132 tokens, bf16) forward and backward take 4.2 ms a layer
 against 14.6 for the flash kernel. On CUDA and MPS the fused kernels are faster: this is used on a CPU only.
+Rows laid end to end in one sequence (padding-free batches, packing) are attended row by row.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def grouped_attention(module, query, key, value, attention_mask, dropout: float 
     import torch
 
     batch, heads, length, dim = query.shape
+    segments = _segments(kwargs.get("position_ids"), query, key)
+    if len(segments) > 1:  # rows laid end to end (padding-free, packed): each row's attention on its own
+        parts = [grouped_attention(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e],
+                                   None if attention_mask is None else attention_mask[..., s:e, s:e], dropout, scaling,
+                                   softcap, is_causal)[0] for s, e in segments]
+        return torch.cat(parts, dim=1), None
     groups, keys = key.shape[1], key.shape[2]
     per_group = heads // groups
     scaling = dim**-0.5 if scaling is None else scaling
@@ -50,6 +57,19 @@ def grouped_attention(module, query, key, value, attention_mask, dropout: float 
         weights = torch.nn.functional.dropout(weights, p=dropout)
     output = weights.view(batch, groups, per_group * length, keys) @ value
     return output.view(batch, heads, length, dim).transpose(1, 2).contiguous(), None
+
+
+def _segments(position_ids, query, key) -> list[tuple[int, int]]:
+    """The rows of one sequence of rows laid end to end, as (start, end), from positions that restart at 0: the
+    block-diagonal mask transformers builds from them lets no row see another, so each row's block is all that
+    needs computing (the sum of the rows' squared lengths, not the square of their sum)."""
+    length = query.shape[2]
+    if position_ids is None or query.shape[0] != 1 or key.shape[2] != length or position_ids.shape[-1] != length:
+        return []
+    starts = (position_ids.reshape(-1) == 0).nonzero().flatten().tolist()
+    if len(starts) < 2 or starts[0] != 0:
+        return []
+    return list(zip(starts, [*starts[1:], length], strict=True))
 
 
 def use_grouped_attention(model) -> bool:

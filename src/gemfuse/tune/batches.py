@@ -1,7 +1,8 @@
 """The data plan: which rows make micro-batch number k, as a pure function of (seed, epoch), so a resumed run
 and every rank of a multi-process run agree on it without talking.
 
-Rows are length-grouped (little padding, still shuffled) or, for text, packed into full sequences.
+Rows are length-grouped (little padding, still shuffled); text rows may instead go end to end, without padding:
+each batch's rows as one sequence (`padding_free`, the same rows and gradient), or packed into full sequences.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from ..data.collate import IGNORE, Collator, length_grouped_batches, pack
+from ..data.collate import IGNORE, Collator, concatenated, length_grouped_batches, pack
 from ..data.schema import Example
+from ..errors import ConfigError
 
 # Text rows are encoded once when they fit in this many bytes (three int64 tensors a row): the loop then never
 # needs the tokenizer, which setup releases (Gemma's 262k-piece one holds ~0.25 GiB). Larger datasets are
@@ -44,7 +46,7 @@ class Plan:
     it holds, so 4 micro-batches of 1, one batch of 4, and 2 ranks x 2 compute the same gradient."""
 
     def __init__(self, examples: Sequence[Example], collator: Collator, batch_size: int, grad_accum: int = 1,
-                 seed: int = 0, packing: bool = False, rank: int = 0, world: int = 1):
+                 seed: int = 0, packing: bool = False, rank: int = 0, world: int = 1, padding_free: bool = False):
         self.examples = list(examples)
         self.collator = collator
         self.batch_size, self.grad_accum = batch_size, grad_accum
@@ -54,6 +56,9 @@ class Plan:
         self.packs: list | None = None
         self.encoded: list[dict] | None = None
         self.lengths: list[int] = []
+        self.padding_free = padding_free
+        if padding_free and any(t.media for e in self.examples for t in e.turns):
+            raise ConfigError("data.padding_free lays text rows end to end; this data has images or audio: leave it off")
         if packing:
             rows = [collator([e]) for e in self.examples]
             rows = [{"input_ids": r["input_ids"][0].tolist(), "labels": r["labels"][0].tolist()} for r in rows]
@@ -89,7 +94,10 @@ class Plan:
         if self.packs is not None:
             return [dict(self.packs[m[0]]) if m else None for m in micro]
         if self.encoded is not None:
-            return [self.collator.pad([self.encoded[i] for i in m]) if m else None for m in micro]
+            join = concatenated if self.padding_free else self.collator.pad
+            return [join([self.encoded[i] for i in m]) if m else None for m in micro]
+        if self.padding_free:
+            return [concatenated([self.collator.encode(self.examples[i]) for i in m]) if m else None for m in micro]
         return [self.collator([self.examples[i] for i in m]) if m else None for m in micro]
 
     @property

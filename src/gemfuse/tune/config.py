@@ -26,6 +26,8 @@ class DataConfig(Section):
     val_fraction: float = Field(0.0, ge=0, lt=1, description="hold out this share of `train` when no `val` is given")
     max_length: int = Field(1024, ge=16, description="tokens per row; longer rows are cut (never through media)")
     packing: bool = Field(False, description="pack text-only rows into full sequences (rows never see each other)")
+    padding_free: bool = Field(False, description="each batch's text rows end to end as one sequence, no padding "
+                                                  "(the same rows and gradient as the padded batch)")
     messages_field: str = Field("messages", description="the column holding the conversation in `datasets` data")
 
 
@@ -89,6 +91,8 @@ class TuneConfig(Section):
         if self.data.packing and self.train.batch_size != 1:
             raise ValueError("data.packing fills each sequence to max_length; set train.batch_size = 1 "
                              "and raise train.grad_accum instead")
+        if self.data.packing and self.data.padding_free:
+            raise ValueError("data.packing and data.padding_free: choose one (packing already has no padding)")
         return self
 
 

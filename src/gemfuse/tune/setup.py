@@ -126,7 +126,8 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     train_rows, val_rows = read_data(config, target, warn)
     collator = Collator(target, config.data.max_length)
     train = config.train
-    plan = Plan(train_rows, collator, train.batch_size, train.grad_accum, train.seed, config.data.packing, rank, world)
+    plan = Plan(train_rows, collator, train.batch_size, train.grad_accum, train.seed, config.data.packing, rank, world,
+                config.data.padding_free)
     total = train.max_steps or max(1, round(train.epochs * plan.steps_per_epoch))
     sharded = wants_sharding(train.shard, base.folder, device, world)
     if sharded:
