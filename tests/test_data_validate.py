@@ -188,3 +188,19 @@ def test_the_library_names_the_setting_and_the_command_line_its_flag(tmp_path):
     said = json_module.loads(done.output)
     assert any("--max-length 32" in i["message"] for i in said["issues"])
     assert not any("data.max_length" in i["message"] for i in said["issues"])
+
+
+@pytest.mark.heavy
+def test_a_configured_model_name_checks_data_as_tune_would(tmp_path):
+    """`--model gemma-3-270m-hf` (a built-in name, as `gemfuse tune` takes it) checks with that model's own
+    tokenizer; a llama.cpp model is refused in one line that says what to give instead."""
+    from typer.testing import CliRunner
+
+    from gemfuse.cli import app
+
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"messages": [user({"type": "text", "text": "hi"}), answer()]}) + "\n")
+    done = CliRunner().invoke(app, ["data", "validate", str(path), "--model", "gemma-3-270m-hf"])
+    assert done.exit_code == 0 and "1 rows, 0 with errors" in done.output, done.output
+    refused = CliRunner().invoke(app, ["data", "validate", str(path), "--model", "smollm2-135m"])
+    assert refused.exit_code == 1 and "fine-tuning needs transformers weights" in refused.output

@@ -159,7 +159,8 @@ def data_import(source: Path = typer.Argument(..., help="a CSV, a folder of imag
 
 @data_app.command("validate")
 @_handled
-def data_validate(file: Path, model: str = typer.Option(..., "--model", "-m", help="gemma3 | gemma3n | gemma4 | a model folder"),
+def data_validate(file: Path, model: str = typer.Option(..., "--model", "-m",
+                                                       help="gemma3 | gemma3n | gemma4 | a model folder | a configured model"),
                   max_length: int | None = typer.Option(None, "--max-length", min=16),
                   val: Path | None = typer.Option(None, "--val", help="a validation file: checked too, and for leakage"),
                   as_json: bool = typer.Option(False, "--json")) -> None:

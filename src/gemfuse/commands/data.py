@@ -33,11 +33,25 @@ def as_flags(message: str) -> str:
     return message.replace("data.max_length", "--max-length")
 
 
+def data_target(model: str):
+    """The tokenizer and processor data is checked with: a family name, a model folder, or a configured
+    transformers model (the built-ins included), as `gemfuse tune` takes it."""
+    from ..data.target import KNOWN, load_target
+
+    if model not in KNOWN and not (Path(model).expanduser() / "config.json").is_file():
+        from ..config import load_config
+
+        if model in load_config().specs:
+            from ..tune.base import resolve_base
+
+            return load_target(str(resolve_base(model).folder))
+    return load_target(model)
+
+
 def run_validate(path: Path, model: str, max_length: int | None, val: Path | None, as_json: bool) -> int:
-    from ..data.target import load_target
     from ..data.validate import validate
 
-    report = validate(path, load_target(model), max_length=max_length, val_path=val)
+    report = validate(path, data_target(model), max_length=max_length, val_path=val)
     if as_json:
         issues = [{**vars(i), "message": as_flags(i.message)} for i in report.issues]
         print(json.dumps({"summary": report.summary(), "issues": issues}, indent=2))
@@ -53,10 +67,9 @@ def run_validate(path: Path, model: str, max_length: int | None, val: Path | Non
 
 def run_preview(path: Path, model: str, count: int, max_length: int | None) -> int:
     from ..data.collate import IGNORE, Collator
-    from ..data.target import load_target
     from ..errors import MessageError
 
-    target = load_target(model)
+    target = data_target(model)
     collator = Collator(target, max_length)
     color = sys.stdout.isatty()
     shown = 0
