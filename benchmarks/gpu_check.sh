@@ -7,7 +7,7 @@
 # On this machine first (the GPU image lacks these; see docs/development.md):
 #   bash benchmarks/gpu_check.sh --wheels        # fills .whl/ with gemfuse and the wheels the image lacks
 # then on the GPU machine, from the project's root, with .whl/ carried:
-#   bash benchmarks/gpu_check.sh
+#   bash benchmarks/gpu_check.sh                 # add --with-27b for Gemma 3 27B's LoRA and QLoRA runs
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD}"
@@ -59,10 +59,13 @@ step() {  # step NAME SECONDS COMMAND...: run it, keep its log, put its last lin
 
 step tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_tune_cuda.py tests/test_tune_qlora.py \
   tests/test_tune_loop.py tests/test_tune_patches.py "tests/test_tune_guard.py::test_the_manifest_reports_the_peak_memory_beside_the_estimate"
-SIDES=trl,trl-no-checkpointing,gemfuse,gemfuse-checkpointed
+SIDES=trl,trl-no-checkpointing,gemfuse,gemfuse-checkpointed,gemfuse-padding-free
 python3 -c "import liger_kernel" 2>/dev/null && SIDES="$SIDES,trl-liger"
 step bench-270m 120 python3 benchmarks/tune_throughput.py --random-shape 270m --batch 32 \
   --steps 12 --warmup 3 --rounds 1 --sides "$SIDES"
 step bench-1b 150 python3 benchmarks/tune_throughput.py --random-shape 1b --batch 16 \
   --steps 12 --warmup 3 --rounds 1 --sides "$SIDES"
+if [[ "${1:-}" == "--with-27b" ]]; then  # about 8 minutes more: LoRA and QLoRA on the 27B shape (80 GB+ card)
+  step bench-27b 480 python3 benchmarks/tune_27b.py --shape 27b --steps 4
+fi
 echo "report: $REPORT"
