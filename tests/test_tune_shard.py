@@ -43,10 +43,10 @@ def kill_job(agent) -> None:
     agent.wait(timeout=30)
 
 
-def test_a_sharded_audio_run_killed_between_checkpoints_resumes_to_one_processs_adapter(tmp_path, tiny_model):
+def test_a_killed_sharded_audio_run_resumes_on_another_number_of_processes(tmp_path, tiny_model):
     """Gemma 3n with its audio tower trained (conformer blocks sharded, the audio projection whole), two processes;
-    the job killed with SIGKILL between two checkpoints, then --resume: the adapter one process ends on with the
-    whole batch, and each step logged once."""
+    the job killed with SIGKILL between two checkpoints, then --resume on four processes: the adapter one process
+    ends on with the whole batch, and each step logged once."""
     from gemfuse.testing.tasks import tone_task
     from gemfuse.tune.checkpoint import checkpoints
 
@@ -74,8 +74,10 @@ def test_a_sharded_audio_run_killed_between_checkpoints_resumes_to_one_processs_
     saved = [int(p.name.split("-")[1]) for p in checkpoints(tmp_path / "fsdp")]
     assert saved and saved[-1] < 8
     assert json.loads((tmp_path / "fsdp" / "manifest.json").read_text())["status"] == "running"  # no last word
-    finished(torchrun("--resume", str(tmp_path / "fsdp")))
+    # resumed on four processes of one row each: the same global batch, the checkpoint cut four ways
+    finished(torchrun("--resume", str(tmp_path / "fsdp"), "--set", "train.batch_size=1", per_node=4))
     resumed = adapter_weights(tmp_path / "fsdp")
+    assert json.loads((tmp_path / "fsdp" / "manifest.json").read_text())["world_size"] == 4
     assert any("audio_tower" in key for key in resumed)
     assert_same_weights(adapter_weights(single.run), resumed)
     logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
