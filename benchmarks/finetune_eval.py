@@ -63,8 +63,8 @@ def floor(data: Path, run: Path) -> float:
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+    from gemfuse.finetune_gguf import base_gguf, merged_gguf
     from gemfuse.registry import Registry
-    from gemfuse.tune.merged_gguf import base_gguf, merged_gguf
 
     template = Registry.load().spec(str(run)).chat_template
     prompts = [json.loads(line)["prompt"] for line in data.read_text().splitlines()]

@@ -29,7 +29,7 @@ def test_env_reports_versions_device_patches_and_paths(isolated_config):
     assert isinstance(report["device"]["cuda"], bool) and isinstance(report["device"]["cpu_fast_bf16"], bool)
     assert "AVX" in report["llama_cpp"]["system_info"] or "CPU" in report["llama_cpp"]["system_info"]
     checked = {(p["patch"], p["target"].rsplit(".", 1)[-1]): p for p in report["patches"]}
-    assert {p for p, _ in checked} == {"lean_norms", "grouped_attention", "lora_matmuls", "frozen_head_loss"}
+    assert {p for p, _ in checked} == {"lean_norms", "grouped_attention", "row_attention", "lora_matmuls", "frozen_head_loss"}
     assert {t for p, t in checked if p == "lean_norms"} == {"Gemma3RMSNorm", "Gemma3nRMSNorm", "Gemma4RMSNorm"}
     assert all(p["on"] for p in checked.values()), report["patches"]  # the locked libraries fit every patch
     assert report["paths"]["config"] == str(isolated_config)

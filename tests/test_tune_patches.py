@@ -132,6 +132,28 @@ def test_grouped_attention_steps_aside_when_the_mask_interface_is_gone(monkeypat
     assert "sdpa_mask" in patches.outcomes()[0].reason
 
 
+def test_row_attention_steps_aside_when_the_library_lets_rows_see_each_other(monkeypatch):
+    """A transformers that no longer reads rows from restarting positions attends the whole sequence: the row
+    attention would then compute something else, so the library's SDPA stays."""
+    import torch
+    import transformers.masking_utils
+
+    from gemfuse.tune.row_attention import use_row_attention
+
+    model = _tiny_causal_gemma3()
+    monkeypatch.setattr(transformers.masking_utils, "find_packed_sequence_indices", lambda position_ids: None)
+    assert use_row_attention(model) is False
+    assert model.config._attn_implementation == "sdpa"
+    (outcome,) = patches.outcomes()
+    assert outcome.patch == "row_attention" and "output differs" in outcome.reason
+    patches.forget()
+    monkeypatch.undo()
+    assert use_row_attention(model) is True and model.config._attn_implementation == "gemfuse_rows"
+    ids, positions = torch.arange(1, 9).view(1, 8), torch.tensor([[0, 1, 2, 0, 1, 2, 3, 4]])
+    alone = model(input_ids=ids[:, 3:], position_ids=positions[:, 3:]).logits
+    assert torch.allclose(model(input_ids=ids, position_ids=positions).logits[:, 3:], alone, atol=1e-5)
+
+
 # -- LoRA matmuls ------------------------------------------------------------------------------------------------------
 def _lora_model():
     import torch

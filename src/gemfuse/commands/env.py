@@ -83,6 +83,7 @@ def _check_on_a_tiny_model(transformers, peft) -> None:
     from ..tune.lean_norms import SCALES, lean_norms
     from ..tune.lora_matmuls import fuse_lora_layers
     from ..tune.loss import frozen_head_parts
+    from ..tune.row_attention import use_row_attention
 
     config = transformers.Gemma3TextConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                            num_attention_heads=2, num_key_value_heads=1, head_dim=16,
@@ -97,6 +98,7 @@ def _check_on_a_tiny_model(transformers, peft) -> None:
             registry.guarded("lean_norms", name, "transformers", partial(str, f"cannot build one: {exc}"))
     lean_norms(torch.nn.ModuleList([model, *norms]))
     use_grouped_attention(model)
+    use_row_attention(transformers.Gemma3ForCausalLM(config).float())
     wrapped = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     fuse_lora_layers(wrapped)
     frozen_head_parts(wrapped)

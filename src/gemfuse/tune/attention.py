@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from .patches import differs, guarded
+from .row_attention import row_segments
 
 NAME = "gemfuse_grouped"
 PROBE = "gemfuse_recording"  # SDPA with a record of its calls, for the check before switching
@@ -28,7 +29,7 @@ def grouped_attention(module, query, key, value, attention_mask, dropout: float 
     import torch
 
     batch, heads, length, dim = query.shape
-    segments = _segments(kwargs.get("position_ids"), query, key)
+    segments = row_segments(kwargs.get("position_ids"), query, key)
     if len(segments) > 1:  # rows laid end to end (padding-free, packed): each row's attention on its own
         parts = [grouped_attention(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e],
                                    None if attention_mask is None else attention_mask[..., s:e, s:e], dropout, scaling,
@@ -57,19 +58,6 @@ def grouped_attention(module, query, key, value, attention_mask, dropout: float 
         weights = torch.nn.functional.dropout(weights, p=dropout)
     output = weights.view(batch, groups, per_group * length, keys) @ value
     return output.view(batch, heads, length, dim).transpose(1, 2).contiguous(), None
-
-
-def _segments(position_ids, query, key) -> list[tuple[int, int]]:
-    """The rows of one sequence of rows laid end to end, as (start, end), from positions that restart at 0: the
-    block-diagonal mask transformers builds from them lets no row see another, so each row's block is all that
-    needs computing (the sum of the rows' squared lengths, not the square of their sum)."""
-    length = query.shape[2]
-    if position_ids is None or query.shape[0] != 1 or key.shape[2] != length or position_ids.shape[-1] != length:
-        return []
-    starts = (position_ids.reshape(-1) == 0).nonzero().flatten().tolist()
-    if len(starts) < 2 or starts[0] != 0:
-        return []
-    return list(zip(starts, [*starts[1:], length], strict=True))
 
 
 def use_grouped_attention(model) -> bool:

@@ -16,7 +16,7 @@ LOG = logging.getLogger("gemfuse.patches")  # routed to libraries.log by the com
 
 @dataclass(frozen=True)
 class Outcome:
-    patch: str  # lean_norms, grouped_attention, lora_matmuls, frozen_head_loss
+    patch: str  # lean_norms, grouped_attention, row_attention, lora_matmuls, frozen_head_loss
     target: str  # the class or function it replaces
     library: str  # "transformers 5.25.0": the library that class comes from, as installed
     on: bool

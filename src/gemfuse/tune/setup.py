@@ -30,6 +30,7 @@ from .lora import apply_lora
 from .lora_matmuls import fuse_lora_layers
 from .loss import frozen_head_parts, full_logits_loss, supervised_loss
 from .memory import Estimate, estimate, start_measuring
+from .row_attention import use_row_attention
 from .run_folder import is_run
 from .runtime import DataError, distributed, make_optimizer, schedule_factor, seed_everything
 from .shard import check_shardable, load_whole, shard_model, wants_sharding
@@ -137,6 +138,8 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
         recompute_activations(model)
     if device == "cpu":  # see attention.py: CUDA and MPS keep their fused kernels
         use_grouped_attention(model)
+    elif config.data.padding_free or config.data.packing:  # rows end to end: see row_attention.py
+        use_row_attention(model)
     model, modules = apply_lora(model, target.family, config.lora)
     fuse_lora_layers(model)
     lean_norms(model)
