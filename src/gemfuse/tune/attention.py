@@ -11,14 +11,10 @@ Rows laid end to end in one sequence (padding-free batches, packing) are attende
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
-
-from .patches import differs, guarded
+from .attention_switch import disagreement, recorded_calls, switch_attention
 from .row_attention import row_segments
 
 NAME = "gemfuse_grouped"
-PROBE = "gemfuse_recording"  # SDPA with a record of its calls, for the check before switching
 
 
 def grouped_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
@@ -63,72 +59,18 @@ def grouped_attention(module, query, key, value, attention_mask, dropout: float 
 def use_grouped_attention(model) -> bool:
     """Switch the language model of `model` to the grouped attention, if it still fits (towers keep theirs: Gemma
     4's audio tower builds float masks of its own from the implementation's masks). Returns whether it did."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
-    kind = type(decoder)
-    if not guarded("grouped_attention", f"{kind.__module__}.{kind.__qualname__}", "transformers",
-                   partial(_misfit, decoder)):
-        return False
-    from transformers import AttentionInterface  # importable: the check above imported them
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-    AttentionInterface.register(NAME, grouped_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
-    decoder.set_attn_implementation(NAME)
-    return True
+    return switch_attention(model, "grouped_attention", NAME, grouped_attention, _misfit)
 
 
 def _misfit(decoder) -> str | None:
-    """Run the language model once on a tiny left-padded batch under a recording stand-in for SDPA, then give the
-    recorded calls of its first layers (what the model really passes: masks, scaling, sliding windows, any new
-    argument) to SDPA and to the grouped attention in float64: outputs and gradients must agree."""
+    """The model's own calls on a tiny left-padded batch, through SDPA and the grouped attention (attention_switch)."""
     import torch
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
-    calls: list = []
-
-    def recording(module, query, key, value, attention_mask, **kwargs):
-        calls.append((module, query, key, value, attention_mask, kwargs))
-        return sdpa(module, query, key, value, attention_mask, **kwargs)
-
-    AttentionInterface.register(PROBE, recording)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(PROBE, sdpa_mask)
-    before = getattr(decoder.config, "_attn_implementation", None) or "sdpa"
     device = next(decoder.parameters()).device
     ids = torch.arange(1, 11, device=device).view(2, 5)
     mask = torch.ones_like(ids)
     mask[1, :2] = 0  # the second row left-padded, as batches are
-    decoder.set_attn_implementation(PROBE)
-    try:
-        with torch.no_grad():
-            decoder(input_ids=ids, attention_mask=mask, use_cache=False)
-    finally:
-        decoder.set_attn_implementation(before)
-    if not calls:
-        return "the language model called no attention function"
-    for number, (module, *tensors, attention_mask, kwargs) in enumerate(calls[:2]):
-        kwargs = {**kwargs, "dropout": 0.0}
-        if attention_mask is not None and attention_mask.dtype != torch.bool:
-            attention_mask = attention_mask.double()
-        generator = torch.Generator().manual_seed(number)
-        grad = None
-        results = []
-        functions: tuple[Any, ...] = (grouped_attention, sdpa)
-        for function in functions:
-            inputs = [t.detach().double().requires_grad_() for t in tensors]
-            out = function(module, *inputs, attention_mask, **kwargs)[0]
-            if grad is None:  # a query with no key to attend (left padding) is never read: it is left out
-                grad = torch.randn(out.shape, dtype=out.dtype, generator=generator).mul_(_seeing(attention_mask, out))
-            out = out * _seeing(attention_mask, out)
-            out.backward(grad.to(out.device))
-            results.append((out, *(t.grad for t in inputs)))
-        reason = differs(results[0], results[1], names=("output", "query gradient", "key gradient", "value gradient"),
-                         rtol=1e-6, atol=1e-9)
-        if reason:
-            return f"layer call {number + 1}: {reason}"
-    return None
+    return disagreement(recorded_calls(decoder, input_ids=ids, attention_mask=mask), grouped_attention, _seeing)
 
 
 def _seeing(attention_mask, out):

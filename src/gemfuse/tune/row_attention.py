@@ -11,13 +11,12 @@ soft-cap, dropout), SDPA runs row by row on the row's own block of the mask. The
 from __future__ import annotations
 
 import inspect
-from functools import partial
 from typing import Any
 
-from .patches import differs, guarded
+from .attention_switch import disagreement, recorded_calls, switch_attention
+from .patches import differs
 
 NAME = "gemfuse_rows"
-PROBE = "gemfuse_rows_recording"
 VARLEN_DTYPES = ("float16", "bfloat16")
 VARLEN_HEAD_DIM = 256  # the flash kernel's largest head size
 
@@ -90,75 +89,25 @@ def _varlen(module, query, key, value, segments, kwargs: dict):
 
 def use_row_attention(model) -> bool:
     """Switch the language model of `model` to the row attention, if it still fits. Returns whether it did."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
-    kind = type(decoder)
-    if not guarded("row_attention", f"{kind.__module__}.{kind.__qualname__}", "transformers",
-                   partial(_misfit, decoder)):
-        return False
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-    AttentionInterface.register(NAME, row_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
-    decoder.set_attn_implementation(NAME)
-    return True
+    return switch_attention(model, "row_attention", NAME, row_attention, _misfit)
 
 
 def _misfit(decoder) -> str | None:
-    """Run the language model once on two rows laid end to end under a recording stand-in for SDPA, then give its
-    first layers' calls (what the model really passes) to SDPA over the whole sequence and to the row attention, in
-    float64: outputs and gradients must agree. On CUDA the flash kernel is checked too, in bfloat16, on rows past
-    a sliding window."""
+    """The model's own calls on two rows laid end to end, through SDPA over the whole sequence and the row attention
+    (attention_switch); on CUDA the flash kernel too, in bfloat16, on rows past a sliding window."""
     import torch
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
-    calls: list = []
-
-    def recording(module, query, key, value, attention_mask, **kwargs):
-        calls.append((module, query, key, value, attention_mask, kwargs))
-        return sdpa(module, query, key, value, attention_mask, **kwargs)
-
-    AttentionInterface.register(PROBE, recording)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(PROBE, sdpa_mask)
-    before = getattr(decoder.config, "_attn_implementation", None) or "sdpa"
     device = next(decoder.parameters()).device
     ids = torch.arange(1, 10, device=device).view(1, 9)
     positions = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3]], device=device)
-    decoder.set_attn_implementation(PROBE)
-    try:
-        with torch.no_grad():
-            decoder(input_ids=ids, position_ids=positions, use_cache=False)
-    finally:
-        decoder.set_attn_implementation(before)
-    if not calls:
-        return "the language model called no attention function"
-    for number, (module, *tensors, attention_mask, kwargs) in enumerate(calls[:2]):
-        if kwargs.get("position_ids") is None:
-            return "the attention is not given the positions, so rows cannot be told apart"
-        if attention_mask is not None and attention_mask.dtype != torch.bool:
-            attention_mask = attention_mask.double()
-        kwargs = {**kwargs, "dropout": 0.0}
-        generator = torch.Generator().manual_seed(number)
-        results = []
-        grad = None
-        functions: tuple[Any, ...] = (row_attention, sdpa)
-        for function in functions:
-            inputs = [t.detach().double().requires_grad_() for t in tensors]
-            out = function(module, *inputs, attention_mask, **kwargs)[0]
-            grad = torch.randn(out.shape, dtype=out.dtype, generator=generator).to(out.device) if grad is None else grad
-            out.backward(grad)
-            results.append((out, *(t.grad for t in inputs)))
-        reason = differs(results[0], results[1], names=("output", "query gradient", "key gradient", "value gradient"),
-                         rtol=1e-6, atol=1e-9)
-        if reason:
-            return f"layer call {number + 1}: {reason}"
-    module, query, key, *_ = calls[0]
-    if device.type == "cuda" and varlen_kernel() is not None:
-        return _varlen_misfit(module, query.shape[1], key.shape[1], query.shape[-1], device)
-    return None
+    calls = recorded_calls(decoder, input_ids=ids, position_ids=positions)
+    if calls and calls[0][-1].get("position_ids") is None:
+        return "the attention is not given the positions, so rows cannot be told apart"
+    reason = disagreement(calls, row_attention)
+    if reason is None and device.type == "cuda" and varlen_kernel() is not None:
+        module, query, key, *_ = calls[0]
+        reason = _varlen_misfit(module, query.shape[1], key.shape[1], query.shape[-1], device)
+    return reason
 
 
 def _varlen_misfit(module, heads: int, kv_heads: int, dim: int, device) -> str | None:
