@@ -55,3 +55,26 @@ def test_interrupted_conversion_leaves_no_cache_entry(tmp_path, monkeypatch, tin
     assert (target / "config.json").is_file() and (target / "model.safetensors").is_file()
     assert os.listdir(parent) == [target.name]
     assert hf_copy_of_gguf(fake_gguf) == target, "made once, then reused"
+
+
+def test_a_conversion_parses_the_gguf_header_once(tmp_path):
+    """Inside one_gguf_reading a file opened read-only is parsed once (transformers opens it three times); a
+    writable open gets its own reader, and gguf's class is back afterwards."""
+    import gguf
+    import numpy as np
+
+    from gemfuse.files import one_gguf_reading
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_array("tokenizer.ggml.tokens", ["a", "b", "c"])
+    writer.add_tensor("w", np.arange(4, dtype=np.float32))
+    for write in (writer.write_header_to_file, writer.write_kv_data_to_file, writer.write_tensors_to_file):
+        write()
+    writer.close()
+    library = gguf.GGUFReader
+    with one_gguf_reading():
+        first, again = gguf.GGUFReader(path), gguf.GGUFReader(str(path))
+        assert first is again and "tokenizer.ggml.tokens" in first.fields
+        assert gguf.GGUFReader(path, "r+") is not first
+    assert gguf.GGUFReader is library and library(path) is not first

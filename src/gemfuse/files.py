@@ -3,11 +3,12 @@ LoRA adapter's folder, and the 16-bit transformers folder made once from a GGUF.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import ModelLoadError
@@ -94,13 +95,42 @@ def hf_copy_of_gguf(gguf: Path) -> Path:
         transformers = import_transformers()
 
         # Unpacked to dense bf16: a plain model that reloads in well under a second.
-        with MODEL_LOADING:
+        with MODEL_LOADING, one_gguf_reading():
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 str(gguf.parent), gguf_file=gguf.name, dtype="bfloat16",
                 quantization_config=transformers.GgufConfig(dequantize=True))
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         if getattr(model.config, "quantization_config", None) is not None:
             del model.config.quantization_config
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
     return target
+
+
+@contextlib.contextmanager
+def one_gguf_reading() -> Iterator[None]:
+    """transformers reads a GGUF's header three times (config, weights, tokenizer), and gguf's reader parses a
+    262k-piece vocabulary one string at a time: about 13 s each for Gemma 3 270M. Inside, a file opened read-only is
+    parsed once and its reader (a read-only map of the file) handed out again. A gguf without the reader class
+    is left as it is."""
+    import gguf
+
+    library = getattr(gguf, "GGUFReader", None)
+    if not isinstance(library, type):
+        yield
+        return
+    readers: dict[tuple[str, str], object] = {}
+
+    def reader(path, mode="r"):
+        if mode != "r":
+            return library(path, mode)
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = library(path, mode)
+        return readers[key]
+
+    setattr(gguf, "GGUFReader", reader)  # noqa: B010 (a function where the library has a class)
+    try:
+        yield
+    finally:
+        setattr(gguf, "GGUFReader", library)  # noqa: B010
