@@ -222,9 +222,10 @@ async def cascade(run: FusionRun) -> ModeResult:
         accepted, why = tier_accepted(certainty, agreed, len(calls), preset.cascade_threshold(), preset.certainty)
         tier_calls = [c for c in run.trace.calls if c.round == tier - 1 and c.role == "member"]
         best = max(calls, key=lambda c: c.certainty if c.certainty is not None else -math.inf) if calls else None
-        run.trace.tiers.append(Tier(tier, request.model, accepted, why, certainty, agreed,
-                                    best.member if best else None, round(run.now() - started, 4),
-                                    sum(c.cost or 0.0 for c in tier_calls), sum(c.usage.total_tokens for c in tier_calls)))
+        run.trace.tiers.append(Tier(tier=tier, model=request.model, accepted=accepted, why=why, certainty=certainty,
+                                    agreed=agreed, chosen=best.member if best else None,
+                                    seconds=round(run.now() - started, 4), cost=sum(c.cost or 0.0 for c in tier_calls),
+                                    tokens=sum(c.usage.total_tokens for c in tier_calls)))
         if accepted and best is not None:
             run.trace.answered_by_tier = tier
             return await emit_answer(run, (best.text, best))

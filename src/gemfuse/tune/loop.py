@@ -114,7 +114,6 @@ def loop(setup: Setup, hooks: Sequence[Hooks] = (), state: State | None = None) 
 def train_step(setup: Setup, step: int) -> tuple[float, int, float, str | None]:
     """One optimizer step over the plan's micro-batches: (mean loss per supervised token, supervised tokens,
     gradient norm, why it was skipped or None)."""
-
     setup.model.train()
     batches = setup.plan.step_batches(step)
     total = all_sum(setup, sum(supervised_count(b) for b in batches))

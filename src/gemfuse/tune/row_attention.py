@@ -10,6 +10,7 @@ soft-cap, dropout), SDPA runs row by row on the row's own block of the mask. The
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -20,7 +21,7 @@ NAME = "gemfuse_rows"
 VARLEN_DTYPES = ("float16", "bfloat16")
 VARLEN_HEAD_DIM = 256  # the flash kernel's largest head size
 
-_last: list = []  # (position_ids, segments): every layer of one forward reads the same positions
+_last: list = [None, None, None]  # position_ids, their segments, row ends on the device: one forward's, for every layer
 
 
 def row_segments(position_ids, query, key) -> list[tuple[int, int]]:
@@ -29,12 +30,23 @@ def row_segments(position_ids, query, key) -> list[tuple[int, int]]:
     length = query.shape[2]
     if position_ids is None or query.shape[0] != 1 or key.shape[2] != length or position_ids.shape[-1] != length:
         return []
-    if _last and _last[0] is position_ids:
+    if _last[0] is position_ids:
         return _last[1]
     starts = (position_ids.reshape(-1) == 0).nonzero().flatten().tolist()
     segments = [] if len(starts) < 2 or starts[0] != 0 else list(zip(starts, [*starts[1:], length], strict=True))
-    _last[:] = [position_ids, segments]
+    _last[:] = [position_ids, segments, None]
     return segments
+
+
+def _row_ends(segments: list[tuple[int, int]], device):
+    """The kernel's cumulative row ends, kept beside the segments row_segments keeps: made once per forward."""
+    import torch
+
+    if _last[1] is not segments:  # segments from elsewhere: nothing kept to share
+        return torch.tensor([0, *(e for _, e in segments)], dtype=torch.int32, device=device)
+    if _last[2] is None:
+        _last[2] = torch.tensor([0, *(e for _, e in segments)], dtype=torch.int32, device=device)
+    return _last[2]
 
 
 def row_attention(module, query, key, value, attention_mask, **kwargs):
@@ -61,6 +73,7 @@ def varlen_fits(module, query, kwargs: dict) -> bool:
             and varlen_kernel() is not None)
 
 
+@functools.cache
 def varlen_kernel():
     """torch's variable-length flash attention, where it takes a sliding window and grouped heads (torch 2.11+)."""
     try:
@@ -73,9 +86,7 @@ def varlen_kernel():
 
 def _varlen(module, query, key, value, segments, kwargs: dict):
     """One call for every row: (1, heads, length, dim) in, (1, length, heads, dim) out, as SDPA's interface."""
-    import torch
-
-    ends = torch.tensor([0, *(e for _, e in segments)], dtype=torch.int32, device=query.device)
+    ends = _row_ends(segments, query.device)
     longest = max(e - s for s, e in segments)
     window = kwargs.get("sliding_window")
     # transformers' window keeps a key when q - window < k <= q: the query and the window - 1 keys before it
