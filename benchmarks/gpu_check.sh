@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The trainer's checks and benchmarks on one CUDA GPU, in about 8 minutes, with nothing downloaded: the CUDA and
 # QLoRA tests, the one-GPU refusal, and tune_throughput on random Gemma 3 shapes with every side (TRL with and
-# without checkpointing, TRL + Liger, gemfuse with and without). Every step runs under its own timeout and writes
+# without checkpointing, TRL + Liger, gemfuse with and without, and with train.compile on the 1B shape). Every step runs under its own timeout and writes
 # its log; the figures go to one file, $OUT/gpu_check.md (or ./gpu_check.md).
 #
 # On this machine first (the GPU image lacks these; see docs/development.md):
@@ -57,14 +57,15 @@ step() {  # step NAME SECONDS COMMAND...: run it, keep its log, put its last lin
   { echo; echo "## $name (exit $rc, $((SECONDS - began)) s)"; echo '```'; tail -n 25 "$OUT/$name.log"; echo '```'; } >> "$REPORT"
 }
 
-step tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_tune_cuda.py tests/test_tune_qlora.py \
+step tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_tune_cuda.py tests/test_tune_qlora.py tests/test_tune_compile.py \
   tests/test_tune_loop.py tests/test_tune_patches.py "tests/test_tune_guard.py::test_the_manifest_reports_the_peak_memory_beside_the_estimate"
 SIDES=trl,trl-no-checkpointing,gemfuse,gemfuse-checkpointed,gemfuse-padding-free
 python3 -c "import liger_kernel" 2>/dev/null && SIDES="$SIDES,trl-liger"
 step bench-270m 120 python3 benchmarks/tune_throughput.py --random-shape 270m --batch 32 \
   --steps 12 --warmup 3 --rounds 1 --sides "$SIDES"
-step bench-1b 150 python3 benchmarks/tune_throughput.py --random-shape 1b --batch 16 \
-  --steps 12 --warmup 3 --rounds 1 --sides "$SIDES"
+# the goal's shape, with train.compile's sides too (their first steps compile: warm up past them)
+step bench-1b 240 python3 benchmarks/tune_throughput.py --random-shape 1b --batch 16 \
+  --steps 16 --warmup 6 --rounds 1 --sides "$SIDES,gemfuse-compiled,gemfuse-compiled-checkpointed"
 if [[ "${1:-}" == "--with-27b" ]]; then  # about 8 minutes more: LoRA and QLoRA on the 27B shape (80 GB+ card)
   step bench-27b 480 python3 benchmarks/tune_27b.py --shape 27b --steps 4
 fi

@@ -8,6 +8,8 @@ model FLOP use against the matmul rate measured in this run (bf16 or fp32, which
     python benchmarks/tune_throughput.py --random-gemma-270m   # same architecture, random weights (no download)
     python benchmarks/tune_throughput.py --random-shape 1b --batch 16 --max-length 512 \
         --sides trl,trl-no-checkpointing,trl-liger,gemfuse,gemfuse-checkpointed     # the GPU pairs
+    --sides trl,gemfuse,gemfuse-compiled,gemfuse-checkpointed,gemfuse-compiled-checkpointed --warmup 6
+        # train.compile: its first steps compile, so warm up past them
     --max-length defaults to the longest row (rounded up to 64), so every row is trained whatever the tokenizer
 """
 
@@ -77,7 +79,8 @@ def side_gemfuse(args) -> dict:
         "lora": {"r": 16, "alpha": 32, "targets": "language"},
         "train": {"max_steps": args.steps, "batch_size": args.batch, "lr": 2e-4, "schedule": "constant",
                   "max_grad_norm": 1.0, "seed": 0, "dtype": args.dtype,
-                  "gradient_checkpointing": args.side == "gemfuse-checkpointed"},
+                  "gradient_checkpointing": args.side.endswith("-checkpointed"),
+                  "compile": args.side.startswith("gemfuse-compiled")},
         "run": {"progress": False}})
     train(config)
     steps, losses = read_metrics((out / "metrics.jsonl").read_text())
@@ -300,7 +303,8 @@ def row_tokens(folder: str, data: str) -> list[int]:
 
 
 SIDES = {"trl": side_trl, "trl-no-checkpointing": side_trl, "trl-liger": side_trl, "gemfuse": side_gemfuse,
-         "gemfuse-checkpointed": side_gemfuse, "gemfuse-padding-free": side_gemfuse}
+         "gemfuse-checkpointed": side_gemfuse, "gemfuse-padding-free": side_gemfuse, "gemfuse-compiled": side_gemfuse,
+         "gemfuse-compiled-checkpointed": side_gemfuse}
 
 
 def estimate_row_tokens(folder: str, data: str) -> float:

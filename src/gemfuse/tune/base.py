@@ -11,6 +11,14 @@ from typing import Any
 
 from ..errors import ConfigError, ModelLoadError
 
+# a transformer layer of the language model or of a vision or audio tower (Gemma 3n's audio blocks are conformers)
+LAYER_SUFFIXES = ("DecoderLayer", "EncoderLayer", "AudioConformerBlock", "AudioLayer")
+
+
+def repeated_layers(model) -> list:
+    """The model's transformer layers: the units sharding cuts and compilation traces."""
+    return [m for m in model.modules() if type(m).__name__.endswith(LAYER_SUFFIXES)]
+
 
 @dataclass
 class Base:

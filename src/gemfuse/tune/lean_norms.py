@@ -9,6 +9,7 @@ backward recomputes the normalised rows from the saved input and the saved recip
 from __future__ import annotations
 
 from functools import partial
+from types import MethodType
 from typing import Any
 
 from .patches import differs, guarded
@@ -16,7 +17,13 @@ from .patches import differs, guarded
 # the norm classes this replaces, and how their weight scales the normalised rows
 SCALES = {"Gemma3RMSNorm": "one_plus_weight", "Gemma3nRMSNorm": "weight", "Gemma4RMSNorm": "weight"}
 
-_FUNCTION: Any = None
+_FUNCTION: Any = None  # the autograd Function, made once: a compiled forward must only read it
+
+
+def _made() -> Any:
+    global _FUNCTION
+    _FUNCTION = _FUNCTION or _norm_function()
+    return _FUNCTION
 
 
 def _norm_function():
@@ -75,7 +82,8 @@ def lean_norms(model) -> int:
                        partial(_misfit, module, one_plus))
         eps = epsilon(module)
         if fits and eps is not None and _weight_fits(module):
-            module.forward = partial(_forward, module, one_plus, eps)
+            module.lean_norm = (one_plus, eps)  # read by the method: one function for every layer (torch.compile)
+            module.forward = MethodType(_forward, module)
             count += 1
     return count
 
@@ -107,7 +115,8 @@ def _misfit(module, one_plus: bool) -> str | None:
     x = torch.randn(2, 3, width, dtype=torch.float64, generator=generator) * 3
     grad = torch.randn(2, 3, width, dtype=torch.float64, generator=generator)
     results = []
-    for forward in (partial(_forward, probe, one_plus, eps), partial(type(probe).forward, probe)):
+    probe.lean_norm = (one_plus, eps)
+    for forward in (MethodType(_forward, probe), partial(type(probe).forward, probe)):
         inputs = x.clone().requires_grad_()
         if weight is not None:
             weight.grad = None
@@ -118,8 +127,7 @@ def _misfit(module, one_plus: bool) -> str | None:
                    rtol=1e-5, atol=1e-6)  # the library's norm computes in fp32 whatever the input
 
 
-def _forward(module, one_plus: bool, eps: float, x):
-    global _FUNCTION
-    _FUNCTION = _FUNCTION or _norm_function()
+def _forward(module, x):
+    one_plus, eps = module.lean_norm
     weight = module.weight if getattr(module, "with_scale", True) else None
-    return _FUNCTION.apply(x, weight, eps, one_plus)
+    return (_FUNCTION or _made()).apply(x, weight, eps, one_plus)

@@ -13,12 +13,18 @@ trained base weight) keeps PEFT's own forward.
 
 from __future__ import annotations
 
-from functools import partial
+from types import MethodType
 from typing import Any
 
 from .patches import differs, guarded
 
-_FUNCTION: Any = None
+_FUNCTION: Any = None  # the autograd Function, made once: a compiled forward must only read it
+
+
+def _made() -> Any:
+    global _FUNCTION
+    _FUNCTION = _FUNCTION or _lora_function()
+    return _FUNCTION
 
 
 def _lora_function():
@@ -67,7 +73,8 @@ def fuse_lora_layers(model) -> int:
     fused = 0
     for module in model.modules():
         if isinstance(module, LoraLinear) and plain(module):
-            module.forward = partial(_forward, module, module.forward)  # type: ignore[method-assign]
+            # a method of one function (not a partial per layer): torch.compile traces every layer alike
+            module.forward = MethodType(_forward, module)  # type: ignore[method-assign]
             fused += 1
     return fused
 
@@ -109,23 +116,21 @@ def _misfit() -> str | None:
     for fused in (True, False):
         probe = copy.deepcopy(layer)
         inputs = x.clone().requires_grad_()
-        out = _forward(probe, probe.forward, inputs) if fused else probe(inputs)
+        out = _forward(probe, inputs) if fused else probe(inputs)
         out.backward(grad)
         results.append((out, inputs.grad, probe.lora_A[name].weight.grad, probe.lora_B[name].weight.grad))
     return differs(results[0], results[1], names=("output", "input gradient", "A gradient", "B gradient"), rtol=1e-6, atol=1e-9)
 
 
-def _forward(module, peft_forward, x, *args, **kwargs):
+def _forward(module, x, *args, **kwargs):
     import torch
 
-    global _FUNCTION
     (name,) = module.lora_A.keys()
     if (args or kwargs or module.disable_adapters or module.merged or list(module.active_adapters) != [name]
             or x.dtype != module.base_layer.weight.dtype):
-        return peft_forward(x, *args, **kwargs)
-    _FUNCTION = _FUNCTION or _lora_function()
+        return type(module).forward(module, x, *args, **kwargs)  # PEFT's own
     dropout = module.lora_dropout[name]
     dropped = None if isinstance(dropout, torch.nn.Identity) else dropout(x)
     base = module.base_layer
-    return _FUNCTION.apply(x, dropped, base.weight, base.bias, module.lora_A[name].weight,
+    return (_FUNCTION or _made()).apply(x, dropped, base.weight, base.bias, module.lora_A[name].weight,
                            module.lora_B[name].weight, module.scaling[name])

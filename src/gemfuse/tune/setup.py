@@ -24,6 +24,7 @@ from .attention import use_grouped_attention
 from .base import Base, load_for_training, resolve_base
 from .batches import Plan, encode_rows, row_lengths
 from .checkpoint import checkpoints, trainable_weights
+from .compiled import check_compilable, compile_layers
 from .config import TuneConfig
 from .lean_norms import lean_norms
 from .lora import apply_lora
@@ -115,6 +116,8 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     if rank == 0 and not resume:  # the other ranks would see the folder rank 0 is already writing
         check_run_folder(run_dir)
     device = pick_device(config.train.device)
+    if config.train.compile:
+        check_compilable(device)
     measured_from_start = start_measuring(device)
     if device == "cpu":  # read by oneDNN when it makes its first kernel: see ONEDNN_CACHE
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE)
@@ -171,6 +174,8 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
         checkpointing, memory = True, estimate(model, config, device, dtype, plan, True)
     parts = frozen_head_parts(model)
     loss = partial(supervised_loss, model, parts=parts) if parts else partial(full_logits_loss, model)
+    if train.compile:  # last: the patches' checks above run the layers as they are
+        compile_layers(model)
     return Setup(config=config, model=model, params=params, optimizer=optimizer, scheduler=scheduler, plan=plan,
                  loss=loss, total=total, device=device,
                  dtype=dtype, validation=validation if val_rows else None, rank=rank, world=world, began=began,

@@ -14,9 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
-
-# a transformer layer of the language model or of a vision or audio tower (Gemma 3n's audio blocks are conformers)
-LAYER_SUFFIXES = ("DecoderLayer", "EncoderLayer", "AudioConformerBlock", "AudioLayer")
+from .base import repeated_layers
 
 
 def wants_sharding(setting: str, base_folder: Any, device: str, world: int) -> bool:
@@ -53,7 +51,7 @@ def shard_model(model: Any, device: str, dtype: Any) -> int:
     # 16-bit compute with the adapters' gradients reduced in fp32; an fp32 run as it is
     mixed = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype != torch.float32 \
         else MixedPrecisionPolicy()
-    layers = [m for m in model.modules() if type(m).__name__.endswith(LAYER_SUFFIXES)]
+    layers = repeated_layers(model)
     for layer in layers:
         fully_shard(layer, mp_policy=mixed)
         layer.set_gradient_divide_factor(1.0)
