@@ -167,7 +167,8 @@ def timing(metrics: list[dict], warmup: int, losses: list[float]) -> dict:
     return {"tokens_per_s": steady_tokens / steady_s, "step_s": steady_s / (len(seconds) - warmup),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "peak_gpu_gib": peak_gpu,
             "final_loss": statistics.fmean(losses[-5:]), "losses": losses,
-            "supervised_tokens_per_step": steady_tokens / (len(seconds) - warmup)}
+            "supervised_tokens_per_step": steady_tokens / (len(seconds) - warmup),
+            "warmup_s": seconds[warmup - 1]}  # the warm-up steps' time: train.compile's compile is in it
 
 
 def run_side(name: str, args) -> dict:
@@ -269,7 +270,8 @@ def main() -> None:
     summary = {}
     for name, runs in results.items():
         summary[name] = {k: statistics.median(r[k] for r in runs) for k in
-                         ("tokens_per_s", "step_s", "peak_rss_gib", "final_loss", "supervised_tokens_per_step")}
+                         ("tokens_per_s", "step_s", "peak_rss_gib", "final_loss", "supervised_tokens_per_step",
+                          "warmup_s")}
         summary[name]["spread_tokens_per_s"] = (min(r["tokens_per_s"] for r in runs), max(r["tokens_per_s"] for r in runs))
         gpu = [r["peak_gpu_gib"] for r in runs if r["peak_gpu_gib"] is not None]
         summary[name]["peak_gpu_gib"] = statistics.median(gpu) if gpu else None
@@ -278,12 +280,12 @@ def main() -> None:
     flops = model_flops_per_step(folder, summary[ours], row_tokens) / summary[ours]["step_s"]
     print(f"workload: {args.model}, LoRA r=16 on attention+MLP, batch {args.batch}, max length {args.max_length}, "
           f"{args.steps} steps ({args.warmup} warm-up), {args.rounds} rounds, dtype {args.dtype}")
-    print(f"{'':22}{'sup tok/s':>12}{'spread':>18}{'step s':>9}{'peak RSS GiB':>14}{'peak GPU GiB':>14}"
-          f"{'final loss':>12}")
+    print(f"{'':30}{'sup tok/s':>12}{'spread':>18}{'step s':>9}{'warm-up s':>11}{'peak RSS GiB':>14}"
+          f"{'peak GPU GiB':>14}{'final loss':>12}")
     for name, s in summary.items():
         gpu = f"{s['peak_gpu_gib']:.2f}" if s["peak_gpu_gib"] is not None else "-"
-        print(f"{name:22}{s['tokens_per_s']:12.1f}{s['spread_tokens_per_s'][0]:9.1f}-{s['spread_tokens_per_s'][1]:<8.1f}"
-              f"{s['step_s']:9.3f}{s['peak_rss_gib']:14.2f}{gpu:>14}{s['final_loss']:12.4f}")
+        print(f"{name:30}{s['tokens_per_s']:12.1f}{s['spread_tokens_per_s'][0]:9.1f}-{s['spread_tokens_per_s'][1]:<8.1f}"
+              f"{s['step_s']:9.3f}{s['warmup_s']:11.1f}{s['peak_rss_gib']:14.2f}{gpu:>14}{s['final_loss']:12.4f}")
     t = summary["trl"]
     for name in [n for n in sides if n != "trl"]:
         g = summary[name]

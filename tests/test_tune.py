@@ -69,6 +69,9 @@ def test_init_configs_load(tmp_path, kind):
     loaded = load_tune_config(path)
     assert loaded.lora.targets == {"text": "language", "image": "language+vision", "audio": "language+audio"}[kind]
     assert "# " in path.read_text()  # commented
+    # the examples are these templates (the text one on its own data file): a new setting reaches them
+    example = (Path(__file__).parent.parent / "examples" / f"tune-{kind}.toml").read_text()
+    assert example == init_config(kind).replace('train = "data/train.jsonl"', 'train = "data/text.jsonl"')
 
 
 def test_examples_load_and_run_a_few_steps(tmp_path, tiny_model):
