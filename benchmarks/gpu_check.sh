@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The trainer's checks and benchmarks on one CUDA GPU, in about 8 minutes, with nothing downloaded: the CUDA and
+# The trainer's checks and benchmarks on one CUDA GPU, in about 9 minutes, with nothing downloaded: the CUDA and
 # QLoRA tests, the one-GPU refusal, and tune_throughput on random Gemma 3 shapes with every side (TRL with and
 # without checkpointing, TRL + Liger, gemfuse with and without, and with train.compile on the 1B shape). Every step runs under its own timeout and writes
 # its log; the figures go to one file, $OUT/gpu_check.md (or ./gpu_check.md).
@@ -64,8 +64,8 @@ python3 -c "import liger_kernel" 2>/dev/null && SIDES="$SIDES,trl-liger"
 step bench-270m 120 python3 benchmarks/tune_throughput.py --random-shape 270m --batch 32 \
   --steps 12 --warmup 3 --rounds 1 --sides "$SIDES"
 # the goal's shape, with train.compile's sides too (their first steps compile: warm up past them)
-step bench-1b 240 python3 benchmarks/tune_throughput.py --random-shape 1b --batch 16 \
-  --steps 16 --warmup 6 --rounds 1 --sides "$SIDES,gemfuse-compiled,gemfuse-compiled-checkpointed"
+step bench-1b 300 python3 benchmarks/tune_throughput.py --random-shape 1b --batch 16 \
+  --steps 20 --warmup 8 --rounds 1 --sides "$SIDES,gemfuse-compiled,gemfuse-compiled-checkpointed"
 if [[ "${1:-}" == "--with-27b" ]]; then  # about 8 minutes more: LoRA and QLoRA on the 27B shape (80 GB+ card)
   step bench-27b 480 python3 benchmarks/tune_27b.py --shape 27b --steps 4
 fi

@@ -96,5 +96,7 @@ def test_sharding_says_what_it_cannot_do(tmp_path, tiny_model, text_data):
 
     with pytest.raises(ConfigError, match="FSDP cannot shard bitsandbytes"):
         check_shardable("4bit", 2)
+    with pytest.raises(ConfigError, match="train.compile = false"):
+        check_shardable("none", 2, compiled=True)
     with pytest.raises(ConfigError, match="needs several processes: start it with torchrun"):
         train(tiny_config(tiny_model("gemma3"), text_data, tmp_path / "one", shard="fsdp", device="cpu"))

@@ -135,7 +135,7 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     total = train.max_steps or max(1, round(train.epochs * plan.steps_per_epoch))
     sharded = wants_sharding(train.shard, base.folder, device, world)
     if sharded:
-        check_shardable(train.quantize, world)
+        check_shardable(train.quantize, world, train.compile)
     model = load_for_training(base, "cpu" if sharded else device, dtype, train.quantize)  # shards move, not it
     if train.gradient_checkpointing is True:
         recompute_activations(model)

@@ -34,10 +34,13 @@ def wants_sharding(setting: str, base_folder: Any, device: str, world: int) -> b
     return available is not None and available > 0 and weights > TIGHT * available
 
 
-def check_shardable(quantize: str, world: int) -> None:
+def check_shardable(quantize: str, world: int, compiled: bool = False) -> None:
     if quantize != "none":
         raise ConfigError(f"train.shard = 'fsdp' with train.quantize = '{quantize}': FSDP cannot shard bitsandbytes' "
                           "quantised weights here; shard a 16-bit base, or train QLoRA without sharding")
+    if compiled:  # FSDP's hooks run inside each layer's call, where the compiled region would begin
+        raise ConfigError("train.shard = 'fsdp' with train.compile = true: compiled sharded layers are not tested "
+                          "here; set train.compile = false, or train without sharding")
     if world < 2:
         raise ConfigError("train.shard = 'fsdp' needs several processes: start it with torchrun --nproc-per-node N "
                           "(or accelerate launch)")
