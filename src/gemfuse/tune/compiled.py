@@ -1,7 +1,8 @@
 """Regional compilation (`train.compile`): each transformer layer of the model through torch.compile, in place.
 
 Gemma's layers are alike, so one compiled graph serves them all (the lean norms and the fused LoRA layers are
-methods of one function each, so every layer passes the same guards; sliding and full attention layers make two).
+methods of one function each, so every layer passes the same guards); the first layer, whose input needs no
+gradient, and a batch without padding, whose mask transformers leaves out, make a few more, each compiled once.
 The first steps pay the compile; later steps run inductor's fused kernels: norms, GeGLU, rotary and the LoRA adds
 in fewer passes over memory, and what backward keeps is chosen by its partitioner. Shapes are dynamic: batches
 differ in length. The layers keep their names, so checkpoints and adapters are the same files as without it.
@@ -48,8 +49,8 @@ def compile_layers(model, backend: str | None = None) -> int:
         setattr(torch._dynamo.config, SIDE_EFFECTS, True)
     for layer in layers:
         if getattr(layer, "gradient_checkpointing", False):
-            # transformers checkpoints around the layer's call, where torch.compile cannot see (torch's checkpoint
-            # turns compilation off inside it): checkpoint inside the compiled forward instead, as one region
+            # transformers' checkpointing calls torch's checkpoint, which turns compilation off inside it: the
+            # layer would run uncompiled. Checkpoint inside the compiled forward instead, as one region
             layer.gradient_checkpointing = False
             layer.forward = MethodType(_checkpointed, layer)
         layer.compile(backend=backend or BACKEND, dynamic=True)
