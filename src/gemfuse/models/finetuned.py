@@ -27,7 +27,7 @@ def pick_runtime(info: RunManifest, wanted: Runtime) -> Literal["llamacpp", "tra
         return wanted
     base_folder = Path(info.get("base_folder") or "")
     text_only = declared_modalities(base_folder / "config.json") == {"text"}
-    llama_cpp = importlib.util.find_spec("llama_cpp") is not None
+    llama_cpp = importlib.util.find_spec("xllamacpp") is not None and importlib.util.find_spec("llama_cpp") is not None
     return "llamacpp" if info.get("device") == "cpu" and text_only and llama_cpp else "transformers"
 
 
@@ -43,8 +43,8 @@ def run_spec(name: str, runtime: Runtime = "auto") -> LocalSpec | None:
     weights = adapter_sha256(folder)
     if pick_runtime(info, runtime) == "llamacpp":
         base: LocalSpec = LlamaCppSpec(path=f"finetune-base:{run}", chat_template=template, n_ctx=4096,
-                                       concurrency=1, price=FREE, description=f"{written}, as its fine-tune runs")
-        return LlamaCppSpec(path=f"finetune:{run}", chat_template=template, n_ctx=4096, concurrency=1, price=FREE,
+                                       price=FREE, description=f"{written}, as its fine-tune runs")
+        return LlamaCppSpec(path=f"finetune:{run}", chat_template=template, n_ctx=4096, price=FREE,
                             finetune_of=info["base_model"], base=base, trained_weights=weights,
                             description=f"LoRA fine-tune of {written} ({folder}), merged, on llama.cpp")
     base = TransformersSpec(path=info["base_model"], chat_template=template, concurrency=1, price=FREE,

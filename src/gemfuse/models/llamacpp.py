@@ -1,12 +1,20 @@
-"""GGUF models in-process through llama-cpp-python, with the chat template stored in the GGUF.
+"""GGUF models in-process on llama.cpp's own server engine (xllamacpp): continuous batching over parallel slots.
 
-A llama.cpp context is not re-entrant, and once two OS threads have driven llama.cpp in one process every
-later call runs about 2.8x slower (two OpenMP thread teams contend for the cores; measured here with SmolLM2:
-87 -> 31 tok/s). So every llama.cpp model in the process runs on one shared worker thread, FIFO.
+Each model is one llama.cpp server context with `concurrency` slots: requests join and leave the decoding batch
+token by token, a slot keeps its prompt's evaluated prefix (the prompt cache), and the GGUF's chat template (or
+the spec's) renders the turns. A request occupies one Python thread while it runs (the engine's call blocks);
+the model's executor has one thread per slot, so calls past the slots wait in its FIFO queue and one whose
+consumer left before it started never reaches the engine. A consumer that leaves mid-answer frees its slot at
+the next token.
+
+Log-probabilities: the engine returns the chosen token's log-probability (exact, from the full distribution)
+and its 20 likeliest alternatives; the certainty measures are read from those (DeepConf's confidence exactly,
+self-certainty as a lower bound) and marked approximate (models/certainty.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -16,78 +24,92 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..errors import ModelLoadError
+from ..errors import BadRequestError, ModelLoadError, UpstreamError
 from ..messages import Message
-from ..quiet import quiet_llama_cpp
 from .base import GenerateOptions, StreamChunk, TokenLogprob, Usage
-from .local import LocalModel, WorkerBridge, quiet_stderr
-from .logprobs import LogprobRecorder
+from .certainty import TOP_K, from_alternatives
+from .local import Cancelled, LocalModel, WorkerBridge
+from .logprobs import answer_tokens
 from .spec import LocalSpec
+
+DEFAULT_SLOTS = 4
+# llama-cpp-python's chat defaults, which this backend used before it ran on the server engine (whose own
+# defaults are 0.8 / 40 / 0.95 / 0.05): a request that names none samples as it always did.
+DEFAULT_SAMPLING = {"temperature": 0.2, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
+PROMPT_CACHE_MIB = 256  # host memory for prompts evicted from slots (llama.cpp's default is 8 GiB)
 
 
 class LlamaCppSpec(LocalSpec):
     backend: Literal["llamacpp"] = "llamacpp"
     path: str = Field(description="a .gguf file, or package:MODULE[/FILE] for a GGUF shipped in a Python package")
-    n_ctx: int = Field(4096, ge=128, description="context window in tokens")
+    n_ctx: int = Field(4096, ge=128, description="context window in tokens, per slot")
+    concurrency: int | None = Field(DEFAULT_SLOTS, ge=1, description="slots: requests decoded together "
+                                    "(continuous batching); more wait in the queue")
     threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
     n_gpu_layers: int = Field(0, description="layers to offload to a GPU build of llama.cpp (-1: all)")
     repeat_penalty: float | None = Field(None, gt=0, description="penalise repeats (1.0: off; llama.cpp's default)")
-    chat_format: str | None = Field(None, description="a llama-cpp-python chat format name (e.g. chatml)")
-
-
-_shared_executor: ThreadPoolExecutor | None = None
-_shared_lock = threading.Lock()
-
-
-def llama_thread() -> ThreadPoolExecutor:
-    """The one thread that drives llama.cpp in this process."""
-    global _shared_executor
-    with _shared_lock:
-        if _shared_executor is None:
-            _shared_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gemfuse-llamacpp")
-        return _shared_executor
+    chat_format: str | None = Field(None, description="one of llama.cpp's built-in chat templates by name "
+                                                      "(e.g. chatml), replacing the GGUF's own")
+    lora: str | None = Field(None, description="a LoRA adapter in GGUF form, applied to every request")
+    mmproj: str | None = Field(None, description="the multimodal projector GGUF of a vision model (e.g. Gemma 3): "
+                                                 "the model then takes images")
 
 
 def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-class LlamaCppLogprobs(LogprobRecorder):
-    """llama.cpp's logits processor: called with each step's logits; the token the step before chose is then
-    the last one evaluated."""
+def slots_of(spec: LlamaCppSpec) -> int:
+    return spec.concurrency or DEFAULT_SLOTS
 
-    def __init__(self, llama, top: int):
-        super().__init__(top, lambda i: llama.detokenize([i], special=False).decode("utf-8", "replace"))
-        self.llama = llama
-        self.first = True
 
-    def __call__(self, input_ids, scores):
-        previous = None if self.first else int(self.llama.input_ids[self.llama.n_tokens - 1])
-        self.first = False
-        self.step(previous, scores)
-        return scores
+def request_body(messages: Sequence[Message], options: GenerateOptions, spec: LlamaCppSpec) -> dict[str, Any]:
+    """The engine's chat request (OpenAI's fields plus llama.cpp's own) for our messages and options."""
+    body: dict[str, Any] = {"messages": [m.to_openai() for m in messages], "max_tokens": options.max_tokens,
+                            "stream": True, "stream_options": {"include_usage": True}, **DEFAULT_SAMPLING}
+    if options.temperature is not None:
+        body["temperature"] = options.temperature
+    if options.top_p is not None:
+        body["top_p"] = options.top_p
+    if options.seed is not None:
+        body["seed"] = options.seed
+    if spec.repeat_penalty is not None:
+        body["repeat_penalty"] = spec.repeat_penalty
+    stops = [*options.stop, *spec.stop]
+    if stops:
+        body["stop"] = stops
+    if options.json_schema is not None:  # llama.cpp turns the schema into a grammar the sampler obeys
+        body["json_schema"] = options.json_schema
+    if options.logprobs:  # as many alternatives as the certainty measures read; trimmed to what was asked after
+        body.update(logprobs=True, top_logprobs=TOP_K)
+    return body
 
-    def finish(self, llama, text: str, finish: str | None) -> list[TokenLogprob]:
-        """The answer's tokens. The last step's token was never evaluated: it is the rest of the text (an
-        answer cut at max_tokens) or the end-of-turn token (not part of the answer)."""
-        if self.pending is not None and finish == "length":
-            rest = text[sum(len(t.token) for t in self.tokens):]
-            ids = llama.tokenize(rest.encode(), add_bos=False, special=False) if rest else []
-            if len(ids) == 1:
-                self.close(ids[0])
-        return self.answer(text)
+
+def token_logprob(raw: dict, top: int) -> TokenLogprob:
+    """One token as the engine returns it, with its certainty figures read from the alternatives."""
+    token = from_alternatives(TokenLogprob.from_openai(raw))
+    token.top = token.top[:top]
+    return token
 
 
 class LlamaCppModel(LocalModel):
     spec: LlamaCppSpec
     backend = "llamacpp"
-    library, extra = "llama_cpp", "llamacpp"
+    library, extra = "xllamacpp", "llamacpp"
     Spec = LlamaCppSpec
 
     def __init__(self, name: str, spec: LlamaCppSpec):
         super().__init__(name, spec)
-        self._bridge = WorkerBridge(name, llama_thread())
-        self._llama: Any = None
+        executor = ThreadPoolExecutor(max_workers=slots_of(spec), thread_name_prefix=f"gemfuse-{name}")
+        self._bridge = WorkerBridge(name, executor, owned=True)
+        self._server: Any = None
+        self._load_lock = threading.Lock()
+        if spec.mmproj:
+            self.modalities = frozenset({"text", "image"})
+
+    @property
+    def slots(self) -> int:
+        return slots_of(self.spec)
 
     def where(self) -> str:
         return self.spec.path
@@ -98,80 +120,98 @@ class LlamaCppModel(LocalModel):
         return resolve_path(self.spec.path)
 
     def load(self):
-        """Load on the calling thread (the worker, in normal use); cheap once loaded."""
-        if self._llama is None:
-            try:
-                from llama_cpp import Llama
-            except ImportError as exc:
-                raise ModelLoadError("llama-cpp-python is not installed: pip install 'gemfuse[llamacpp]'",
-                                     model=self.name) from exc
-            path = self.gguf_path()
-            if not path.is_file():
-                raise ModelLoadError(f"GGUF file not found: {path}", model=self.name)
-            threads = self.spec.threads or default_threads()
-            quiet_llama_cpp()
-            try:
-                with quiet_stderr():
-                    llama = Llama(model_path=str(path), n_ctx=self.spec.n_ctx, n_threads=threads,
-                                  n_threads_batch=threads, n_gpu_layers=self.spec.n_gpu_layers,
-                                  chat_format=self.spec.chat_format, verbose=False)
-            except (ValueError, RuntimeError) as exc:
-                raise ModelLoadError(f"llama.cpp could not load {path}: {exc}", model=self.name) from exc
-            if self.spec.chat_template:
-                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        """Start the engine on first use (thread-safe); cheap once started."""
+        with self._load_lock:
+            if self._server is None:
+                self._server = self._start()
+            return self._server
 
-                token = lambda i: llama.detokenize([i], special=True).decode("utf-8", "replace")  # noqa: E731
-                llama.chat_handler = Jinja2ChatFormatter(
-                    self.spec.chat_template, eos_token=token(llama.token_eos()), bos_token=token(llama.token_bos()),
-                    stop_token_ids=[llama.token_eos()]).to_chat_handler()
-            self._llama = llama
-        return self._llama
+    def _start(self):
+        try:
+            import xllamacpp
+        except ImportError as exc:
+            raise ModelLoadError("xllamacpp is not installed: pip install 'gemfuse[llamacpp]'", model=self.name) from exc
+        spec = self.spec
+        path = self.gguf_path()
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {path}", model=self.name)
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_parallel = self.slots
+        params.n_ctx = spec.n_ctx * self.slots  # each slot gets its own n_ctx
+        params.n_gpu_layers = spec.n_gpu_layers
+        threads = spec.threads or default_threads()
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.cache_ram_mib = PROMPT_CACHE_MIB
+        params.verbosity = -1
+        params.use_jinja = True
+        if spec.chat_template or spec.chat_format:
+            params.chat_template = spec.chat_template or spec.chat_format
+        for label, file in (("LoRA adapter", spec.lora), ("projector", spec.mmproj)):
+            if file and not Path(file).expanduser().is_file():
+                raise ModelLoadError(f"{label} file not found: {file}", model=self.name)
+        if spec.lora:
+            adapter = xllamacpp.CommonAdapterLoraInfo()
+            adapter.path, adapter.scale = str(Path(spec.lora).expanduser()), 1.0
+            params.lora_adapters = [adapter]
+        if spec.mmproj:
+            params.mmproj.path = str(Path(spec.mmproj).expanduser())
+        try:
+            return xllamacpp.Server(params)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"llama.cpp could not load {path}: {exc}", model=self.name) from exc
 
     def _produce(self, messages: Sequence[Message], options: GenerateOptions, emit, cancelled) -> None:
-        llama = self.load()
-        kwargs: dict[str, Any] = {"max_tokens": options.max_tokens}
-        if options.temperature is not None:
-            kwargs["temperature"] = options.temperature
-        if options.top_p is not None:
-            kwargs["top_p"] = options.top_p
-        if options.seed is not None:
-            kwargs["seed"] = options.seed
-        if self.spec.repeat_penalty is not None:
-            kwargs["repeat_penalty"] = self.spec.repeat_penalty
-        if options.stop or self.spec.stop:
-            kwargs["stop"] = [*options.stop, *self.spec.stop]
-        if options.json_schema is not None:  # llama.cpp turns the schema into a grammar the sampler obeys
-            kwargs["response_format"] = {"type": "json_object", "schema": options.json_schema}
-        if options.temperature == 0 or options.seed is not None:
-            # Re-using the previous prompt's evaluated prefix changes the logits slightly (other batch shapes), and
-            # with them a greedy answer: a request that asks to be reproducible evaluates its whole prompt afresh.
-            llama.reset()
-        recorder = self._recorder(llama, options) if options.logprobs else None
-        if recorder is not None:
-            kwargs["logits_processor"] = [recorder]
-        chunks = llama.create_chat_completion(messages=[m.to_openai() for m in messages], stream=True, **kwargs)
-        finish, produced, prompt_tokens, texts = None, 0, None, []
-        try:
-            for chunk in chunks:
-                if prompt_tokens is None:  # the prompt is evaluated, the first answer token not yet
-                    prompt_tokens = int(llama.n_tokens)
-                choice = chunk["choices"][0]
-                text = choice.get("delta", {}).get("content")
-                if text:
-                    produced += 1
-                    texts.append(text)
-                    emit(StreamChunk(text=text))
-                finish = choice.get("finish_reason") or finish
-        finally:
-            chunks.close()
-        logprobs = recorder.finish(llama, "".join(texts), finish) if recorder is not None else None
-        # llama.cpp reports no usage when streaming: each content delta is one sampled token.
-        emit(StreamChunk(finish_reason=finish or "stop", usage=Usage(prompt_tokens or 0, produced), logprobs=logprobs))
+        if cancelled.is_set():  # the consumer left while this call waited for a slot
+            raise Cancelled()
+        server = self.load()
+        top = options.top_logprobs or 0
+        finish, usage, failure = None, None, None
+        texts: list[str] = []
+        tokens: list[TokenLogprob] = []
 
-    @staticmethod
-    def _recorder(llama, options: GenerateOptions) -> LlamaCppLogprobs:
-        return LlamaCppLogprobs(llama, options.top_logprobs or 0)
+        def on_chunk(chunk: Any) -> bool:
+            """Called by the engine for each chunk; True stops the generation and frees the slot."""
+            nonlocal finish, usage, failure
+            if cancelled.is_set():
+                return True
+            chunk = json.loads(chunk) if isinstance(chunk, (str, bytes)) else chunk
+            if "error" in chunk:
+                failure = chunk["error"]
+                return True
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content") or ""
+                if options.logprobs:
+                    tokens.extend(token_logprob(t, top) for t in (choice.get("logprobs") or {}).get("content") or ())
+                finish = choice.get("finish_reason") or finish
+                if text:
+                    texts.append(text)
+                    try:
+                        emit(StreamChunk(text=text))
+                    except Cancelled:
+                        return True
+            return False
+
+        result = server.handle_chat_completions(request_body(messages, options, self.spec), on_chunk)
+        if isinstance(result, dict) and "error" in result:  # refused before streaming began
+            failure = result["error"]
+        if cancelled.is_set():
+            raise Cancelled()
+        if failure is not None:
+            raise self._error(failure)
+        counts = Usage(int((usage or {}).get("prompt_tokens", 0)), int((usage or {}).get("completion_tokens", 0)))
+        # the tokens of the text shown (a withheld stop sequence is not part of it)
+        logprobs = answer_tokens(tokens, "".join(texts)) if options.logprobs else None
+        emit(StreamChunk(finish_reason=finish or "stop", usage=counts, logprobs=logprobs))
+
+    def _error(self, failure: Any) -> Exception:
+        message = failure.get("message", str(failure)) if isinstance(failure, dict) else str(failure)
+        code = failure.get("code") if isinstance(failure, dict) else None
+        kind = BadRequestError if code == 400 else UpstreamError
+        return kind(f"llama.cpp refused the request: {message}", model=self.name)
 
     async def aclose(self) -> None:
         await super().aclose()
-        self._llama = None
+        self._server = None  # the engine stops its loop and frees the weights when released

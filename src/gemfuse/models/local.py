@@ -28,8 +28,8 @@ class Cancelled(Exception):
 class WorkerBridge:
     """Runs `produce(emit, cancelled)` on the model's thread and yields what it emits, in order."""
 
-    def __init__(self, name: str, executor: ThreadPoolExecutor | None = None):
-        self._owned = executor is None
+    def __init__(self, name: str, executor: ThreadPoolExecutor | None = None, owned: bool | None = None):
+        self._owned = executor is None if owned is None else owned
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gemfuse-{name}")
 
     async def call(self, fn: Callable[[], Any]) -> Any:

@@ -7,6 +7,7 @@ import hmac
 import importlib.resources
 import ipaddress
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from .dashboard import dashboard_router
 from .errors import HTTPError, describe
 from .schemas import ChatRequest, ErrorType, error_body
 
+log = logging.getLogger("uvicorn.error")  # uvicorn's own start-up log, which `gemfuse serve` shows
 OPEN_PATHS = ("/", "/health", "/favicon.ico", "/dashboard.js")
 
 
@@ -85,6 +87,19 @@ CAPTURE_ENV = "GEMFUSE_SERVE_CAPTURE"
 FOLDERS_ENV = "GEMFUSE_SERVE_FOLDERS"
 
 
+def capacity_lines(registry: Registry, settings: ServerSettings) -> list[str]:
+    """What each configured model takes at once, said when the server starts."""
+    lines = []
+    for name in registry.names():
+        spec = registry.spec(name)
+        if spec.concurrency is None:
+            lines.append(f"{name} ({spec.backend}): no limit on requests at once")
+        else:
+            lines.append(f"{name} ({spec.backend}): {spec.concurrency} at once, {settings.max_queue} more wait, "
+                         "then 429")
+    return lines
+
+
 def dashboard_folders(settings: ServerSettings, capture: str | Path | None = None,
                       given: dict[str, str | Path | None] | None = None) -> Folders:
     """The folders the dashboard reads: those given (serve --runs/--evals/--distil), else the [server] table's."""
@@ -103,6 +118,8 @@ def create_app(registry: Registry | None = None, settings: ServerSettings | None
     handler = ChatHandler(registry, settings, registry.capture_writer(capture or settings.capture_dir))
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        for line in capacity_lines(registry, settings):
+            log.info("%s", line)
         yield
         await registry.aclose()
 
@@ -116,6 +133,10 @@ def create_app(registry: Registry | None = None, settings: ServerSettings | None
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok", "models": len(registry.names(presets=True))}
+
+    @app.get("/v1/gemfuse/stats")
+    async def stats() -> dict:
+        return handler.gate.stats()
 
     @app.get("/v1/models")
     async def list_models() -> dict:

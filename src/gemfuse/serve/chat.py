@@ -23,33 +23,10 @@ from ..messages import Message, parse_messages
 from ..models.base import Completion, GenerateOptions, Usage
 from .errors import QueueFull, describe
 from .fetch import resolve_remote_images
+from .load import QueueGate
 from .schemas import ChatRequest, chunk_body, completion_body, completion_id
 
 log = logging.getLogger("gemfuse.serve")
-
-class QueueGate:
-    """Bounds the requests in flight per model: its concurrency plus `max_queue` waiting; beyond that, 429."""
-
-    def __init__(self, registry: ModelRegistry, settings: ServerSettings):
-        self.registry = registry
-        self.settings = settings
-        self.inflight: dict[str, int] = {}
-
-    def limit(self, name: str) -> int | None:
-        if name.startswith(FUSION_PREFIX) or name not in self.registry.specs():
-            return None
-        concurrency = self.registry.spec(name).concurrency
-        return None if concurrency is None else concurrency + self.settings.max_queue
-
-    def enter(self, name: str) -> None:
-        limit = self.limit(name)
-        if limit is not None and self.inflight.get(name, 0) >= limit:
-            raise QueueFull(f"model {name} has {self.inflight[name]} requests in flight or waiting; retry later")
-        self.inflight[name] = self.inflight.get(name, 0) + 1
-
-    def leave(self, name: str) -> None:
-        self.inflight[name] -= 1
-
 
 def sse(data: dict | str) -> bytes:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)}\n\n".encode()
@@ -141,8 +118,7 @@ class ChatHandler:
             return completion_body(ident, request.model, [(result.text, "stop", tokens)], result.trace.usage,
                                    fusion=result.to_dict())
         model = self.registry.get(request.model)
-        self.gate.enter(request.model)
-        try:
+        with self.gate.held(request.model) as held:
             choices, usage = [], Usage()
             for i in range(request.n):
                 seeded = options if options.seed is None or i == 0 else options.model_copy(update={"seed": options.seed + i})
@@ -150,8 +126,7 @@ class ChatHandler:
                 choices.append((completion.text, completion.finish_reason, completion.logprobs))
                 await self.keep_model_answer(request.model, messages, completion, ident)
                 usage = usage + completion.usage
-        finally:
-            self.gate.leave(request.model)
+            held.completion_tokens, held.ok = usage.completion_tokens, True
         return completion_body(ident, request.model, choices, usage)
 
     # -- streams ----------------------------------------------------------------------------------------------
@@ -181,8 +156,7 @@ class ChatHandler:
         model = self.registry.get(name)
         started = time.perf_counter()
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        self.gate.enter(name)
-        try:
+        with self.gate.held(name) as held:
             stream = model.stream(messages, options)
             try:
                 first = await anext(stream)  # errors from loading or the first call surface before any event
@@ -200,11 +174,10 @@ class ChatHandler:
                                        usage=chunk.usage or Usage(),
                                        latency_s=chunk.latency_s or time.perf_counter() - started)
                     await self.keep_model_answer(name, messages, whole, ident)
+                    held.completion_tokens, held.ok = whole.usage.completion_tokens, True
                     yield sse(chunk_body(ident, name, {}, finish=chunk.finish_reason))
                     if include_usage and chunk.usage is not None:
                         yield sse(chunk_body(ident, name, usage=chunk.usage))
-        finally:
-            self.gate.leave(name)
 
     async def _fusion_events(self, request: ChatRequest, messages, options, fusion: Fusion) -> AsyncGenerator[bytes]:
         ident, name = completion_id(), request.model
