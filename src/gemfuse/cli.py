@@ -197,11 +197,11 @@ def tune(config: Path | None = typer.Argument(None, help="the tune config (TOML)
 @app.command("export")
 @_handled
 def export_(run: Path = typer.Argument(..., help="a run folder from gemfuse tune"),
-            to: str = typer.Option("merged", "--to", help="merged | gguf | ollama"),
+            to: str = typer.Option("merged", "--to", help="merged | gguf | ollama | vllm | vllm-lora"),
             quant: str | None = typer.Option(None, "--quant", help="GGUF quantisation, e.g. Q4_K_M or Q8_0"),
             out: Path | None = typer.Option(None, "--out", "-o", help="where to write (default: inside the run)"),
             prompt: str = typer.Option("Hello!", "--prompt", help="what the export is asked to prove it generates")) -> None:
-    """Export a fine-tune: merged safetensors, a GGUF for llama.cpp, or an Ollama Modelfile + GGUF."""
+    """Export a fine-tune: merged safetensors, a GGUF for llama.cpp, an Ollama Modelfile + GGUF, or for vLLM."""
     from .commands.tune import run_export
 
     code = run_export(run, to, quant, out, prompt)

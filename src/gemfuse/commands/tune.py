@@ -30,4 +30,6 @@ def run_export(run: Path, to: str, quant: str | None, out: Path | None, prompt: 
     print(f"{to}: {result.path}")
     if result.sample is not None:
         print(f"generated from the export: {result.sample!r}")
+    if result.command is not None:
+        print(f"serve it with:\n  {result.command}\nand put it behind gemfuse (config.toml):\n{result.config}")
     return 0

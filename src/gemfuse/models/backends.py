@@ -20,6 +20,7 @@ BUILTIN_BACKENDS = {
     "openai": "gemfuse.models.openai:OpenAIModel",
     "llamacpp": "gemfuse.models.llamacpp:LlamaCppModel",
     "transformers": "gemfuse.models.transformers:TransformersModel",
+    "vllm": "gemfuse.models.vllm:VLLMModel",
 }
 ENTRY_POINT_GROUP = "gemfuse.backends"
 

@@ -1,5 +1,6 @@
-"""Export a fine-tune: merged safetensors, a GGUF for llama.cpp (optionally quantised), or an Ollama Modelfile
-beside that GGUF. Every export ends by generating from the exported artefact itself.
+"""Export a fine-tune: merged safetensors, a GGUF for llama.cpp (optionally quantised), an Ollama Modelfile
+beside that GGUF, or what `vllm serve` takes (merged, or the base plus the adapter: tune/vllm_export.py). Every
+export but the vLLM adapter ends by generating from the exported artefact itself.
 
 GGUF conversion and quantisation are llama.cpp's own (gemfuse.gguf_tools).
 """
@@ -15,14 +16,17 @@ from ..errors import ConfigError, SettingError
 from ..gguf_tools import convert_to_gguf, open_gguf, quantize_gguf
 from ..paths import output_path, published_folder
 from ..shapes import RunManifest
+from .vllm_export import lora_for_vllm, merged_for_vllm
 
-TARGETS = ("merged", "gguf", "ollama")
+TARGETS = ("merged", "gguf", "ollama", "vllm", "vllm-lora")
 
 
 @dataclass
 class Exported:
     path: Path
     sample: str | None = None
+    command: str | None = None  # what serves it, where another program does (vLLM)
+    config: str | None = None  # the [models] block that puts it behind gemfuse
 
 
 def export(run: str | Path, to: str = "merged", *, quant: str | None = None, out: str | Path | None = None,
@@ -37,9 +41,16 @@ def export(run: str | Path, to: str = "merged", *, quant: str | None = None, out
     manifest = read_manifest(run)
     if out is not None:  # made (or refused in one line) before any work is done
         out = output_path(out, folder=to != "gguf")
-    if to == "merged":
-        folder = merge(run, manifest, out or run / "merged")
-        return Exported(folder, generate_hf(folder, check_prompt) if check_prompt else None)
+    if to == "vllm-lora":
+        served = lora_for_vllm(run, manifest, out or run / "vllm-lora", run.name)
+        return Exported(served.folder, None, served.command, served.config)
+    if to in ("merged", "vllm"):
+        folder = merge(run, manifest, out or run / to)
+        sample = generate_hf(folder, check_prompt) if check_prompt else None
+        if to == "merged":
+            return Exported(folder, sample)
+        served = merged_for_vllm(folder, run.name)
+        return Exported(folder, sample, served.command, served.config)
     gguf = to_gguf(run, manifest, out if to == "gguf" else None, quant)
     if to == "ollama":
         folder = out or run / "ollama"

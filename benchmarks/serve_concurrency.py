@@ -1,0 +1,217 @@
+"""Many users at once: completion tokens/s and latency (p50, p95) at concurrency 1, 4, 8 and 16, each user
+asking for 64 tokens of a different prompt, in one run:
+
+- `gemfuse serve` (HTTP, keep-alive, one connection per user) over the built-in llama.cpp models;
+- the floor: the same engine (llama.cpp's server engine, xllamacpp) driven in-process with the same slots and
+  no server in front; what our server adds is the gap between the two;
+- before: llama-cpp-python driving the same GGUF one request at a time (how every GGUF model ran before the
+  engine batched), in-process;
+- a transformers model through `gemfuse serve` (it answers one request at a time).
+
+    python benchmarks/serve_concurrency.py [--levels 1,4,8,16] [--requests 16] [--tokens 64] [--no-hf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+
+from gemfuse.files import GEMMA3_270M, SMOLLM2, resolve_path
+from gemfuse.models.builtin import BUILTIN_SLOTS, builtin_specs
+from gemfuse.models.llamacpp import default_threads
+from gemfuse.testing.upstream import free_port, wait_until_up
+
+TOPICS = ("cats rivers bread stars snow trains music glass bees clocks maps salt wind paper bridges tea "
+          "owls coral ink silk").split()
+
+
+def prompts(n: int) -> list[str]:
+    return [f"Tell me about {TOPICS[i % len(TOPICS)]}, in detail." for i in range(n)]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def drive(call: Callable[[str], int], texts: list[str], concurrency: int) -> dict:
+    """`concurrency` users, each taking the next prompt when its answer is done; tokens/s over the wall time."""
+    latencies: list[float] = []
+    tokens = [0]
+    lock = threading.Lock()
+    queue = list(texts)
+
+    def user():
+        while True:
+            with lock:
+                if not queue:
+                    return
+                text = queue.pop()
+            start = time.perf_counter()
+            produced = call(text)
+            with lock:
+                latencies.append(time.perf_counter() - start)
+                tokens[0] += produced
+
+    start = time.perf_counter()
+    users = [threading.Thread(target=user) for _ in range(concurrency)]
+    for thread in users:
+        thread.start()
+    for thread in users:
+        thread.join()
+    wall = time.perf_counter() - start
+    return {"tok_s": tokens[0] / wall, "p50": pct(latencies, 0.5), "p95": pct(latencies, 0.95), "tokens": tokens[0]}
+
+
+def http_call(port: int, model: str, tokens: int) -> Callable[[str], int]:
+    local = threading.local()
+
+    def call(text: str) -> int:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+        body = {"model": model, "max_tokens": tokens, "temperature": 0,
+                "messages": [{"role": "user", "content": text}]}
+        response = local.client.post("/v1/chat/completions", json=body)
+        response.raise_for_status()
+        return int(response.json()["usage"]["completion_tokens"])
+
+    return call
+
+
+def engine_call(path: str, spec, tokens: int, slots: int) -> tuple[Callable[[str], int], object]:
+    """The floor: llama.cpp's server engine in-process, with the built-in's slots, template and penalty."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = path
+    params.n_parallel = slots
+    params.n_ctx = spec.n_ctx * slots
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = default_threads()
+    params.verbosity = -1
+    if spec.chat_template:
+        params.chat_template = spec.chat_template
+    server = xllamacpp.Server(params)
+    extra = {"stop": spec.stop} if spec.stop else {}
+    if spec.repeat_penalty:
+        extra["repeat_penalty"] = spec.repeat_penalty
+
+    def call(text: str) -> int:
+        reply = server.handle_chat_completions({"messages": [{"role": "user", "content": text}], "max_tokens": tokens,
+                                                "temperature": 0, **extra})
+        return int(reply["usage"]["completion_tokens"])
+
+    return call, server
+
+
+def serial_call(path: str, spec, tokens: int) -> Callable[[str], int]:
+    """Before: llama-cpp-python, one request at a time (a lock, as the single worker thread was)."""
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    llama = Llama(model_path=path, n_ctx=spec.n_ctx, n_threads=default_threads(), verbose=False)
+    if spec.chat_template:
+        token = lambda i: llama.detokenize([i], special=True).decode("utf-8", "replace")  # noqa: E731
+        llama.chat_handler = Jinja2ChatFormatter(spec.chat_template, eos_token=token(llama.token_eos()),
+                                                 bos_token=token(llama.token_bos()),
+                                                 stop_token_ids=[llama.token_eos()]).to_chat_handler()
+    lock = threading.Lock()
+    extra = {"stop": spec.stop} if spec.stop else {}
+
+    def call(text: str) -> int:
+        with lock:
+            llama.reset()
+            reply = llama.create_chat_completion([{"role": "user", "content": text}], max_tokens=tokens,
+                                                 temperature=0, repeat_penalty=spec.repeat_penalty or 1.0, **extra)
+        return int(reply["usage"]["completion_tokens"])
+
+    return call
+
+
+def child_server(port: int) -> None:
+    import uvicorn
+
+    from gemfuse.registry import Registry
+    from gemfuse.serve.app import create_app
+
+    registry = Registry.load()
+    registry.config.server.max_queue = 64
+    uvicorn.run(create_app(registry), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--levels", default="1,4,8,16")
+    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--no-hf", action="store_true", help="leave out the transformers model")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    texts = prompts(args.requests)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--child-server", str(port)],
+                              env={**os.environ, "GEMFUSE_API_KEY": ""}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    wait_until_up(f"http://127.0.0.1:{port}/health", server)
+    specs = builtin_specs()
+    results: dict[str, dict[str, dict[int, dict]]] = {}
+    try:
+        for name, gguf in (("smollm2-135m", SMOLLM2), ("gemma-3-270m", GEMMA3_270M)):
+            spec, path = specs[name], str(resolve_path(gguf))
+            ours = http_call(port, name, args.tokens)
+            ours(texts[0])  # loaded and warm
+            sides: dict[str, Callable[[str], int]] = {"gemfuse serve": ours}
+            floor, engine = engine_call(path, spec, args.tokens, BUILTIN_SLOTS)
+            floor(texts[0])
+            sides["engine in-process (floor)"] = floor
+            sides["before: llama-cpp-python, one at a time"] = serial_call(path, spec, args.tokens)
+            table = results.setdefault(name, {})
+            for level in levels:
+                for side, call in sides.items():  # alternated per level, so drift hits every side alike
+                    table.setdefault(side, {})[level] = drive(call, texts, level)
+            del engine
+        if not args.no_hf:
+            hf = http_call(port, "smollm2-135m-hf", args.tokens)
+            hf(texts[0])
+            results["smollm2-135m-hf"] = {"gemfuse serve": {level: drive(hf, texts, level) for level in levels}}
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    report(results, levels)
+
+
+def report(results: dict, levels: list[int]) -> None:
+    for model, sides in results.items():
+        print(f"\n{model}")
+        print(f"  {'side':42} " + " ".join(f"{'c=' + str(c):>26}" for c in levels))
+        for side, rows in sides.items():
+            cells = [f"{rows[c]['tok_s']:6.1f} tok/s p50 {rows[c]['p50']:5.2f} p95 {rows[c]['p95']:5.2f}"
+                     for c in levels]
+            print(f"  {side:42} " + " ".join(f"{cell:>26}" for cell in cells))
+        ours = sides["gemfuse serve"]
+        top = max(levels)
+        print(f"  gemfuse serve: c={top} gives {ours[top]['tok_s'] / ours[levels[0]]['tok_s']:.2f}x c={levels[0]}'s tok/s")
+        if "engine in-process (floor)" in sides:
+            floor = sides["engine in-process (floor)"]
+            before = sides["before: llama-cpp-python, one at a time"]
+            ratios = ", ".join(f"c={c} {ours[c]['tok_s'] / floor[c]['tok_s']:.2f}x" for c in levels)
+            print(f"  gemfuse serve against the floor (tok/s): {ratios}")
+            print(f"  p95 at c={top}: {ours[top]['p95']:.2f} s against before's {before[top]['p95']:.2f} s "
+                  f"({ours[top]['p95'] / before[top]['p95']:.2f}x); tok/s {ours[top]['tok_s'] / before[top]['tok_s']:.2f}x "
+                  "before's")
+    print("\n" + json.dumps({m: {s: {str(c): {k: round(v, 3) for k, v in r.items()} for c, r in rows.items()}
+                                 for s, rows in sides.items()} for m, sides in results.items()}))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child-server":
+        child_server(int(sys.argv[2]))
+    else:
+        main()
