@@ -12,7 +12,7 @@ from gemfuse import fuse
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions, TokenLogprob
 from gemfuse.models.certainty import TOP_K, certainties, certainty, from_alternatives, step_figures, steps_figures
-from gemfuse.models.logprobs import LogprobRecorder, log_normaliser
+from gemfuse.models.logprobs import log_normaliser
 from gemfuse.models.openai import OpenAIModel, OpenAISpec
 from gemfuse.testing.scripted import ScriptedModel, scripted_registry
 
@@ -33,16 +33,6 @@ def test_the_in_process_figures_agree_between_numpy_and_torch():
     confidence, kl_uniform = steps_figures(torch.log_softmax(rows, dim=-1))
     for i, row in enumerate(rows.numpy()):
         assert (confidence[i], kl_uniform[i]) == pytest.approx(step_figures(row, log_normaliser(row)), abs=1e-4)
-
-
-def test_the_recorder_gives_each_token_its_figures_exactly():
-    recorder = LogprobRecorder(0, lambda i: f"t{i}")
-    logits = np.log(np.array(PROBABILITIES, dtype=np.float32))
-    recorder.step(None, logits)
-    recorder.close(1)
-    token = recorder.tokens[0]
-    assert token.logprob == pytest.approx(math.log(0.25), abs=1e-6) and not token.approximate
-    assert token.confidence == pytest.approx(-sum(math.log(p) for p in PROBABILITIES) / 4, abs=1e-6)  # k = 4 < 20
 
 
 def tokens(confidences, kl=None, logprob=-0.1):

@@ -1,5 +1,6 @@
 """Log-probabilities on real backends equal the libraries' own: the built-in GGUF through gemfuse against a
-direct llama-cpp-python call that keeps all logits (llama.cpp's engine itself returns the 20 likeliest), and transformers against the model's own forward pass."""
+direct llama-cpp-python call that keeps all logits (llama.cpp's engine itself returns the 20 likeliest), and
+transformers against the model's own forward pass."""
 
 import asyncio
 

@@ -59,9 +59,10 @@ async def test_a_vllm_model_is_an_openai_endpoint(upstream, isolated_config):
 
 @pytest.mark.heavy
 def test_export_for_vllm_merged_and_lora(tmp_path, tiny_model, capsys):
+    from tests.test_tune_export import small_run
+
     from gemfuse.commands.tune import run_export
     from gemfuse.tune.export import export
-    from tests.test_tune_export import small_run
 
     run = small_run(tiny_model("gemma3"), tmp_path, steps=1).run
     assert run_export(run, "vllm", None, None, "Hello!") == 0
