@@ -6,7 +6,11 @@ asking for 64 tokens of a different prompt, in one run:
   no server in front; what our server adds is the gap between the two;
 - before: llama-cpp-python driving the same GGUF one request at a time (how every GGUF model ran before the
   engine batched), in-process;
-- a transformers model through `gemfuse serve` (it answers one request at a time).
+- a transformers model through `gemfuse serve`, its requests decoded as one padded batch, beside the same model
+  with one slot (one request at a time, as before).
+
+Gemma 3 270M is the base model: its template's stop sequences end most answers within a dozen tokens, so every
+side here runs it without them (64 tokens each, as for the others).
 
     python benchmarks/serve_concurrency.py [--levels 1,4,8,16] [--requests 16] [--tokens 64] [--no-hf]
 """
@@ -135,6 +139,14 @@ def serial_call(path: str, spec, tokens: int) -> Callable[[str], int]:
     return call
 
 
+def bench_specs() -> dict:
+    """The built-ins, Gemma without its stop sequences, and the transformers SmolLM2 also with one slot."""
+    specs = builtin_specs()
+    specs["gemma-3-270m"] = specs["gemma-3-270m"].model_copy(update={"stop": []})
+    specs["smollm2-135m-hf-one"] = specs["smollm2-135m-hf"].model_copy(update={"concurrency": 1})
+    return specs
+
+
 def child_server(port: int) -> None:
     import uvicorn
 
@@ -142,6 +154,7 @@ def child_server(port: int) -> None:
     from gemfuse.serve.app import create_app
 
     registry = Registry.load()
+    registry.config.specs.update(bench_specs())
     registry.config.server.max_queue = 64
     uvicorn.run(create_app(registry), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -160,7 +173,7 @@ def main() -> None:
                               env={**os.environ, "GEMFUSE_API_KEY": ""}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     wait_until_up(f"http://127.0.0.1:{port}/health", server)
-    specs = builtin_specs()
+    specs = bench_specs()
     results: dict[str, dict[str, dict[int, dict]]] = {}
     try:
         for name, gguf in (("smollm2-135m", SMOLLM2), ("gemma-3-270m", GEMMA3_270M)):
@@ -178,9 +191,14 @@ def main() -> None:
                     table.setdefault(side, {})[level] = drive(call, texts, level)
             del engine
         if not args.no_hf:
-            hf = http_call(port, "smollm2-135m-hf", args.tokens)
-            hf(texts[0])
-            results["smollm2-135m-hf"] = {"gemfuse serve": {level: drive(hf, texts, level) for level in levels}}
+            hf_sides = {"gemfuse serve": http_call(port, "smollm2-135m-hf", args.tokens),
+                        "before: one slot": http_call(port, "smollm2-135m-hf-one", args.tokens)}
+            for call in hf_sides.values():
+                call(texts[0])
+            table = results.setdefault("smollm2-135m-hf", {})
+            for level in levels:
+                for side, call in hf_sides.items():
+                    table.setdefault(side, {})[level] = drive(call, texts, level)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -198,6 +216,11 @@ def report(results: dict, levels: list[int]) -> None:
         ours = sides["gemfuse serve"]
         top = max(levels)
         print(f"  gemfuse serve: c={top} gives {ours[top]['tok_s'] / ours[levels[0]]['tok_s']:.2f}x c={levels[0]}'s tok/s")
+        if "before: one slot" in sides:
+            before = sides["before: one slot"]
+            print("  against one slot: tok/s " + ", ".join(f"c={c} {ours[c]['tok_s'] / before[c]['tok_s']:.2f}x"
+                                                            for c in levels)
+                  + f"; p95 at c={top} {ours[top]['p95']:.2f} s against {before[top]['p95']:.2f} s")
         if "engine in-process (floor)" in sides:
             floor = sides["engine in-process (floor)"]
             before = sides["before: llama-cpp-python, one at a time"]

@@ -283,3 +283,32 @@ def test_logprobs_through_the_official_client(client):
     tokens = [t for chunk in streamed for choice in chunk.choices if choice.logprobs and choice.logprobs.content
               for t in choice.logprobs.content]
     assert [(t.token, round(t.logprob, 4)) for t in tokens] == [(t.token, round(t.logprob, 4)) for t in content]
+
+
+def test_many_users_at_once_are_answered_together_and_counted(server, client):
+    """Eight streams to one built-in GGUF at once: all answered, the same as alone, their decoding overlapped;
+    the stats say the model's slots and what it served; the start-up log said its capacity."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(topic: str) -> tuple[str, float, float]:
+        first = None
+        pieces = []
+        for chunk in client.chat.completions.create(model="smollm2-135m", max_tokens=16, temperature=0, stream=True,
+                                                    messages=[{"role": "user", "content": f"One fact about {topic}."}]):
+            if chunk.choices and chunk.choices[0].delta.content:
+                first = first or time.perf_counter()
+                pieces.append(chunk.choices[0].delta.content)
+        return "".join(pieces), first, time.perf_counter()
+
+    topics = "cats rivers bread stars snow trains music glass".split()
+    alone = [ask(t)[0] for t in topics[:2]]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(ask, topics))
+    assert [text for text, _, _ in together[:2]] == alone and all(text for text, _, _ in together)
+    earliest_end = min(last for _, _, last in together)
+    assert sum(first < earliest_end for _, first, _ in together) >= 6, "decoded together"
+    stats = httpx.get(server["url"] + "/v1/gemfuse/stats", headers={"Authorization": f"Bearer {KEY}"}).json()
+    smollm2 = stats["models"]["smollm2-135m"]
+    assert smollm2["slots"] == 8 and smollm2["served"] >= 10 and smollm2["in_flight"] == smollm2["queued"] == 0
+    assert smollm2["completion_tokens_per_s"] > 0 and 0 < smollm2["latency_p50_s"] <= smollm2["latency_p95_s"]
+    assert "smollm2-135m (llamacpp): 8 at once, 0 more wait, then 429" in server["log"].read_text()

@@ -149,3 +149,71 @@ async def test_abandoned_stream_stops_generating(tiny_model):
     await model.generate([Message.user("Hi")], GREEDY)
     assert time.perf_counter() - start < full_s / 3, "the abandoned generation was stopped, not run to the end"
     await model.aclose()
+
+
+async def timed(model, prompt: str, options: GenerateOptions):
+    """(completion, first text time, end time) of one streamed answer."""
+    import time
+
+    from gemfuse.models.base import collect
+
+    first = []
+    completion = await collect("tiny", model.stream([Message.user(prompt)], options),
+                               on_text=lambda _: first.append(time.perf_counter()))
+    return completion, first[0] if first else None, time.perf_counter()
+
+
+@pytest.mark.parametrize("family", ["gemma3", "gemma4"])
+async def test_concurrent_text_requests_decode_as_one_batch_and_equal_their_single_answers(tiny_model, family):
+    model = tiny(tiny_model(family), concurrency=8, dtype="float32")
+    hf_model, _, _ = await model._bridge.call(model.load)
+    calls = []
+    original = hf_model.generate
+
+    def counted(*args, **kwargs):
+        calls.append(int(kwargs["input_ids"].shape[0]))
+        return original(*args, **kwargs)
+
+    hf_model.generate = counted
+    prompts = [f"Say {'something ' * i}now." for i in range(8)]  # different lengths: left padding
+    lengths = [5, 9, 3, 12, 7, 1, 10, 6]
+    alone = [(await timed(model, p, GenerateOptions(max_tokens=n, temperature=0, logprobs=True)))[0]
+             for p, n in zip(prompts, lengths, strict=True)]
+    assert calls == [1] * 8
+    together = await asyncio.gather(*(timed(model, p, GenerateOptions(max_tokens=n, temperature=0, logprobs=True))
+                                      for p, n in zip(prompts, lengths, strict=True)))
+    assert len(calls) < 8 + 8 and max(calls) >= 4, f"batched: {calls[8:]}"
+    for single, (batched, _, _) in zip(alone, together, strict=True):
+        assert batched.text == single.text and batched.usage.completion_tokens == single.usage.completion_tokens
+        assert batched.usage.prompt_tokens == single.usage.prompt_tokens
+        assert batched.finish_reason == single.finish_reason
+        assert [t.token for t in batched.logprobs] == [t.token for t in single.logprobs]
+        assert [t.logprob for t in batched.logprobs] == pytest.approx([t.logprob for t in single.logprobs], abs=1e-3)
+    await model.aclose()
+
+
+async def test_batch_slots_bound_and_a_leaving_consumer_does_not_stop_the_others(tiny_model):
+    model = tiny(tiny_model("gemma3"), concurrency=3)
+    hf_model, _, _ = await model._bridge.call(model.load)
+    sizes = []
+    original = hf_model.generate
+    hf_model.generation_config.eos_token_id = None  # every row runs to its length
+
+    def counted(*args, **kwargs):
+        sizes.append(int(kwargs["input_ids"].shape[0]))
+        return original(*args, **kwargs)
+
+    hf_model.generate = counted
+    options = GenerateOptions(max_tokens=40, temperature=0)
+
+    async def leave_early():
+        async for chunk in model.stream([Message.user("Hi there")], options):
+            if chunk.text:
+                return "left"
+        return "never"
+
+    results = await asyncio.gather(leave_early(), *(model.generate([Message.user(f"Hi {i}")], options)
+                                                    for i in range(5)))
+    assert results[0] == "left" and max(sizes) <= 3
+    assert all(r.usage.completion_tokens == 40 and r.finish_reason == "length" for r in results[1:])
+    await model.aclose()

@@ -19,8 +19,8 @@ BASE_MODEL_CHAT = {"chat_template": PLAIN_CHAT_TEMPLATE, "stop": list(PLAIN_CHAT
 
 
 FREE = Price(input=0, output=0)  # local weights: no per-token price
-# Requests decoded together by each built-in llama.cpp model: on two cores, 16 users at once got ~2x the tokens/s
-# of one (benchmarks/serve_concurrency.py); their KV caches take about 0.4 GB (SmolLM2) and 0.1 GB (Gemma) at 8.
+# Requests decoded together by each built-in model (benchmarks/serve_concurrency.py); on llama.cpp their KV
+# caches take about 0.4 GB (SmolLM2) and 0.1 GB (Gemma) at 8 slots.
 BUILTIN_SLOTS = 8
 
 
@@ -31,8 +31,8 @@ def builtin_specs() -> dict[str, ModelSpec]:
                                      description="SmolLM2-135M-Instruct, Q4_1 GGUF, llama.cpp"),
         "gemma-3-270m": LlamaCppSpec(path=GEMMA3_270M, n_ctx=2048, concurrency=BUILTIN_SLOTS, price=FREE, **BASE_MODEL_CHAT,
                                      description="Gemma 3 270M base (not instruction-tuned), Q4_K_M GGUF, llama.cpp"),
-        "smollm2-135m-hf": TransformersSpec(path=SMOLLM2, concurrency=1, price=FREE,
+        "smollm2-135m-hf": TransformersSpec(path=SMOLLM2, concurrency=BUILTIN_SLOTS, price=FREE,
                                             description="SmolLM2-135M-Instruct on transformers (from the GGUF)"),
-        "gemma-3-270m-hf": TransformersSpec(path=GEMMA3_270M, concurrency=1, price=FREE, **BASE_MODEL_CHAT,
+        "gemma-3-270m-hf": TransformersSpec(path=GEMMA3_270M, concurrency=BUILTIN_SLOTS, price=FREE, **BASE_MODEL_CHAT,
                                             description="Gemma 3 270M base on transformers (from the GGUF)"),
     }

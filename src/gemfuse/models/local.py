@@ -1,8 +1,8 @@
-"""What the in-process backends share: one worker thread per model, and a bridge from it to asyncio.
+"""What the in-process backends share: worker threads per model, and a bridge from them to asyncio.
 
-A local model object (llama.cpp context, torch module) is not re-entrant and a 2-core CPU gains nothing from
-running two generations at once, so each model owns a single worker thread: calls queue in FIFO order and run
-off the event loop. Streamed pieces cross to the loop through `call_soon_threadsafe`.
+A torch module is not re-entrant, so a transformers model owns a single worker thread (calls queue in FIFO
+order); a llama.cpp model has one thread per slot of its engine, which batches them itself. Calls run off the
+event loop; streamed pieces cross to it through `call_soon_threadsafe`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,9 +19,12 @@ from ..errors import ModelLoadError
 from ..messages import AudioPart, ImagePart, Message, TextPart
 from ..processors import declared_modalities, load_processor, modalities_of
 from .base import GenerateOptions, StreamChunk, TokenLogprob, Usage
+from .batcher import Batcher, Call
 from .local import Cancelled, LocalModel, StopFilter, WorkerBridge
 from .logprobs import answer_tokens
 from .spec import PLAIN_CHAT_TEMPLATE, LocalSpec
+
+DEFAULT_SLOTS = 4
 
 
 class TransformersSpec(LocalSpec):
@@ -35,6 +39,8 @@ class TransformersSpec(LocalSpec):
     quantize: Literal["none", "int8", "8bit", "4bit"] = Field(
         "none", description="int8: int8 weight-only (torchao), CPU or GPU; 8bit / 4bit: CUDA, bitsandbytes "
                             "LLM.int8 / NF4")
+    concurrency: int | None = Field(DEFAULT_SLOTS, ge=1, description="text requests decoded together as one "
+                                    "padded batch; more wait in the queue")
 
 
 class StopReached(Exception):
@@ -49,7 +55,10 @@ class TransformersModel(LocalModel):
 
     def __init__(self, name: str, spec: TransformersSpec):
         super().__init__(name, spec)
-        self._bridge = WorkerBridge(name)
+        self.slots = spec.concurrency or DEFAULT_SLOTS
+        executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix=f"gemfuse-{name}")
+        self._bridge = WorkerBridge(name, executor, owned=True)
+        self._batcher = Batcher(self.slots, self._run_batch)
         self._loaded: tuple[Any, Any, str] | None = None  # model, processor-or-tokenizer, device
         self._lock = threading.Lock()
         self.modalities = declared_modalities(Path(spec.path).expanduser() / "config.json")
@@ -143,16 +152,64 @@ class TransformersModel(LocalModel):
 
     def _inputs(self, messages: Sequence[Message], processor, device: str):
         conversation = self._conversation(messages, processor)
-        tokenizer = getattr(processor, "tokenizer", processor)
-        template = self.spec.chat_template
-        if template is None and not (getattr(processor, "chat_template", None) or tokenizer.chat_template):
-            template = PLAIN_CHAT_TEMPLATE
         inputs = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
-                                               return_dict=True, return_tensors="pt", chat_template=template)
+                                               return_dict=True, return_tensors="pt",
+                                               chat_template=self._template(processor))
         return {k: v.to(device) for k, v in inputs.items()}
+
+    def _template(self, processor) -> str | None:
+        tokenizer = getattr(processor, "tokenizer", processor)
+        if self.spec.chat_template is None and not (getattr(processor, "chat_template", None)
+                                                    or tokenizer.chat_template):
+            return PLAIN_CHAT_TEMPLATE
+        return self.spec.chat_template
+
+    def _batch_inputs(self, conversations: list[Sequence[Message]], processor, device: str):
+        """Several text conversations, left-padded into one batch."""
+        tokenizer = getattr(processor, "tokenizer", processor)
+        side, tokenizer.padding_side = tokenizer.padding_side, "left"
+        # a processor takes its own call's arguments in `processor_kwargs`; a tokenizer takes them as they are
+        padding = {"processor_kwargs": {"padding": True}} if tokenizer is not processor else {"padding": True}
+        try:
+            inputs = processor.apply_chat_template([self._conversation(m, processor) for m in conversations],
+                                                   add_generation_prompt=True, tokenize=True, return_dict=True,
+                                                   return_tensors="pt", chat_template=self._template(processor),
+                                                   **padding)
+        finally:
+            tokenizer.padding_side = side
+        return {k: v.to(device) for k, v in inputs.items()}
+
+    def end_ids(self, model, tokenizer) -> list[int]:
+        """The tokens that end an answer: the config's, and Gemma's <end_of_turn> (a config converted from a GGUF
+        may list only <eos>)."""
+        eos = model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+        if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id and end_of_turn not in eos:
+            eos.append(end_of_turn)
+        return eos
 
     # -- generation -------------------------------------------------------------------------------------------
     def _produce(self, messages, options: GenerateOptions, emit, cancelled: threading.Event) -> None:
+        from .transformers_batch import batch_key
+
+        if cancelled.is_set():  # the consumer left while this call waited
+            raise Cancelled()
+        self._batcher.submit(Call((messages, options, emit), batch_key(messages, options), cancelled))
+
+    def _run_batch(self, calls: list[Call]) -> None:
+        """On one of the calling threads, while the others wait: one request as it always ran, several as one
+        padded batch."""
+        if len(calls) == 1:
+            messages, options, emit = calls[0].payload
+            self._produce_one(messages, options, emit, calls[0].cancelled)
+            return
+        from .transformers_batch import produce_batch
+
+        model, processor, _ = self.load()
+        produce_batch(self, calls, self.end_ids(model, getattr(processor, "tokenizer", processor)))
+
+    def _produce_one(self, messages, options: GenerateOptions, emit, cancelled: threading.Event) -> None:
         import torch
         from transformers import TextStreamer
 
@@ -182,12 +239,7 @@ class TransformersModel(LocalModel):
                     emit(StreamChunk(text=text))
 
         sampling = options.temperature is None or options.temperature > 0
-        # Gemma chat turns end with <end_of_turn>; a config converted from a GGUF may list only <eos>.
-        eos = model.generation_config.eos_token_id
-        eos = [eos] if isinstance(eos, int) else list(eos or [])
-        end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
-        if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id and end_of_turn not in eos:
-            eos.append(end_of_turn)
+        eos = self.end_ids(model, tokenizer)
         kwargs: dict[str, Any] = dict(max_new_tokens=options.max_tokens, do_sample=sampling,
                                       streamer=Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
                                       eos_token_id=eos or None)
@@ -238,9 +290,9 @@ class TransformersModel(LocalModel):
         self._loaded = None
 
 
-def answer_logprobs(output, prompt_tokens: int, tokenizer, top: int, text: str) -> list[TokenLogprob]:
-    """Each generated token's log-softmax from generate()'s raw logits, the step's certainty figures, the
-    alternatives when asked, trimmed to the text the answer shows (no end-of-turn token)."""
+def answer_logprobs(output, prompt_tokens: int, tokenizer, top: int, text: str, row: int = 0) -> list[TokenLogprob]:
+    """Each generated token's log-softmax from generate()'s raw logits (`row` of a batch), the step's certainty
+    figures, the alternatives when asked, trimmed to the text the answer shows (no end-of-turn token)."""
     import torch
 
     from .certainty import steps_figures
@@ -250,16 +302,16 @@ def answer_logprobs(output, prompt_tokens: int, tokenizer, top: int, text: str) 
 
     if not output.logits:
         return []
-    rows = torch.log_softmax(torch.stack([step[0] for step in output.logits]).float(), dim=-1)
-    confidence, kl_uniform = steps_figures(rows)
+    steps = torch.log_softmax(torch.stack([step[row] for step in output.logits]).float(), dim=-1)
+    confidence, kl_uniform = steps_figures(steps)
     tokens = []
-    for step, row in enumerate(rows):
-        token = int(output.sequences[0, prompt_tokens + step])
+    for step, logits in enumerate(steps):
+        token = int(output.sequences[row, prompt_tokens + step])
         alternatives = []
         if top:
-            values, ids = torch.topk(row, top)
+            values, ids = torch.topk(logits, top)
             alternatives = [(piece(int(i)), float(v)) for v, i in zip(values, ids, strict=True)]
-        tokens.append(TokenLogprob(piece(token), float(row[token]), alternatives, confidence=confidence[step],
+        tokens.append(TokenLogprob(piece(token), float(logits[token]), alternatives, confidence=confidence[step],
                                    self_certainty=kl_uniform[step]))
     return answer_tokens(tokens, text)
 
