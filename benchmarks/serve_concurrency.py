@@ -1,7 +1,7 @@
 """Many users at once: completion tokens/s and latency (p50, p95) at concurrency 1, 4, 8 and 16, each user
-asking for 64 tokens of a different prompt, in one run:
+asking for 64 tokens of a different prompt, in one run, each side in its own process (alternated per concurrency):
 
-- `gemfuse serve` (HTTP, keep-alive, one connection per user) over the built-in llama.cpp models;
+- `gemfuse serve` (HTTP, keep-alive, one connection per user) over one built-in llama.cpp model;
 - the floor: the same engine (llama.cpp's server engine, xllamacpp) driven in-process with the same slots and
   no server in front; what our server adds is the gap between the two;
 - before: llama-cpp-python driving the same GGUF one request at a time (how every GGUF model ran before the
@@ -147,16 +147,61 @@ def bench_specs() -> dict:
     return specs
 
 
-def child_server(port: int) -> None:
+def child_server(port: int, names: list[str]) -> None:
+    """`gemfuse serve` over only the named models (each side owns its process: two llama.cpp engines in one
+    process slow each other's decoding, see docs/models.md)."""
     import uvicorn
 
     from gemfuse.registry import Registry
     from gemfuse.serve.app import create_app
 
     registry = Registry.load()
-    registry.config.specs.update(bench_specs())
+    specs = bench_specs()
+    registry.config.specs.clear()
+    registry.config.specs.update({name: specs[name] for name in names})
+    registry.config.presets.clear()
     registry.config.server.max_queue = 64
     uvicorn.run(create_app(registry), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def child_engine(side: str, name: str, tokens: int, requests: int) -> None:
+    """A side driven in-process in its own process: reads a concurrency per line, writes its figures as JSON."""
+    gguf = {"smollm2-135m": SMOLLM2, "gemma-3-270m": GEMMA3_270M}[name]
+    spec, path = bench_specs()[name], str(resolve_path(gguf))
+    call = (engine_call(path, spec, tokens, BUILTIN_SLOTS)[0] if side == "floor" else serial_call(path, spec, tokens))
+    texts = prompts(requests)
+    call(texts[0])
+    print("ready", flush=True)
+    for line in sys.stdin:
+        print(json.dumps(drive(call, texts, int(line))), flush=True)
+
+
+class Child:
+    """A side in its own process, driven one concurrency at a time."""
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def __call__(self, level: int) -> dict:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{level}\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def served(names: list[str]):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--child-server", str(port), *names],
+                            env={**os.environ, "GEMFUSE_API_KEY": ""}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_until_up(f"http://127.0.0.1:{port}/health", proc)
+    return port, proc
 
 
 def main() -> None:
@@ -168,40 +213,32 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     texts = prompts(args.requests)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--child-server", str(port)],
-                              env={**os.environ, "GEMFUSE_API_KEY": ""}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    wait_until_up(f"http://127.0.0.1:{port}/health", server)
-    specs = bench_specs()
     results: dict[str, dict[str, dict[int, dict]]] = {}
-    try:
-        for name, gguf in (("smollm2-135m", SMOLLM2), ("gemma-3-270m", GEMMA3_270M)):
-            spec, path = specs[name], str(resolve_path(gguf))
-            ours = http_call(port, name, args.tokens)
-            ours(texts[0])  # loaded and warm
-            sides: dict[str, Callable[[str], int]] = {"gemfuse serve": ours}
-            floor, engine = engine_call(path, spec, args.tokens, BUILTIN_SLOTS)
-            floor(texts[0])
-            sides["engine in-process (floor)"] = floor
-            sides["before: llama-cpp-python, one at a time"] = serial_call(path, spec, args.tokens)
-            table = results.setdefault(name, {})
+    models = [("smollm2-135m",), ("gemma-3-270m",)] + ([] if args.no_hf else [("smollm2-135m-hf",
+                                                                                "smollm2-135m-hf-one")])
+    for names in models:
+        port, server = served(list(names))
+        children: list[Child] = []
+        try:
+            sides: dict[str, Callable[[int], dict]] = {}
+            for name, side in zip(names, ("gemfuse serve", "before: one slot"), strict=False):
+                call = http_call(port, name, args.tokens)
+                call(texts[0])  # loaded and warm
+                sides[side] = lambda level, call=call: drive(call, texts, level)
+            if names[0] in ("smollm2-135m", "gemma-3-270m"):
+                for side, kind in (("engine in-process (floor)", "floor"),
+                                   ("before: llama-cpp-python, one at a time", "before")):
+                    children.append(Child("--child-engine", kind, names[0], str(args.tokens), str(args.requests)))
+                    sides[side] = children[-1]
+            table = results.setdefault(names[0], {})
             for level in levels:
-                for side, call in sides.items():  # alternated per level, so drift hits every side alike
-                    table.setdefault(side, {})[level] = drive(call, texts, level)
-            del engine
-        if not args.no_hf:
-            hf_sides = {"gemfuse serve": http_call(port, "smollm2-135m-hf", args.tokens),
-                        "before: one slot": http_call(port, "smollm2-135m-hf-one", args.tokens)}
-            for call in hf_sides.values():
-                call(texts[0])
-            table = results.setdefault("smollm2-135m-hf", {})
-            for level in levels:
-                for side, call in hf_sides.items():
-                    table.setdefault(side, {})[level] = drive(call, texts, level)
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+                for side, run in sides.items():  # alternated per level, so drift hits every side alike
+                    table.setdefault(side, {})[level] = run(level)
+        finally:
+            for child in children:
+                child.close()
+            server.terminate()
+            server.wait(timeout=60)
     report(results, levels)
 
 
@@ -234,7 +271,9 @@ def report(results: dict, levels: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child-server":
-        child_server(int(sys.argv[2]))
+    if len(sys.argv) > 2 and sys.argv[1] == "--child-server":
+        child_server(int(sys.argv[2]), sys.argv[3:])
+    elif len(sys.argv) > 2 and sys.argv[1] == "--child-engine":
+        child_engine(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:
         main()

@@ -18,11 +18,14 @@ from ..models.spec import ModelSpec
 # Fields of a model's spec that do not change its answers: a price or a description edit keeps the cache.
 NEUTRAL_SPEC_FIELDS = {"price", "description", "concurrency", "api_key_env", "timeout", "max_retries", "backoff_s",
                        "max_backoff_s", "threads"}
-ON_DISK = ("path", "adapter")  # spec fields that may name local weights
+ON_DISK = ("path", "adapter", "lora", "mmproj")  # spec fields that may name local weights
 
 
 def spec_identity(spec: ModelSpec) -> dict[str, Any]:
     identity = spec.model_dump(mode="json", exclude=NEUTRAL_SPEC_FIELDS & set(type(spec).model_fields))
+    engine = getattr(type(spec), "ENGINE", None)  # a backend that changed the library answering under it
+    if engine:
+        identity["engine"] = engine
     weights = {}
     for field in ON_DISK:
         value = getattr(spec, field, None)

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -40,6 +40,7 @@ PROMPT_CACHE_MIB = 256  # host memory for prompts evicted from slots (llama.cpp'
 
 
 class LlamaCppSpec(LocalSpec):
+    ENGINE: ClassVar[str] = "llama.cpp server (xllamacpp)"  # in cached answers' keys: llama-cpp-python's differ
     backend: Literal["llamacpp"] = "llamacpp"
     path: str = Field(description="a .gguf file, or package:MODULE[/FILE] for a GGUF shipped in a Python package")
     n_ctx: int = Field(4096, ge=128, description="context window in tokens, per slot")
