@@ -54,6 +54,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/backend_overhead.py
 	$(BIN)/python benchmarks/fusion_overhead.py
 	$(BIN)/python benchmarks/serve_overhead.py
+	$(BIN)/python benchmarks/serve_concurrency.py
+	$(BIN)/python benchmarks/engine_agreement.py
 	$(BIN)/python benchmarks/data_throughput.py
 	$(BIN)/python benchmarks/eval_throughput.py
 	$(BIN)/python benchmarks/judge_verdicts.py

@@ -1,7 +1,8 @@
 """Overhead of gemfuse's local backends against calling the libraries directly, in one run.
 
 For each built-in model and backend, the same prompts and settings go (a) through `Model.stream`, the path
-`gemfuse ask` takes, and (b) straight to llama-cpp-python / transformers the way their docs show, alternating
+`gemfuse ask` takes, and (b) straight to llama.cpp's server engine (xllamacpp) / transformers the way their docs
+show, alternating
 the two so machine noise hits both alike. Prints time to first token and decode tokens/s as ratios.
 
     python benchmarks/backend_overhead.py [--rounds 3] [--runs 4] [--max-tokens 64]
@@ -58,11 +59,26 @@ def ours(model, prompt: str, options: GenerateOptions, counted: list):
     return first - start, counted[-1], pieces[-1][0] - start
 
 
-def direct_llama(llama, prompt: str, max_tokens: int, repeat_penalty: float):
+def direct_llama(server, prompt: str, max_tokens: int, repeat_penalty: float):
+    import queue
+
+    end = object()
+
     def gen():
-        for chunk in llama.create_chat_completion(messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                                                  temperature=0, repeat_penalty=repeat_penalty, stream=True):
-            yield chunk["choices"][0]["delta"].get("content")
+        pieces: queue.Queue = queue.Queue()
+
+        def on_chunk(chunk) -> bool:
+            for choice in chunk.get("choices") or ():
+                pieces.put((choice.get("delta") or {}).get("content"))
+            return False
+
+        body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0,
+                "repeat_penalty": repeat_penalty, "stream": True}
+        thread = threading.Thread(target=lambda: (server.handle_chat_completions(body, on_chunk), pieces.put(end)))
+        thread.start()
+        while (piece := pieces.get()) is not end:
+            yield piece
+        thread.join()
     return measure(gen)
 
 
@@ -110,12 +126,14 @@ def load_side(backend: str, side: str, max_tokens: int):
             model = LlamaCppModel("smollm2-135m", spec)
             call = lambda prompt: ours(model, prompt, options, counted)  # noqa: E731
         else:
-            from llama_cpp import Llama
+            import xllamacpp
 
-            threads = default_threads()
-            llama = Llama(model_path=str(resolve_path(SMOLLM2)), n_ctx=spec.n_ctx, n_threads=threads,
-                          n_threads_batch=threads, verbose=False)
-            call = lambda prompt: direct_llama(llama, prompt, max_tokens, spec.repeat_penalty)  # noqa: E731
+            params = xllamacpp.CommonParams()
+            params.model.path = str(resolve_path(SMOLLM2))
+            params.n_parallel, params.n_ctx, params.verbosity = spec.concurrency, spec.n_ctx * spec.concurrency, -1
+            params.cpuparams.n_threads = params.cpuparams_batch.n_threads = default_threads()
+            server = xllamacpp.Server(params)
+            call = lambda prompt: direct_llama(server, prompt, max_tokens, spec.repeat_penalty)  # noqa: E731
     else:
         if side == "ours":
             model = TransformersModel("smollm2-135m-hf", builtin_specs()["smollm2-135m-hf"])
