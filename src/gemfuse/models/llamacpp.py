@@ -64,6 +64,32 @@ def slots_of(spec: LlamaCppSpec) -> int:
     return spec.concurrency or DEFAULT_SLOTS
 
 
+def engine_params(spec: LlamaCppSpec, path: Path):
+    """The engine's settings for a spec: `concurrency` slots of `n_ctx` tokens each, quiet, the GGUF's template
+    or the spec's, and the adapter and projector files."""
+    import xllamacpp
+
+    slots = slots_of(spec)
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_parallel = slots
+    params.n_ctx = spec.n_ctx * slots  # each slot gets its own n_ctx
+    params.n_gpu_layers = spec.n_gpu_layers
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = spec.threads or default_threads()
+    params.cache_ram_mib = PROMPT_CACHE_MIB
+    params.verbosity = -1
+    params.use_jinja = True
+    if spec.chat_template or spec.chat_format:
+        params.chat_template = spec.chat_template or spec.chat_format
+    if spec.lora:
+        adapter = xllamacpp.CommonAdapterLoraInfo()
+        adapter.path, adapter.scale = str(Path(spec.lora).expanduser()), 1.0
+        params.lora_adapters = [adapter]
+    if spec.mmproj:
+        params.mmproj.path = str(Path(spec.mmproj).expanduser())
+    return params
+
+
 def request_body(messages: Sequence[Message], options: GenerateOptions, spec: LlamaCppSpec) -> dict[str, Any]:
     """The engine's chat request (OpenAI's fields plus llama.cpp's own) for our messages and options."""
     body: dict[str, Any] = {"messages": [m.to_openai() for m in messages], "max_tokens": options.max_tokens,
@@ -132,34 +158,14 @@ class LlamaCppModel(LocalModel):
             import xllamacpp
         except ImportError as exc:
             raise ModelLoadError("xllamacpp is not installed: pip install 'gemfuse[llamacpp]'", model=self.name) from exc
-        spec = self.spec
         path = self.gguf_path()
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {path}", model=self.name)
-        params = xllamacpp.CommonParams()
-        params.model.path = str(path)
-        params.n_parallel = self.slots
-        params.n_ctx = spec.n_ctx * self.slots  # each slot gets its own n_ctx
-        params.n_gpu_layers = spec.n_gpu_layers
-        threads = spec.threads or default_threads()
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
-        params.cache_ram_mib = PROMPT_CACHE_MIB
-        params.verbosity = -1
-        params.use_jinja = True
-        if spec.chat_template or spec.chat_format:
-            params.chat_template = spec.chat_template or spec.chat_format
-        for label, file in (("LoRA adapter", spec.lora), ("projector", spec.mmproj)):
+        for label, file in (("LoRA adapter", self.spec.lora), ("projector", self.spec.mmproj)):
             if file and not Path(file).expanduser().is_file():
                 raise ModelLoadError(f"{label} file not found: {file}", model=self.name)
-        if spec.lora:
-            adapter = xllamacpp.CommonAdapterLoraInfo()
-            adapter.path, adapter.scale = str(Path(spec.lora).expanduser()), 1.0
-            params.lora_adapters = [adapter]
-        if spec.mmproj:
-            params.mmproj.path = str(Path(spec.mmproj).expanduser())
         try:
-            return xllamacpp.Server(params)
+            return xllamacpp.Server(engine_params(self.spec, path))
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {path}: {exc}", model=self.name) from exc
 
