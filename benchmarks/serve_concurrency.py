@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
@@ -91,26 +92,20 @@ def http_call(port: int, model: str, tokens: int) -> Callable[[str], int]:
 
 
 def engine_call(path: str, spec, tokens: int, slots: int) -> tuple[Callable[[str], int], object]:
-    """The floor: llama.cpp's server engine in-process, with the built-in's slots, template and penalty."""
+    """The floor: llama.cpp's server engine in-process with the built-in's settings, asked exactly what gemfuse
+    asks it (the same request body), with nothing in front."""
     import xllamacpp
 
-    params = xllamacpp.CommonParams()
-    params.model.path = path
-    params.n_parallel = slots
-    params.n_ctx = spec.n_ctx * slots
-    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = default_threads()
-    params.verbosity = -1
-    if spec.chat_template:
-        params.chat_template = spec.chat_template
-    server = xllamacpp.Server(params)
-    extra = {"stop": spec.stop} if spec.stop else {}
-    if spec.repeat_penalty:
-        extra["repeat_penalty"] = spec.repeat_penalty
+    from gemfuse.messages import Message
+    from gemfuse.models.base import GenerateOptions
+    from gemfuse.models.llamacpp import engine_params, request_body
+
+    server = xllamacpp.Server(engine_params(spec.model_copy(update={"concurrency": slots}), Path(path)))
 
     def call(text: str) -> int:
-        reply = server.handle_chat_completions({"messages": [{"role": "user", "content": text}], "max_tokens": tokens,
-                                                "temperature": 0, **extra})
-        return int(reply["usage"]["completion_tokens"])
+        body = request_body([Message.user(text)], GenerateOptions(max_tokens=tokens, temperature=0), spec)
+        body.pop("stream"), body.pop("stream_options")
+        return int(server.handle_chat_completions(body)["usage"]["completion_tokens"])
 
     return call, server
 

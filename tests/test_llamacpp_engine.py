@@ -44,8 +44,10 @@ def test_the_request_carries_the_options_and_the_spec():
     assert body["stop"] == ["END", "\nUser:"] and body["json_schema"] == schema
     assert body["logprobs"] is True and body["top_logprobs"] == TOP_K, "the measures read 20; trimmed after"
     assert body["stream"] and body["stream_options"] == {"include_usage": True}
+    assert body["cache_prompt"] is False, "a greedy answer is reproduced exactly: its prompt is evaluated afresh"
     plain = request_body([Message.user("hi")], GenerateOptions(), LlamaCppSpec(path="m.gguf"))
     assert plain["temperature"] == DEFAULT_SAMPLING["temperature"] and "logprobs" not in plain
+    assert "cache_prompt" not in plain, "a sampled answer reads its prompt from the cache"
 
 
 def test_an_engine_token_keeps_the_asked_alternatives_and_its_figures_are_approximate():

@@ -1,8 +1,9 @@
 """GGUF models in-process on llama.cpp's own server engine (xllamacpp): continuous batching over parallel slots.
 
 Each model is one llama.cpp server context with `concurrency` slots: requests join and leave the decoding batch
-token by token, a slot keeps its prompt's evaluated prefix (the prompt cache), and the GGUF's chat template (or
-the spec's) renders the turns. A request occupies one Python thread while it runs (the engine's call blocks);
+token by token, a slot keeps its prompt's evaluated prefix for the next request that shares it (the prompt
+cache; not for a greedy or seeded request, which is reproduced exactly), and the GGUF's chat template (or the
+spec's) renders the turns. A request occupies one Python thread while it runs (the engine's call blocks);
 the model's executor has one thread per slot, so calls past the slots wait in its FIFO queue and one whose
 consumer left before it started never reaches the engine. A consumer that leaves mid-answer frees its slot at
 the next token.
@@ -100,6 +101,10 @@ def request_body(messages: Sequence[Message], options: GenerateOptions, spec: Ll
         body["top_p"] = options.top_p
     if options.seed is not None:
         body["seed"] = options.seed
+    if options.temperature == 0 or options.seed is not None:
+        # A prompt read partly from the cache gives slightly other logits (other batch shapes), and with them
+        # another greedy answer: a request that asks to be reproducible evaluates its whole prompt afresh.
+        body["cache_prompt"] = False
     if spec.repeat_penalty is not None:
         body["repeat_penalty"] = spec.repeat_penalty
     stops = [*options.stop, *spec.stop]

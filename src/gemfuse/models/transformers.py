@@ -18,10 +18,10 @@ from ..devices import bitsandbytes_config, pick_device, pick_dtype
 from ..errors import ModelLoadError
 from ..messages import AudioPart, ImagePart, Message, TextPart
 from ..processors import declared_modalities, load_processor, modalities_of
-from .base import GenerateOptions, StreamChunk, TokenLogprob, Usage
+from .base import GenerateOptions, StreamChunk, Usage
 from .batcher import Batcher, Call
 from .local import Cancelled, LocalModel, StopFilter, WorkerBridge
-from .logprobs import answer_tokens
+from .logprobs import answer_logprobs
 from .spec import PLAIN_CHAT_TEMPLATE, LocalSpec
 
 DEFAULT_SLOTS = 4
@@ -288,32 +288,6 @@ class TransformersModel(LocalModel):
     async def aclose(self) -> None:
         await super().aclose()
         self._loaded = None
-
-
-def answer_logprobs(output, prompt_tokens: int, tokenizer, top: int, text: str, row: int = 0) -> list[TokenLogprob]:
-    """Each generated token's log-softmax from generate()'s raw logits (`row` of a batch), the step's certainty
-    figures, the alternatives when asked, trimmed to the text the answer shows (no end-of-turn token)."""
-    import torch
-
-    from .certainty import steps_figures
-
-    def piece(token: int) -> str:
-        return tokenizer.decode([token], skip_special_tokens=True)
-
-    if not output.logits:
-        return []
-    steps = torch.log_softmax(torch.stack([step[row] for step in output.logits]).float(), dim=-1)
-    confidence, kl_uniform = steps_figures(steps)
-    tokens = []
-    for step, logits in enumerate(steps):
-        token = int(output.sequences[row, prompt_tokens + step])
-        alternatives = []
-        if top:
-            values, ids = torch.topk(logits, top)
-            alternatives = [(piece(int(i)), float(v)) for v, i in zip(values, ids, strict=True)]
-        tokens.append(TokenLogprob(piece(token), float(logits[token]), alternatives, confidence=confidence[step],
-                                   self_certainty=kl_uniform[step]))
-    return answer_tokens(tokens, text)
 
 
 def quantize_int8_weights(model):

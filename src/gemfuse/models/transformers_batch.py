@@ -14,6 +14,7 @@ from typing import Any
 from .base import GenerateOptions, StreamChunk, Usage
 from .batcher import Call
 from .local import Cancelled, StopFilter
+from .logprobs import answer_logprobs
 
 
 @dataclass(eq=False)
@@ -53,7 +54,6 @@ def produce_batch(model, calls: list[Call], eos: list[int]) -> None:
     from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
     from transformers.generation.streamers import BaseStreamer
 
-    from .transformers import answer_logprobs
 
     hf_model, processor, device = model.load()
     tokenizer = getattr(processor, "tokenizer", processor)
