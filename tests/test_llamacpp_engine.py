@@ -7,8 +7,7 @@ from gemfuse.errors import ModelLoadError
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.certainty import TOP_K
-from gemfuse.models.llamacpp import (DEFAULT_SAMPLING, LlamaCppModel, LlamaCppSpec, engine_params, request_body,
-                                     token_logprob)
+from gemfuse.models.llamacpp import DEFAULT_SAMPLING, LlamaCppModel, LlamaCppSpec, engine_params, request_body, token_logprob
 
 
 def test_engine_settings_give_each_slot_its_window_and_pass_the_files(tmp_path):
