@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -21,7 +21,6 @@ class Call:
     cancelled: threading.Event
     done: bool = False
     error: BaseException | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class Batcher:

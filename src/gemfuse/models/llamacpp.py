@@ -19,7 +19,6 @@ import json
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -29,11 +28,10 @@ from ..errors import BadRequestError, ModelLoadError, UpstreamError
 from ..messages import Message
 from .base import GenerateOptions, StreamChunk, TokenLogprob, Usage
 from .certainty import TOP_K, from_alternatives
-from .local import Cancelled, LocalModel, WorkerBridge
+from .local import Cancelled, LocalModel
 from .logprobs import answer_tokens
-from .spec import LocalSpec
+from .spec import LOCAL_SLOTS, LocalSpec
 
-DEFAULT_SLOTS = 4
 # llama-cpp-python's chat defaults, which this backend used before it ran on the server engine (whose own
 # defaults are 0.8 / 40 / 0.95 / 0.05): a request that names none samples as it always did.
 DEFAULT_SAMPLING = {"temperature": 0.2, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
@@ -45,8 +43,6 @@ class LlamaCppSpec(LocalSpec):
     backend: Literal["llamacpp"] = "llamacpp"
     path: str = Field(description="a .gguf file, or package:MODULE[/FILE] for a GGUF shipped in a Python package")
     n_ctx: int = Field(4096, ge=128, description="context window in tokens, per slot")
-    concurrency: int | None = Field(DEFAULT_SLOTS, ge=1, description="slots: requests decoded together "
-                                    "(continuous batching); more wait in the queue")
     threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
     n_gpu_layers: int = Field(0, description="layers to offload to a GPU build of llama.cpp (-1: all)")
     repeat_penalty: float | None = Field(None, gt=0, description="penalise repeats (1.0: off; llama.cpp's default)")
@@ -61,16 +57,12 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def slots_of(spec: LlamaCppSpec) -> int:
-    return spec.concurrency or DEFAULT_SLOTS
-
-
 def engine_params(spec: LlamaCppSpec, path: Path):
     """The engine's settings for a spec: `concurrency` slots of `n_ctx` tokens each, quiet, the GGUF's template
     or the spec's, and the adapter and projector files."""
     import xllamacpp
 
-    slots = slots_of(spec)
+    slots = spec.concurrency or LOCAL_SLOTS
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
     params.n_parallel = slots
@@ -132,16 +124,10 @@ class LlamaCppModel(LocalModel):
 
     def __init__(self, name: str, spec: LlamaCppSpec):
         super().__init__(name, spec)
-        executor = ThreadPoolExecutor(max_workers=slots_of(spec), thread_name_prefix=f"gemfuse-{name}")
-        self._bridge = WorkerBridge(name, executor, owned=True)
         self._server: Any = None
         self._load_lock = threading.Lock()
         if spec.mmproj:
             self.modalities = frozenset({"text", "image"})
-
-    @property
-    def slots(self) -> int:
-        return slots_of(self.spec)
 
     def where(self) -> str:
         return self.spec.path

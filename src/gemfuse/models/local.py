@@ -1,8 +1,8 @@
-"""What the in-process backends share: worker threads per model, and a bridge from them to asyncio.
+"""What the in-process backends share: a thread per slot of each model, and a bridge from them to asyncio.
 
-A torch module is not re-entrant, so a transformers model owns a single worker thread (calls queue in FIFO
-order); a llama.cpp model has one thread per slot of its engine, which batches them itself. Calls run off the
-event loop; streamed pieces cross to it through `call_soon_threadsafe`.
+A call holds one of its model's threads while it runs, so calls past the slots wait in FIFO order, off the event
+loop; the backend batches the calls in flight (llama.cpp's engine, or models/batcher.py for transformers).
+Streamed pieces cross to the loop through `call_soon_threadsafe`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from ..messages import Message
 from .base import GenerateOptions, Model, StreamChunk
-from .spec import LocalSpec
+from .spec import LOCAL_SLOTS, LocalSpec
 
 _END = object()
 
@@ -28,9 +28,8 @@ class Cancelled(Exception):
 class WorkerBridge:
     """Runs `produce(emit, cancelled)` on the model's thread and yields what it emits, in order."""
 
-    def __init__(self, name: str, executor: ThreadPoolExecutor | None = None, owned: bool | None = None):
-        self._owned = executor is None if owned is None else owned
-        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gemfuse-{name}")
+    def __init__(self, name: str, workers: int = 1):
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"gemfuse-{name}")
 
     async def call(self, fn: Callable[[], Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
@@ -77,8 +76,7 @@ class WorkerBridge:
                 future.add_done_callback(lambda f: f.exception())
 
     def shutdown(self) -> None:
-        if self._owned:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class LocalModel(Model):
@@ -89,6 +87,14 @@ class LocalModel(Model):
     library: ClassVar[str]  # the import name of the library it needs
     extra: ClassVar[str]  # the gemfuse extra that installs it
     _bridge: WorkerBridge
+
+    def __init__(self, name: str, spec: LocalSpec):
+        super().__init__(name, spec)
+        self._bridge = WorkerBridge(name, self.slots)
+
+    @property
+    def slots(self) -> int:
+        return self.spec.concurrency or LOCAL_SLOTS
 
     def _produce(self, messages: Sequence[Message], options: GenerateOptions, emit, cancelled) -> None:
         raise NotImplementedError

@@ -24,7 +24,7 @@ class ModelSpec(BaseModel):
     backend: str
     description: str = ""
     price: Price | None = None
-    concurrency: int | None = Field(None, ge=1, description="calls in flight at once (local models: 1)")
+    concurrency: int | None = Field(None, ge=1, description="calls in flight at once (local models: their slots)")
 
 
 # For base (not instruction-tuned) models, whose GGUF carries no chat template: a plain transcript with a short
@@ -40,8 +40,15 @@ PLAIN_CHAT_TEMPLATE = (
 PLAIN_CHAT_STOP = ("\nUser:", "\n\n")
 
 
+LOCAL_SLOTS = 4  # requests a local model decodes together unless its config says otherwise
+
+
 class LocalSpec(ModelSpec):
     """Fields shared by the in-process backends."""
+
+    concurrency: int | None = Field(LOCAL_SLOTS, ge=1, description="slots: requests decoded together (llama.cpp: "
+                                    "continuous batching; transformers: one padded batch of text requests); more "
+                                    "wait in the queue")
 
     path: str  # each backend says what it takes (a GGUF file, a model folder or hub id)
     # A fine-tune's run folder (set by models/finetuned.py, not in config files): the weights it was trained from

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,11 +19,10 @@ from ..messages import AudioPart, ImagePart, Message, TextPart
 from ..processors import declared_modalities, load_processor, modalities_of
 from .base import GenerateOptions, StreamChunk, Usage
 from .batcher import Batcher, Call
-from .local import Cancelled, LocalModel, StopFilter, WorkerBridge
+from .local import Cancelled, LocalModel, StopFilter
 from .logprobs import answer_logprobs
 from .spec import PLAIN_CHAT_TEMPLATE, LocalSpec
-
-DEFAULT_SLOTS = 4
+from .transformers_batch import batch_key, produce_batch
 
 
 class TransformersSpec(LocalSpec):
@@ -39,8 +37,6 @@ class TransformersSpec(LocalSpec):
     quantize: Literal["none", "int8", "8bit", "4bit"] = Field(
         "none", description="int8: int8 weight-only (torchao), CPU or GPU; 8bit / 4bit: CUDA, bitsandbytes "
                             "LLM.int8 / NF4")
-    concurrency: int | None = Field(DEFAULT_SLOTS, ge=1, description="text requests decoded together as one "
-                                    "padded batch; more wait in the queue")
 
 
 class StopReached(Exception):
@@ -55,9 +51,6 @@ class TransformersModel(LocalModel):
 
     def __init__(self, name: str, spec: TransformersSpec):
         super().__init__(name, spec)
-        self.slots = spec.concurrency or DEFAULT_SLOTS
-        executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix=f"gemfuse-{name}")
-        self._bridge = WorkerBridge(name, executor, owned=True)
         self._batcher = Batcher(self.slots, self._run_batch)
         self._loaded: tuple[Any, Any, str] | None = None  # model, processor-or-tokenizer, device
         self._lock = threading.Lock()
@@ -191,8 +184,6 @@ class TransformersModel(LocalModel):
 
     # -- generation -------------------------------------------------------------------------------------------
     def _produce(self, messages, options: GenerateOptions, emit, cancelled: threading.Event) -> None:
-        from .transformers_batch import batch_key
-
         if cancelled.is_set():  # the consumer left while this call waited
             raise Cancelled()
         self._batcher.submit(Call((messages, options, emit), batch_key(messages, options), cancelled))
@@ -204,8 +195,6 @@ class TransformersModel(LocalModel):
             messages, options, emit = calls[0].payload
             self._produce_one(messages, options, emit, calls[0].cancelled)
             return
-        from .transformers_batch import produce_batch
-
         model, processor, _ = self.load()
         produce_batch(self, calls, self.end_ids(model, getattr(processor, "tokenizer", processor)))
 
