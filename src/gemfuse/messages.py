@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import MessageError
+from .models.calls import ToolCall
 
-Role = Literal["system", "user", "assistant"]
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant")  # the roles of a training row's turns
+CHAT_ROLES: tuple[str, ...] = (*ROLES, "tool")  # and a tool's result, in a request (OpenAI's `developer` is system)
 AUDIO_FORMATS: tuple[str, ...] = ("wav", "mp3", "flac", "ogg")
 IMAGE_MIME_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
 
@@ -191,18 +193,25 @@ def _part_from_openai(raw: Any, where: str) -> Part:
 class Message:
     role: Role
     parts: list[Part]
+    tool_calls: list[ToolCall] = field(default_factory=list)  # an assistant turn's function calls
+    tool_call_id: str | None = None  # a tool turn: the call it answers
 
     def __post_init__(self):
-        if self.role not in ROLES:
-            raise MessageError(f"message: unknown role {self.role!r}; expected one of {', '.join(ROLES)}")
+        if self.role not in CHAT_ROLES:
+            raise MessageError(f"message: unknown role {self.role!r}; expected one of {', '.join(CHAT_ROLES)}")
 
     @classmethod
     def system(cls, text: str) -> Message:
         return cls("system", [TextPart(text)])
 
     @classmethod
-    def assistant(cls, text: str) -> Message:
-        return cls("assistant", [TextPart(text)])
+    def assistant(cls, text: str, calls: Iterable[ToolCall] = ()) -> Message:
+        return cls("assistant", [TextPart(text)] if text or not calls else [], list(calls))
+
+    @classmethod
+    def tool(cls, call_id: str, result: str) -> Message:
+        """A tool's result, answering the call `call_id`."""
+        return cls("tool", [TextPart(result)], tool_call_id=call_id)
 
     @classmethod
     def user(cls, text: str = "", *, images: Iterable[str | Path | ImagePart] = (),
@@ -230,29 +239,55 @@ class Message:
     def from_openai(cls, raw: Any, where: str = "message") -> Message:
         if not isinstance(raw, dict):
             raise MessageError(f"{where}: must be an object with 'role' and 'content'")
-        role = raw.get("role")
-        if role not in ROLES:
-            raise MessageError(f"{where}: unknown role {role!r}; expected one of {', '.join(ROLES)}")
+        role = "system" if raw.get("role") == "developer" else raw.get("role")
+        if role not in CHAT_ROLES:
+            raise MessageError(f"{where}: unknown role {role!r}; expected one of system, developer, user, "
+                               "assistant, tool")
         content = raw.get("content")
         if content is None:
             content = ""
         if isinstance(content, str):
-            return cls(role, [TextPart(content)])
-        if not isinstance(content, list):
+            parts: list[Part] = [TextPart(content)] if content or role != "assistant" else []
+        elif isinstance(content, list):
+            parts = [_part_from_openai(p, f"{where}.content[{i}]") for i, p in enumerate(content)]
+        else:
             raise MessageError(f"{where}.content: must be a string or a list of parts")
-        return cls(role, [_part_from_openai(p, f"{where}.content[{i}]") for i, p in enumerate(content)])
+        calls = raw.get("tool_calls") or []
+        if calls and role != "assistant":
+            raise MessageError(f"{where}.tool_calls: only an assistant turn makes calls")
+        if not isinstance(calls, list):
+            raise MessageError(f"{where}.tool_calls: must be a list of calls")
+        call_id = raw.get("tool_call_id")
+        if role == "tool" and not (isinstance(call_id, str) and call_id):
+            raise MessageError(f"{where}.tool_call_id: a tool turn names the call it answers")
+        return cls(role, parts, [ToolCall.from_openai(c, f"{where}.tool_calls[{i}]") for i, c in enumerate(calls)],
+                   call_id if role == "tool" else None)
 
     def to_openai(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role}
         if all(isinstance(p, TextPart) for p in self.parts):
-            return {"role": self.role, "content": self.text}
-        return {"role": self.role, "content": [p.to_openai() for p in self.parts]}
+            out["content"] = self.text if self.parts or not self.tool_calls else None
+        else:
+            out["content"] = [p.to_openai() for p in self.parts]
+        if self.tool_calls:
+            out["tool_calls"] = [call.to_openai() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
 
 
 def parse_messages(raw: Any) -> list[Message]:
     """Parse an OpenAI `messages` array; errors say `messages[i].content[j]`."""
     if not isinstance(raw, list) or not raw:
         raise MessageError("messages: must be a non-empty list")
-    return [Message.from_openai(m, f"messages[{i}]") for i, m in enumerate(raw)]
+    messages = [Message.from_openai(m, f"messages[{i}]") for i, m in enumerate(raw)]
+    asked: set[str] = set()
+    for i, message in enumerate(messages):
+        asked.update(call.id for call in message.tool_calls)
+        if message.role == "tool" and message.tool_call_id not in asked:
+            raise MessageError(f"messages[{i}].tool_call_id: {message.tool_call_id!r} answers no call of an "
+                               "earlier assistant turn")
+    return messages
 
 
 def as_messages(prompt: str | Message | Iterable[Message]) -> list[Message]:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import UnsupportedInputError
 from ..messages import Message
+from .calls import ToolCall, ToolSet
 from .spec import ModelSpec
 
 DEFAULT_MAX_TOKENS = 512
@@ -34,8 +35,10 @@ class GenerateOptions(BaseModel):
     top_p: TopP | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    json_schema: dict | None = Field(None, description="constrain the reply to JSON of this schema where the backend "
-                                                       "can (llama.cpp grammar, OpenAI response_format)")
+    json_schema: dict | None = Field(None, description="the reply is JSON of this schema (a grammar on local "
+                                                       "backends, response_format on remote ones)")
+    json_strict: bool = Field(False, description="refuse a schema with keywords the backend cannot enforce")
+    tools: ToolSet | None = Field(None, description="function tools the model may call, and the choice among them")
     logprobs: bool = Field(False, description="return each answer token's log-probability")
     top_logprobs: int | None = Field(None, ge=0, le=20, description="and this many most likely alternatives per token")
 
@@ -95,6 +98,8 @@ class StreamChunk:
     usage: Usage | None = None
     latency_s: float | None = None  # set by a replayed answer (an eval's cache): the latency it was measured at
     logprobs: list[TokenLogprob] | None = None  # the tokens of this piece, when asked for
+    tool_calls: list[ToolCall] | None = None  # whole calls (a stream sends each call in one piece)
+    notes: list[str] | None = None  # what the backend could not enforce of the request's schema
 
 
 @dataclass
@@ -107,6 +112,8 @@ class Completion:
     ttft_s: float | None = None  # time to first token, when streamed
     trace: dict | None = None  # a fusion's full trace
     logprobs: list[TokenLogprob] | None = None  # None: not asked for, or the backend gives none
+    tool_calls: list[ToolCall] | None = None  # the function calls the model made (finish_reason "tool_calls")
+    notes: list[str] = field(default_factory=list)  # e.g. schema keywords the backend did not enforce
 
     @property
     def certainty(self) -> float | None:
@@ -134,7 +141,12 @@ async def collect(name: str, chunks: AsyncIterator[StreamChunk],
     ttft = None
     finish, usage, replayed = None, None, None
     logprobs: list[TokenLogprob] | None = None
+    calls: list[ToolCall] | None = None
+    notes: list[str] = []
     async for chunk in chunks:
+        if chunk.tool_calls:
+            calls = (calls or []) + chunk.tool_calls
+        notes += chunk.notes or []
         if chunk.logprobs is not None:
             logprobs = (logprobs or []) + chunk.logprobs
         if chunk.text:
@@ -152,7 +164,7 @@ async def collect(name: str, chunks: AsyncIterator[StreamChunk],
     return Completion(text=text, model=name, finish_reason=finish,
                       usage=usage or Usage(0, estimate_tokens(text), estimated=True),
                       latency_s=replayed if replayed is not None else time.perf_counter() - start, ttft_s=ttft,
-                      logprobs=logprobs)
+                      logprobs=logprobs, tool_calls=calls, notes=notes)
 
 
 class Model(ABC):

@@ -104,7 +104,22 @@ class LocalModel(Model):
 
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:
-        options = options or GenerateOptions()
+        """Text as it comes; with tools in play the text is held until it is known to be a call or not."""
+        from . import structured
+
+        plan = structured.plan(messages, options or GenerateOptions(), self.name)
+        held: list[str] = []
+        async for chunk in self._text(plan.messages, plan.options):
+            if chunk.finish_reason is not None:
+                yield structured.finish(plan, "".join(held), chunk)
+            elif plan.holds_text or plan.schema is not None:
+                held.append(chunk.text)
+                if not plan.holds_text:
+                    yield chunk
+            else:
+                yield chunk
+
+    async def _text(self, messages: Sequence[Message], options: GenerateOptions) -> AsyncIterator[StreamChunk]:
         await self._prepare(messages)
         started = False
         async for chunk in self._bridge.stream(lambda emit, cancelled: self._produce(messages, options, emit,

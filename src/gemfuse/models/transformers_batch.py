@@ -111,6 +111,10 @@ def produce_batch(model, calls: list[Call], eos: list[int]) -> None:
                                   else (eos[0] if eos else None))
     if sampling:
         kwargs.update(temperature=first.temperature or 1.0, top_p=first.top_p or 1.0)
+    if any(row.options.json_schema is not None for row in rows):  # each row under its own grammar, or free
+        from .grammar import GrammarProcessor
+
+        kwargs["logits_processor"] = [GrammarProcessor(tokenizer, [row.options.json_schema for row in rows], eos)]
     if logprobs:
         kwargs.update(output_logits=True, return_dict_in_generate=True)
     with torch.inference_mode():

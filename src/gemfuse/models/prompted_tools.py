@@ -1,0 +1,100 @@
+"""Function calling for models whose chat template has no tools (Gemma 3 and 3n, SmolLM2): Google's documented
+prompted format. The tools go into the system turn as JSON, the model writes a call as
+`{"name": ..., "parameters": {...}}` (a list of them for several), and earlier calls and results are folded into
+plain turns: a call as the assistant's text, results as a user turn (Gemma's turns alternate user and model).
+
+A forced call (`tool_choice` required or named) is decoded under the grammar of `call_schema`, so it always
+parses and satisfies its tool; under `auto` the text is read after, and is a call only when it validates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..messages import Message, TextPart
+from .calls import ToolCall, ToolSet
+from .json_schema import parse_json
+
+INSTRUCTIONS = ("You have access to functions. If you decide to invoke any of the function(s), you MUST put it in "
+                "the format of\n{\"name\": function name, \"parameters\": dictionary of argument name and its value}"
+                "\n\nYou SHOULD NOT include any other text in the response if you call a function\n")
+
+
+def call_text(calls: Sequence[ToolCall]) -> str:
+    """Calls as the model writes them: one object, or a list of them."""
+    written = [{"name": c.name, "parameters": _arguments(c)} for c in calls]
+    return json.dumps(written[0] if len(written) == 1 else written, ensure_ascii=False)
+
+
+def _arguments(call: ToolCall) -> Any:
+    try:
+        return call.args()
+    except ValueError:
+        return call.arguments
+
+
+def system_text(tools: ToolSet) -> str:
+    definitions = [{"name": t.name, "description": t.function.description or "", "parameters": t.parameters}
+                   for t in tools.callable()]
+    text = INSTRUCTIONS + json.dumps(definitions, ensure_ascii=False, indent=1)
+    if tools.forced:
+        names = [t.name for t in tools.callable()]
+        text += f"\n\nCall {names[0]} now." if len(names) == 1 else "\n\nCall one of the functions now."
+    return text
+
+
+def render(messages: Sequence[Message], tools: ToolSet | None) -> list[Message]:
+    """The conversation in plain turns, with the tools in the system turn when the model may call them."""
+    names = {call.id: call.name for m in messages for call in m.tool_calls}
+    out: list[Message] = []
+    results: Message | None = None  # the user turn holding the latest results: the next ones join it
+    for message in messages:
+        if message.role == "tool":
+            result = f"Function {names.get(message.tool_call_id or '', 'call')} returned: {message.text}"
+            if results is not None and out[-1] is results:
+                results.parts.append(TextPart("\n" + result))
+            else:
+                results = Message("user", [TextPart(result)])
+                out.append(results)
+        elif message.tool_calls:
+            text = (message.text + "\n" if message.text else "") + call_text(message.tool_calls)
+            out.append(Message("assistant", [TextPart(text)]))
+        else:
+            out.append(message)
+    if tools is not None and tools.active:
+        head = system_text(tools)
+        if out and out[0].role == "system":
+            out[0] = Message("system", [*out[0].parts, TextPart("\n\n" + head)])
+        else:
+            out.insert(0, Message.system(head))
+    return out
+
+
+def call_schema(tools: ToolSet) -> dict[str, Any]:
+    """The grammar of one forced call: the name of a callable tool and arguments of its schema."""
+    options = [{"type": "object", "properties": {"name": {"const": t.name}, "parameters": t.parameters},
+                "required": ["name", "parameters"], "additionalProperties": False} for t in tools.callable()]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def parse_calls(text: str, tools: ToolSet, check: bool = True) -> tuple[list[ToolCall] | None, str | None]:
+    """(the calls the text makes, None) when every one satisfies its tool (or, `check` False, names a callable
+    tool), else (None, why not)."""
+    try:
+        value = parse_json(text)
+    except ValueError as exc:
+        return None, str(exc)
+    written = value if isinstance(value, list) else [value]
+    if not written or not all(isinstance(w, dict) and isinstance(w.get("name"), str) for w in written):
+        return None, "the answer is JSON but not a call ({\"name\": ..., \"parameters\": {...}})"
+    if len(written) > 1 and not tools.parallel:
+        return None, "several calls, but parallel_tool_calls is false"
+    calls = [ToolCall(w["name"], json.dumps(w.get("parameters", w.get("arguments", {})), ensure_ascii=False))
+             for w in written]
+    for call in calls:
+        problem = tools.check(call)
+        if problem and (check or tools.tool(call.name) is None):
+            return None, problem
+    return calls, None
