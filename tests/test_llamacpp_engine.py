@@ -7,6 +7,7 @@ from gemfuse.errors import ModelLoadError
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.certainty import TOP_K
+from gemfuse.models.grammar import engine_grammar
 from gemfuse.models.llamacpp import DEFAULT_SAMPLING, LlamaCppModel, LlamaCppSpec, engine_params, request_body, token_logprob
 
 
@@ -40,7 +41,7 @@ def test_the_request_carries_the_options_and_the_spec():
                                                                top_logprobs=2), spec)
     assert body["messages"] == [{"role": "user", "content": "hi"}] and body["max_tokens"] == 7
     assert (body["temperature"], body["top_p"], body["seed"], body["repeat_penalty"]) == (0, 0.5, 3, 1.1)
-    assert body["stop"] == ["END", "\nUser:"] and body["json_schema"] == schema
+    assert body["stop"] == ["END", "\nUser:"] and body["grammar"] == engine_grammar(schema)
     assert body["logprobs"] is True and body["top_logprobs"] == TOP_K, "the measures read 20; trimmed after"
     assert body["stream"] and body["stream_options"] == {"include_usage": True}
     assert body["cache_prompt"] is False, "a greedy answer is reproduced exactly: its prompt is evaluated afresh"

@@ -84,6 +84,12 @@ class UpstreamError(ModelError):
     reason = "upstream"
 
 
+class InvalidAnswerError(UpstreamError):
+    """The provider's answer broke the request's tool set or JSON schema, and so did its answer to one repair."""
+
+    reason = "invalid_answer"
+
+
 class UnsupportedInputError(ModelError):
     """The model cannot take this input (an image sent to a text-only model, say)."""
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from ..fusion.preset import FUSION_PREFIX, FusionPreset
 from ..fusion.trace import FusionResult
 from ..messages import Message
-from ..models.base import Completion
+from ..models.base import Completion, GenerateOptions
 from ..models.spec import Price
 from .provenance import fusion_meta, model_meta
 from .writer import CaptureWriter
@@ -24,21 +24,23 @@ def fusion_name(preset: str | FusionPreset | None, asked_as: str | None = None) 
 
 
 def keep_fusion(writer: CaptureWriter | None, messages: Sequence[Message], result: FusionResult, *, name: str,
-                source: str, request_id: str | None = None) -> bool:
+                source: str, request_id: str | None = None, options: GenerateOptions | None = None) -> bool:
     """Keep a fusion's answer with its provenance; False when there is no writer or it does not keep `name`."""
     if writer is None or not writer.wants(name):
         return False
-    writer.add(messages, result.text, fusion_meta(result, model=name, request_id=request_id, source=source))
+    writer.add(messages, result.text, fusion_meta(result, model=name, request_id=request_id, source=source),
+               result.tool_calls or (), options)
     return True
 
 
 def keep_model(writer: CaptureWriter | None, messages: Sequence[Message], completion: Completion, *, name: str,
-               price: Price | None, source: str, request_id: str | None = None) -> bool:
+               price: Price | None, source: str, request_id: str | None = None,
+               options: GenerateOptions | None = None) -> bool:
     """Keep one model's answer, with what it cost when the model has a price; False when not kept."""
     if writer is None or not writer.wants(name):
         return False
     usage = completion.usage
     cost = price.cost(usage.prompt_tokens, usage.completion_tokens) if price else None
     writer.add(messages, completion.text, model_meta(completion, model=name, cost=cost, request_id=request_id,
-                                                     source=source))
+                                                     source=source), completion.tool_calls or (), options)
     return True

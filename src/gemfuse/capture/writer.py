@@ -23,6 +23,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..messages import AudioPart, ImagePart, Message, TextPart
+from ..models.base import GenerateOptions
+from ..models.calls import ToolCall
 from ..paths import write_file
 from ..shapes import CapturedRow, RowMeta
 
@@ -82,16 +84,35 @@ def message_row(message: Message, folder: Path) -> dict[str, Any]:
                 parts.append({"type": "image", "path": save_media(folder, part.data, suffix)})
         elif isinstance(part, AudioPart):
             parts.append({"type": "audio", "path": save_media(folder, part.data, part.format)})
+    row: dict[str, Any] = {"role": message.role}
     if len(parts) == 1 and parts[0]["type"] == "text":
-        return {"role": message.role, "content": parts[0]["text"]}
-    return {"role": message.role, "content": parts}
+        row["content"] = parts[0]["text"]
+    else:
+        row["content"] = parts if parts or not message.tool_calls else None
+    if message.tool_calls:
+        row["tool_calls"] = [call.to_openai() for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        row["tool_call_id"] = message.tool_call_id
+    return row
 
 
-def training_row(messages: Sequence[Message], answer: str | None, meta: RowMeta, folder: Path) -> CapturedRow:
+def training_row(messages: Sequence[Message], answer: str | None, meta: RowMeta, folder: Path,
+                 calls: Sequence[ToolCall] = (), options: GenerateOptions | None = None) -> CapturedRow:
+    """The row: the turns, the answer (its text or its calls), and the tools and schema it was asked under."""
     turns = [message_row(m, folder) for m in messages]
-    if answer is not None:
-        turns.append({"role": "assistant", "content": answer})
-    return {"messages": turns, "meta": meta}
+    if answer is not None or calls:
+        turns.append(message_row(Message.assistant(answer or "", calls), folder))
+    row: dict[str, Any] = {"messages": turns}
+    if options is not None and options.tools is not None and options.tools.tools:
+        row["tools"] = [tool.to_openai() for tool in options.tools.tools]
+        if options.tools.choice != "auto":
+            row["tool_choice"] = options.tools.choice if isinstance(options.tools.choice, str) \
+                else options.tools.choice.model_dump()
+    if options is not None and options.json_schema is not None:
+        row["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": "answer", "schema": options.json_schema, "strict": options.json_strict}}
+    row["meta"] = meta
+    return row  # type: ignore[return-value]
 
 
 class CaptureWriter:
@@ -116,8 +137,9 @@ class CaptureWriter:
         """Is `model` (a name or fusion/<preset>) captured? All are, unless `models` lists name patterns."""
         return not self.models or any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
-    def add(self, messages: Sequence[Message], answer: str, meta: RowMeta) -> None:
-        row = self.scrub(training_row(messages, answer, meta, self.folder))
+    def add(self, messages: Sequence[Message], answer: str, meta: RowMeta, calls: Sequence[ToolCall] = (),
+            options: GenerateOptions | None = None) -> None:
+        row = self.scrub(training_row(messages, answer, meta, self.folder, calls, options))
         line = (json.dumps(row, ensure_ascii=False) + "\n").encode()
         with self._locked():
             target = self._current(len(line))

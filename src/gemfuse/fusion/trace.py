@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.base import TokenLogprob, Usage
+from ..models.calls import ToolCall
 from ..shapes import TierRecord
 
 
@@ -191,6 +192,7 @@ class FusionResult:
     text: str
     trace: FusionTrace
     chosen: str | None = None  # the member whose answer was returned verbatim (vote, best-of)
+    tool_calls: list[ToolCall] | None = None  # the fused answer's function calls, when it is calls
 
     @property
     def logprobs(self) -> list[TokenLogprob] | None:

@@ -1,5 +1,5 @@
-"""JSON schemas enforced on transformers' sampling with llguidance: each step, the tokens that cannot continue a
-valid answer get no probability (the same guarantee llama.cpp's grammar gives its backend).
+"""JSON schemas enforced with llguidance: each step, the tokens that cannot continue a valid answer get no
+probability. On transformers through a logits processor; llama.cpp's engine runs llguidance itself.
 
 A schema compiles once (cached by its text); the wrapped tokenizer once per tokenizer and vocabulary size (about a
 second for Gemma's 262k tokens). In a batch each row has its own matcher, or none (an unconstrained row).
@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from ..errors import BadRequestError
+from .json_schema import GUIDANCE
 
 _TOKENIZERS: dict[tuple[int, int], Any] = {}
 
@@ -21,13 +22,16 @@ def compiled(schema_text: str) -> str:
     """The llguidance grammar of a schema; keywords it cannot enforce are skipped (json_schema.py said which)."""
     import llguidance
 
-    # compact JSON: free whitespace lets a weak model pad an answer until max_tokens
-    grammar = llguidance.LLMatcher.grammar_from_json_schema(json.loads(schema_text),
-                                                            defaults={"lenient": True, "whitespace_flexible": False})
+    grammar = llguidance.LLMatcher.grammar_from_json_schema(json.loads(schema_text), defaults=GUIDANCE)
     error = llguidance.LLMatcher.validate_grammar(grammar)
     if error:
         raise BadRequestError(f"response_format.json_schema: cannot be compiled into a grammar ({error})")
     return grammar
+
+
+def engine_grammar(schema: dict[str, Any]) -> str:
+    """The grammar llama.cpp's sampler takes for a schema (its llguidance build, the same decoding as above)."""
+    return "%llguidance {}\nstart: %json " + json.dumps({**schema, "x-guidance": GUIDANCE})
 
 
 def _wrapped(tokenizer, vocab: int, eos: list[int]):

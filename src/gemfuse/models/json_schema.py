@@ -1,8 +1,8 @@
 """JSON schemas as answers' contracts: is it a schema, what a local grammar can enforce, does an answer satisfy it.
 
-Local backends turn a schema into a grammar the sampler obeys (llama.cpp's converter, llguidance). Both skip some
-keywords; ENFORCED lists those both honour. A strict request with any other keyword is refused naming it (the
-answer could break it); a loose one is answered, validated after, and what was not enforced is said.
+Local backends turn a schema into a grammar the sampler obeys (llguidance, on both), which skips a few
+keywords. A strict request with a keyword the grammar skips is refused naming it
+(the answer could break it); a loose one is answered, validated after, and what was not enforced is said.
 """
 
 from __future__ import annotations
@@ -13,17 +13,9 @@ from typing import Any
 from ..errors import MessageError
 
 JSON_OBJECT: dict[str, Any] = {"type": "object"}  # response_format json_object
-ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
-                         "readOnly", "writeOnly"})
-ENFORCED = ANNOTATIONS | frozenset({
-    "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
-    "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions", "pattern", "minLength",
-    "maxLength", "format"})
-BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})  # enforced on integers only
-FORMATS = frozenset({"date", "time", "date-time", "uuid"})
-_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
-_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
-_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames")
+# How both local backends decode a schema (llguidance: transformers' logits, llama.cpp's sampler): keywords it
+# cannot enforce are skipped, and JSON is compact (free whitespace lets a weak model pad an answer to max_tokens).
+GUIDANCE = {"lenient": True, "whitespace_flexible": False}
 
 
 def check_schema(schema: Any) -> None:
@@ -40,30 +32,16 @@ def check_schema(schema: Any) -> None:
         raise ValueError(f"not a JSON schema: {exc.message}" + (f" (at {where})" if where else "")) from None
 
 
-def unenforced(schema: Any, path: str = "") -> list[str]:
-    """The keywords a local grammar would skip, each with where it is (`properties.age.multipleOf`)."""
+def unenforced(schema: dict[str, Any]) -> list[str]:
+    """The keywords the local grammar skips (llguidance's own list), e.g. ['if', 'uniqueItems']."""
+    import llguidance
+
+    grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=GUIDANCE)
+    _, warnings = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
     found: list[str] = []
-    if not isinstance(schema, dict):
-        return found
-    integer = schema.get("type") == "integer"
-    for key, value in schema.items():
-        here = f"{path}.{key}" if path else key
-        if key in BOUNDS:
-            if not integer:
-                found.append(here)
-        elif key == "format":
-            if value not in FORMATS:
-                found.append(f"{here} ({value})")
-        elif key not in ENFORCED:
-            found.append(here)
-        if key in _SUBSCHEMA_MAPS and isinstance(value, dict):
-            for name, sub in value.items():
-                found += unenforced(sub, f"{here}.{name}")
-        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
-            for i, sub in enumerate(value):
-                found += unenforced(sub, f"{here}[{i}]")
-        elif key in _SUBSCHEMAS:
-            found += unenforced(value, here)
+    for warning in warnings:
+        if warning.startswith("Unimplemented keys:"):
+            found += [k for k in json.loads(warning.split(":", 1)[1]) if k not in found]
     return found
 
 

@@ -28,6 +28,7 @@ from ..errors import BadRequestError, ModelLoadError, UpstreamError
 from ..messages import Message
 from .base import GenerateOptions, StreamChunk, TokenLogprob, Usage
 from .certainty import TOP_K, from_alternatives
+from .grammar import engine_grammar
 from .local import Cancelled, LocalModel
 from .logprobs import answer_tokens
 from .spec import LOCAL_SLOTS, LocalSpec
@@ -102,8 +103,8 @@ def request_body(messages: Sequence[Message], options: GenerateOptions, spec: Ll
     stops = [*options.stop, *spec.stop]
     if stops:
         body["stop"] = stops
-    if options.json_schema is not None:  # llama.cpp turns the schema into a grammar the sampler obeys
-        body["json_schema"] = options.json_schema
+    if options.json_schema is not None:  # the schema as a grammar the sampler obeys
+        body["grammar"] = engine_grammar(options.json_schema)
     if options.logprobs:  # as many alternatives as the certainty measures read; trimmed to what was asked after
         body.update(logprobs=True, top_logprobs=TOP_K)
     return body

@@ -16,15 +16,19 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import AuthError, BadRequestError, ModelError, ModelTimeoutError, RateLimitError, UpstreamError
 from ..messages import Message
+from . import contract
 from .base import Completion, GenerateOptions, Model, StreamChunk, TokenLogprob, Usage, estimate_tokens
+from .calls import ToolCall
 from .certainty import TOP_K, from_alternatives
+from .json_schema import JSON_OBJECT
+from .prompted_tools import render, with_schema_hint
 from .spec import ModelSpec
 from .transport import Client, Response, TransportError, TransportTimeout
 
@@ -92,6 +96,7 @@ class OpenAIModel(Model):
         self.modalities = frozenset(spec.modalities)
         self._client = Client(spec.base_url, spec.timeout.connect, spec.timeout.read)
         self._schema_refused = False  # the endpoint refused response_format once: ask in plain text from then on
+        self._tools_refused = False  # it refused tools once: the prompted format (prompted_tools.py) from then on
         self._logprobs_refused = False  # the endpoint refused logprobs once: its answers carry none from then on
         self._top_refused = False  # it refused TOP_K alternatives once: only what a caller asks for from then on
 
@@ -125,6 +130,11 @@ class OpenAIModel(Model):
         return headers
 
     def _body(self, messages: Sequence[Message], options: GenerateOptions, stream: bool) -> dict[str, Any]:
+        tools = options.tools if options.tools is not None and options.tools.tools else None
+        if self._tools_refused and (tools or any(m.role == "tool" or m.tool_calls for m in messages)):
+            messages = render(messages, tools)  # calls and results as plain turns, the tools in the system turn
+        if options.json_schema is not None and self._schema_refused:
+            messages = with_schema_hint(messages, options.json_schema)
         body: dict[str, Any] = {"model": self.spec.model, "messages": [m.to_openai() for m in messages],
                                 "max_tokens": options.max_tokens, "stream": stream}
         for key in ("temperature", "top_p", "seed"):
@@ -132,9 +142,15 @@ class OpenAIModel(Model):
                 body[key] = getattr(options, key)
         if options.stop:
             body["stop"] = list(options.stop)
+        if tools is not None and not self._tools_refused:
+            body["tools"] = [tool.to_openai() for tool in tools.tools]
+            body["tool_choice"] = tools.choice if isinstance(tools.choice, str) else tools.choice.model_dump()
+            if not tools.parallel:
+                body["parallel_tool_calls"] = False
         if options.json_schema is not None and not self._schema_refused:
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "reply", "schema": options.json_schema, "strict": True}}
+            body["response_format"] = ({"type": "json_object"} if options.json_schema == JSON_OBJECT else
+                                       {"type": "json_schema", "json_schema": {"name": "answer", "schema": options.json_schema,
+                                                                               "strict": options.json_strict}})
         if options.logprobs and not self._logprobs_refused:
             body["logprobs"] = True
             # the k likeliest tokens give the certainty measures their figures (models/certainty.py)
@@ -164,12 +180,15 @@ class OpenAIModel(Model):
             return error.retry_after
         return random.uniform(0, min(self.spec.max_backoff_s, self.spec.backoff_s * 2 ** attempt))
 
-    async def _send(self, body: dict[str, Any], deadline: float | None, asked_top: int | None = None) -> Response:
-        """POST with retries; returns a response with a 2xx status whose body is still to be read. `asked_top`:
-        the alternatives the caller asked for, all that is asked again when the endpoint refuses TOP_K."""
+    async def _send(self, build: Callable[[], dict[str, Any]], deadline: float | None) -> Response:
+        """POST with retries; returns a response with a 2xx status whose body is still to be read. `build` makes
+        the body, again after the endpoint refuses a feature (tools, response_format, logprobs or TOP_K
+        alternatives): the refusal is remembered and the request goes without it."""
         headers = self._headers()
+        body = build()
         payload = json.dumps(body).encode()
-        for attempt in range(self.spec.max_retries + 1):
+        attempt = 0
+        while True:
             log.debug("POST %schat/completions (%s, attempt %d)", self._client.base_url, self.spec.model, attempt + 1)
             try:
                 response = await self._client.post("chat/completions", payload, headers)
@@ -190,19 +209,10 @@ class OpenAIModel(Model):
                 finally:
                     response.close()
                 error = self._error(response.status, detail, response.headers)
-                if isinstance(error, BadRequestError) and body.pop("response_format", None) is not None:
-                    self._schema_refused = True  # many endpoints take no JSON schema: the reply is parsed instead
-                    return await self._send(body, deadline, asked_top)
-                if isinstance(error, BadRequestError) and body.get("top_logprobs") == TOP_K and not self._top_refused:
-                    body.pop("top_logprobs")
-                    if asked_top:
-                        body["top_logprobs"] = asked_top
-                    self._top_refused = True  # the certainty measures beyond the mean go without alternatives
-                    return await self._send(body, deadline, asked_top)
-                if isinstance(error, BadRequestError) and body.pop("logprobs", None) is not None:
-                    body.pop("top_logprobs", None)
-                    self._logprobs_refused = True  # the answer comes without them, and says so (logprobs None)
-                    return await self._send(body, deadline, asked_top)
+                if isinstance(error, BadRequestError) and self._refuse_feature(body):
+                    body = build()
+                    payload = json.dumps(body).encode()
+                    continue
                 if response.status not in RETRY_STATUSES:
                     raise error
             if attempt == self.spec.max_retries:
@@ -211,7 +221,21 @@ class OpenAIModel(Model):
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise error
             await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+            attempt += 1
+
+    def _refuse_feature(self, body: dict[str, Any]) -> bool:
+        """After a 400: mark the first optional feature the body used as refused (True), or say none was."""
+        if "tools" in body and not self._tools_refused:
+            self._tools_refused = True  # many endpoints take no tools: the prompted format, the reply parsed
+        elif "response_format" in body and not self._schema_refused:
+            self._schema_refused = True  # many endpoints take no JSON schema: asked in the prompt, the reply parsed
+        elif body.get("top_logprobs") == TOP_K and not self._top_refused:
+            self._top_refused = True  # the certainty measures beyond the mean go without alternatives
+        elif "logprobs" in body and not self._logprobs_refused:
+            self._logprobs_refused = True  # the answer comes without them, and says so (logprobs None)
+        else:
+            return False
+        return True
 
     def _deadline(self) -> float | None:
         total = self.spec.timeout.total
@@ -241,12 +265,18 @@ class OpenAIModel(Model):
 
     # -- the interface ---------------------------------------------------------------------------------------
     async def generate(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> Completion:
+        """The answer; one with tools or a schema in force is held to them (contract.py)."""
         options = options or GenerateOptions()
         self.check_input(messages)
+        if contract.in_force(options):
+            return await contract.checked(self._generate, messages, options, self.name)
+        return await self._generate(messages, options)
+
+    async def _generate(self, messages: Sequence[Message], options: GenerateOptions) -> Completion:
         start = time.perf_counter()
         deadline = self._deadline()
         async with self._within(deadline):
-            response = await self._send(self._body(messages, options, stream=False), deadline, options.top_logprobs)
+            response = await self._send(lambda: self._body(messages, options, stream=False), deadline)
             try:
                 payload = await response.read()
             except TransportTimeout:
@@ -259,20 +289,29 @@ class OpenAIModel(Model):
             data = json.loads(payload)
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
+            calls = [ToolCall.from_openai(c) for c in choice["message"].get("tool_calls") or []]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise UpstreamError(f"malformed response body: {self._scrub(payload[:200].decode('utf-8', 'replace'))!r}",
                                 model=self.name, status=response.status) from None
         return Completion(text=text, model=self.name, finish_reason=choice.get("finish_reason"),
                           usage=self._usage(data.get("usage"), messages, text), latency_s=time.perf_counter() - start,
-                          logprobs=_logprobs(choice, options.top_logprobs) if options.logprobs else None)
+                          logprobs=_logprobs(choice, options.top_logprobs) if options.logprobs else None,
+                          tool_calls=calls or None)
 
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:
         options = options or GenerateOptions()
         self.check_input(messages)
+        if contract.in_force(options):  # checked whole before any of it is sent on
+            answer = await self.generate(messages, options)
+            if answer.text:
+                yield StreamChunk(text=answer.text)
+            yield StreamChunk(finish_reason=answer.finish_reason or "stop", usage=answer.usage,
+                              logprobs=answer.logprobs, tool_calls=answer.tool_calls, notes=answer.notes or None)
+            return
         deadline = self._deadline()
         async with self._within(deadline):
-            response = await self._send(self._body(messages, options, stream=True), deadline, options.top_logprobs)
+            response = await self._send(lambda: self._body(messages, options, stream=True), deadline)
         at = _loop_time(deadline)  # computed once: the per-line timeout below is on the hot path
         finish, reported, done, produced = None, None, False, []
         try:

@@ -21,6 +21,8 @@ INSTRUCTIONS = ("You have access to functions. If you decide to invoke any of th
                 "the format of\n{\"name\": function name, \"parameters\": dictionary of argument name and its value}"
                 "\n\nYou SHOULD NOT include any other text in the response if you call a function\n")
 
+RESULTS_FOLLOW_UP = "Answer the question with these results, or call another function if you need one."
+
 
 def call_text(calls: Sequence[ToolCall]) -> str:
     """Calls as the model writes them: one object, or a list of them."""
@@ -54,9 +56,9 @@ def render(messages: Sequence[Message], tools: ToolSet | None) -> list[Message]:
         if message.role == "tool":
             result = f"Function {names.get(message.tool_call_id or '', 'call')} returned: {message.text}"
             if results is not None and out[-1] is results:
-                results.parts.append(TextPart("\n" + result))
+                results.parts.insert(-1, TextPart(result + "\n"))
             else:
-                results = Message("user", [TextPart(result)])
+                results = Message("user", [TextPart(result + "\n"), TextPart(RESULTS_FOLLOW_UP)])
                 out.append(results)
         elif message.tool_calls:
             text = (message.text + "\n" if message.text else "") + call_text(message.tool_calls)
@@ -98,3 +100,14 @@ def parse_calls(text: str, tools: ToolSet, check: bool = True) -> tuple[list[Too
         if problem and (check or tools.tool(call.name) is None):
             return None, problem
     return calls, None
+
+
+def with_schema_hint(messages: Sequence[Message], schema: dict[str, Any]) -> list[Message]:
+    """The schema asked for in the system turn, for an endpoint that takes no response_format."""
+    hint = f"Answer with JSON only, matching this JSON schema: {json.dumps(schema, ensure_ascii=False)}"
+    out = list(messages)
+    if out and out[0].role == "system":
+        out[0] = Message("system", [*out[0].parts, TextPart("\n\n" + hint)])
+    else:
+        out.insert(0, Message.system(hint))
+    return out

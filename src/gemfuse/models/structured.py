@@ -36,8 +36,8 @@ class Plan:
 def _check(schema: dict, strict: bool, where: str, model: str) -> list[str]:
     skipped = unenforced(schema)
     if skipped and strict:
-        raise BadRequestError(f"{where}: {skipped[0]} cannot be enforced by this model's grammar; drop the "
-                              "keyword or set strict to false (the answer is then checked, not enforced)", model=model)
+        raise BadRequestError(f"{where}: the keyword {skipped[0]!r} cannot be enforced by this model's grammar; "
+                              "drop it, or set strict to false (the answer is then checked, not enforced)", model=model)
     return [f"{where}: not enforced: {', '.join(skipped)}"] if skipped else []
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import ServerSettings
 from ..dashboard import Folders
@@ -125,6 +126,18 @@ def create_app(registry: Registry | None = None, settings: ServerSettings | None
 
     app = FastAPI(title="gemfuse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.registry = registry
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown paths and methods in OpenAI's error shape, like every other error."""
+        if exc.status_code == 404:
+            body = error_body(f"no route {request.method} {request.url.path}: see /v1/models, /v1/chat/completions, "
+                              "/v1/responses, /v1/completions and /v1/embeddings", "not_found_error", None,
+                              "unknown_url")
+        else:
+            body = error_body(f"{request.method} {request.url.path}: {exc.detail}", "invalid_request_error", None,
+                              "method_not_allowed" if exc.status_code == 405 else None)
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     def error_response(exc: BaseException) -> JSONResponse:
         status, body = describe(exc)

@@ -24,7 +24,7 @@ from ..models.base import Completion, GenerateOptions, Usage
 from .errors import QueueFull, describe
 from .fetch import resolve_remote_images
 from .load import QueueGate
-from .schemas import ChatRequest, chunk_body, completion_body, completion_id
+from .schemas import ChatRequest, call_deltas, chunk_body, completion_body, completion_id
 
 log = logging.getLogger("gemfuse.serve")
 
@@ -72,12 +72,14 @@ class ChatHandler:
         self.gate = QueueGate(registry, settings)
         self.capture = capture
 
-    async def keep_model_answer(self, name: str, messages: list[Message], completion: Completion, ident: str) -> None:
+    async def keep_model_answer(self, name: str, messages: list[Message], completion: Completion, ident: str,
+                                options: GenerateOptions) -> None:
         await self._keep(keep_model, messages, completion, name=name, price=self.registry.spec(name).price,
-                         source="serve", request_id=ident)
+                         source="serve", request_id=ident, options=options)
 
-    async def keep_fusion_answer(self, name: str, messages: list[Message], result: FusionResult, ident: str) -> None:
-        await self._keep(keep_fusion, messages, result, name=name, source="serve", request_id=ident)
+    async def keep_fusion_answer(self, name: str, messages: list[Message], result: FusionResult, ident: str,
+                                 options: GenerateOptions) -> None:
+        await self._keep(keep_fusion, messages, result, name=name, source="serve", request_id=ident, options=options)
 
     async def _keep(self, keep: Callable[..., bool], messages: list[Message], answer: Any, **details: Any) -> None:
         """Off the event loop; a failing capture (a full disk) is logged and the answer still reaches the client."""
@@ -113,21 +115,23 @@ class ChatHandler:
         ident = completion_id()
         if fusion is not None:
             result = await afuse(messages, registry=self.registry, resolved=fusion.preset, seed=fusion.seed)
-            await self.keep_fusion_answer(fusion.name, messages, result, ident)
-            tokens = result.logprobs if options.logprobs else None
-            return completion_body(ident, request.model, [(result.text, "stop", tokens)], result.trace.usage,
-                                   fusion=result.to_dict())
+            await self.keep_fusion_answer(fusion.name, messages, result, ident, options)
+            fused = Completion(result.text, request.model, "tool_calls" if result.tool_calls else "stop",
+                               logprobs=result.logprobs if options.logprobs else None, tool_calls=result.tool_calls)
+            return completion_body(ident, request.model, [fused], result.trace.usage, fusion=result.to_dict())
         model = self.registry.get(request.model)
         with self.gate.held(request.model) as held:
-            choices, usage = [], Usage()
+            choices: list[Completion] = []
+            usage = Usage()
             for i in range(request.n):
                 seeded = options if options.seed is None or i == 0 else options.model_copy(update={"seed": options.seed + i})
                 completion = await model.generate(messages, seeded)
-                choices.append((completion.text, completion.finish_reason, completion.logprobs))
-                await self.keep_model_answer(request.model, messages, completion, ident)
+                choices.append(completion)
+                await self.keep_model_answer(request.model, messages, completion, ident, options)
                 usage = usage + completion.usage
             held.completion_tokens, held.ok = usage.completion_tokens, True
-        return completion_body(ident, request.model, choices, usage)
+        notes = [note for c in choices for note in c.notes]
+        return completion_body(ident, request.model, choices, usage, notes=notes)
 
     # -- streams ----------------------------------------------------------------------------------------------
     async def stream(self, request: ChatRequest) -> AsyncIterator[bytes]:
@@ -169,13 +173,16 @@ class ChatHandler:
                 if chunk.text or chunk.logprobs:
                     texts.append(chunk.text)
                     yield sse(chunk_body(ident, name, {"content": chunk.text}, logprobs=chunk.logprobs))
+                for delta in call_deltas(chunk.tool_calls or ()):
+                    yield sse(chunk_body(ident, name, delta))
                 if chunk.finish_reason:  # the answer is whole: kept before the client can go away
                     whole = Completion(text="".join(texts), model=name, finish_reason=chunk.finish_reason,
-                                       usage=chunk.usage or Usage(),
+                                       usage=chunk.usage or Usage(), tool_calls=chunk.tool_calls,
                                        latency_s=chunk.latency_s or time.perf_counter() - started)
-                    await self.keep_model_answer(name, messages, whole, ident)
+                    await self.keep_model_answer(name, messages, whole, ident, options)
                     held.completion_tokens, held.ok = whole.usage.completion_tokens, True
-                    yield sse(chunk_body(ident, name, {}, finish=chunk.finish_reason))
+                    notes = {"notes": chunk.notes} if chunk.notes else None
+                    yield sse(chunk_body(ident, name, {}, finish=chunk.finish_reason, extra=notes))
                     if include_usage and chunk.usage is not None:
                         yield sse(chunk_body(ident, name, usage=chunk.usage))
 
@@ -190,10 +197,13 @@ class ChatHandler:
                 yield sse(chunk_body(ident, name, {"content": event.text}))
             elif isinstance(event, Done):
                 result = event.result
-                await self.keep_fusion_answer(fusion.name, messages, result, ident)
+                await self.keep_fusion_answer(fusion.name, messages, result, ident, options)
                 if options.logprobs and result.logprobs is not None:  # the chosen answer's tokens, before the end
                     yield sse(chunk_body(ident, name, {"content": ""}, logprobs=result.logprobs))
-                yield sse(chunk_body(ident, name, {}, finish="stop", extra={"fusion": result.to_dict()}))
+                for delta in call_deltas(result.tool_calls or ()):
+                    yield sse(chunk_body(ident, name, delta))
+                finish = "tool_calls" if result.tool_calls else "stop"
+                yield sse(chunk_body(ident, name, {}, finish=finish, extra={"fusion": result.to_dict()}))
                 if include_usage:
                     yield sse(chunk_body(ident, name, usage=result.trace.usage))
 

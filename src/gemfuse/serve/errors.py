@@ -48,9 +48,15 @@ def describe(exc: BaseException) -> tuple[int, dict]:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
-        problem = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-        return 400, error_body(f"{param}: {problem}" if param else problem, "invalid_request_error", param,
-                               first["type"])
+        problem = "unknown field" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+        code = first["type"]
+        if param is None and ": " in problem:  # a check across fields names the field it is about first
+            param = problem.split(": ", 1)[0]
+            code = "unknown_parameter" if problem.endswith(": unknown field") else "invalid_value"
+        elif code == "extra_forbidden":
+            code = "unknown_parameter"
+        return 400, error_body(f"{param}: {problem}" if param and not problem.startswith(param) else problem,
+                               "invalid_request_error", param, code)
     if isinstance(exc, UnknownModelError):
         return 404, error_body(str(exc), "not_found_error", "model", "model_not_found")
     if isinstance(exc, UnsupportedInputError):

@@ -10,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..fusion.settings import settings_model
 from ..models.base import MaxTokens, Temperature, TopP
+from ..models.calls import Tool, ToolChoice, ToolSet
+from ..models.json_schema import JSON_OBJECT, check_schema
+
+# OpenAI fields a request may carry that change nothing here (storage, billing, caching and reasoning hints, ...):
+# accepted and ignored, in one place. Any other unknown field is a 400.
+IGNORED_FIELDS = ("store", "metadata", "reasoning_effort", "service_tier", "prompt_cache_key", "safety_identifier",
+                  "verbosity", "user", "frequency_penalty", "presence_penalty", "logit_bias", "prediction",
+                  "web_search_options", "modalities", "audio")
 
 
 class StreamOptions(BaseModel):
@@ -26,10 +34,44 @@ FusionBlock = settings_model(
     preset=(str | None, Field(None, description="start from this preset")))
 
 
-class ChatRequest(BaseModel):
-    """OpenAI chat completion parameters we honour; harmless ones we accept and ignore; anything else is 400."""
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str = "answer"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=lambda: dict(JSON_OBJECT), alias="schema")
+    strict: bool | None = None
 
+    @field_validator("schema_")
+    @classmethod
+    def _is_a_schema(cls, value: dict) -> dict:
+        check_schema(value)
+        return value
+
+
+class ResponseFormat(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format: type json_schema needs a json_schema object with a schema")
+        return self
+
+    def answer_schema(self) -> tuple[dict | None, bool]:
+        """(the answer's schema or None, strict)"""
+        if self.type == "json_object":
+            return dict(JSON_OBJECT), False
+        if self.type == "json_schema" and self.json_schema is not None:
+            return self.json_schema.schema_, bool(self.json_schema.strict)
+        return None, False
+
+
+class ChatRequest(BaseModel):
+    """OpenAI chat completion parameters we honour; IGNORED_FIELDS we accept and ignore; anything else is 400."""
+
+    model_config = ConfigDict(extra="allow")
 
     model: str
     messages: list[Any] = Field(min_length=1)
@@ -45,13 +87,16 @@ class ChatRequest(BaseModel):
     fusion: FusionBlock | None = None  # type: ignore[valid-type]  # generated from FusionPreset at import
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    # accepted for compatibility, no effect
-    user: str | None = None
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
-    def _top_logprobs_need_logprobs(self) -> ChatRequest:
+    def _known_fields_only(self) -> ChatRequest:
+        unknown = sorted(set(self.model_extra or {}) - set(IGNORED_FIELDS))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown field")
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs: needs logprobs = true")
         return self
@@ -65,10 +110,18 @@ class ChatRequest(BaseModel):
 
     def options(self) -> dict[str, Any]:
         """Only what the request set: an unset max_tokens is the model's default, or a fusion preset's own."""
+        schema, strict = self.response_format.answer_schema() if self.response_format else (None, False)
         given = dict(max_tokens=self.max_completion_tokens or self.max_tokens, temperature=self.temperature,
                      top_p=self.top_p, seed=self.seed, stop=self.stop, logprobs=self.logprobs or None,
-                     top_logprobs=self.top_logprobs if self.logprobs else None)
+                     top_logprobs=self.top_logprobs if self.logprobs else None, json_schema=schema,
+                     json_strict=strict or None, tools=self.tool_set())
         return {k: v for k, v in given.items() if v is not None}
+
+    def tool_set(self) -> ToolSet | None:
+        if not self.tools and self.tool_choice in (None, "none", "auto"):
+            return None
+        return ToolSet(tools=tuple(self.tools or ()), choice=self.tool_choice or "auto",
+                       parallel=self.parallel_tool_calls is not False)
 
 
 def completion_id() -> str:
@@ -85,17 +138,33 @@ def logprobs_body(tokens) -> dict[str, Any] | None:
     return None if tokens is None else {"content": [t.to_openai() for t in tokens]}
 
 
-def completion_body(ident: str, model: str, choices: list[tuple[str, str | None, Any]], usage,
-                    fusion: dict | None = None) -> dict[str, Any]:
-    """`choices`: (text, finish reason, the tokens' log-probabilities or None) for each."""
+def message_body(text: str, calls) -> dict[str, Any]:
+    """The assistant's message: its text, or its calls (content null, as OpenAI sends a call)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
+    if calls:
+        message["tool_calls"] = [call.to_openai() for call in calls]
+    return message
+
+
+def completion_body(ident: str, model: str, choices: list, usage, fusion: dict | None = None,
+                    notes: list[str] | None = None) -> dict[str, Any]:
+    """`choices`: Completions (or anything with text, finish_reason, logprobs and tool_calls)."""
     body: dict[str, Any] = {
         "id": ident, "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish or "stop",
-                     "logprobs": logprobs_body(tokens)} for i, (text, finish, tokens) in enumerate(choices)],
+        "choices": [{"index": i, "message": message_body(c.text, c.tool_calls),
+                     "finish_reason": c.finish_reason or "stop", "logprobs": logprobs_body(c.logprobs)}
+                    for i, c in enumerate(choices)],
         "usage": usage_dict(usage)}
     if fusion is not None:
         body["fusion"] = fusion
+    if notes:
+        body["notes"] = notes  # e.g. schema keywords the model's grammar did not enforce
     return body
+
+
+def call_deltas(calls) -> list[dict[str, Any]]:
+    """A stream's tool-call deltas: each call whole in one delta (id, type, name and all its arguments)."""
+    return [{"tool_calls": [{"index": i, **call.to_openai()}]} for i, call in enumerate(calls)]
 
 
 def chunk_body(ident: str, model: str, delta: dict | None = None, finish: str | None = None, usage=None,

@@ -18,6 +18,7 @@ The request's `model` field picks a behaviour, so one server covers every case:
     garbage       200 with a body that is not JSON (streamed: an event that is not JSON)
     cut           streamed: two deltas, then the connection drops without [DONE]
     stall         streamed: one delta, then silence
+    call:<json>, tools, no-tools    tools and schemas (tool_answers.py)
 
 `app.state.hold_after = N` holds every request after the N-th until it is set back to None (a test can then
 kill its client at a known point); `app.state.answered` counts the requests let through, by request body, and
@@ -37,6 +38,8 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from . import tool_answers
 
 RETRY_AFTER_S = 0.3
 
@@ -129,13 +132,17 @@ def create_app():
             return error(400, "max_tokens is too large for this model")
         elif behaviour == "garbage" and not stream:
             return PlainTextResponse("<html>502 Bad Gateway</html>", status_code=200)
+        elif tool_answers.refused(behaviour, body):
+            return error(400, str(tool_answers.refused(behaviour, body)))
         text = '{"best": 1, "reason": "test judge"}' if behaviour.startswith("judge-") else _answer_text(body)
+        text, made = tool_answers.answer(behaviour, body) or (text, [])
+        finish = "tool_calls" if made else "stop"
         created = int(time.time())
         if not stream:
+            message = {"role": "assistant", "content": text or None, **({"tool_calls": made} if made else {})}
             return JSONResponse({"id": "chatcmpl-test", "object": "chat.completion", "created": created,
                                  "model": behaviour, "usage": _usage(body, text),
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": text},
+                                 "choices": [{"index": 0, "finish_reason": finish, "message": message,
                                               "logprobs": _logprobs(body, pieces(text))}]})
 
         def event(delta: dict, finish=None, tokens=None) -> str:
@@ -150,14 +157,21 @@ def create_app():
             if behaviour == "garbage":
                 yield "data: {not json\n\n"
                 return
-            for i, word in enumerate(words):
+            for index, call in enumerate(made):  # as OpenAI streams a call: its arguments in pieces
+                arguments = call["function"]["arguments"]
+                half = len(arguments) // 2
+                yield event({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                             "function": {"name": call["function"]["name"],
+                                                          "arguments": arguments[:half]}}]})
+                yield event({"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]})
+            for i, word in enumerate(words if text else []):
                 if behaviour == "cut" and i == 2:
                     raise ConnectionResetError("upstream test: connection cut")
                 if behaviour == "stall" and i == 1:
                     await asyncio.sleep(3600)
                 piece = word if i == 0 else " " + word
                 yield event({"content": piece}, tokens=[piece])
-            yield event({}, "stop")
+            yield event({}, finish)
             if (body.get("stream_options") or {}).get("include_usage"):
                 yield "data: " + json.dumps({"id": "chatcmpl-test", "object": "chat.completion.chunk",
                                              "choices": [], "usage": _usage(body, text)}) + "\n\n"
