@@ -69,10 +69,10 @@ def parse_json(text: str) -> Any:
 
 
 def check_answer(text: str, schema: dict[str, Any]) -> str | None:
-    """Why this answer does not satisfy the schema, or None."""
+    """What is wrong with this answer against the schema ("is not JSON (...)", "breaks the schema: ..."), or None."""
     try:
         value = parse_json(text)
     except MessageError as exc:
-        return str(exc)
+        return str(exc).removeprefix("the answer ")
     problem = validate(value, schema)
-    return f"the answer {problem}" if problem else None
+    return f"breaks the schema: {problem}" if problem else None

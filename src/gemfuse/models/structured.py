@@ -80,6 +80,6 @@ def finish(plan: Plan, text: str, last: StreamChunk) -> StreamChunk:
     if plan.schema is not None and not cut:
         problem = check_answer(text, plan.schema)
         if problem:
-            notes.append(problem)
+            notes.append(f"the answer {problem}")
     last.notes = (last.notes or []) + notes or None
     return last

@@ -92,6 +92,8 @@ def answer(behaviour: str, body: dict) -> tuple[str, list[dict]] | None:
                      else json.dumps(least_instance(target.get("parameters", {}))))
         return "", [{"id": f"call_{len(body.get('messages', []))}", "type": "function",
                      "function": {"name": target["name"], "arguments": arguments}}]
+    if (body.get("response_format") or {}).get("type") == "json_object":
+        return "{}", []
     schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
     if schema is not None:
         return json.dumps(least_instance(schema)), []
