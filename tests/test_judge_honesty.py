@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from gemfuse.errors import InvalidAnswerError
 from gemfuse.fusion import afuse
 from gemfuse.fusion.judge import parse_verdict
 from gemfuse.messages import Message
@@ -104,9 +105,13 @@ async def test_remote_judges_get_a_json_schema_and_endpoints_that_refuse_it_are_
         assert judged.trace.judge_choice == 1 and judged.trace.verdicts[0].read_as == "json"
         plain_model = registry.get("plain")
         before = calls["no-schema"]
-        reply = await plain_model.generate([Message.user("hi")], GenerateOptions(json_schema={"type": "object"}))
-        assert reply.text == "echo: hi" and calls["no-schema"] == before + 2, "refused once, then asked plainly"
-        await plain_model.generate([Message.user("hi")], GenerateOptions(json_schema={"type": "object"}))
+        lenient = GenerateOptions(json_schema={"type": "object"}, json_lenient=True)  # as a judge asks
+        reply = await plain_model.generate([Message.user("hi")], lenient)
+        assert reply.text.startswith("echo:") and calls["no-schema"] == before + 2, "refused once, then asked plainly"
+        await plain_model.generate([Message.user("hi")], lenient)
         assert calls["no-schema"] == before + 3, "remembered: no second refusal"
+        with pytest.raises(InvalidAnswerError):  # a contract: checked, repaired once, never handed on broken
+            await plain_model.generate([Message.user("hi")], GenerateOptions(json_schema={"type": "object"}))
+        assert calls["no-schema"] == before + 5
     finally:
         await registry.aclose()

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..messages import Message, as_messages
+from ..models.calls import ToolSet
 from .engine import FusionRun
 from .events import Done, EventSink, FusionEvent
 from .modes import MODES
@@ -51,16 +52,21 @@ async def afuse(messages: str | Message | Sequence[Message], *, registry: ModelR
                 judge: str | None = None, mode: str | None = None, preset: str | FusionPreset | None = None,
                 on_event: EventSink | None = None, seed: int | None = None,
                 trace_path: str | Path | None = None, resolved: FusionPreset | None = None,
+                tools: ToolSet | None = None, json_schema: dict | None = None, json_strict: bool = False,
                 **settings) -> FusionResult:
     """Fuse the answers of `pool` (or of a named preset) to `messages`. Settings are FusionPreset fields;
     `registry` gives the models (get / spec / slot) and presets (preset / check_preset). `resolved`: a preset
-    `resolve_preset` already made and checked (the server resolves a request once), used as it is."""
+    `resolve_preset` already made and checked (the server resolves a request once), used as it is. `tools` and
+    `json_schema`: every member is asked under them, and the fused answer keeps them."""
     spec = resolved or resolve_preset(registry, pool=pool, judge=judge, mode=mode, preset=preset, **settings)
-    run = FusionRun(registry, spec, as_messages(messages), seed=seed, on_event=on_event)
+    run = FusionRun(registry, spec, as_messages(messages), seed=seed, on_event=on_event, tools=tools,
+                    json_schema=json_schema, json_strict=json_strict)
     started = time.perf_counter()
     text, chosen = await MODES[spec.mode](run)
     run.trace.phases["total"] = time.perf_counter() - started
-    result = FusionResult(text=text, trace=run.trace, chosen=chosen.member if chosen else None)
+    calls = run.answer_calls or (chosen.tool_calls if chosen else None)
+    result = FusionResult(text="" if calls else text, trace=run.trace, chosen=chosen.member if chosen else None,
+                          tool_calls=calls)
     await run.emit(Done(result))
     if trace_path:
         run.trace.write_jsonl(trace_path, answer=text)

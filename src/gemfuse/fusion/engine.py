@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from ..errors import GemfuseError, ModelError
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Usage, collect
+from ..models.calls import ToolCall, ToolSet
 from ..models.certainty import approximate, certainties
+from ..models.json_schema import check_answer
 from .events import CallDone, EventSink, FusionEvent
 from .preset import FusionPreset, Member
 from .registry import ModelRegistry
@@ -48,10 +50,15 @@ class FusionRun:
     """One fusion in progress: the registry, the preset, the trace, the clock and the budget."""
 
     def __init__(self, registry: ModelRegistry, preset: FusionPreset, messages: Sequence[Message], *, seed: int | None = None,
-                 on_event: EventSink | None = None):
+                 on_event: EventSink | None = None, tools: ToolSet | None = None, json_schema: dict | None = None,
+                 json_strict: bool = False):
         self.registry = registry
         self.preset = preset
         self.messages = list(messages)
+        # the request's contract, asked of every member and kept by the fused answer
+        self.tools = tools if tools is not None and tools.tools else None
+        self.json_schema, self.json_strict = json_schema, json_strict
+        self.answer_calls: list[ToolCall] | None = None  # calls a mode made up itself (the argument vote)
         self.seed = seed if seed is not None else (preset.seed if preset.seed is not None
                                                    else random.SystemRandom().randrange(2**31))
         self.trace = FusionTrace(mode=preset.mode, seed=self.seed, pool=[m.model for m in preset.members()],
@@ -96,8 +103,23 @@ class FusionRun:
                       top_p=member.top_p, seed=member.seed,
                       logprobs=preset.logprobs or preset.mode in ("confidence", "cascade")
                       or preset.vote_weight == "confidence")
+        values.update(tools=self.tools, json_schema=self.json_schema, json_strict=self.json_strict)
         values.update(override)
         return GenerateOptions(**values)
+
+    def breach(self, completion: Completion) -> str | None:
+        """What a member's answer breaks of the request's tools or schema (it is then left out), or None."""
+        if completion.tool_calls:
+            if self.tools is None:
+                return "made a call though no tools were given"
+            problems = [p for p in (self.tools.check(c) for c in completion.tool_calls) if p]
+            return f"made a call that breaks its tool: {problems[0]}" if problems else None
+        if self.tools is not None and self.tools.forced:
+            return "made no call though tool_choice requires one"
+        if self.json_schema is not None and completion.finish_reason != "length":
+            problem = check_answer(completion.text, self.json_schema)
+            return f"the answer {problem}" if problem else None
+        return None
 
     def timeout_s(self, member_ms: int | None = None) -> float | None:
         ms = member_ms or self.preset.member_timeout_ms
@@ -117,14 +139,18 @@ class FusionRun:
                 async with asyncio.timeout(request.timeout_s):
                     completion = await _generate(model, request.messages, request.options, on_text)
             call.text, call.usage, call.latency_s = completion.text, completion.usage, completion.latency_s
+            call.tool_calls = completion.tool_calls
             if completion.logprobs:
                 preset = self.preset
                 call.certainties = certainties(completion.logprobs, preset.certainty_window)
                 call.certainty = call.certainties.get(preset.certainty)
                 call.certainty_tokens, call.logprobs = len(completion.logprobs), completion.logprobs
                 call.certainty_approximate = approximate(completion.logprobs, preset.certainty)
-            if not call.text.strip():
+            broken = self.breach(completion) if request.role in ("member", "revision") else None
+            if not call.text.strip() and not call.tool_calls:
                 call.error, call.message = "empty", "the model returned an empty answer"
+            elif broken:  # never a candidate: a fused answer keeps the request's tools and schema
+                call.error, call.message = "invalid_answer", broken
         except TimeoutError as exc:
             call.error = "timeout"
             call.message = str(exc) or f"no answer within {request.timeout_s:g} s"

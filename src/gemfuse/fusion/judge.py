@@ -117,7 +117,8 @@ def judges(run: FusionRun) -> list[tuple[str, str]]:
 
 
 def judge_request(run: FusionRun, name: str, role: str, messages: list[Message], schema: dict | None = None) -> Request:
-    options = GenerateOptions(max_tokens=run.preset.judge_max_tokens, temperature=0, json_schema=schema)
+    options = GenerateOptions(max_tokens=run.preset.judge_max_tokens, temperature=0, json_schema=schema,
+                              json_lenient=True)  # a verdict is read from any reply, JSON or not
     timeout = run.preset.judge_timeout_ms / 1000 if run.preset.judge_timeout_ms else None
     return Request(name, name, messages, options, timeout, role=role)
 
@@ -135,7 +136,7 @@ async def pick_best(run: FusionRun, order: Sequence[Call], pass_: int = 1) -> Ca
     template = prompt("best_of")
     messages = [Message.system(template["system"].substitute()),
                 Message.user(template["user"].substitute(question=render_question(run.messages),
-                                                         answers=render_answers([c.text for c in order]),
+                                                         answers=render_answers([c.said for c in order]),
                                                          count=len(order)))]
     schema = verdict_schema(len(order))
     for name, role in judges(run):
@@ -178,7 +179,7 @@ async def merge_answers(run: FusionRun, candidates: Sequence[Call]) -> str | Non
     template = prompt("merge")
     messages = [Message.system(template["system"].substitute()),
                 Message.user(template["user"].substitute(question=render_question(run.messages),
-                                                         answers=render_answers([c.text for c in order])))]
+                                                         answers=render_answers([c.said for c in order])))]
     for name, role in judges(run):
         if run.over_budget():
             run.trace.degrade("max_cost reached before merging")

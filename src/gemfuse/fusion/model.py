@@ -11,7 +11,7 @@ from .api import afuse, fusion_events, resolve_preset
 from .events import Delta, Done
 from .preset import FusionPreset
 from .registry import ModelRegistry
-from .settings import options_set
+from .settings import contract_of, options_set
 from .trace import FusionResult
 
 
@@ -31,15 +31,17 @@ class FusionModel(Model):
     def _fusion_args(self, options: GenerateOptions | None) -> dict:
         """The preset with the options the caller set (settings.options_set), checked once."""
         resolved = resolve_preset(self.registry, preset=self.preset, **options_set(options))
-        return dict(resolved=resolved, registry=self.registry, seed=options.seed if options else None)
+        return dict(resolved=resolved, registry=self.registry, seed=options.seed if options else None,
+                    **contract_of(options))
 
     async def fuse(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> FusionResult:
         return await afuse(messages, **self._fusion_args(options))
 
     async def generate(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> Completion:
         result = await self.fuse(messages, options)
-        return Completion(text=result.text, model=self.name, finish_reason="stop", usage=result.trace.usage,
-                          latency_s=result.trace.phases.get("total", 0.0), trace=result.to_dict())
+        return Completion(text=result.text, model=self.name, finish_reason="tool_calls" if result.tool_calls else "stop",
+                          usage=result.trace.usage, latency_s=result.trace.phases.get("total", 0.0),
+                          trace=result.to_dict(), tool_calls=result.tool_calls)
 
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:
@@ -48,4 +50,6 @@ class FusionModel(Model):
             if isinstance(event, Delta):
                 yield StreamChunk(text=event.text)
             elif isinstance(event, Done):
-                yield StreamChunk(finish_reason="stop", usage=event.result.trace.usage)
+                calls = event.result.tool_calls
+                yield StreamChunk(finish_reason="tool_calls" if calls else "stop", usage=event.result.trace.usage,
+                                  tool_calls=calls)

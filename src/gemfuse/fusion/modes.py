@@ -23,6 +23,7 @@ from .engine import FusionRun, QuorumError, Request
 from .events import Delta
 from .extract import Extractor, answer_key, plurality
 from .judge import merge_answers, pick_best, prompt, render_answers, rotated, shuffled
+from .structured import key_of, structured, vote_arguments
 from .trace import Call, Tier
 
 ModeResult = tuple[str, Call | None]
@@ -37,7 +38,7 @@ async def emit_answer(run: FusionRun, result: ModeResult) -> ModeResult:
 def tally(run: FusionRun, candidates: Sequence[Call], extractor: Extractor | None = None) -> tuple[ModeResult, list[Call]]:
     """Plurality over extracted answers: (the winner, the first candidate of each group tied for the top).
     A tie goes to the group whose first member comes first in the pool, and the trace says so."""
-    keys = [answer_key(c.text, extractor or run.preset.extractor) for c in candidates]
+    keys = [answer_key(c.text, extractor) if extractor else key_of(run, c) for c in candidates]
     weights = certainty_weights(run, candidates) if run.preset.vote_weight == "confidence" else None
     counts, leaders = plurality(keys, weights)
     run.trace.votes = dict(counts)
@@ -106,6 +107,11 @@ def _pool_order_fallback(run: FusionRun, result: ModeResult, tied: Sequence[Call
 async def vote(run: FusionRun, candidates: Sequence[Call] | None = None) -> ModeResult:
     candidates = candidates if candidates is not None else await run.fan_out(run.member_requests())
     result, tied = tally(run, candidates)
+    if run.tools is not None and max(run.trace.votes.values()) * 2 <= len(candidates):
+        merged = vote_arguments(run, candidates)  # no call has a majority: argument by argument
+        if merged is not None:
+            run.answer_calls = merged
+            return "", None
     if tied and run.preset.tie_break == "judge" and run.preset.judge:
         started = run.now()
         chosen = await pick_best(run, shuffled(run, tied))
@@ -118,6 +124,9 @@ async def vote(run: FusionRun, candidates: Sequence[Call] | None = None) -> Mode
 async def _judge_or_vote(run: FusionRun, candidates: Sequence[Call], final: str) -> ModeResult:
     if len(candidates) == 1:
         return await emit_answer(run, (candidates[0].text, candidates[0]))
+    if final == "merge" and structured(run):  # a written merge could break the schema: the judge picks instead
+        run.trace.degrade("the answers are calls or JSON, so the judge picked one instead of writing a merge")
+        final = "best-of"
     if final == "merge":
         merged = await merge_answers(run, candidates)
         if merged is not None:
@@ -157,7 +166,7 @@ async def _timed_judge(run: FusionRun, candidates: Sequence[Call], final: str) -
 
 
 def agree(run: FusionRun, candidates: Sequence[Call]) -> bool:
-    return len({answer_key(c.text, run.preset.extractor) for c in candidates}) == 1
+    return len({key_of(run, c) for c in candidates}) == 1
 
 
 async def debate(run: FusionRun) -> ModeResult:
@@ -172,8 +181,8 @@ async def debate(run: FusionRun) -> ModeResult:
         revisions = []
         for own in candidates:
             others = shuffled(run, [c for c in candidates if c.member != own.member], salt=round_)
-            ask = prompt("debate")["user"].substitute(answers=render_answers([c.text for c in others]))
-            messages = [*run.messages, Message.assistant(own.text), Message.user(ask)]
+            ask = prompt("debate")["user"].substitute(answers=render_answers([c.said for c in others]))
+            messages = [*run.messages, Message.assistant(own.said), Message.user(ask)]
             base = requests[own.member]
             revisions.append(Request(own.member, own.model, messages, base.options, base.timeout_s, role="revision"))
         await run.fan_out(revisions, round_=round_, phase="debate")

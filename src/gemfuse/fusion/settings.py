@@ -51,6 +51,13 @@ def options_set(options: GenerateOptions | None) -> dict[str, Any]:
             if k in options.model_fields_set and getattr(options, k) is not None}
 
 
+def contract_of(options: GenerateOptions | None) -> dict[str, Any]:
+    """The tools and schema a request to a fusion carries: asked of every member, kept by the fused answer."""
+    if options is None:
+        return {}
+    return {"tools": options.tools, "json_schema": options.json_schema, "json_strict": options.json_strict}
+
+
 def chosen(values: dict[str, Any]) -> dict[str, Any]:
     """The settings actually given: known names with a value."""
     known = setting_fields()

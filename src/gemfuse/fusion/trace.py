@@ -13,6 +13,7 @@ from typing import Any
 
 from ..models.base import TokenLogprob, Usage
 from ..models.calls import ToolCall
+from ..models.prompted_tools import call_text
 from ..shapes import TierRecord
 
 
@@ -38,10 +39,16 @@ class Call:
     certainty_approximate: bool = False  # read from an endpoint's top alternatives, not the whole distribution
     certainty_tokens: int = 0  # how many tokens it is taken over
     logprobs: list[TokenLogprob] | None = field(default=None, repr=False)  # the tokens themselves (not in to_dict)
+    tool_calls: list[ToolCall] | None = None  # the function calls it answered with
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def said(self) -> str:
+        """The answer as a judge or a debating member reads it: the text, or the calls as written."""
+        return call_text(self.tool_calls) if self.tool_calls else self.text
 
 
 @dataclass
@@ -93,6 +100,7 @@ class FusionTrace:
     judge_rationale: str | None = None
     shown_order: list[str] = field(default_factory=list)  # member ids in the order the judge saw them
     votes: dict[str, float] = field(default_factory=dict)  # answer -> members (or their summed weights)
+    argument_votes: dict[str, dict[str, float]] = field(default_factory=dict)  # calls: argument -> value -> votes
     tie: bool = False  # the vote's top count was shared; `tied` holds those answers
     tied: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)  # every judge pass: order shown, choice, how read

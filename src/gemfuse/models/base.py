@@ -38,6 +38,8 @@ class GenerateOptions(BaseModel):
     json_schema: dict | None = Field(None, description="the reply is JSON of this schema (a grammar on local "
                                                        "backends, response_format on remote ones)")
     json_strict: bool = Field(False, description="refuse a schema with keywords the backend cannot enforce")
+    json_lenient: bool = Field(False, description="the schema guides the answer but is no contract: a remote answer "
+                                                  "that breaks it is handed back as it is (a fusion judge reads any text)")
     tools: ToolSet | None = Field(None, description="function tools the model may call, and the choice among them")
     logprobs: bool = Field(False, description="return each answer token's log-probability")
     top_logprobs: int | None = Field(None, ge=0, le=20, description="and this many most likely alternatives per token")

@@ -18,7 +18,8 @@ from .prompted_tools import call_text, parse_calls
 
 
 def in_force(options: GenerateOptions) -> bool:
-    return (options.tools is not None and options.tools.active) or options.json_schema is not None
+    return (options.tools is not None and options.tools.active) or (options.json_schema is not None
+                                                                    and not options.json_lenient)
 
 
 def read_calls(completion: Completion, options: GenerateOptions) -> Completion:

@@ -17,7 +17,7 @@ from ..fusion.api import afuse, fusion_events, resolve_preset
 from ..fusion.events import CallDone, Delta, Done
 from ..fusion.preset import FUSION_PREFIX, FusionPreset
 from ..fusion.registry import ModelRegistry
-from ..fusion.settings import chosen, options_set
+from ..fusion.settings import chosen, contract_of, options_set
 from ..fusion.trace import Call, FusionResult
 from ..messages import Message, parse_messages
 from ..models.base import Completion, GenerateOptions, Usage
@@ -114,7 +114,8 @@ class ChatHandler:
         messages, options, fusion = await self.prepare(request)
         ident = completion_id()
         if fusion is not None:
-            result = await afuse(messages, registry=self.registry, resolved=fusion.preset, seed=fusion.seed)
+            result = await afuse(messages, registry=self.registry, resolved=fusion.preset, seed=fusion.seed,
+                                 **contract_of(options))
             await self.keep_fusion_answer(fusion.name, messages, result, ident, options)
             fused = Completion(result.text, request.model, "tool_calls" if result.tool_calls else "stop",
                                logprobs=result.logprobs if options.logprobs else None, tool_calls=result.tool_calls)
@@ -190,7 +191,8 @@ class ChatHandler:
         ident, name = completion_id(), request.model
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         yield sse(chunk_body(ident, name, {"role": "assistant", "content": ""}))
-        async for event in fusion_events(messages, registry=self.registry, resolved=fusion.preset, seed=fusion.seed):
+        async for event in fusion_events(messages, registry=self.registry, resolved=fusion.preset, seed=fusion.seed,
+                                         **contract_of(options)):
             if isinstance(event, CallDone):
                 yield sse(chunk_body(ident, name, extra={"fusion_event": call_event(event.call)}))
             elif isinstance(event, Delta):

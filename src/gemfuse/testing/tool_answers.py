@@ -1,6 +1,7 @@
 """What the loopback upstream (upstream.py) answers to tools and schemas, picked by the request's `model`:
 
     call:<json>   calls the forced tool (else the first) with these arguments; text once a tool has answered
+    call:<name>:<json>  calls that function with these arguments
     tools         calls it with the least arguments its schema takes; a schema's least instance as the answer
     no-tools      400 when sent `tools` or `response_format` (many endpoints refuse them); asked in the prompted
                   format instead, answers there the way `tools` does
@@ -88,8 +89,13 @@ def answer(behaviour: str, body: dict) -> tuple[str, list[dict]] | None:
         return "no tools here", []
     target = _target(body)
     if target is not None:
-        arguments = (behaviour.removeprefix("call:") if behaviour.startswith("call:")
-                     else json.dumps(least_instance(target.get("parameters", {}))))
+        arguments = json.dumps(least_instance(target.get("parameters", {})))
+        if behaviour.startswith("call:"):
+            name, _, arguments = behaviour.removeprefix("call:").partition(":")
+            if name.startswith("{"):  # call:{json}: the forced or first tool
+                arguments = f"{name}:{arguments}" if arguments else name
+            else:
+                target = {"name": name}
         return "", [{"id": f"call_{len(body.get('messages', []))}", "type": "function",
                      "function": {"name": target["name"], "arguments": arguments}}]
     if (body.get("response_format") or {}).get("type") == "json_object":
