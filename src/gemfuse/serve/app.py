@@ -1,4 +1,5 @@
-"""The OpenAI-compatible server: /v1/models, /v1/chat/completions, /health and the web page at /."""
+"""The OpenAI-compatible server: /v1/models, /v1/chat/completions, /v1/responses, /v1/completions,
+/v1/embeddings, /health and the web page at /."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ..registry import Registry
 from .chat import ChatHandler
 from .dashboard import dashboard_router
 from .errors import HTTPError, describe
+from .responses import ResponsesRequest, Shell, response_events
 from .schemas import ChatRequest, ErrorType, error_body
 
 log = logging.getLogger("uvicorn.error")  # uvicorn's own start-up log, which `gemfuse serve` shows
@@ -81,6 +83,21 @@ async def _send_error(send, status: int, message: str, type_: ErrorType = "inval
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        raw = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPError(400, "the request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(raw, dict):
+        raise HTTPError(400, "the request body must be a JSON object", code="invalid_json")
+    return raw
+
+
+def event_stream(events) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 REMOTE_ONLY_ENV = "GEMFUSE_SERVE_REMOTE_ONLY"
@@ -157,24 +174,27 @@ def create_app(registry: Registry | None = None, settings: ServerSettings | None
         return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "gemfuse"}
                                            for name in registry.names(presets=True)]}
 
+    # Errors are answered in each route, not by exception handlers: Starlette re-raises unhandled ones after
+    # replying, which logs a traceback and drops the client's keep-alive connection.
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        # Errors are answered here, not by exception handlers: Starlette re-raises unhandled ones after
-        # replying, which logs a traceback and drops the client's keep-alive connection.
         try:
-            try:
-                raw = json.loads(await request.body())
-            except (ValueError, UnicodeDecodeError):
-                raise HTTPError(400, "the request body is not valid JSON", code="invalid_json") from None
-            if not isinstance(raw, dict):
-                raise HTTPError(400, "the request body must be a JSON object", code="invalid_json")
-            body = ChatRequest.model_validate(raw)
+            body = ChatRequest.model_validate(await json_body(request))
             if body.stream:
-                events = await handler.stream(body)
-                return StreamingResponse(events, media_type="text/event-stream",
-                                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                return event_stream(await handler.stream(body))
             return JSONResponse(await handler.complete(body))
         except Exception as exc:  # every failure becomes an OpenAI-shaped error
+            return error_response(exc)
+
+    @app.post("/v1/responses")
+    async def responses(request: Request) -> Response:
+        try:
+            body = ResponsesRequest.model_validate(await json_body(request))
+            shell, chat_request = Shell(body), body.to_chat()
+            if body.stream:
+                return event_stream(response_events(shell, await handler.stream(chat_request)))
+            return JSONResponse(shell.from_chat(await handler.complete(chat_request)))
+        except Exception as exc:
             return error_response(exc)
 
     app.include_router(dashboard_router(dashboard_folders(settings, capture, folders), registry.config.file.models))
