@@ -21,6 +21,7 @@ BUILTIN_BACKENDS = {
     "llamacpp": "gemfuse.models.llamacpp:LlamaCppModel",
     "transformers": "gemfuse.models.transformers:TransformersModel",
     "vllm": "gemfuse.models.vllm:VLLMModel",
+    "embedding": "gemfuse.models.embedding:EmbeddingModel",
 }
 ENTRY_POINT_GROUP = "gemfuse.backends"
 

@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import UnsupportedInputError
+from ..errors import BadRequestError, UnsupportedInputError
 from ..messages import Message
 from .calls import ToolCall, ToolSet
 from .spec import ModelSpec
@@ -130,6 +130,14 @@ class Completion:
         return data
 
 
+@dataclass
+class Embeddings:
+    """One vector per text, in order, and the tokens read."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
 def estimate_tokens(text: str) -> int:
     """A rough count (4 characters a token) for backends that report no usage; flagged as estimated."""
     return max(1, len(text) // 4) if text else 0
@@ -204,6 +212,11 @@ class Model(ABC):
                     raise UnsupportedInputError(
                         f"messages[{i}] has an {part.type} part but this model takes only "
                         f"{', '.join(sorted(self.modalities))}", model=self.name)
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """One vector per text; backends that can embed override this."""
+        raise BadRequestError(f"the {self.backend} backend does not embed; use a GGUF model, an OpenAI-compatible "
+                              "endpoint, or the built-in model 'embed'", model=self.name)
 
     async def check(self) -> tuple[bool, str]:
         """Is the model usable right now? (ok, short detail) for `gemfuse models`."""

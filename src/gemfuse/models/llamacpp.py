@@ -26,7 +26,7 @@ from pydantic import Field
 
 from ..errors import BadRequestError, ModelLoadError, UpstreamError
 from ..messages import Message
-from .base import GenerateOptions, StreamChunk, TokenLogprob, Usage
+from .base import Embeddings, GenerateOptions, StreamChunk, TokenLogprob, Usage
 from .certainty import TOP_K, from_alternatives
 from .grammar import engine_grammar
 from .local import Cancelled, LocalModel
@@ -126,6 +126,7 @@ class LlamaCppModel(LocalModel):
     def __init__(self, name: str, spec: LlamaCppSpec):
         super().__init__(name, spec)
         self._server: Any = None
+        self._embedder: Any = None  # the same GGUF in embedding mode, for /v1/embeddings
         self._load_lock = threading.Lock()
         if spec.mmproj:
             self.modalities = frozenset({"text", "image"})
@@ -205,6 +206,25 @@ class LlamaCppModel(LocalModel):
         logprobs = answer_tokens(tokens, "".join(texts)) if options.logprobs else None
         emit(StreamChunk(finish_reason=finish or "stop", usage=counts, logprobs=logprobs))
 
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Mean-pooled vectors from a second engine of the same GGUF in embedding mode, started on first use."""
+        def run() -> Embeddings:
+            with self._load_lock:
+                if self._embedder is None:
+                    import xllamacpp
+
+                    params = engine_params(self.spec.model_copy(update={"concurrency": 1}), self.gguf_path())
+                    params.embedding = True
+                    params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+                    self._embedder = xllamacpp.Server(params)
+            result = self._embedder.handle_embeddings({"input": list(texts)})
+            if "error" in result:
+                raise self._error(result["error"])
+            rows = sorted(result["data"], key=lambda row: row["index"])
+            return Embeddings([row["embedding"] for row in rows], int(result.get("usage", {}).get("prompt_tokens", 0)))
+
+        return await self._bridge.call(run)
+
     def _error(self, failure: Any) -> Exception:
         message = failure.get("message", str(failure)) if isinstance(failure, dict) else str(failure)
         code = failure.get("code") if isinstance(failure, dict) else None
@@ -213,4 +233,4 @@ class LlamaCppModel(LocalModel):
 
     async def aclose(self) -> None:
         await super().aclose()
-        self._server = None  # the engine stops its loop and frees the weights when released
+        self._server = self._embedder = None  # the engines stop their loops and free the weights when released

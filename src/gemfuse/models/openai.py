@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import AuthError, BadRequestError, ModelError, ModelTimeoutError, RateLimitError, UpstreamError
 from ..messages import Message
 from . import contract
-from .base import Completion, GenerateOptions, Model, StreamChunk, TokenLogprob, Usage, estimate_tokens
+from .base import Completion, Embeddings, GenerateOptions, Model, StreamChunk, TokenLogprob, Usage, estimate_tokens
 from .calls import ToolCall
 from .certainty import TOP_K, from_alternatives
 from .json_schema import JSON_OBJECT
@@ -180,7 +180,8 @@ class OpenAIModel(Model):
             return error.retry_after
         return random.uniform(0, min(self.spec.max_backoff_s, self.spec.backoff_s * 2 ** attempt))
 
-    async def _send(self, build: Callable[[], dict[str, Any]], deadline: float | None) -> Response:
+    async def _send(self, build: Callable[[], dict[str, Any]], deadline: float | None,
+                    path: str = "chat/completions") -> Response:
         """POST with retries; returns a response with a 2xx status whose body is still to be read. `build` makes
         the body, again after the endpoint refuses a feature (tools, response_format, logprobs or TOP_K
         alternatives): the refusal is remembered and the request goes without it."""
@@ -189,9 +190,9 @@ class OpenAIModel(Model):
         payload = json.dumps(body).encode()
         attempt = 0
         while True:
-            log.debug("POST %schat/completions (%s, attempt %d)", self._client.base_url, self.spec.model, attempt + 1)
+            log.debug("POST %s%s (%s, attempt %d)", self._client.base_url, path, self.spec.model, attempt + 1)
             try:
-                response = await self._client.post("chat/completions", payload, headers)
+                response = await self._client.post(path, payload, headers)
             except TransportError as exc:
                 error: ModelError = UpstreamError(f"connection failed: {exc}", model=self.name)
             except TransportTimeout as exc:
@@ -358,6 +359,25 @@ class OpenAIModel(Model):
         if not done and finish is None:
             raise UpstreamError("stream ended before the answer was complete", model=self.name)
         yield StreamChunk(finish_reason=finish or "stop", usage=self._usage(reported, messages, "".join(produced)))
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """The endpoint's /embeddings, with the same retries and timeouts as its chat."""
+        deadline = self._deadline()
+        async with self._within(deadline):
+            response = await self._send(lambda: {"model": self.spec.model, "input": list(texts),
+                                                 "encoding_format": "float"}, deadline, "embeddings")
+            try:
+                payload = await response.read()
+            finally:
+                response.close()
+        try:
+            data = json.loads(payload)
+            rows = sorted(data["data"], key=lambda row: row.get("index", 0))
+            vectors = [[float(x) for x in row["embedding"]] for row in rows]
+        except (ValueError, KeyError, TypeError):
+            raise UpstreamError(f"malformed embeddings body: {self._scrub(payload[:200].decode('utf-8', 'replace'))!r}",
+                                model=self.name) from None
+        return Embeddings(vectors, int((data.get("usage") or {}).get("prompt_tokens") or 0))
 
     async def check(self) -> tuple[bool, str]:
         import httpx  # a one-off GET for `gemfuse models`, outside the shared pool

@@ -23,7 +23,9 @@ from ..dashboard import Folders
 from ..paths import CONFIG_ENV
 from ..registry import Registry
 from .chat import ChatHandler
+from .completions import CompletionRequest, text_body, text_events
 from .dashboard import dashboard_router
+from .embeddings import EmbeddingRequest, embeddings_body
 from .errors import HTTPError, describe
 from .responses import ResponsesRequest, Shell, response_events
 from .schemas import ChatRequest, ErrorType, error_body
@@ -194,6 +196,30 @@ def create_app(registry: Registry | None = None, settings: ServerSettings | None
             if body.stream:
                 return event_stream(response_events(shell, await handler.stream(chat_request)))
             return JSONResponse(shell.from_chat(await handler.complete(chat_request)))
+        except Exception as exc:
+            return error_response(exc)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        try:
+            body = CompletionRequest.model_validate(await json_body(request))
+            if body.stream:
+                return event_stream(text_events(body, await handler.stream(body.to_chat(body.prompts()[0]))))
+            answers = [(prompt, await handler.complete(body.to_chat(prompt))) for prompt in body.prompts()]
+            return JSONResponse(text_body(body, answers))
+        except Exception as exc:
+            return error_response(exc)
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        try:
+            body = EmbeddingRequest.model_validate(await json_body(request))
+            name = body.model_name()
+            model = registry.get(name)
+            with handler.gate.held(name) as held:
+                result = await model.embed(body.texts())
+                held.ok = True
+            return JSONResponse(embeddings_body(body, result.vectors, result.prompt_tokens))
         except Exception as exc:
             return error_response(exc)
 
