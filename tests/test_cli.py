@@ -96,3 +96,40 @@ def test_eval_command_json_report_over_http_models(tmp_path, isolated_config, up
     assert report["dataset"] == "builtin:word" and report["systems"][0]["name"] == "echo"
     assert report["systems"][0]["n"] == 6 and report["calls"]["made"] == {"echo": 8}
 
+
+
+TOOLS_FILE = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
+                                                "parameters": {"type": "object", "required": ["city"],
+                                                               "properties": {"city": {"enum": ["Paris", "Rome"]}},
+                                                               "additionalProperties": False}}}]
+
+
+def test_ask_with_tools_or_a_schema_on_a_model_and_a_fusion(tmp_path, isolated_config):
+    tools, schema = tmp_path / "tools.json", tmp_path / "schema.json"
+    tools.write_text(json.dumps(TOOLS_FILE))
+    schema.write_text(json.dumps({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                                  "additionalProperties": False}))
+    capture = tmp_path / "kept"
+    called = run("ask", "Weather in Rome?", "-m", "smollm2-135m", "--tools", str(tools), "--tool-choice", "required",
+                 "-t", "0", "--capture", str(capture))
+    assert called.returncode == 0, called.stderr
+    call = json.loads(called.stdout.strip().splitlines()[0])
+    assert call["name"] == "get_weather" and call["arguments"]["city"] in ("Paris", "Rome")
+    row = json.loads(next(capture.glob("*.jsonl")).read_text().splitlines()[0])
+    assert row["tools"] == TOOLS_FILE and row["messages"][-1]["tool_calls"][0]["function"]["name"] == "get_weather"
+    fused = run("ask", "Weather in Rome?", "--pool", "smollm2-135m,gemma-3-270m", "--mode", "vote", "--tools",
+                str(tools), "--tool-choice", "get_weather", "-t", "0", "--json")
+    assert fused.returncode == 0, fused.stderr
+    assert json.loads(fused.stdout)["tool_calls"][0]["function"]["name"] == "get_weather"
+    shaped = run("ask", "A city in Italy, as JSON.", "-m", "smollm2-135m", "--schema", str(schema), "-t", "0")
+    assert shaped.returncode == 0 and isinstance(json.loads(shaped.stdout.strip())["city"], str)
+    bad = run("ask", "x", "--tools", str(schema))
+    assert bad.returncode != 0 and f"--tools {schema}" in bad.stderr
+
+
+def test_embed_prints_a_vector_per_text():
+    result = run("embed", "a cat on a sofa", "a cat napping on a couch")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["a cat on a sofa", "a cat napping on a couch"]
+    assert len(rows[0]["embedding"]) == 256 and "wordllama-256" in result.stderr

@@ -107,10 +107,17 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         trace: Path | None = typer.Option(None, "--trace", help="append the fusion trace to this JSONL file"),
         as_json: bool = typer.Option(False, "--json", help="print the completion (or the fusion trace) as JSON"),
         capture: Path | None = typer.Option(None, "--capture", help="keep the answer as a training row in this folder"),
+        schema: Path | None = typer.Option(None, "--schema", help="answer with JSON of this JSON schema file"),
+        tools: Path | None = typer.Option(None, "--tools", help="a JSON file of function tools the model may call "
+                                          "(calls are printed one a line)"),
+        tool_choice: str | None = typer.Option(None, "--tool-choice", help="auto | required | none | a function name"),
         config: Path | None = ConfigOpt, fusion_settings: dict | None = None) -> None:
     """Ask one model, or fuse a pool of models (--pool / --preset / -m fusion/NAME), and stream the answer.
     Every fusion setting is an option here, as in fuse() and the server's `fusion` block."""
+    from .commands.ask import read_contract
     from .fusion.preset import FUSION_PREFIX
+
+    contract = read_contract(schema, tools, tool_choice)
 
     if prompt == "-":
         prompt = sys.stdin.read()
@@ -123,7 +130,7 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
         registry = Registry.load(config)
         fusion = dict(pool=pool.split(",") if pool else None, judge=judge, mode=mode, seed=seed,
                       preset=preset or named or (None if pool else "default"), trace_path=trace,
-                      max_tokens=max_tokens, temperature=temperature, **(fusion_settings or {}))
+                      max_tokens=max_tokens, temperature=temperature, **(fusion_settings or {}), **contract)
         run_fusion_ask(build_messages(prompt, image, audio, system), registry=registry,
                        settings={k: v for k, v in fusion.items() if v is not None},
                        show_candidates=show_candidates, as_json=as_json, capture=capture)
@@ -133,9 +140,22 @@ def ask(prompt: str = typer.Argument(..., help="the question; '-' reads it from 
     else:
         from .commands.ask import run_ask
 
-        options = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+        options = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=stop, **contract)
         run_ask(prompt, model=model, images=image, audio=audio, system=system, config=config, as_json=as_json,
                 options={k: v for k, v in options.items() if v is not None}, capture=capture)
+
+
+@app.command()
+@_handled
+def embed(texts: list[str] = typer.Argument(..., help="the texts; '-' reads one a line from standard input"),
+          model: str = typer.Option("embed", "--model", "-m", help="the built-in 'embed', a GGUF model or a remote one"),
+          config: Path | None = ConfigOpt) -> None:
+    """Print each text's embedding as a JSON line: {"text": ..., "embedding": [...]}."""
+    from .commands.embed import run_embed
+
+    if texts == ["-"]:
+        texts = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    run_embed(texts, model, config)
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Training data: import, validate, preview.")

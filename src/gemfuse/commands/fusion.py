@@ -14,7 +14,9 @@ from ..capture import fusion_name, keep_fusion
 from ..fusion.api import afuse
 from ..fusion.events import CallDone, Delta, FusionEvent
 from ..fusion.trace import Call, FusionResult
+from ..models.base import GenerateOptions
 from ..registry import Registry
+from .ask import print_calls
 
 
 def _header(title: str) -> str:
@@ -84,8 +86,10 @@ def run_fusion_ask(messages, *, registry: Registry, settings: dict[str, Any], sh
         print(json.dumps({"model": label, **result.to_dict()}, ensure_ascii=False, indent=2, default=str))
     else:
         result = asyncio.run(stream_fusion(registry, messages, settings, show_candidates))
+        print_calls(result.tool_calls)
         sys.stdout.write("\n")
         print(summary(result), file=sys.stderr)
-    keep_fusion(writer, messages, result, name=label, source="ask")
+    options = GenerateOptions(**{k: settings[k] for k in ("tools", "json_schema", "json_strict") if k in settings})
+    keep_fusion(writer, messages, result, name=label, source="ask", options=options)
     return result
 

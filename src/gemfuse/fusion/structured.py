@@ -53,6 +53,8 @@ def vote_arguments(run: FusionRun, candidates: Sequence[Call]) -> list[ToolCall]
     if len(chose) < 2:
         return None
     arguments = [c.tool_calls[0].args() if c.tool_calls else {} for c in chose]
+    tool = run.tools.tool(leaders[0])
+    required = set(tool.parameters.get("required", [])) if tool is not None else set()
     merged: dict = {}
     votes: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(k for a in arguments for k in a):
@@ -60,9 +62,8 @@ def vote_arguments(run: FusionRun, candidates: Sequence[Call]) -> list[ToolCall]
         keys = [json.dumps(normalised(value), sort_keys=True) for value, _ in present]
         counts, top = plurality(keys, _surest([c for _, c in present]))
         votes[name] = {k: round(v) for k, v in counts.items()}
-        if counts[top[0]] * 2 < len(chose):  # an optional argument most members left out stays out
-            continue
-        merged[name] = present[keys.index(top[0])][0]
+        if name in required or len(present) * 2 > len(chose):  # an optional one most members left out stays out
+            merged[name] = present[keys.index(top[0])][0]
     call = ToolCall(leaders[0], json.dumps(merged, ensure_ascii=False))
     if run.tools.check(call):
         run.trace.degrade("the argument-by-argument vote made a call that breaks its tool; the whole calls were voted")

@@ -209,4 +209,5 @@ class FusionResult:
         return found[0].logprobs if found else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "chosen": self.chosen, **self.trace.to_dict()}
+        calls = [call.to_openai() for call in self.tool_calls] if self.tool_calls else None
+        return {"text": self.text, "chosen": self.chosen, "tool_calls": calls, **self.trace.to_dict()}

@@ -7,9 +7,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import BadRequestError, UnsupportedInputError
 from ..messages import Message
@@ -43,6 +43,20 @@ class GenerateOptions(BaseModel):
     tools: ToolSet | None = Field(None, description="function tools the model may call, and the choice among them")
     logprobs: bool = Field(False, description="return each answer token's log-probability")
     top_logprobs: int | None = Field(None, ge=0, le=20, description="and this many most likely alternatives per token")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tools_as_a_set(cls, values: Any) -> Any:
+        """`tools=[...]` with `tool_choice` and `parallel_tool_calls` beside it, as OpenAI's request spells them."""
+        if not isinstance(values, dict) or not {"tool_choice", "parallel_tool_calls"} & values.keys() and \
+                not isinstance(values.get("tools"), list | tuple):
+            return values
+        values = dict(values)
+        choice, parallel = values.pop("tool_choice", "auto"), values.pop("parallel_tool_calls", True)
+        given = values.get("tools")
+        if not isinstance(given, ToolSet):
+            values["tools"] = ToolSet(tools=tuple(given or ()), choice=choice, parallel=parallel)
+        return values
 
     @field_validator("stop", mode="before")
     @classmethod
