@@ -114,8 +114,15 @@ def test_completions_whole_and_streamed(client):
 @pytest.mark.parametrize("api", ["responses", "chat"])
 @pytest.mark.parametrize("model", ["smollm2-135m", "fusion/agents"])
 async def test_the_agents_sdk_calls_a_function_tool(base_url, api, model):
-    from agents import (Agent, ModelSettings, OpenAIChatCompletionsModel, OpenAIResponsesModel, Runner, function_tool,
-                        set_tracing_disabled)
+    from agents import (
+        Agent,
+        ModelSettings,
+        OpenAIChatCompletionsModel,
+        OpenAIResponsesModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
 
     set_tracing_disabled(True)  # no traces sent anywhere
     seen: list[str] = []

@@ -8,10 +8,11 @@ import openai
 import pytest
 
 from gemfuse.fusion import afuse
-from gemfuse.models.calls import Tool, ToolCall, ToolSet
+from gemfuse.models.calls import Tool, ToolSet
 from gemfuse.registry import Registry
 from gemfuse.serve.app import create_app
 from gemfuse.testing.upstream import serve_in_thread
+from gemfuse.tool_calls import ToolCall
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city",

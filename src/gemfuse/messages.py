@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import MessageError
-from .models.calls import ToolCall
+from .tool_calls import ToolCall
 
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant")  # the roles of a training row's turns
@@ -239,7 +239,7 @@ class Message:
     def from_openai(cls, raw: Any, where: str = "message") -> Message:
         if not isinstance(raw, dict):
             raise MessageError(f"{where}: must be an object with 'role' and 'content'")
-        role = "system" if raw.get("role") == "developer" else raw.get("role")
+        role: Any = "system" if raw.get("role") == "developer" else raw.get("role")
         if role not in CHAT_ROLES:
             raise MessageError(f"{where}: unknown role {role!r}; expected one of system, developer, user, "
                                "assistant, tool")

@@ -24,9 +24,9 @@ from typing import Any
 from ..errors import ConfigError
 from ..messages import AudioPart, ImagePart, Message, TextPart
 from ..models.base import GenerateOptions
-from ..models.calls import ToolCall
 from ..paths import write_file
 from ..shapes import CapturedRow, RowMeta
+from ..tool_calls import ToolCall
 
 MEDIA = "media"
 PREFIX = "capture-"

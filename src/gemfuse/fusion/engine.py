@@ -12,13 +12,15 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import GemfuseError, ModelError
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Usage, collect
-from ..models.calls import ToolCall, ToolSet
+from ..models.calls import ToolSet
 from ..models.certainty import approximate, certainties
 from ..models.json_schema import check_answer
+from ..tool_calls import ToolCall
 from .events import CallDone, EventSink, FusionEvent
 from .preset import FusionPreset, Member
 from .registry import ModelRegistry
@@ -98,7 +100,7 @@ class FusionRun:
 
     def member_options(self, member: Member, **override) -> GenerateOptions:
         preset = self.preset
-        values = dict(max_tokens=member.max_tokens or preset.max_tokens,
+        values: dict[str, Any] = dict(max_tokens=member.max_tokens or preset.max_tokens,
                       temperature=member.temperature if member.temperature is not None else preset.temperature,
                       top_p=member.top_p, seed=member.seed,
                       logprobs=preset.logprobs or preset.mode in ("confidence", "cascade")

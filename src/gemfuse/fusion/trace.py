@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..models.base import TokenLogprob, Usage
-from ..models.calls import ToolCall
 from ..models.prompted_tools import call_text
 from ..shapes import TierRecord
+from ..tool_calls import ToolCall
 
 
 @dataclass

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..errors import BadRequestError, UnsupportedInputError
 from ..messages import Message
-from .calls import ToolCall, ToolSet
+from ..tool_calls import ToolCall
+from .calls import ToolSet
 from .spec import ModelSpec
 
 DEFAULT_MAX_TOKENS = 512

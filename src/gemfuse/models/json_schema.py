@@ -15,7 +15,7 @@ from ..errors import MessageError
 JSON_OBJECT: dict[str, Any] = {"type": "object"}  # response_format json_object
 # How both local backends decode a schema (llguidance: transformers' logits, llama.cpp's sampler): keywords it
 # cannot enforce are skipped, and JSON is compact (free whitespace lets a weak model pad an answer to max_tokens).
-GUIDANCE = {"lenient": True, "whitespace_flexible": False}
+GUIDANCE: Any = {"lenient": True, "whitespace_flexible": False}
 
 
 def check_schema(schema: Any) -> None:

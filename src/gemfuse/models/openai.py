@@ -23,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import AuthError, BadRequestError, ModelError, ModelTimeoutError, RateLimitError, UpstreamError
 from ..messages import Message
+from ..tool_calls import ToolCall
 from . import contract
 from .base import Completion, Embeddings, GenerateOptions, Model, StreamChunk, TokenLogprob, Usage, estimate_tokens
-from .calls import ToolCall
 from .certainty import TOP_K, from_alternatives
 from .json_schema import JSON_OBJECT
 from .prompted_tools import render, with_schema_hint

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..messages import Message, TextPart
-from .calls import ToolCall, ToolSet
+from ..tool_calls import ToolCall
+from .calls import ToolSet
 from .json_schema import parse_json
 
 INSTRUCTIONS = ("You have access to functions. If you decide to invoke any of the function(s), you MUST put it in "

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from ..errors import BadRequestError
 from ..messages import Message
+from ..tool_calls import ToolCall
 from .base import GenerateOptions, StreamChunk
-from .calls import ToolCall, ToolSet
+from .calls import ToolSet
 from .json_schema import check_answer, unenforced
 from .prompted_tools import call_schema, parse_calls, render
 

@@ -61,7 +61,8 @@ def completion_id() -> str:
 
 def text_body(request: CompletionRequest, answers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """`answers`: (prompt, the chat completion body of it) for each prompt."""
-    choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    choices: list[dict[str, Any]] = []
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     for prompt, chat in answers:
         for choice in chat["choices"]:
             text = (prompt if request.echo else "") + (choice["message"]["content"] or "")

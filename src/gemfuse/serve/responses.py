@@ -179,7 +179,7 @@ class Shell:
         choice = chat["choices"][0]
         message = choice["message"]
         output = [_call_item(c) for c in message.get("tool_calls") or []] or [_message_item(message.get("content") or "")]
-        extra = {k: chat[k] for k in ("fusion", "notes") if k in chat}
+        extra: dict[str, Any] = {k: chat[k] for k in ("fusion", "notes") if k in chat}
         return self.body(output, "completed", chat.get("usage"), choice.get("finish_reason"), extra)
 
 
@@ -201,7 +201,8 @@ async def response_events(shell: Shell, chat_events: AsyncIterator[bytes]) -> As
     output: list[dict[str, Any]] = []
     text: list[str] = []
     message: dict[str, Any] | None = None
-    finish, usage, extra = None, None, {}
+    finish, usage = None, None
+    extra: dict[str, Any] = {}
     yield emit("response.created", response=shell.body([], "in_progress", None))
     yield emit("response.in_progress", response=shell.body([], "in_progress", None))
     async for raw in chat_events:
