@@ -109,14 +109,16 @@ class LocalModel(Model):
 
         plan = structured.plan(messages, options or GenerateOptions(), self.name)
         held: list[str] = []
+        holding = plan.holds_text
         async for chunk in self._text(plan.messages, plan.options):
             if chunk.finish_reason is not None:
-                yield structured.finish(plan, "".join(held), chunk)
-            elif plan.holds_text or plan.schema is not None:
-                held.append(chunk.text)
-                if not plan.holds_text:
-                    yield chunk
-            else:
+                yield structured.finish(plan, "".join(held), chunk) if holding or plan.schema is not None else chunk
+                continue
+            held.append(chunk.text)
+            if holding and not structured.may_be_a_call("".join(held), plan):  # plain text: stream it from here
+                holding = False
+                chunk = StreamChunk(text="".join(held), logprobs=chunk.logprobs)
+            if not holding:
                 yield chunk
 
     async def _text(self, messages: Sequence[Message], options: GenerateOptions) -> AsyncIterator[StreamChunk]:

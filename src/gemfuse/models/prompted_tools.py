@@ -41,7 +41,8 @@ def _arguments(call: ToolCall) -> Any:
 def system_text(tools: ToolSet) -> str:
     definitions = [{"name": t.name, "description": t.function.description or "", "parameters": t.parameters}
                    for t in tools.callable()]
-    text = INSTRUCTIONS + json.dumps(definitions, ensure_ascii=False, indent=1)
+    listed = ",\n".join(json.dumps(d, ensure_ascii=False) for d in definitions)  # one a line, compact: fewer tokens
+    text = f"{INSTRUCTIONS}[{listed}]"
     if tools.forced:
         names = [t.name for t in tools.callable()]
         text += f"\n\nCall {names[0]} now." if len(names) == 1 else "\n\nCall one of the functions now."

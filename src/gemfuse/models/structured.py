@@ -62,6 +62,16 @@ def plan(messages: Sequence[Message], options: GenerateOptions, model: str) -> P
     return Plan(rendered, text_options, None, schema, notes)
 
 
+def may_be_a_call(text: str, plan: Plan) -> bool:
+    """Whether held text could still become a call: a forced call always, else until it starts as plain text."""
+    if plan.tools is None:
+        return False
+    if plan.tools.forced:
+        return True
+    start = text.lstrip()
+    return not start or start[0] in "{[`"
+
+
 def finish(plan: Plan, text: str, last: StreamChunk) -> StreamChunk:
     """The closing chunk of a planned answer: its calls (and the held text when it is none), or its notes."""
     notes = list(plan.notes)
