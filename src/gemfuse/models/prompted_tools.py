@@ -67,13 +67,7 @@ def render(messages: Sequence[Message], tools: ToolSet | None) -> list[Message]:
             out.append(Message("assistant", [TextPart(text)]))
         else:
             out.append(message)
-    if tools is not None and tools.active:
-        head = system_text(tools)
-        if out and out[0].role == "system":
-            out[0] = Message("system", [*out[0].parts, TextPart("\n\n" + head)])
-        else:
-            out.insert(0, Message.system(head))
-    return out
+    return with_system(out, system_text(tools)) if tools is not None and tools.active else out
 
 
 def call_schema(tools: ToolSet) -> dict[str, Any]:
@@ -106,10 +100,15 @@ def parse_calls(text: str, tools: ToolSet, check: bool = True) -> tuple[list[Too
 
 def with_schema_hint(messages: Sequence[Message], schema: dict[str, Any]) -> list[Message]:
     """The schema asked for in the system turn, for an endpoint that takes no response_format."""
-    hint = f"Answer with JSON only, matching this JSON schema: {json.dumps(schema, ensure_ascii=False)}"
+    return with_system(messages, f"Answer with JSON only, matching this JSON schema: "
+                                 f"{json.dumps(schema, ensure_ascii=False)}")
+
+
+def with_system(messages: Sequence[Message], text: str) -> list[Message]:
+    """`text` added to the system turn (one made first when there is none)."""
     out = list(messages)
     if out and out[0].role == "system":
-        out[0] = Message("system", [*out[0].parts, TextPart("\n\n" + hint)])
+        out[0] = Message("system", [*out[0].parts, TextPart("\n\n" + text)])
     else:
-        out.insert(0, Message.system(hint))
+        out.insert(0, Message.system(text))
     return out

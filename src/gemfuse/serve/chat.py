@@ -210,6 +210,16 @@ class ChatHandler:
                     yield sse(chunk_body(ident, name, usage=result.trace.usage))
 
 
+async def chat_chunks(events: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+    """A chat stream's events as the chunks they carry (an error event too), up to [DONE]: what the Responses and
+    completions endpoints re-tell in their own shapes."""
+    async for raw in events:
+        data = raw.decode().removeprefix("data: ").strip()
+        if data == "[DONE]":
+            return
+        yield json.loads(data)
+
+
 async def _chain(first: list, rest: AsyncIterator):
     for item in first:
         yield item
@@ -217,4 +227,4 @@ async def _chain(first: list, rest: AsyncIterator):
         yield item
 
 
-__all__ = ["ChatHandler", "QueueFull", "sse"]
+__all__ = ["ChatHandler", "QueueFull", "chat_chunks", "sse"]

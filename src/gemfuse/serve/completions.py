@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..models.base import Temperature, TopP
+from .chat import chat_chunks, sse
 from .schemas import ChatRequest
 
 LEGACY_MAX_TOKENS = 16  # OpenAI's documented default for this endpoint
@@ -85,13 +86,9 @@ async def text_events(request: CompletionRequest, chat_events: AsyncIterator[byt
 
     if request.echo:
         yield chunk([{"text": request.prompts()[0], "index": 0, "logprobs": None, "finish_reason": None}])
-    async for raw in chat_events:
-        data = raw.decode().removeprefix("data: ").strip()
-        if data == "[DONE]":
-            break
-        event = json.loads(data)
+    async for event in chat_chunks(chat_events):
         if "error" in event:
-            yield raw
+            yield sse(event)
             break
         for choice in event.get("choices") or []:
             text = (choice.get("delta") or {}).get("content") or ""

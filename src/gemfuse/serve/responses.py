@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import MessageError
 from ..models.base import MaxTokens, Temperature, TopP
+from .chat import chat_chunks
 from .schemas import ChatRequest, FusionBlock
 
 # Responses fields that change nothing here: accepted and ignored, in one place.
@@ -205,11 +206,7 @@ async def response_events(shell: Shell, chat_events: AsyncIterator[bytes]) -> As
     extra: dict[str, Any] = {}
     yield emit("response.created", response=shell.body([], "in_progress", None))
     yield emit("response.in_progress", response=shell.body([], "in_progress", None))
-    async for raw in chat_events:
-        data = raw.decode().removeprefix("data: ").strip()
-        if data == "[DONE]":
-            break
-        chunk = json.loads(data)
+    async for chunk in chat_chunks(chat_events):
         if "error" in chunk:
             yield emit("error", code=chunk["error"].get("code"), message=chunk["error"].get("message"),
                        param=chunk["error"].get("param"))
