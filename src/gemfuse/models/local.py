@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from ..messages import Message
+from . import structured
 from .base import GenerateOptions, Model, StreamChunk
 from .spec import LOCAL_SLOTS, LocalSpec
 
@@ -102,12 +103,17 @@ class LocalModel(Model):
     async def _prepare(self, messages: Sequence[Message]) -> None:
         self.check_input(messages)
 
+    async def _takes_tools(self, messages: Sequence[Message]) -> bool:
+        """Whether the model's own chat template renders tools (its calls are then read in its own format)."""
+        return False
+
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:
         """Text as it comes; with tools in play the text is held until it is known to be a call or not."""
-        from . import structured
-
-        plan = structured.plan(messages, options or GenerateOptions(), self.name)
+        options = options or GenerateOptions()
+        native = (options.tools is not None or any(m.role == "tool" for m in messages)) and \
+            await self._takes_tools(messages)
+        plan = structured.plan(messages, options, self.name, native)
         held: list[str] = []
         holding = plan.holds_text
         async for chunk in self._text(plan.messages, plan.options):

@@ -16,6 +16,7 @@ from ..messages import Message
 from ..tool_calls import ToolCall
 from .base import GenerateOptions, StreamChunk
 from .calls import ToolSet
+from .gemma4_calls import read_calls
 from .json_schema import check_answer, unenforced
 from .prompted_tools import call_schema, parse_calls, render
 
@@ -27,6 +28,7 @@ class Plan:
     tools: ToolSet | None  # calls to read back (None: a text or JSON answer)
     schema: dict | None  # the JSON answer's schema, checked after
     notes: list[str] = field(default_factory=list)
+    native: bool = False  # the model's own template renders the tools; its calls are read in its own format
 
     @property
     def holds_text(self) -> bool:
@@ -42,8 +44,12 @@ def _check(schema: dict, strict: bool, where: str, model: str) -> list[str]:
     return [f"{where}: not enforced: {', '.join(skipped)}"] if skipped else []
 
 
-def plan(messages: Sequence[Message], options: GenerateOptions, model: str) -> Plan:
+def plan(messages: Sequence[Message], options: GenerateOptions, model: str, native: bool = False) -> Plan:
+    """`native`: the model's chat template takes tools (Gemma 4); it then renders them and the history itself,
+    unless a call is forced (decoded under the grammar of the prompted format, which always parses)."""
     tools = options.tools if options.tools is not None and options.tools.active else None
+    if native and not (tools is not None and tools.forced):
+        return Plan(list(messages), options, tools, None, native=True)
     rendered = render(messages, tools) if tools is not None or any(m.role == "tool" or m.tool_calls
                                                                    for m in messages) else list(messages)
     text_options = options.model_copy(update={"tools": None})
@@ -62,6 +68,18 @@ def plan(messages: Sequence[Message], options: GenerateOptions, model: str) -> P
     return Plan(rendered, text_options, None, schema, notes)
 
 
+def _native_finish(plan: Plan, text: str, last: StreamChunk) -> StreamChunk:
+    """Calls in the model's own format, kept only when every one satisfies its tool; the rest is the text."""
+    calls, rest = read_calls(text)
+    problems = [p for p in (plan.tools.check(c) if plan.tools else "no tools were given" for c in calls) if p]
+    if calls and not problems:
+        return StreamChunk(text=rest, finish_reason="tool_calls", usage=last.usage, tool_calls=calls,
+                           logprobs=last.logprobs)
+    notes = [f"a call was read as text: {problems[0]}"] if problems else None
+    return StreamChunk(text=text.strip() if problems else rest, finish_reason=last.finish_reason, usage=last.usage,
+                       logprobs=last.logprobs, notes=notes)
+
+
 def may_be_a_call(text: str, plan: Plan) -> bool:
     """Whether held text could still become a call: a forced call always, else until it starts as plain text."""
     if plan.tools is None:
@@ -74,8 +92,11 @@ def may_be_a_call(text: str, plan: Plan) -> bool:
 
 def finish(plan: Plan, text: str, last: StreamChunk) -> StreamChunk:
     """The closing chunk of a planned answer: its calls (and the held text when it is none), or its notes."""
+    text += last.text  # a backend may hand the whole answer over with its last chunk
     notes = list(plan.notes)
     cut = last.finish_reason == "length"
+    if plan.native:
+        return _native_finish(plan, text, last)
     if plan.tools is not None:
         calls: list[ToolCall] | None = None
         if not cut:

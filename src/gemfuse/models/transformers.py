@@ -19,6 +19,7 @@ from ..messages import AudioPart, ImagePart, Message, TextPart
 from ..processors import declared_modalities, load_processor, modalities_of
 from .base import GenerateOptions, StreamChunk, Usage
 from .batcher import Batcher, Call
+from .gemma4_calls import CALL_END, CALL_START, QUOTE, takes_tools, template_turns
 from .local import Cancelled, LocalModel, StopFilter
 from .logprobs import answer_logprobs
 from .spec import PLAIN_CHAT_TEMPLATE, LocalSpec
@@ -128,9 +129,9 @@ class TransformersModel(LocalModel):
         sampling_rate = getattr(getattr(processor, "feature_extractor", None), "sampling_rate", 16_000)
         multimodal = hasattr(processor, "image_processor") or hasattr(processor, "feature_extractor")
         conversation: list[dict[str, Any]] = []
-        for message in messages:
+        for message, turn in zip(messages, template_turns(messages), strict=True):
             if not multimodal:
-                conversation.append({"role": message.role, "content": message.text})
+                conversation.append(turn)  # with its calls or the call it answers, for templates that take tools
                 continue
             content: list[dict[str, Any]] = []
             for part in message.parts:
@@ -140,14 +141,15 @@ class TransformersModel(LocalModel):
                     content.append({"type": "image", "image": part.to_pil()})
                 elif isinstance(part, AudioPart):
                     content.append({"type": "audio", "audio": part.to_waveform(sampling_rate)})
-            conversation.append({"role": message.role, "content": content})
+            conversation.append({**turn, "content": content})
         return conversation
 
-    def _inputs(self, messages: Sequence[Message], processor, device: str):
+    def _inputs(self, messages: Sequence[Message], processor, device: str, tools=None):
         conversation = self._conversation(messages, processor)
+        given = {"tools": [tool.to_openai() for tool in tools.tools]} if tools is not None and tools.active else {}
         inputs = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
                                                return_dict=True, return_tensors="pt",
-                                               chat_template=self._template(processor))
+                                               chat_template=self._template(processor), **given)
         return {k: v.to(device) for k, v in inputs.items()}
 
     def _template(self, processor) -> str | None:
@@ -204,10 +206,13 @@ class TransformersModel(LocalModel):
 
         model, processor, device = self.load()
         tokenizer = getattr(processor, "tokenizer", processor)
-        inputs = self._inputs(messages, processor, device)
+        # tools for the model's own template: its answer is read whole, its call tokens kept (structured.py)
+        native = options.tools is not None and options.tools.active
+        inputs = self._inputs(messages, processor, device, options.tools)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         counted = [0]
         emitted: list[str] = []
+        generated: list[int] = []
         stops = StopFilter([*options.stop, *self.spec.stop])
 
         class Streamer(TextStreamer):
@@ -217,6 +222,8 @@ class TransformersModel(LocalModel):
                 if self.next_tokens_are_prompt:
                     return super().put(value)
                 counted[0] += int(value.numel())
+                if native:
+                    generated.extend(value.view(-1).tolist())
                 super().put(value)
                 if stops.stopped and not options.logprobs:  # our own filter saw a stop sequence: end generate()
                     raise StopReached()
@@ -225,7 +232,8 @@ class TransformersModel(LocalModel):
                 text = stops.feed(text) + (stops.flush() if stream_end else "")
                 if text:
                     emitted.append(text)
-                    emit(StreamChunk(text=text))
+                    if not native:
+                        emit(StreamChunk(text=text))
 
         sampling = options.temperature is None or options.temperature > 0
         eos = self.end_ids(model, tokenizer)
@@ -263,12 +271,19 @@ class TransformersModel(LocalModel):
         if options.logprobs:
             logprobs = (answer_logprobs(output, prompt_tokens, tokenizer, options.top_logprobs or 0, "".join(emitted))
                         if output is not None else None)  # a stop sequence ended generate() before it returned
-        emit(StreamChunk(finish_reason=finish, usage=Usage(prompt_tokens, counted[0]), logprobs=logprobs))
+        whole = answer_with_call_tokens(tokenizer, generated) if native else ""
+        emit(StreamChunk(text=whole, finish_reason=finish, usage=Usage(prompt_tokens, counted[0]), logprobs=logprobs))
 
     async def _prepare(self, messages: Sequence[Message]) -> None:
         if self._loaded is None:  # a hub model's modalities are known once its config is loaded
             await self._bridge.call(self.load)
         self.check_input(messages)
+
+    async def _takes_tools(self, messages: Sequence[Message]) -> bool:
+        if self._loaded is None:
+            await self._bridge.call(self.load)
+        processor = self.load()[1]
+        return self.spec.chat_template is None and takes_tools(getattr(processor, "tokenizer", processor))
 
     async def check(self) -> tuple[bool, str]:
         ok, detail = await super().check()
@@ -281,6 +296,12 @@ class TransformersModel(LocalModel):
     async def aclose(self) -> None:
         await super().aclose()
         self._loaded = None
+
+
+def answer_with_call_tokens(tokenizer, ids: list[int]) -> str:
+    """The answer's text with Gemma 4's call and string marks kept and every other special token left out."""
+    special = set(tokenizer.all_special_ids) - {tokenizer.convert_tokens_to_ids(t) for t in (CALL_START, CALL_END, QUOTE)}
+    return tokenizer.decode([i for i in ids if i not in special], skip_special_tokens=False)
 
 
 def quantize_int8_weights(model):

@@ -40,10 +40,12 @@ class Row:
 
 
 def batch_key(messages, options: GenerateOptions):
-    """Requests that may share a batch: text only, no seed (a seeded request is reproduced alone), and the same
-    sampling settings (generate() takes one set per batch)."""
-    if options.seed is not None or any(part.type != "text" for m in messages for part in m.parts):
-        return None
+    """Requests that may share a batch: text only, no seed (a seeded request is reproduced alone), no tools for
+    the model's own template (read whole, with its call tokens), and the same sampling settings (generate() takes
+    one set per batch)."""
+    if options.seed is not None or options.tools is not None or any(part.type != "text" for m in messages
+                                                                       for part in m.parts):
+        return None  # a seeded request, tools for the model's own template, or media: alone
     sampling = options.temperature is None or options.temperature > 0
     return ("sample", options.temperature or 1.0, options.top_p or 1.0) if sampling else ("greedy",)
 
