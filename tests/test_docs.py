@@ -36,6 +36,7 @@ def test_the_strict_build_fails_on_damage(tmp_path, damage):
     for name in ("mkdocs.yml", "ARCHITECTURE.md", "BENCHMARKS.md"):
         shutil.copy(ROOT / name, copy / name)
     shutil.copytree(ROOT / "docs", copy / "docs")
+    shutil.copytree(ROOT / "examples" / "apps", copy / "examples" / "apps")  # the app examples the docs include
     if damage == "broken link":
         with open(copy / "docs" / "serve.md", "a") as page:
             page.write("\nSee [nowhere](no-such-page.md).\n")
