@@ -29,7 +29,10 @@ def locked() -> dict[str, str]:
 @pytest.mark.skipif(Path(sys.prefix).resolve() != (ROOT / ".venv").resolve(),
                     reason="checks the project's own environment (make setup), not this one")
 def test_the_environment_is_the_lock():
-    installed = {_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    # a package's own vendored copies (setuptools puts its _vendor folder on sys.path once imported) are not
+    # installed packages
+    installed = {_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()
+                 if "_vendor" not in Path(str(d.locate_file(""))).parts}
     installed.pop("gemfuse")
     installed.pop("pip", None) if "pip" not in locked() else None
     pins = locked()
