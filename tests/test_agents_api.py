@@ -67,6 +67,19 @@ def test_responses_with_text_and_with_a_function_tool(client, model):
         assert "sunny" in answered.output_text
 
 
+@pytest.mark.parametrize("model", ["smollm2-135m", "remote"])
+def test_responses_parse_a_pydantic_text_format(client, model):
+    from pydantic import BaseModel
+
+    class Colour(BaseModel):
+        name: str
+        warm: bool
+
+    parsed = client.responses.parse(model=model, input="Name a colour.", text_format=Colour, temperature=0,
+                                    max_output_tokens=60)
+    assert isinstance(parsed.output_parsed, Colour)
+
+
 def test_responses_stream_with_the_sdk_event_types(client):
     with client.responses.stream(model="smollm2-135m", input="Say hi.", max_output_tokens=200, temperature=0) as stream:
         kinds = [event.type for event in stream]
@@ -98,6 +111,9 @@ def test_embeddings_float_and_base64_agree_and_paraphrases_are_closer(client):
     assert len(short.data[0].embedding) == 64
     gguf = client.embeddings.create(model="smollm2-135m", input=["hello", "world"])
     assert len(gguf.data) == 2 and len(gguf.data[0].embedding) == 576
+    remote = client.embeddings.create(model="remote", input=["hello", "world", "hello"])
+    assert remote.data[0].embedding == remote.data[2].embedding != remote.data[1].embedding
+    assert len(remote.data[0].embedding) == 8 and remote.usage.prompt_tokens == 3
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model="embed", input=[[1, 2, 3]])
 
