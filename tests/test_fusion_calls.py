@@ -8,11 +8,10 @@ import openai
 import pytest
 
 from gemfuse.fusion import afuse
-from gemfuse.models.calls import Tool, ToolSet
 from gemfuse.registry import Registry
 from gemfuse.serve.app import create_app
 from gemfuse.testing.upstream import serve_in_thread
-from gemfuse.tool_calls import ToolCall
+from gemfuse.tool_calls import Tool, ToolCall, ToolSet
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city",

@@ -9,10 +9,10 @@ import pytest
 
 from gemfuse.messages import Message, parse_messages
 from gemfuse.models.base import GenerateOptions, StreamChunk
-from gemfuse.models.calls import Tool, ToolSet
 from gemfuse.models.gemma4_calls import read_calls
-from gemfuse.models.prompted_tools import INSTRUCTIONS
 from gemfuse.models.structured import finish, plan
+from gemfuse.prompted_tools import INSTRUCTIONS
+from gemfuse.tool_calls import Tool, ToolSet
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city",

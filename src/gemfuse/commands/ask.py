@@ -13,16 +13,16 @@ from pydantic import ValidationError
 
 from ..capture import keep_model
 from ..errors import ConfigError
+from ..json_schema import check_schema
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, collect
-from ..models.json_schema import check_schema
 from ..registry import Registry
 from .options import flag
 
 
 def read_contract(schema: Path | None, tools: Path | None, tool_choice: str | None) -> dict[str, Any]:
     """The answer's JSON schema and the tools from their files (OpenAI's shapes), as GenerateOptions fields."""
-    from ..models.calls import ToolSet
+    from ..tool_calls import ToolSet
 
     contract: dict[str, Any] = {}
     if schema is not None:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..messages import Message, as_messages
-from ..models.calls import ToolSet
+from ..tool_calls import ToolSet
 from .engine import FusionRun
 from .events import Done, EventSink, FusionEvent
 from .modes import MODES

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import GemfuseError, ModelError
+from ..json_schema import check_answer
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Usage, collect
-from ..models.calls import ToolSet
 from ..models.certainty import approximate, certainties
-from ..models.json_schema import check_answer
-from ..tool_calls import ToolCall
+from ..tool_calls import ToolCall, ToolSet
 from .events import CallDone, EventSink, FusionEvent
 from .preset import FusionPreset, Member
 from .registry import ModelRegistry

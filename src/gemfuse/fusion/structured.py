@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Sequence
 
-from ..models.json_schema import parse_json
+from ..json_schema import parse_json
 from ..tool_calls import ToolCall, canonical_calls, normalised
 from .engine import FusionRun
 from .extract import answer_key, plurality

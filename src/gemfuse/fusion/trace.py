@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.base import TokenLogprob, Usage
-from ..models.prompted_tools import call_text
+from ..prompted_tools import call_text
 from ..shapes import TierRecord
 from ..tool_calls import ToolCall
 

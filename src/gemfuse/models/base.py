@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..errors import BadRequestError, UnsupportedInputError
 from ..messages import Message
-from ..tool_calls import ToolCall
-from .calls import ToolSet
+from ..tool_calls import ToolCall, ToolSet
 from .spec import ModelSpec
 
 DEFAULT_MAX_TOKENS = 512

@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from ..errors import InvalidAnswerError
+from ..json_schema import check_answer
 from ..messages import Message
+from ..prompted_tools import call_text, parse_calls
 from .base import Completion, GenerateOptions
-from .json_schema import check_answer
-from .prompted_tools import call_text, parse_calls
 
 
 def in_force(options: GenerateOptions) -> bool:

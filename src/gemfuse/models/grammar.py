@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ..errors import BadRequestError
-from .json_schema import GUIDANCE
+from ..json_schema import GUIDANCE
 
 _TOKENIZERS: dict[tuple[int, int], Any] = {}
 

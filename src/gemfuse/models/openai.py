@@ -22,13 +22,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import AuthError, BadRequestError, ModelError, ModelTimeoutError, RateLimitError, UpstreamError
+from ..json_schema import JSON_OBJECT
 from ..messages import Message
+from ..prompted_tools import render, with_schema_hint
 from ..tool_calls import ToolCall
 from . import contract
 from .base import Completion, Embeddings, GenerateOptions, Model, StreamChunk, TokenLogprob, Usage, estimate_tokens
 from .certainty import TOP_K, from_alternatives
-from .json_schema import JSON_OBJECT
-from .prompted_tools import render, with_schema_hint
 from .spec import ModelSpec
 from .transport import Client, Response, TransportError, TransportTimeout
 

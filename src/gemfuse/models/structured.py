@@ -12,13 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import BadRequestError
+from ..json_schema import check_answer, unenforced
 from ..messages import Message
-from ..tool_calls import ToolCall
+from ..prompted_tools import call_schema, parse_calls, render
+from ..tool_calls import ToolCall, ToolSet
 from .base import GenerateOptions, StreamChunk
-from .calls import ToolSet
 from .gemma4_calls import read_calls
-from .json_schema import check_answer, unenforced
-from .prompted_tools import call_schema, parse_calls, render
 
 
 @dataclass

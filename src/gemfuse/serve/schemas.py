@@ -9,9 +9,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..fusion.settings import settings_model
+from ..json_schema import JSON_OBJECT, check_schema
 from ..models.base import MaxTokens, Temperature, TopP
-from ..models.calls import Tool, ToolChoice, ToolSet
-from ..models.json_schema import JSON_OBJECT, check_schema
+from ..tool_calls import Tool, ToolChoice, ToolSet
 
 # OpenAI fields a request may carry that change nothing here (storage, billing, caching and reasoning hints, ...):
 # accepted and ignored, in one place. Any other unknown field is a 400.

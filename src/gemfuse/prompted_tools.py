@@ -13,10 +13,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..messages import Message, TextPart
-from ..tool_calls import ToolCall
-from .calls import ToolSet
 from .json_schema import parse_json
+from .messages import Message, TextPart
+from .tool_calls import ToolCall, ToolSet
 
 INSTRUCTIONS = ("You have access to functions. If you decide to invoke any of the function(s), you MUST put it in "
                 "the format of\n{\"name\": function name, \"parameters\": dictionary of argument name and its value}"

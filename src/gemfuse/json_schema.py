@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import MessageError
+from .errors import MessageError
 
 JSON_OBJECT: dict[str, Any] = {"type": "object"}  # response_format json_object
 # How both local backends decode a schema (llguidance: transformers' logits, llama.cpp's sampler): keywords it
