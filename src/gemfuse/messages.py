@@ -18,7 +18,7 @@ from .errors import MessageError
 from .tool_calls import ToolCall
 
 Role = Literal["system", "user", "assistant", "tool"]
-ROLES: tuple[str, ...] = ("system", "user", "assistant")  # the roles of a training row's turns
+ROLES: tuple[str, ...] = ("system", "user", "assistant")  # the turns that speak
 CHAT_ROLES: tuple[str, ...] = (*ROLES, "tool")  # and a tool's result, in a request (OpenAI's `developer` is system)
 AUDIO_FORMATS: tuple[str, ...] = ("wav", "mp3", "flac", "ogg")
 IMAGE_MIME_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")

@@ -10,7 +10,7 @@ parses and satisfies its tool; under `auto` the text is read after, and is a cal
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .json_schema import parse_json
@@ -48,25 +48,45 @@ def system_text(tools: ToolSet) -> str:
     return text
 
 
+Turn = tuple[str, list[Any], Sequence[ToolCall], str | None]  # role, parts, its calls, the call it answers
+
+
+def plain_turns(turns: Sequence[Turn], tools: ToolSet | None, text: Callable[[str], Any]) -> list[tuple[str, list[Any]]]:
+    """Turns of any part type as plain (role, parts): calls written out, results joined in one user turn, the tools
+    in the system turn when the model may call them. `text` makes a text part of the caller's type."""
+    names = {call.id: call.name for _, _, calls, _ in turns for call in calls}
+    out: list[tuple[str, list[Any]]] = []
+    results: list[Any] | None = None  # the parts of the user turn holding the latest results: the next ones join it
+    for role, parts, calls, answers in turns:
+        if role == "tool":
+            said = "".join(p for p in parts if isinstance(p, str)) or "".join(getattr(p, "text", "") for p in parts)
+            result = text(f"Function {names.get(answers or '', 'call')} returned: {said}\n")
+            if results is not None and out[-1][1] is results:
+                results.insert(-1, result)
+            else:
+                results = [result, text(RESULTS_FOLLOW_UP)]
+                out.append(("user", results))
+        elif calls:
+            written = [p for p in parts if not isinstance(p, str) and not hasattr(p, "text")]
+            said = "".join(p if isinstance(p, str) else getattr(p, "text", "") for p in parts)
+            out.append(("assistant", [*written, text((said + "\n" if said else "") + call_text(calls))]))
+        else:
+            out.append((role, list(parts)))
+    if tools is not None and tools.active:
+        head = system_text(tools)
+        if out and out[0][0] == "system":
+            out[0] = ("system", [*out[0][1], text("\n\n" + head)])
+        else:
+            out.insert(0, ("system", [text(head)]))
+    return out
+
+
 def render(messages: Sequence[Message], tools: ToolSet | None) -> list[Message]:
     """The conversation in plain turns, with the tools in the system turn when the model may call them."""
-    names = {call.id: call.name for m in messages for call in m.tool_calls}
-    out: list[Message] = []
-    results: Message | None = None  # the user turn holding the latest results: the next ones join it
-    for message in messages:
-        if message.role == "tool":
-            result = f"Function {names.get(message.tool_call_id or '', 'call')} returned: {message.text}"
-            if results is not None and out[-1] is results:
-                results.parts.insert(-1, TextPart(result + "\n"))
-            else:
-                results = Message("user", [TextPart(result + "\n"), TextPart(RESULTS_FOLLOW_UP)])
-                out.append(results)
-        elif message.tool_calls:
-            text = (message.text + "\n" if message.text else "") + call_text(message.tool_calls)
-            out.append(Message("assistant", [TextPart(text)]))
-        else:
-            out.append(message)
-    return with_system(out, system_text(tools)) if tools is not None and tools.active else out
+    turns = [(m.role, m.parts, m.tool_calls, m.tool_call_id) for m in messages]
+    if not tools and not any(m.role == "tool" or m.tool_calls for m in messages):
+        return list(messages)
+    return [Message(role, parts) for role, parts in plain_turns(turns, tools, TextPart)]  # type: ignore[arg-type]
 
 
 def call_schema(tools: ToolSet) -> dict[str, Any]:

@@ -9,6 +9,10 @@ Content is a string or a list of parts: `{"type": "text", "text"}`, `{"type": "i
 (`url` a data: URL), `{"type": "audio", "path" | "data" (base64), "format"}`, the OpenAI shapes `image_url`
 and `input_audio`, and the transformers shapes `{"type": "image", "image": PATH_OR_URL}` and
 `{"type": "audio", "audio": PATH_OR_DATA_URL}`. Paths are relative to the JSONL file and must stay inside its folder.
+A row may carry `tools` (OpenAI function tools) and `response_format`; assistant turns may make `tool_calls`, and
+`tool` turns (with `tool_call_id`) give their results. It is trained in the prompted format the server's local
+models read (gemfuse/prompted_tools.py): tools in the system turn, calls written as the assistant's text, results
+as a user turn, so the loss covers the calls and text of the assistant only.
 Reading never raises on bad data: every problem becomes an `Issue` with file and line.
 """
 
@@ -23,7 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..messages import ROLES
+from pydantic import ValidationError
+
+from ..errors import MessageError
+from ..json_schema import JSON_OBJECT, check_schema
+from ..messages import CHAT_ROLES
+from ..tool_calls import Tool, ToolCall, ToolSet
 
 Severity = Literal["error", "warning"]
 
@@ -71,6 +80,8 @@ class Media:
 class Turn:
     role: str
     parts: list[str | Media]
+    calls: list[ToolCall] = field(default_factory=list)  # an assistant turn's function calls
+    call_id: str | None = None  # a tool turn: the call it answers
 
     @property
     def text(self) -> str:
@@ -88,6 +99,8 @@ class Example:
     turns: list[Turn]
     fingerprint: str = ""  # for duplicate and leakage checks: the content, media by identity
     issues: list[Issue] = field(default_factory=list)
+    tools: ToolSet | None = None  # the functions the row's assistant could call (OpenAI's `tools`)
+    schema: dict | None = None  # the JSON schema its last answer keeps to (`response_format`)
 
     def issue(self, severity: Severity, code: str, message: str) -> None:
         self.issues.append(Issue(severity, self.file, self.line, code, message))
@@ -168,23 +181,77 @@ def _local_media(kind: Any, relative: object, where: str, root: Path, example: E
     return Media(kind, where, path=resolved, format=resolved.suffix.lower().lstrip(".") or None)
 
 
+def _tools_and_schema(raw: dict, example: Example) -> None:
+    """The row's `tools` (with its `tool_choice`) and `response_format`, each problem named."""
+    if raw.get("tools") is not None:
+        if not isinstance(raw["tools"], list):
+            example.issue("error", "bad_tool", "tools: must be a list of function tools")
+        else:
+            tools = []
+            for i, given in enumerate(raw["tools"]):
+                try:
+                    tools.append(Tool.model_validate(given))
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    where = ".".join(str(p) for p in first["loc"])
+                    example.issue("error", "bad_tool", f"tools[{i}]{'.' + where if where else ''}: "
+                                  f"{first['msg'].removeprefix('Value error, ')}")
+            try:
+                example.tools = ToolSet(tools=tuple(tools), choice=raw.get("tool_choice") or "auto")
+            except ValidationError as exc:
+                example.issue("error", "bad_tool", exc.errors()[0]["msg"].removeprefix("Value error, "))
+    form = raw.get("response_format")
+    if isinstance(form, dict) and form.get("type") in ("json_schema", "json_object"):
+        schema = (form.get("json_schema") or {}).get("schema") if form["type"] == "json_schema" else JSON_OBJECT
+        try:
+            check_schema(schema)
+            example.schema = schema
+        except ValueError as exc:
+            example.issue("error", "bad_schema", f"response_format: {exc}")
+    elif form is not None and not (isinstance(form, dict) and form.get("type") == "text"):
+        example.issue("error", "bad_schema", "response_format: give {\"type\": \"json_schema\", \"json_schema\": "
+                      "{\"schema\": {...}}} or {\"type\": \"json_object\"}")
+
+
+def _calls(message: dict, where: str, example: Example) -> list[ToolCall]:
+    given = message.get("tool_calls") or []
+    if not isinstance(given, list):
+        example.issue("error", "bad_tool_call", f"{where}.tool_calls: must be a list of calls")
+        return []
+    calls = []
+    for j, raw in enumerate(given):
+        try:
+            calls.append(ToolCall.from_openai(raw, f"{where}.tool_calls[{j}]"))
+        except MessageError as exc:
+            example.issue("error", "bad_tool_call", str(exc))
+    return calls
+
+
 def parse_example(raw: object, file: str, line: int, root: Path) -> Example:
     example = Example(file, line, [])
     if not isinstance(raw, dict) or not isinstance(raw.get("messages"), list):
         example.issue("error", "no_messages", "each line must be an object with a 'messages' list")
         return example
+    _tools_and_schema(raw, example)
     for i, message in enumerate(raw["messages"]):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
             example.issue("error", "bad_message", f"{where}: must be an object with 'role' and 'content'")
             continue
         role = message.get("role")
-        if role not in ROLES:
-            example.issue("error", "unknown_role", f"{where}: unknown role {role!r}; use system, user or assistant")
+        if role not in CHAT_ROLES:
+            example.issue("error", "unknown_role", f"{where}: unknown role {role!r}; use system, user, assistant "
+                          "or tool")
             continue
         content = message.get("content")
+        calls = _calls(message, where, example) if role == "assistant" else []
+        call_id = message.get("tool_call_id") if role == "tool" else None
+        if role == "tool" and not (isinstance(call_id, str) and call_id):
+            example.issue("error", "unanswered_call_id", f"{where}.tool_call_id: a tool turn names the call it answers")
         parts: list[str | Media] = []
-        if isinstance(content, str):
+        if content is None and calls:
+            pass  # a turn that only calls
+        elif isinstance(content, str):
             parts.append(content)
         elif isinstance(content, list):
             for j, part in enumerate(content):
@@ -203,7 +270,7 @@ def parse_example(raw: object, file: str, line: int, root: Path) -> Example:
         else:
             example.issue("error", "bad_content", f"{where}: content must be a string or a list of parts")
             continue
-        example.turns.append(Turn(role, parts))
+        example.turns.append(Turn(role, parts, calls, call_id))
     return example
 
 
@@ -211,6 +278,8 @@ def fingerprint(example: Example) -> str:
     digest = hashlib.sha256()
     for turn in example.turns:
         digest.update(turn.role.encode() + b"\0")
+        for call in turn.calls:
+            digest.update(call.canonical().encode("utf-8", "surrogatepass") + b"\0")
         for part in turn.parts:
             digest.update((part if isinstance(part, str) else part.key()).encode("utf-8", "surrogatepass") + b"\0")
     return digest.hexdigest()

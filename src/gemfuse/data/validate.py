@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..json_schema import check_answer
+from ..prompted_tools import plain_turns
 from .media import MediaCache
 from .schema import Example, Issue
 from .sources import read_rows
@@ -56,13 +58,15 @@ def check_turns(example: Example) -> None:
     for i, turn in enumerate(turns):
         if turn.role == "system" and i != 0:
             example.issue("error", "bad_turn_order", f"messages[{i}]: a system message may only come first")
-        if turn.role == "assistant" and not turn.text.strip():
+        if turn.role == "assistant" and not turn.text.strip() and not turn.calls:
             example.issue("error", "empty_assistant", f"messages[{i}]: the assistant turn is empty")
         if turn.role == "assistant" and turn.media:
             example.issue("error", "media_in_answer", f"messages[{i}]: assistant turns are text only")
         if turn.role == "system" and any(m.kind == "audio" for m in turn.media):
             example.issue("error", "media_in_system", f"messages[{i}]: put media in user turns")
-    dialogue = [t.role for t in turns if t.role != "system"]
+    # a tool's results are read as a user turn (several in a row as one)
+    dialogue = [r for j, r in enumerate("user" if t.role == "tool" else t.role for t in turns)
+                if r != "system" and not (turns[j].role == "tool" and j and turns[j - 1].role == "tool")]
     if dialogue and dialogue[0] != "user":
         example.issue("error", "bad_turn_order", "the conversation must start with a user turn (after any system)")
     for i in range(1, len(dialogue)):
@@ -71,6 +75,33 @@ def check_turns(example: Example) -> None:
             break
     if "assistant" not in dialogue:
         example.issue("error", "no_assistant", "no assistant turn: nothing to train on")
+
+
+def check_tools(example: Example) -> None:
+    """Calls to functions the row does not offer, arguments that break their schema, results that answer no
+    call, and a JSON answer that breaks its schema: each named by its turn."""
+    asked: set[str] = set()
+    for i, turn in enumerate(example.turns):
+        for j, call in enumerate(turn.calls):
+            asked.add(call.id)
+            where = f"messages[{i}].tool_calls[{j}]"
+            if example.tools is None or example.tools.tool(call.name) is None:
+                offered = ", ".join(t.name for t in example.tools.tools) if example.tools else "none"
+                example.issue("error", "unknown_function", f"{where}: calls {call.name!r}, which the row's tools do "
+                              f"not offer ({offered})")
+            else:
+                problem = example.tools.check(call)
+                if problem:
+                    example.issue("error", "bad_arguments", f"{where}: {problem}")
+        if turn.role == "tool" and turn.call_id is not None and turn.call_id not in asked:
+            example.issue("error", "unanswered_result", f"messages[{i}]: a tool result for {turn.call_id!r}, "
+                          "which no earlier assistant turn called")
+    answers = [t for t in example.turns if t.role == "assistant"]
+    if example.schema is not None and answers and not answers[-1].calls:
+        problem = check_answer(answers[-1].text, example.schema)
+        if problem:
+            example.issue("error", "schema_mismatch", f"messages[{example.turns.index(answers[-1])}]: the answer "
+                          f"{problem}")
 
 
 def check_control_tokens(example: Example, target: Target) -> None:
@@ -112,11 +143,13 @@ def check_media(example: Example, cache: MediaCache, target: Target) -> None:
 
 
 def conversation(example: Example) -> list[dict]:
-    """The example in the content-list shape chat templates read; media as typed placeholders."""
+    """The example in the content-list shape chat templates read; media as typed placeholders; tools, calls and
+    results in the prompted format the server's local models read."""
+    turns = [(t.role, t.parts, t.calls, t.call_id) for t in example.turns]
     out = []
-    for turn in example.turns:
-        content = [{"type": "text", "text": p} if isinstance(p, str) else {"type": p.kind} for p in turn.parts]
-        out.append({"role": turn.role, "content": content})
+    for role, parts in plain_turns(turns, example.tools, str):
+        content = [{"type": "text", "text": p} if isinstance(p, str) else {"type": p.kind} for p in parts]
+        out.append({"role": role, "content": content})
     return out
 
 
@@ -164,6 +197,8 @@ def content_fingerprint(example: Example, cache: MediaCache) -> str:
     digest = hashlib.sha256()
     for turn in example.turns:
         digest.update(turn.role.encode() + b"\0")
+        for call in turn.calls:
+            digest.update(call.canonical().encode("utf-8", "replace") + b"\0")
         for part in turn.parts:
             digest.update((part if isinstance(part, str) else cache.get(part).sha256).encode("utf-8", "replace") + b"\0")
     return digest.hexdigest()
@@ -194,6 +229,7 @@ def validate_examples(datasets: list[list[Example]], files: list[str], target: T
     for which, examples in enumerate(datasets):
         for example in examples:
             check_turns(example)
+            check_tools(example)
             if example.turns:
                 check_control_tokens(example, target)
             check_media(example, cache, target)

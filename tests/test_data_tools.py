@@ -1,0 +1,99 @@
+"""Training rows with tools, calls, tool results and JSON answers: every kind of bad row named by file and line,
+good rows and a capture folder with calls pass, and the collated row trains on the assistant's calls and text
+only, in the prompted format the server's local models read."""
+
+import json
+
+import pytest
+
+from gemfuse.data.collate import IGNORE, Collator
+from gemfuse.data.schema import read_jsonl
+from gemfuse.data.target import load_target
+from gemfuse.data.validate import validate
+from gemfuse.prompted_tools import INSTRUCTIONS, RESULTS_FOLLOW_UP
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+                   "required": ["city"], "additionalProperties": False}}}
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+QUESTION = {"role": "user", "content": "Weather in Oslo?"}
+GOOD = {"tools": [WEATHER], "messages": [
+    QUESTION, {"role": "assistant", "content": None, "tool_calls": [CALL]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "minus four, snow"},
+    {"role": "assistant", "content": "It is minus four and snowing in Oslo."}]}
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def row(**changes):
+    return {**GOOD, **changes}
+
+
+BAD = {
+    "unknown_function": row(messages=[QUESTION, {"role": "assistant", "tool_calls": [
+        {**CALL, "function": {"name": "launch", "arguments": "{}"}}]}]),
+    "bad_arguments": row(messages=[QUESTION, {"role": "assistant", "tool_calls": [
+        {**CALL, "function": {"name": "get_weather", "arguments": '{"city": "Oslo", "unit": "k"}'}}]}]),
+    "unanswered_result": row(messages=[QUESTION, {"role": "assistant", "content": "Let me see."},
+                                       {"role": "tool", "tool_call_id": "call_9", "content": "sunny"},
+                                       {"role": "assistant", "content": "Sunny."}]),
+    "schema_mismatch": {"response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": CITY}},
+                        "messages": [QUESTION, {"role": "assistant", "content": '{"town": "Oslo"}'}]},
+    "bad_tool": row(tools=[{"type": "function", "function": {"description": "no name"}}]),
+    "bad_schema": {"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 5}}},
+                   "messages": [QUESTION, {"role": "assistant", "content": "{}"}]},
+    "bad_tool_call": row(messages=[QUESTION, {"role": "assistant", "tool_calls": [{"id": "x"}]}]),
+}
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_each_bad_tool_row_is_named_by_file_and_line(tmp_path, tiny_model):
+    path = write(tmp_path / "tools.jsonl", [GOOD, *BAD.values()])
+    report = validate(path, load_target(str(tiny_model("gemma3"))))
+    named = {(i.line, i.code) for i in report.issues if i.severity == "error"}
+    for line, code in enumerate(BAD, 2):
+        assert (line, code) in named, (code, [str(i) for i in report.issues if i.line == line])
+    assert not [i for i in report.issues if i.line == 1], "the good row passes"
+    assert all(str(path) in str(i) for i in report.issues)
+
+
+def test_a_capture_folder_with_calls_validates_as_it_is(tmp_path, tiny_model):
+    from gemfuse.capture.writer import CaptureWriter
+    from gemfuse.messages import parse_messages
+    from gemfuse.models.base import GenerateOptions
+    from gemfuse.tool_calls import ToolCall
+
+    writer = CaptureWriter(tmp_path / "kept")
+    options = GenerateOptions(tools=[WEATHER], tool_choice="required")
+    writer.add(parse_messages([QUESTION]), "", {"source": "serve", "model": "m"},
+               [ToolCall("get_weather", '{"city": "Oslo"}')], options)
+    writer.add(parse_messages(GOOD["messages"][:3]), "It is minus four.", {"source": "serve", "model": "m"},
+               options=options)
+    (captured,) = (tmp_path / "kept").glob("*.jsonl")
+    report = validate(captured, load_target(str(tiny_model("gemma3"))))
+    assert report.ok and report.rows == 2, [str(i) for i in report.issues]
+
+
+@pytest.mark.parametrize("family", ["gemma3", "gemma3n", "gemma4"])
+def test_the_loss_covers_the_assistants_calls_and_text_only(tmp_path, tiny_model, family):
+    (example,) = read_jsonl(write(tmp_path / "one.jsonl", [GOOD]))
+    target = load_target(str(tiny_model(family)))
+    collator = Collator(target)
+    rendered = collator.render(example)
+    assert INSTRUCTIONS.splitlines()[0] in rendered and '"name": "get_weather"' in rendered
+    assert "Function get_weather returned: minus four, snow" in rendered and RESULTS_FOLLOW_UP in rendered
+    batch = collator([example])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    spans, current = [], []
+    for token, label in zip(ids, labels, strict=True):
+        if label != IGNORE:
+            current.append(token)
+        elif current:
+            spans.append(target.tokenizer.decode(current, skip_special_tokens=True))
+            current = []
+    assert spans == ['{"name": "get_weather", "parameters": {"city": "Oslo"}}',
+                     "It is minus four and snowing in Oslo."]
