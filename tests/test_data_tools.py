@@ -97,3 +97,56 @@ def test_the_loss_covers_the_assistants_calls_and_text_only(tmp_path, tiny_model
             current = []
     assert spans == ['{"name": "get_weather", "parameters": {"city": "Oslo"}}',
                      "It is minus four and snowing in Oslo."]
+
+
+HERMES = [{"tools": None, "conversations": [
+    {"from": "system", "value": "You are a function caller.\n<tools>[" + json.dumps(WEATHER["function"]) + "]</tools>"},
+    {"from": "human", "value": "Weather in Oslo and in Rome, in celsius?"},
+    {"from": "gpt", "value": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}}\n'
+                             '</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'},
+    {"from": "tool", "value": "<tool_response>\n{\"temp\": -4}\n</tool_response>\n<tool_response>\n{\"temp\": 18}\n"
+                              "</tool_response>"},
+    {"from": "gpt", "value": "Oslo is at -4 and Rome at 18."}]}]
+XLAM = [{"query": "What is 5 factorial, and the weather in Lima?",
+         "tools": json.dumps([{"name": "factorial", "description": "n!", "parameters": {
+             "n": {"type": "int", "description": "the number"}}},
+             {"name": "get_weather", "description": "weather", "parameters": {
+                 "city": {"type": "str", "description": "a city"},
+                 "unit": {"type": "str, optional", "description": "c or f", "default": "c"}}}]),
+         "answers": json.dumps([{"name": "factorial", "arguments": {"n": 5}},
+                                {"name": "get_weather", "arguments": {"city": "Lima"}}])},
+        {"query": "broken", "tools": "[]", "answers": "not json"}]
+
+
+@pytest.mark.parametrize("layout", ["hermes", "xlam"])
+def test_function_calling_datasets_import_and_validate(tmp_path, tiny_model, layout):
+    from gemfuse.data.importers import import_dataset
+
+    source = tmp_path / f"{layout}.json"
+    source.write_text(json.dumps(HERMES if layout == "hermes" else XLAM))
+    result = import_dataset(source, tmp_path / "out" / "train.jsonl")
+    rows = [json.loads(line) for line in result.train.read_text().splitlines()]
+    assert len(rows) == 1 and len(result.skipped) == (0 if layout == "hermes" else 1)
+    (row,) = rows
+    calls = next(m["tool_calls"] for m in row["messages"] if m.get("tool_calls"))
+    if layout == "hermes":
+        assert "<tools>" not in row["messages"][0]["content"] and row["tools"][0]["function"]["name"] == "get_weather"
+        assert [json.loads(c["function"]["arguments"]) for c in calls] == [{"city": "Oslo", "unit": "c"},
+                                                                            {"city": "Rome"}]
+        results = [m for m in row["messages"] if m["role"] == "tool"]
+        assert [r["tool_call_id"] for r in results] == [c["id"] for c in calls] and results[1]["content"] == '{"temp": 18}'
+    else:
+        weather = row["tools"][1]["function"]["parameters"]
+        assert weather["required"] == ["city"] and weather["properties"]["city"]["type"] == "string"
+        assert [c["function"]["name"] for c in calls] == ["factorial", "get_weather"]
+    report = validate(result.train, load_target(str(tiny_model("gemma3"))))
+    assert report.ok, [str(i) for i in report.issues]
+
+
+def test_preview_shows_the_calls(tmp_path, tiny_model, capsys):
+    from gemfuse.commands.data import run_preview
+
+    path = write(tmp_path / "one.jsonl", [GOOD])
+    assert run_preview(path, str(tiny_model("gemma3")), 1, None) == 0
+    shown = capsys.readouterr().out
+    assert 'calls: get_weather {"city": "Oslo"}' in shown and "Function get_weather returned" in shown

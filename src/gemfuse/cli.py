@@ -166,7 +166,7 @@ app.add_typer(data_app, name="data")
 @_handled
 def data_import(source: Path = typer.Argument(..., help="a CSV, a folder of images or audio, Alpaca or ShareGPT JSON"),
                 out: Path = typer.Option(..., "--out", "-o", help="the JSONL to write"),
-                fmt: str = typer.Option("auto", "--format", help="auto | csv | images | audio | alpaca | sharegpt"),
+                fmt: str = typer.Option("auto", "--format", help="auto | csv | images | audio | alpaca | sharegpt | xlam"),
                 instruction: str | None = typer.Option(None, "--instruction", help="user text for caption/transcript rows"),
                 val_out: Path | None = typer.Option(None, "--val-out", help="also write a validation split here"),
                 val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.9),

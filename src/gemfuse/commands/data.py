@@ -87,6 +87,9 @@ def run_preview(path: Path, model: str, count: int, max_length: int | None) -> i
         print(f"── {example.file}:{example.line} ({len(ids)} tokens, {sum(1 for x in labels if x != IGNORE)} trained)")
         print(render_marked(target.tokenizer, ids, labels, collator.media_ids, color))
         print(media_counts(batch, ids, target))
+        calls = [call for turn in example.turns for call in turn.calls]
+        if calls:
+            print("calls: " + "; ".join(f"{call.name} {call.arguments}" for call in calls))
         shown += 1
     return 0
 

@@ -3,7 +3,8 @@
 - CSV with `prompt,response` | `image_path,caption` | `image_path,question,answer` | `audio_path,text`
 - a folder of images with captions (`metadata.csv`/`metadata.jsonl` with file_name + caption/text, or a .txt
   beside each image), a folder of audio clips with transcripts (the same two ways)
-- Alpaca JSON (`instruction`, `input`, `output`) and ShareGPT JSON (`conversations` of `from`/`value`)
+- Alpaca JSON (`instruction`, `input`, `output`) and ShareGPT JSON (`conversations` of `from`/`value`), with
+  Hermes-style function calls; xLAM's `query`/`tools`/`answers` (tool_importers.py)
 
 Media paths are written relative to the output file; files outside its folder are copied into `media/`.
 A seeded split writes a validation file too. Rows that cannot be converted are reported, never dropped silently.
@@ -23,13 +24,16 @@ from pathlib import Path
 
 from ..errors import MessageError, SettingError
 from ..paths import output_path
+from .tool_importers import from_xlam as xlam_row
+from .tool_importers import with_tools
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 CAPTION_INSTRUCTION = "Describe this image."
 TRANSCRIBE_INSTRUCTION = "Transcribe this audio clip."
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
-                  "chatgpt": "assistant", "bing": "assistant", "system": "system"}
+                  "chatgpt": "assistant", "bing": "assistant", "system": "system", "tool": "tool",
+                  "function_response": "tool", "observation": "tool"}
 
 
 @dataclass
@@ -151,7 +155,24 @@ def from_sharegpt(source: Path) -> Iterator[dict | str]:
                 problem = f"unknown speaker {turn.get('from')!r}"
                 break
             messages.append({"role": role, "content": turn.get("value", "")})
-        yield f"{source}[{number}]: {problem}" if problem else _row(messages)
+        if problem:
+            yield f"{source}[{number}]: {problem}"
+            continue
+        try:  # function calling (Hermes): tools, <tool_call> blocks and tool turns made OpenAI's
+            yield with_tools(item, messages)
+        except MessageError as exc:
+            yield f"{source}[{number}]: {exc}"
+
+
+def from_xlam(source: Path) -> Iterator[dict | str]:
+    for number, item in enumerate(json.loads(source.read_text("utf-8"))):
+        if not isinstance(item, dict) or not {"query", "tools", "answers"} <= item.keys():
+            yield f"{source}[{number}]: needs 'query', 'tools' and 'answers'"
+            continue
+        try:
+            yield xlam_row(item)
+        except MessageError as exc:
+            yield f"{source}[{number}]: {exc}"
 
 
 def detect(source: Path) -> str:
@@ -162,6 +183,8 @@ def detect(source: Path) -> str:
         return "csv"
     data = json.loads(source.read_text("utf-8"))
     first = data[0] if isinstance(data, list) and data else {}
+    if isinstance(first, dict) and {"query", "answers"} <= first.keys():
+        return "xlam"
     return "sharegpt" if isinstance(first, dict) and "conversations" in first else "alpaca"
 
 
@@ -178,7 +201,8 @@ def import_dataset(source: str | Path, out: str | Path, *, format: str = "auto",
     readers = {"csv": lambda: from_csv(source, writer, instruction),
                "images": lambda: from_folder(source, writer, "image", instruction),
                "audio": lambda: from_folder(source, writer, "audio", instruction),
-               "alpaca": lambda: from_alpaca(source), "sharegpt": lambda: from_sharegpt(source)}
+               "alpaca": lambda: from_alpaca(source), "sharegpt": lambda: from_sharegpt(source),
+               "xlam": lambda: from_xlam(source)}
     if kind not in readers:
         raise MessageError(f"unknown format {kind!r}; use one of {', '.join(readers)}")
     rows: list[dict] = []
