@@ -121,3 +121,20 @@ pool = ["gemma-3-270m", "tiny-gemma3", "remote"]
             model="fusion/agents", messages=[{"role": "user", "content": "A colour?"}], temperature=0, max_tokens=30,
             response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema, "strict": True}})
         jsonschema.validate(json.loads(fused.choices[0].message.content), schema)
+
+
+async def test_a_captured_rows_agreement_counts_calls_by_canonical_form(upstream, isolated_config):
+    from gemfuse.capture.provenance import fusion_meta
+
+    registry = members(isolated_config, upstream[0], {
+        "a": 'call:get_weather:{"city": "Rome", "unit": "f"}', "b": 'call:get_weather:{"unit":"f","city":"Rome"}',
+        "c": 'call:get_weather:{"city": "Paris", "unit": "c"}', "judge": "judge-1"})
+    try:
+        result = await afuse("Weather?", pool=["a", "b", "c"], judge="judge", mode="best-of", registry=registry,
+                             tools=TOOLS, seed=5)
+    finally:
+        await registry.aclose()
+    meta = fusion_meta(result, model="fusion/x")
+    assert meta["agreement"]["count"] == 2 and meta["agreement"]["of"] == 3
+    assert meta["agreement"]["answer"] == 'calls: get_weather({"city":"Rome","unit":"f"})'
+    assert meta["members"]["a"].startswith('{"name": "get_weather"')

@@ -11,20 +11,21 @@ from ..fusion.extract import EXTRACTORS, plurality
 from ..fusion.trace import FusionResult
 from ..models.base import Completion
 from ..shapes import Agreement, JudgeMeta, RowMeta
+from ..tool_calls import canonical_calls
 
 ROW_META_VERSION = 1
 
 
-def agreement(answers: dict[str, str], extractor: str = "auto", votes: dict[str, float] | None = None
+def agreement(answers: dict[str, str], extractor: str | None = "auto", votes: dict[str, float] | None = None
               ) -> Agreement:
-    """How many of the members gave the most common answer under `extractor`, and the margin over the
-    runner-up; a vote's own counts (`votes`) when the fusion voted. Answers nothing could be read from count
-    as their own, lone answers."""
+    """How many of the members gave the most common answer under `extractor` (None: the answers are already
+    keys, as calls in canonical form are), and the margin over the runner-up; a vote's own counts (`votes`) when
+    the fusion voted. Answers nothing could be read from count as their own, lone answers."""
     if votes and all(float(v).is_integer() for v in votes.values()):  # heads, not a confidence-weighted vote
         heads = Counter({k: int(v) for k, v in votes.items()}).most_common()
         return {"answer": heads[0][0], "count": heads[0][1], "of": sum(votes.values()),
                 "margin": heads[0][1] - (heads[1][1] if len(heads) > 1 else 0), "extractor": extractor}
-    read = EXTRACTORS.get(extractor, EXTRACTORS["auto"])
+    read = EXTRACTORS.get(extractor, EXTRACTORS["auto"]) if extractor is not None else (lambda text: text)
     keys = [read(text) or f"\0unread:{member}" for member, text in answers.items()]
     counts, leaders = plurality(keys)
     if not leaders:
@@ -38,7 +39,11 @@ def agreement(answers: dict[str, str], extractor: str = "auto", votes: dict[str,
 def fusion_meta(result: FusionResult, *, model: str, extractor: str = "auto", request_id: str | None = None,
                 source: str = "fuse") -> RowMeta:
     trace = result.trace
-    members = {call.member: call.text for call in trace.candidates}
+    members = {call.member: call.said for call in trace.candidates}  # calls as written
+    # calls agree by canonical form (key order, spacing, number spelling normalised), not by their text
+    calls = {call.member: "calls: " + " ".join(canonical_calls(call.tool_calls or [])) if call.tool_calls
+             else call.text for call in trace.candidates}
+    read_as = None if any(call.tool_calls for call in trace.candidates) else extractor
     judge: JudgeMeta | None = None
     read = [v for v in trace.verdicts if v.choice is not None]
     if trace.judge and (trace.verdicts or trace.mode != "vote"):
@@ -47,7 +52,7 @@ def fusion_meta(result: FusionResult, *, model: str, extractor: str = "auto", re
     usage = trace.usage
     return {"v": ROW_META_VERSION, "source": source, "model": model, "mode": trace.mode, "members": members,
             "failed": {c.member: c.error for c in trace.failures},
-            "agreement": agreement(members, extractor, trace.votes), "judge": judge, "chosen": result.chosen,
+            "agreement": agreement(calls, read_as, trace.votes), "judge": judge, "chosen": result.chosen,
             "degraded": trace.degraded_reason if trace.degraded else None,
             "cost": trace.cost, "unpriced": trace.unpriced,
             "tokens": {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens,
