@@ -7,8 +7,11 @@ keywords. A strict request with a keyword the grammar skips is refused naming it
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from .errors import MessageError
 
@@ -32,17 +35,30 @@ def check_schema(schema: Any) -> None:
         raise ValueError(f"not a JSON schema: {exc.message}" + (f" (at {where})" if where else "")) from None
 
 
+def _a_schema(value: dict[str, Any]) -> dict[str, Any]:
+    check_schema(value)
+    return value
+
+
+JsonSchema = Annotated[dict[str, Any], AfterValidator(_a_schema)]  # a field that must hold a JSON schema
+
+
 def unenforced(schema: dict[str, Any]) -> list[str]:
     """The keywords the local grammar skips (llguidance's own list), e.g. ['if', 'uniqueItems']."""
+    return list(_unenforced(json.dumps(schema, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=256)  # asked on every request with a schema: compiled once per schema
+def _unenforced(schema_text: str) -> tuple[str, ...]:
     import llguidance
 
-    grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=GUIDANCE)
+    grammar = llguidance.LLMatcher.grammar_from_json_schema(json.loads(schema_text), defaults=GUIDANCE)
     _, warnings = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
     found: list[str] = []
     for warning in warnings:
         if warning.startswith("Unimplemented keys:"):
             found += [k for k in json.loads(warning.split(":", 1)[1]) if k not in found]
-    return found
+    return tuple(found)
 
 
 def validate(instance: Any, schema: dict[str, Any]) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import MessageError
-from .json_schema import check_schema, validate
+from .json_schema import JsonSchema, validate
 
 
 def new_call_id() -> str:
@@ -84,7 +84,7 @@ class Function(BaseModel):
 
     name: str
     description: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=lambda: dict(NO_PARAMETERS))
+    parameters: JsonSchema = Field(default_factory=lambda: dict(NO_PARAMETERS))
     strict: bool | None = None
 
     @field_validator("name")
@@ -92,12 +92,6 @@ class Function(BaseModel):
     def _name(cls, value: str) -> str:
         if not TOOL_NAME.match(value):
             raise ValueError(f"{value!r} is not a function name: use letters, digits, _ and -, at most 64")
-        return value
-
-    @field_validator("parameters")
-    @classmethod
-    def _parameters(cls, value: dict) -> dict:
-        check_schema(value)
         return value
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import GemfuseError, ModelError
-from ..json_schema import check_answer
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Usage, collect
 from ..models.certainty import approximate, certainties
+from ..models.contract import breach
 from ..tool_calls import ToolCall, ToolSet
 from .events import CallDone, EventSink, FusionEvent
 from .preset import FusionPreset, Member
@@ -108,20 +108,6 @@ class FusionRun:
         values.update(override)
         return GenerateOptions(**values)
 
-    def breach(self, completion: Completion) -> str | None:
-        """What a member's answer breaks of the request's tools or schema (it is then left out), or None."""
-        if completion.tool_calls:
-            if self.tools is None:
-                return "made a call though no tools were given"
-            problems = [p for p in (self.tools.check(c) for c in completion.tool_calls) if p]
-            return f"made a call that breaks its tool: {problems[0]}" if problems else None
-        if self.tools is not None and self.tools.forced:
-            return "made no call though tool_choice requires one"
-        if self.json_schema is not None and completion.finish_reason != "length":
-            problem = check_answer(completion.text, self.json_schema)
-            return f"the answer {problem}" if problem else None
-        return None
-
     def timeout_s(self, member_ms: int | None = None) -> float | None:
         ms = member_ms or self.preset.member_timeout_ms
         return ms / 1000 if ms else None
@@ -147,7 +133,7 @@ class FusionRun:
                 call.certainty = call.certainties.get(preset.certainty)
                 call.certainty_tokens, call.logprobs = len(completion.logprobs), completion.logprobs
                 call.certainty_approximate = approximate(completion.logprobs, preset.certainty)
-            broken = self.breach(completion) if request.role in ("member", "revision") else None
+            broken = breach(completion, request.options) if request.role in ("member", "revision") else None
             if not call.text.strip() and not call.tool_calls:
                 call.error, call.message = "empty", "the model returned an empty answer"
             elif broken:  # never a candidate: a fused answer keeps the request's tools and schema

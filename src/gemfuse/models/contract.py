@@ -32,7 +32,8 @@ def read_calls(completion: Completion, options: GenerateOptions) -> Completion:
 
 
 def breach(completion: Completion, options: GenerateOptions) -> str | None:
-    """What the answer breaks of its request's tools or schema, or None."""
+    """What the answer breaks of its request's tools or schema, or None: a remote answer's repair and a fusion
+    member's exclusion read the same verdict."""
     tools = options.tools
     if completion.tool_calls:
         if tools is None or not tools.active:
@@ -44,7 +45,7 @@ def breach(completion: Completion, options: GenerateOptions) -> str | None:
         return None
     if tools is not None and tools.forced:
         return "makes no call though tool_choice requires one"
-    if options.json_schema is not None:
+    if options.json_schema is not None and completion.finish_reason != "length":  # a cut answer is said as cut
         return check_answer(completion.text, options.json_schema)
     return None
 

@@ -54,6 +54,7 @@ class TransformersModel(LocalModel):
         super().__init__(name, spec)
         self._batcher = Batcher(self.slots, self._run_batch)
         self._loaded: tuple[Any, Any, str] | None = None  # model, processor-or-tokenizer, device
+        self._native: bool | None = None  # its chat template takes tools (read once loaded)
         self._lock = threading.Lock()
         self.modalities = declared_modalities(Path(spec.path).expanduser() / "config.json")
 
@@ -282,8 +283,10 @@ class TransformersModel(LocalModel):
     async def _takes_tools(self, messages: Sequence[Message]) -> bool:
         if self._loaded is None:
             await self._bridge.call(self.load)
-        processor = self.load()[1]
-        return self.spec.chat_template is None and takes_tools(getattr(processor, "tokenizer", processor))
+        if self._native is None:  # once per load: get_vocab() builds Gemma's 262k-entry dict
+            processor = self.load()[1]
+            self._native = self.spec.chat_template is None and takes_tools(getattr(processor, "tokenizer", processor))
+        return self._native
 
     async def check(self) -> tuple[bool, str]:
         ok, detail = await super().check()
@@ -295,7 +298,7 @@ class TransformersModel(LocalModel):
 
     async def aclose(self) -> None:
         await super().aclose()
-        self._loaded = None
+        self._loaded = self._native = None
 
 
 def answer_with_call_tokens(tokenizer, ids: list[int]) -> str:

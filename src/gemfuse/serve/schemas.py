@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..fusion.settings import settings_model
-from ..json_schema import JSON_OBJECT, check_schema
+from ..json_schema import JSON_OBJECT, JsonSchema
 from ..models.base import MaxTokens, Temperature, TopP
 from ..tool_calls import Tool, ToolChoice, ToolSet
 
@@ -38,14 +38,8 @@ class JsonSchemaFormat(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str = "answer"
     description: str | None = None
-    schema_: dict[str, Any] = Field(default_factory=lambda: dict(JSON_OBJECT), alias="schema")
+    schema_: JsonSchema = Field(default_factory=lambda: dict(JSON_OBJECT), alias="schema")
     strict: bool | None = None
-
-    @field_validator("schema_")
-    @classmethod
-    def _is_a_schema(cls, value: dict) -> dict:
-        check_schema(value)
-        return value
 
 
 class ResponseFormat(BaseModel):
