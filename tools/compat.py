@@ -4,7 +4,9 @@ floors: every requirement of the package (its core and its runtime extras) at th
         the rest resolved by pip as usual ("lowest-direct"); torch and torchvision stay at the lock's CPU build,
         the only one this machine can install (their floors were seen on a GPU machine instead).
 newest: the newest releases pip resolves today, torch pinned as in constraints.txt.
-Test tools (the dev extra) are the newest in both. Each environment lives under .venv-compat/; the table of
+Test tools (the dev extra) are the newest in both, less the agent libraries (the Agents SDK, LangChain): no
+test here uses them, and they need far newer releases than the floors (pydantic among them). The floors leave out
+the embed extra: its wordllama needs numpy 2, and numpy's floor (1.26) is the transformers extra's. Each environment lives under .venv-compat/; the table of
 versions and results is printed and written to .venv-compat/report.md.
 
     python tools/compat.py [floors] [newest]
@@ -21,15 +23,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".venv-compat"
-RUNTIME_EXTRAS = ("llamacpp", "transformers", "cuda", "serve", "tune")
+RUNTIME_EXTRAS = ("llamacpp", "transformers", "cuda", "serve", "tune")  # embed: its wordllama needs numpy 2
+AGENT_LIBRARIES = ("openai-agents", "langchain-openai")
 TESTS = ["tests/test_tune.py", "tests/test_tune_learns.py", "tests/test_tune_patches.py",
          "tests/test_tune_lean_norms.py", "tests/test_tune_attention.py", "tests/test_tune_lora_matmuls.py",
          "tests/test_tune_loss.py", "tests/test_tune_encoded.py", "tests/test_tune_export.py",
          "tests/test_data_collate.py", "tests/test_transformers_backend.py", "tests/test_llamacpp_backend.py",
          "tests/test_distil_media.py", "tests/test_weights_quantize.py", "tests/test_logprobs_real.py",
-         "tests/test_certainty.py", "tests/test_tune_shard.py", "tests/test_tune_padding_free.py"]
-SHOWN = ("torch", "transformers", "peft", "accelerate", "tokenizers", "timm", "llama-cpp-python", "datasets",
-         "torchao", "numpy", "pydantic")
+         "tests/test_certainty.py", "tests/test_tune_shard.py", "tests/test_tune_padding_free.py",
+         "tests/test_agents_chat.py"]
+SHOWN = ("torch", "transformers", "peft", "accelerate", "tokenizers", "timm", "llama-cpp-python", "xllamacpp",
+         "datasets", "torchao", "numpy", "pydantic", "jsonschema", "llguidance", "wordllama")
 FLOOR = re.compile(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*>=\s*([0-9][^,;\s]*)")
 
 
@@ -50,6 +54,12 @@ def floors() -> list[str]:
     return sorted(pins.values())
 
 
+def test_tools() -> list[str]:
+    """The dev extra's requirements, less the agent libraries."""
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    return [r for r in dev if re.split(r"[<>=\[;\s]", r, maxsplit=1)[0] not in AGENT_LIBRARIES]
+
+
 def build(kind: str) -> Path:
     venv = HOME / kind
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
@@ -57,7 +67,8 @@ def build(kind: str) -> Path:
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     constraints = HOME / f"{kind}-constraints.txt"
     constraints.write_text("\n".join(floors()) + "\n" if kind == "floors" else (ROOT / "constraints.txt").read_text())
-    subprocess.run([*pip, "-c", str(constraints), "-e", f"{ROOT}[all,dev]"], check=True)
+    extras = "llamacpp,transformers,serve,tune" if kind == "floors" else "all"  # numpy 1.26 stays in the floors
+    subprocess.run([*pip, "-c", str(constraints), "-e", f"{ROOT}[{extras}]", *test_tools()], check=True)
     subprocess.run([str(venv / "bin" / "python"), "-m", "gemfuse.gguf_tools"], check=True, stdout=subprocess.DEVNULL)
     return venv
 

@@ -145,6 +145,7 @@ class RowMeta(TypedDict, total=False):
     prompt: str
     where: str
     reference: str | None
+    reference_calls: list[dict[str, Any]]  # the calls it had as its reference (OpenAI's shape)
 
 
 class CapturedRow(TypedDict):
@@ -194,6 +195,7 @@ class SystemRow(TypedDict, total=False):
     latency_p50_s: float
     latency_p95_s: float
     dev_accuracy: float | None
+    by_scorer: dict[str, dict[str, Any]]  # items scored more than one way (or as calls / JSON): each scorer's figures
     # fusions
     degraded_reasons: dict[str, int]
     oracle: float

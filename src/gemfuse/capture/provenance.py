@@ -4,14 +4,16 @@ fusion was degraded and why, and what it cost. One shape for captured requests a
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 
 from ..fusion.extract import EXTRACTORS, plurality
 from ..fusion.trace import FusionResult
+from ..json_schema import parse_json
 from ..models.base import Completion
 from ..shapes import Agreement, JudgeMeta, RowMeta
-from ..tool_calls import canonical_calls
+from ..tool_calls import canonical_calls, normalised
 
 ROW_META_VERSION = 1
 
@@ -37,13 +39,14 @@ def agreement(answers: dict[str, str], extractor: str | None = "auto", votes: di
 
 
 def fusion_meta(result: FusionResult, *, model: str, extractor: str = "auto", request_id: str | None = None,
-                source: str = "fuse") -> RowMeta:
+                source: str = "fuse", json_answers: bool = False) -> RowMeta:
+    """`json_answers`: the answers were asked under a JSON schema, and agree by value."""
     trace = result.trace
     members = {call.member: call.said for call in trace.candidates}  # calls as written
-    # calls agree by canonical form (key order, spacing, number spelling normalised), not by their text
+    # calls agree by canonical form (key order, spacing, number spelling normalised), JSON by value, not by text
     calls = {call.member: "calls: " + " ".join(canonical_calls(call.tool_calls or [])) if call.tool_calls
-             else call.text for call in trace.candidates}
-    read_as = None if any(call.tool_calls for call in trace.candidates) else extractor
+             else json_key(call.text) if json_answers else call.text for call in trace.candidates}
+    read_as = None if json_answers or any(call.tool_calls for call in trace.candidates) else extractor
     judge: JudgeMeta | None = None
     read = [v for v in trace.verdicts if v.choice is not None]
     if trace.judge and (trace.verdicts or trace.mode != "vote"):
@@ -58,6 +61,14 @@ def fusion_meta(result: FusionResult, *, model: str, extractor: str = "auto", re
             "tokens": {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens,
                        "estimated": usage.estimated},
             "latency_s": round(trace.phases.get("total", 0.0), 4), "time": _now(), "request_id": request_id}
+
+
+def json_key(text: str) -> str:
+    """A JSON answer as compared: its value, key order and number spelling aside (else its text)."""
+    try:
+        return "json: " + json.dumps(normalised(parse_json(text)), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return text
 
 
 def model_meta(completion: Completion, *, model: str, cost: float | None, request_id: str | None = None,

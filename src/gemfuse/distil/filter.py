@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..evals.call_scorers import tool_call
 from ..evals.datasets import EvalItem
 from ..evals.scorers import scorer_for
+from ..prompted_tools import call_text
+from ..tool_calls import Tool, ToolCall, ToolSet, canonical_calls
 from .duplicates import repeats
 from .label import LABELLED, write_jsonl
 from .prompts import normal_text
@@ -56,6 +59,8 @@ def filter_rows(folder: str | Path, settings: DistilSettings) -> FilterReport:
         keys = [_prompt_key(rows[i]) for i in alive]
         texts = [normal_text(_prompt_text(rows[i])) for i in alive]
         for position, (earlier, similarity) in repeats(keys, texts, settings.near_duplicate).items():
+            if similarity < 1.0 and _calls_of(rows[alive[position]]) != _calls_of(rows[alive[earlier]]):
+                continue  # "set it to 20" and "set it to 22": close in words, other calls
             first = rows[alive[earlier]]["meta"].get("where")
             fates[alive[position]] = ("duplicate", f"repeats {first}" if similarity == 1.0
                                       else f"near repeat ({similarity:.2f}) of {first}")
@@ -79,7 +84,11 @@ def filter_rows(folder: str | Path, settings: DistilSettings) -> FilterReport:
 def fate(row: dict, settings: DistilSettings) -> tuple[str, str] | None:
     """None to keep the row, else (reason, detail)."""
     meta = row.get("meta") or {}
-    answer = row["messages"][-1]["content"]
+    last = row["messages"][-1]
+    calls = [ToolCall.from_openai(c) for c in last.get("tool_calls") or []]
+    answer = (last.get("content") or "") if isinstance(last.get("content"), str | None) else \
+        " ".join(p.get("text", "") for p in last["content"])
+    answer = answer or call_text(calls)
     if settings.drop_degraded and meta.get("degraded"):
         return "degraded", meta["degraded"]
     agreed = meta.get("agreement") or {}
@@ -89,8 +98,13 @@ def fate(row: dict, settings: DistilSettings) -> tuple[str, str] | None:
     if settings.swap_agreed and judge.get("swap_check") == "disagreed":
         return "swap_disagreed", "the judge chose differently when the answers were shown in another order"
     reference = meta.get("reference")
-    if settings.verify and reference:
-        right, read = verify(reference, answer, settings)
+    if settings.verify and meta.get("reference_calls"):
+        right, read = verify_calls(row, meta["reference_calls"], calls)
+        if not right:
+            return "wrong", f"reference {call_text([ToolCall.from_openai(c) for c in meta['reference_calls']])}, " \
+                            f"answer {read}"
+    elif settings.verify and reference:
+        right, read = verify(reference, answer, settings) if not calls else (False, answer)
         if not right:
             return "wrong", f"reference {reference!r}, answer read as {read!r}"
     if len(answer) < settings.min_chars:
@@ -109,6 +123,14 @@ def verify(reference: str, answer: str, settings: DistilSettings) -> tuple[bool,
     return score.correct, score.extracted
 
 
+def verify_calls(row: dict, reference: list[dict], calls: list[ToolCall]) -> tuple[bool, str | None]:
+    """Are `calls` the reference calls (the eval's tool-call scorer: arguments by value, as a set)?"""
+    tools = ToolSet(tools=tuple(Tool.model_validate(t) for t in row.get("tools") or []))
+    item = EvalItem("row", [], None, tools=tools, calls=[[ToolCall.from_openai(c) for c in reference]])
+    score = tool_call(item, calls)
+    return score.correct, score.extracted
+
+
 def split(rows: list[dict], settings: DistilSettings) -> tuple[list[dict], list[dict]]:
     """A seeded share of rows held out for validation loss: `val_fraction`, else a tenth from 50 rows up."""
     fraction = settings.val_fraction if settings.val_fraction is not None else (0.1 if len(rows) >= 50 else 0.0)
@@ -117,6 +139,12 @@ def split(rows: list[dict], settings: DistilSettings) -> tuple[list[dict], list[
         return rows, []
     chosen = set(random.Random(settings.seed).sample(range(len(rows)), count))
     return ([r for i, r in enumerate(rows) if i not in chosen], [r for i, r in enumerate(rows) if i in chosen])
+
+
+def _calls_of(row: dict) -> tuple[str, ...] | None:
+    """The row's answer as canonical calls (None: an answer in words)."""
+    calls = row["messages"][-1].get("tool_calls")
+    return canonical_calls([ToolCall.from_openai(c) for c in calls]) if calls else None
 
 
 def _prompt_text(row: dict) -> str:

@@ -23,8 +23,10 @@ from ..fusion.api import afuse
 from ..fusion.engine import QuorumError
 from ..fusion.preset import FUSION_PREFIX, FusionPreset, Member
 from ..fusion.registry import ModelRegistry
+from ..models.base import GenerateOptions
 from ..paths import output_path, published_file
 from ..shapes import RowMeta
+from ..tool_calls import ToolCall
 from .prompts import Prompt, check_leakage, read_prompts
 from .settings import DistilSettings
 
@@ -83,8 +85,8 @@ async def alabel(prompts: str | Path | list[Prompt], out: str | Path, settings: 
     identity = digest({"teacher": settings.teacher, "resolved": preset_identity(registry, preset), "seed": settings.seed})
     answers: dict[int, dict[str, Any]] = {}
     gate = asyncio.Semaphore(settings.concurrency)
-    keys = [digest({"distil-label": 1, "teacher": identity, "messages": [m.to_openai() for m in p.messages]})
-            for p in items]
+    keys = [digest({"distil-label": 1, "teacher": identity, "messages": [m.to_openai() for m in p.messages],
+                    **asked_under(p)}) for p in items]
     finished = caching.cache.get_results(keys) if caching.cache else {}  # one query, not one a prompt
 
     async def label(index: int) -> None:
@@ -113,7 +115,11 @@ async def alabel(prompts: str | Path | list[Prompt], out: str | Path, settings: 
             report.failed.append({"prompt": prompt.id, "where": prompt.where, "why": found["error"]})
             continue
         meta: RowMeta = {**found["meta"], "prompt": prompt.id, "where": prompt.where, "reference": prompt.reference}
-        rows.append(training_row(prompt.messages, found["text"], meta, folder))
+        if prompt.reference_calls:
+            meta["reference_calls"] = [call.to_openai() for call in prompt.reference_calls]
+        calls = [ToolCall.from_openai(c) for c in found.get("tool_calls") or []]
+        options = GenerateOptions(tools=prompt.tools, json_schema=prompt.schema)
+        rows.append(training_row(prompt.messages, found["text"] or None, meta, folder, calls, options))
     write_jsonl(folder / LABELLED, rows)
     report.labelled = len(rows)
     report.calls_made, report.calls_reused = dict(caching.made), dict(caching.reused)
@@ -126,16 +132,28 @@ async def _ask(prompt: Prompt, preset: FusionPreset, registry: CachingRegistry,
                settings: DistilSettings) -> dict[str, Any]:
     """The teacher's answer and its provenance, or {"error": why}."""
     try:
-        result = await afuse(prompt.messages, preset=preset, registry=registry,
-                             seed=seed_for(settings.seed, prompt.id))
+        result = await afuse(prompt.messages, preset=preset, registry=registry, seed=seed_for(settings.seed, prompt.id),
+                             tools=prompt.tools, json_schema=prompt.schema)
     except QuorumError as exc:
         return {"error": "no answer: " + "; ".join(f"{c.member}: {c.error}: {c.message}" for c in exc.trace.failures)}
     except GemfuseError as exc:
         return {"error": str(exc)[:500]}
-    if not result.text.strip():
+    if not result.text.strip() and not result.tool_calls:
         return {"error": "the teacher's answer was empty"}
-    meta = fusion_meta(result, model=settings.teacher or "", extractor=preset.extractor, source="label")
-    return {"text": result.text, "meta": meta}
+    meta = fusion_meta(result, model=settings.teacher or "", extractor=preset.extractor, source="label",
+                       json_answers=prompt.schema is not None)
+    calls = [call.to_openai() for call in result.tool_calls or []]
+    return {"text": result.text, "meta": meta, **({"tool_calls": calls} if calls else {})}
+
+
+def asked_under(prompt: Prompt) -> dict[str, Any]:
+    """The tools and schema a prompt is labelled under (none: nothing, so older labels keep their keys)."""
+    found: dict[str, Any] = {}
+    if prompt.tools is not None:
+        found["tools"] = prompt.tools.model_dump(mode="json")
+    if prompt.schema is not None:
+        found["schema"] = prompt.schema
+    return found
 
 
 def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:

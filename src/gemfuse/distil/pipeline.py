@@ -186,9 +186,11 @@ def eval_max_tokens(settings: DistilSettings, train: Path) -> int:
         return settings.max_tokens
     longest = 0
     for line in train.read_text(encoding="utf-8").splitlines():
-        content = json.loads(line)["messages"][-1]["content"]
+        last = json.loads(line)["messages"][-1]
+        content = last.get("content") or ""
         text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
-        longest = max(longest, len(text))
+        calls = last.get("tool_calls")
+        longest = max(longest, len(text) + (len(json.dumps(calls)) if calls else 0))
     return min(settings.max_tokens, longest // 2 + 16)
 
 
@@ -197,7 +199,10 @@ def eval_scorer(settings: DistilSettings) -> str:
     appearing in the answer (the eval's own `auto` wants text answers exact, and a sentence is never exact)."""
     if settings.scorer != "auto" or not settings.eval:
         return settings.scorer
-    chosen = default_scorer(load_eval_set(settings.eval, dev_fraction=0.0).kind)
+    eval_set = load_eval_set(settings.eval, dev_fraction=0.0)
+    if any(item.tools is not None or item.schema is not None for item in eval_set.items):
+        return "auto"  # calls and JSON answers are scored by each item's shape
+    chosen = default_scorer(eval_set.kind)
     return "contains" if chosen == "exact" else chosen
 
 

@@ -20,6 +20,7 @@ from ..capture import capture_files
 from ..errors import GemfuseError
 from ..evals.datasets import EvalSet, prompt_and_reference, read_rows
 from ..messages import AudioPart, ImagePart, Message, TextPart
+from ..tool_calls import ToolCall, ToolSet
 
 
 class PromptError(GemfuseError):
@@ -30,8 +31,11 @@ class PromptError(GemfuseError):
 class Prompt:
     id: str
     where: str  # file:line
-    messages: list[Message]  # ends with a user turn
+    messages: list[Message]  # ends with a user turn (or a tool's result)
     reference: str | None = None  # the answer the row came with, if any
+    tools: ToolSet | None = None  # the functions the teacher may call
+    schema: dict | None = None  # the JSON schema the teacher's answer keeps to
+    reference_calls: list[ToolCall] | None = None  # the calls the row came with, if any
 
     @property
     def key(self) -> str:
@@ -95,14 +99,16 @@ def _prompt(row: dict, where: str, root: Path, fallback_id: str) -> Prompt:
     if "choices" in row:
         raise PromptError(f"{where}: choices: multiple-choice rows are eval items; give the options in the prompt")
     try:
-        messages, reference = prompt_and_reference(row, where, root)  # the eval's own reader
+        asked = prompt_and_reference(row, where, root)  # the eval's own reader
     except GemfuseError as exc:
         raise PromptError(str(exc)) from None
+    reference, calls = asked.answer, asked.calls[0] if asked.calls else None
     if "meta" in row:  # a captured row: its answer was the served model's, not a checked reference
-        reference = None
+        reference, calls = None, None
     ident = row.get("id")
-    return Prompt(str(ident) if ident is not None else fallback_id, where, messages,
-                  reference if isinstance(reference, str) else None)
+    return Prompt(str(ident) if ident is not None else fallback_id, where, asked.messages,
+                  reference if isinstance(reference, str) and not calls else None, asked.tools, asked.schema,
+                  calls or None)
 
 
 def check_leakage(prompts: list[Prompt], eval_set: EvalSet) -> None:

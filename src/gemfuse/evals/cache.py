@@ -26,11 +26,12 @@ from ..fusion.registry import ModelRegistry
 from ..messages import Message
 from ..models.base import Completion, GenerateOptions, Model, StreamChunk, TokenLogprob, Usage
 from ..models.spec import ModelSpec
+from ..tool_calls import ToolCall
 from .identity import spec_identity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, text TEXT, finish TEXT, prompt_tokens INTEGER,
-    completion_tokens INTEGER, estimated INTEGER, latency_s REAL, created REAL, logprobs TEXT);
+    completion_tokens INTEGER, estimated INTEGER, latency_s REAL, created REAL, logprobs TEXT, tool_calls TEXT);
 CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, system TEXT, item TEXT, record TEXT, created REAL);
 """
 
@@ -56,8 +57,9 @@ class EvalCache:
         self.db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: safe against a killed process
         self.db.executescript(SCHEMA)
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(calls)")}
-        if "logprobs" not in columns:  # a cache from before log-probabilities were kept
-            self.db.execute("ALTER TABLE calls ADD COLUMN logprobs TEXT")
+        for column in ("logprobs", "tool_calls"):  # a cache from before they were kept
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE calls ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -65,22 +67,25 @@ class EvalCache:
     # -- model calls --------------------------------------------------------------------------------------------
     def get_call(self, key: str) -> Completion | None:
         row = self.db.execute("SELECT model, text, finish, prompt_tokens, completion_tokens, estimated, latency_s, "
-                              "logprobs FROM calls WHERE key = ?", (key,)).fetchone()
+                              "logprobs, tool_calls FROM calls WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        model, text, finish, prompt, completion, estimated, latency, logprobs = row
+        model, text, finish, prompt, completion, estimated, latency, logprobs, calls = row
         tokens = [stored_token(*row) for row in json.loads(logprobs)] if logprobs else None
         return Completion(text=text, model=model, finish_reason=finish, usage=Usage(prompt, completion, bool(estimated)),
-                          latency_s=latency, logprobs=tokens)
+                          latency_s=latency, logprobs=tokens,
+                          tool_calls=[ToolCall.from_openai(c) for c in json.loads(calls)] if calls else None)
 
     def put_call(self, key: str, completion: Completion) -> None:
         usage = completion.usage
         logprobs = (json.dumps([[t.token, t.logprob, t.top, t.confidence, t.self_certainty, t.approximate]
                                 for t in completion.logprobs], ensure_ascii=False)
                     if completion.logprobs is not None else None)
-        self.db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        calls = json.dumps([c.to_openai() for c in completion.tool_calls]) if completion.tool_calls else None
+        self.db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (key, completion.model, completion.text, completion.finish_reason, usage.prompt_tokens,
-                         usage.completion_tokens, int(usage.estimated), completion.latency_s, time.time(), logprobs))
+                         usage.completion_tokens, int(usage.estimated), completion.latency_s, time.time(), logprobs,
+                         calls))
 
     # -- scored items -------------------------------------------------------------------------------------------
     def get_result(self, key: str) -> dict | None:
@@ -128,7 +133,7 @@ class CachedModel(Model):
     async def stream(self, messages: Sequence[Message], options: GenerateOptions | None = None
                      ) -> AsyncIterator[StreamChunk]:
         completion = await self.generate(messages, options)
-        yield StreamChunk(text=completion.text)
+        yield StreamChunk(text=completion.text, tool_calls=completion.tool_calls)
         yield StreamChunk(finish_reason=completion.finish_reason or "stop", usage=completion.usage,
                           latency_s=completion.latency_s, logprobs=completion.logprobs)
 
@@ -200,7 +205,7 @@ class CachingRegistry:
         try:
             completion = await call()
             self.made[model] += 1
-            if self.cache is not None and completion.text.strip():
+            if self.cache is not None and (completion.text.strip() or completion.tool_calls):
                 self.cache.put_call(key, completion)
             future.set_result(completion)
             return completion

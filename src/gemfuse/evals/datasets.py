@@ -6,6 +6,9 @@ Sources, by what `DATASET` names:
   parts as in training data), or a chat whose last turn is the assistant's reference answer (a fine-tune's
   validation file evaluates as it is). Optional: `id`, `choices` (a list; `answer` is a letter, an index or the
   option's text), `split` (dev | test), `instruction`. GSM8K rows (`question`, `answer` ending `#### 72`) too;
+- function calls and JSON answers: a row with `tools` whose reference is the assistant's `tool_calls` (or xLAM's
+  `query` / `tools` / `answers`), `acceptable` for more right answers (each a list of calls), a text reference for
+  "no call fits"; a row with `response_format` whose reference is the JSON answer (none: any valid answer);
 - a `datasets` folder (save_to_disk) or a .parquet / .csv / .json file with the same columns.
 
 "The best single member" is chosen on dev and every system is scored on test; without a `split` column a seeded
@@ -24,6 +27,7 @@ from typing import Any, Literal
 
 from ..errors import GemfuseError
 from ..messages import AudioPart, ImagePart, Message, Part, TextPart, sniff_image
+from ..tool_calls import ToolCall, ToolSet
 from .generators import CHOICE_INSTRUCTION, LETTERS, generate
 
 Kind = Literal["number", "choice", "text"]
@@ -45,10 +49,24 @@ class EvalItem:
     split: Literal["dev", "test"] = "test"
     where: str = ""  # file:line, for messages about this item
     tags: list[str] = field(default_factory=list)
+    tools: ToolSet | None = None  # the functions the item offers (asked of every system)
+    schema: dict | None = None  # the JSON schema its answer keeps to
+    calls: list[list[ToolCall]] | None = None  # the right answers when they are calls; [[]]: no call fits
 
     @property
     def question(self) -> str:
         return "\n".join(m.text for m in self.messages if m.role == "user")
+
+
+@dataclass
+class RowPrompt:
+    """What a row asks (its turns, tools and schema) and the answer it holds, if any."""
+
+    messages: list[Message]
+    answer: Any
+    tools: ToolSet | None = None
+    schema: dict | None = None
+    calls: list[list[ToolCall]] | None = None
 
 
 @dataclass
@@ -119,19 +137,30 @@ def read_rows(path: Path) -> list[tuple[str, dict]]:
     return [(f"{path}:row {i}", dict(row)) for i, row in enumerate(table)]
 
 
-def prompt_and_reference(row: dict, where: str, root: Path) -> tuple[list[Message], Any]:
-    """A row's prompt (ending with a user turn) and its reference answer, if any: from `messages` (a last
-    assistant turn is the reference unless the row gives `answer`), or `prompt` / `question` with `answer`
-    (GSM8K's "... #### 42" read as 42); a number as text. The one reader of eval items and distil prompts."""
+def prompt_and_reference(row: dict, where: str, root: Path) -> RowPrompt:
+    """A row's prompt (ending with a user turn, or a tool's result) and its reference answer, if any: from
+    `messages` (a last assistant turn is the reference unless the row gives `answer`; its calls are the reference
+    when the row has tools), or `prompt` / `question` with `answer` (GSM8K's "... #### 42" read as 42), or xLAM's
+    `query` / `tools` / `answers`; a number as text. The one reader of eval items and distil prompts."""
+    if {"query", "tools", "answers"} <= row.keys() and "messages" not in row:
+        from ..data.tool_importers import from_xlam
+
+        try:
+            row = {**{k: v for k, v in row.items() if k not in ("query", "answers")}, **from_xlam(row)}
+        except GemfuseError as exc:
+            raise DatasetError(f"{where}: {exc}") from None
     answer = row.get("answer")
+    tools, schema, calls = None, None, None
     if "messages" in row:
-        messages = row_messages(row, where, root)
+        messages, tools, schema = row_messages(row, where, root)
         if messages and messages[-1].role == "assistant":
-            last = messages.pop().text  # a chat's last assistant turn is the reference
-            answer = answer if answer is not None else last
-        if not messages or messages[-1].role != "user":
-            raise DatasetError(f"{where}: messages: must end with a user turn (or a user turn, then the reference "
-                               "answer as the assistant's)")
+            last = messages.pop()  # a chat's last assistant turn is the reference
+            answer = answer if answer is not None else (last.text if last.text or not last.tool_calls else None)
+            if tools is not None and tools.active:
+                calls = [last.tool_calls]
+        if not messages or messages[-1].role not in ("user", "tool"):
+            raise DatasetError(f"{where}: messages: must end with a user turn (or a tool's result; then the "
+                               "reference answer as the assistant's)")
     else:
         prompt = row.get("prompt", row.get("question"))
         if not isinstance(prompt, str) or not prompt.strip():
@@ -140,13 +169,42 @@ def prompt_and_reference(row: dict, where: str, root: Path) -> tuple[list[Messag
         if "question" in row and isinstance(answer, str) and "####" in answer:
             answer = answer.rsplit("####", 1)[1].strip().replace(",", "")  # GSM8K: the number after ####
         messages = [Message.user(prompt)]
+    if row.get("acceptable") is not None:
+        calls = (calls or []) + _acceptable(row["acceptable"], where)
+    if calls is not None and (tools is None or not tools.active):
+        raise DatasetError(f"{where}: tools: the reference is function calls, but the row offers no tools")
     if isinstance(answer, int | float) and not isinstance(answer, bool):
         answer = str(answer)
-    return messages, answer
+    if isinstance(answer, dict | list) and schema is not None:  # a JSON answer given as JSON
+        answer = json.dumps(answer, ensure_ascii=False)
+    return RowPrompt(messages, answer, tools, schema, calls)
+
+
+def _acceptable(value: Any, where: str) -> list[list[ToolCall]]:
+    """`acceptable`: more right answers, each a list of calls (OpenAI's shape or {name, arguments})."""
+    if not isinstance(value, list) or not all(isinstance(answer, list) for answer in value):
+        raise DatasetError(f"{where}: acceptable: must be a list of answers, each a list of calls")
+    found = []
+    for i, answer in enumerate(value):
+        calls = []
+        for j, call in enumerate(answer):
+            spelled = call if isinstance(call, dict) and "function" in call else {"function": call}
+            try:
+                calls.append(ToolCall.from_openai(spelled, f"acceptable[{i}][{j}]"))
+            except GemfuseError as exc:
+                raise DatasetError(f"{where}: {exc}") from None
+        found.append(calls)
+    return found
 
 
 def _item(row: dict, where: str, index: int, root: Path) -> EvalItem:
-    messages, answer = prompt_and_reference(row, where, root)
+    asked = prompt_and_reference(row, where, root)
+    messages, answer = asked.messages, asked.answer
+    if asked.calls is not None:  # shown in reports as the first right answer
+        answer = answer if asked.calls == [[]] else " ".join(c.canonical() for c in asked.calls[0])
+        answer = answer or "(no call)"
+    elif asked.schema is not None and answer is None:
+        answer = ""  # any answer that satisfies the schema
     if answer is not None and not isinstance(answer, str):
         raise DatasetError(f"{where}: answer: must be text or a number, got {type(answer).__name__}")
     choices = row.get("choices")
@@ -164,10 +222,12 @@ def _item(row: dict, where: str, index: int, root: Path) -> EvalItem:
     ident = row.get("id")
     return EvalItem(id=str(ident) if ident is not None else f"item-{index}", messages=messages, answer=answer,
                     choices=choices, where=where, tags=list(row.get("tags") or []),
-                    split=_split_name(row.get("split"), where))
+                    split=_split_name(row.get("split"), where), tools=asked.tools, schema=asked.schema,
+                    calls=asked.calls)
 
 
-def row_messages(row: dict, where: str, root: Path) -> list[Message]:
+def row_messages(row: dict, where: str, root: Path) -> tuple[list[Message], ToolSet | None, dict | None]:
+    """The row's turns as messages (calls and tool results included), its tools and its answer's schema."""
     from ..data.schema import parse_example
 
     example = parse_example(row, where.rsplit(":", 1)[0], 0, root)
@@ -185,8 +245,8 @@ def row_messages(row: dict, where: str, root: Path) -> list[Message]:
                 parts.append(ImagePart(data=data, mime_type=sniff_image(data) or "image/png"))
             else:
                 parts.append(AudioPart(data=part.read(), format=part.format or "wav"))
-        messages.append(Message(turn.role, parts))  # type: ignore[arg-type]  # roles were checked on reading
-    return messages
+        messages.append(Message(turn.role, parts, list(turn.calls), turn.call_id))  # type: ignore[arg-type]
+    return messages, example.tools, example.schema
 
 
 def _choice_letter(answer: Any, choices: list[str], where: str) -> str:

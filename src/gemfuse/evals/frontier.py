@@ -38,13 +38,13 @@ def replay(answers: Sequence[ItemResult], threshold: float, extractor: str = "au
     for tier, answer in enumerate(answers, 1):
         cost += answer.cost or 0.0
         latency += answer.latency_s or 0.0
-        gave = int(not answer.error and bool(answer.text))
+        gave = int(answer.answered)
         if tier_accepted(answer.certainty_by(measure), False, gave, threshold, measure)[0]:
             return Outcome(bool(answer.correct), cost, latency, tier)
-    answered = [a for a in answers if not a.error and a.text]
+    answered = [a for a in answers if a.answered]
     if not answered:
         return Outcome(False, cost, latency, None)
-    keys = [answer_key(a.text, extractor) for a in answered]
+    keys = [a.calls_key or answer_key(a.text, extractor) for a in answered]
     winner = answered[keys.index(plurality(keys)[1][0])]
     return Outcome(bool(winner.correct), cost, latency, None)
 

@@ -24,8 +24,11 @@ from ..fusion.trace import FusionTrace
 from ..messages import Message
 from ..models.base import GenerateOptions
 from ..paths import cache_dir, output_path
+from ..prompted_tools import call_text
+from ..tool_calls import ToolCall
 from .cache import CachingRegistry, EvalCache, digest
 from .calibration import NEVER, calibrate_cascade
+from .call_scorers import CALL_SCORERS, item_scorer, score_structured
 from .datasets import EvalItem, EvalSet, load_eval_set
 from .identity import preset_identity
 from .records import ItemResult, JudgeRecord, VerdictRecord
@@ -66,8 +69,12 @@ def seed_for(seed: int, ident: str) -> int:
 
 
 def item_digest(item: EvalItem) -> str:
-    return digest({"id": item.id, "messages": [m.to_openai() for m in item.messages], "answer": item.answer,
-                   "choices": item.choices})
+    found: dict[str, Any] = {"id": item.id, "messages": [m.to_openai() for m in item.messages],
+                             "answer": item.answer, "choices": item.choices}
+    if item.tools is not None or item.schema is not None:  # items without them keep their old keys
+        found |= {"tools": item.tools.model_dump(mode="json") if item.tools else None, "schema": item.schema,
+                  "calls": [[c.canonical() for c in answer] for answer in item.calls or []]}
+    return digest(found)
 
 
 class Evaluator:
@@ -77,7 +84,10 @@ class Evaluator:
         self.settings = settings
         self.name = settings.scorer_id(kind)["scorer"]
         self.registry = registry
-        if self.name == "rubric":
+        self.per_item = settings.scorer == "auto"  # an item with tools or a schema is scored by its shape
+        if self.name in CALL_SCORERS:
+            self.plain = None
+        elif self.name == "rubric":
             if not settings.evaluator:
                 raise SettingError("evaluator", None, "the rubric scorer needs an evaluator model")
             registry.spec(settings.evaluator)
@@ -88,8 +98,16 @@ class Evaluator:
             except Exception as exc:
                 raise ConfigError(f"eval: scorer {self.name}: {exc}") from None
 
-    async def score(self, item: EvalItem, reply: str) -> tuple[Score, float]:
+    def scorer_of(self, item: EvalItem) -> str:
+        return (self.per_item and item_scorer(item)) or self.name
+
+    async def score(self, item: EvalItem, reply: str, calls: list[ToolCall] | None = None) -> tuple[Score, float]:
         """(score, what the evaluator's calls cost)."""
+        name = self.scorer_of(item)
+        if name in CALL_SCORERS:
+            return score_structured(name, item, reply, calls), 0.0
+        if calls:  # a call where an answer in words was due
+            return Score(False, 0.0, call_text(calls)), 0.0
         if self.plain is not None:
             return self.plain(item, reply), 0.0
         spent = 0.0
@@ -127,17 +145,21 @@ def modelled_latency(trace: FusionTrace) -> float:
 async def run_one(system: System, item: EvalItem, registry: CachingRegistry, evaluator: Evaluator,
                   seed: int) -> ItemResult:
     """One system on one item: the reply, its score, what it cost, and for fusions what the judge did."""
-    record = ItemResult(system=system.name, item=item.id, split=item.split)
+    record = ItemResult(system=system.name, item=item.id, split=item.split, scorer=evaluator.scorer_of(item))
     trace: FusionTrace | None = None
+    calls: list[ToolCall] | None = None
     try:
-        result = await afuse(item.messages, preset=system.preset, registry=registry, seed=item_seed(seed, item))
-        trace, record.text, record.chosen = result.trace, result.text, result.chosen
+        result = await afuse(item.messages, preset=system.preset, registry=registry, seed=item_seed(seed, item),
+                             tools=item.tools, json_schema=item.schema)
+        trace, record.text, record.chosen, calls = result.trace, result.text, result.chosen, result.tool_calls
+        if calls:
+            record.tool_calls = [call.to_openai() for call in calls]
     except QuorumError as exc:
         trace = exc.trace
         record.error = f"no answer: {'; '.join(f'{c.error}: {c.message}' for c in trace.failures)}"[:500]
     except GemfuseError as exc:
         record.error = str(exc)[:500]
-    score, record.eval_cost = (await evaluator.score(item, record.text) if record.text
+    score, record.eval_cost = (await evaluator.score(item, record.text, calls) if record.text or calls
                                else (Score(False, 0.0, None), 0.0))
     record.correct, record.value, record.extracted = score.correct, score.value, score.extracted
     if trace is None:
@@ -151,7 +173,7 @@ async def run_one(system: System, item: EvalItem, registry: CachingRegistry, eva
         record.certainties = dict(trace.candidates[0].certainties)
     if system.kind == "fusion":
         for call in (c for c in trace.calls if c.role == "member" and c.ok):
-            record.candidates[call.member] = (await evaluator.score(item, call.text))[0].correct
+            record.candidates[call.member] = (await evaluator.score(item, call.text, call.tool_calls))[0].correct
         if trace.judge_choice is not None:
             record.judge = JudgeRecord(trace.judge_choice, trace.shown_order, trace.swap_check == "disagreed")
         record.verdicts = [VerdictRecord(v.choice, len(v.order), v.read_as) for v in trace.verdicts]

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..shapes import TierRecord
+from ..tool_calls import ToolCall, canonical_calls
 
 
 @dataclass
@@ -31,6 +32,8 @@ class ItemResult:
     split: str
     error: str | None = None
     text: str = ""
+    tool_calls: list[dict[str, Any]] | None = None  # the calls it answered with (OpenAI's shape)
+    scorer: str | None = None  # how it was scored (per item under `auto`: tool-call, json-fields, ...)
     correct: bool = False
     value: float = 0.0
     extracted: str | None = None
@@ -55,10 +58,21 @@ class ItemResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def answered(self) -> bool:
+        return not self.error and bool(self.text or self.tool_calls)
+
+    @property
+    def calls_key(self) -> str | None:
+        """Its calls as a vote counts them (canonical, as a set), or None for an answer in words."""
+        if not self.tool_calls:
+            return None
+        return "calls: " + " ".join(canonical_calls([ToolCall.from_openai(c) for c in self.tool_calls]))
+
     def certainty_by(self, measure: str) -> float | None:
         """How sure the member was by `measure`; None for no answer (a record from before the measures holds the
         mean only)."""
-        if self.error or not self.text:
+        if not self.answered:
             return None
         if measure in self.certainties:
             return self.certainties[measure]

@@ -16,6 +16,7 @@ from typing import Any
 from .._json import finite
 from ..paths import output_path
 from ..shapes import EvalReport, SystemRow
+from .call_scorers import CALL_SCORERS
 from .datasets import EvalSet
 from .frontier import frontier
 from .records import ItemResult
@@ -58,6 +59,9 @@ def _system_stats(system: System, rows: list[ItemResult], seed: int) -> SystemRo
         "calls_per_item": _mean([r.calls for r in rows]),
         "latency_p50_s": percentile(latencies, 50), "latency_p95_s": percentile(latencies, 95),
     }
+    scorers = list(dict.fromkeys(r.scorer for r in rows if r.scorer))
+    if len(scorers) > 1 or set(scorers) & set(CALL_SCORERS):
+        stats["by_scorer"] = {name: _scorer_stats([r for r in rows if r.scorer == name], seed) for name in scorers}
     failed = failure(rows)
     if failed:  # no accuracy: a system that never answered was not measured at 0%
         stats["failed"], stats["accuracy"], stats["interval"], stats["score"] = failed, None, (None, None), None
@@ -69,6 +73,13 @@ def _system_stats(system: System, rows: list[ItemResult], seed: int) -> SystemRo
         stats["threshold"] = system.preset.cascade_threshold()
         stats["calibration"] = system.calibration
     return stats
+
+
+def _scorer_stats(rows: list[ItemResult], seed: int) -> dict[str, Any]:
+    """One scorer's items: accuracy with its interval, and the mean value (a call's share of arguments right)."""
+    correct = [float(bool(r.correct)) for r in rows]
+    return {"n": len(rows), "correct": int(sum(correct)), "accuracy": _mean(correct),
+            "interval": bootstrap_interval(correct, seed=seed), "score": _mean([r.value for r in rows])}
 
 
 def _fusion_stats(rows: list[ItemResult]) -> SystemRow:
@@ -297,10 +308,29 @@ class Report:
         lines = [f"# Eval: {self.data['dataset']}", "", self.heading(), "",
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
+        lines += self.scorer_table()
         lines += self.frontier_table()
         lines += self.certainty_table()
         lines += ["", "**What it says**", ""] + [f"- {line}" for line in self.data["findings"]]
         return "\n".join(lines) + "\n"
+
+    def scorer_table(self) -> list[str]:
+        """Accuracy by scorer (tool-call, no-call, json-fields, ...) when the items were scored more than one way."""
+        systems = [s for s in self.data["systems"] if s.get("by_scorer")]
+        if not systems:
+            return []
+        names = list(dict.fromkeys(name for s in systems for name in s["by_scorer"]))
+        lines = ["", "**By scorer** (test items; accuracy, 95% CI, mean score)", "",
+                 "| system | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for s in systems:
+            cells = []
+            for name in names:
+                d = s["by_scorer"].get(name)
+                low, high = d["interval"] if d else (None, None)
+                cells.append("-" if not d or low is None else
+                             f"{d['accuracy']:.1%} ({low:.0%}-{high:.0%}), {d['score']:.2f} of {d['n']}")
+            lines.append(f"| {s['name']} | " + " | ".join(cells) + " |")
+        return lines
 
     def frontier_table(self) -> list[str]:
         """The cascade at each threshold, replayed from the members' answers, and the oracle."""

@@ -30,8 +30,9 @@ class EvalSettings(BaseModel):
     judge_max_tokens: MaxTokens = Field(64, description="the judge's reply length")
     temperature: Temperature = Field(0.0, description="members' sampling temperature")
     swap_check: bool = Field(False, description="best-of: ask the judge in two orders")
-    scorer: Literal["auto", "exact", "contains", "numeric", "choice", "regex", "rubric"] = Field(
-        "auto", description="how a reply is scored; auto: by the answers' type")
+    scorer: Literal["auto", "exact", "contains", "numeric", "choice", "regex", "rubric", "tool-call", "no-call",
+                    "json-schema", "json-fields"] = Field(
+        "auto", description="how a reply is scored; auto: by the answers' type (calls and JSON by the item's shape)")
     tolerance: float = Field(1e-6, ge=0.0, description="numeric: relative tolerance")
     pattern: str | None = Field(None, description="regex: read the answer from this group")
     evaluator: str | None = Field(None, description="rubric: the grading model (not a judge)")

@@ -14,8 +14,11 @@ from ..messages import Message
 from ..models.base import GenerateOptions, Model, StreamChunk, TokenLogprob, Usage
 from ..models.spec import ModelSpec, Price
 from ..registry import Registry
+from ..tool_calls import ToolCall
 
-Reply = str | BaseException | Callable[[Sequence[Message]], str] | Callable[[Sequence[Message], GenerateOptions], str]
+Answer = str | list[ToolCall]  # text, or function calls
+Reply = (str | BaseException | Callable[[Sequence[Message]], Answer]
+         | Callable[[Sequence[Message], GenerateOptions], Answer])
 
 
 class ScriptedModel(Model):
@@ -39,7 +42,7 @@ class ScriptedModel(Model):
     def enqueue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
 
-    def _next(self, messages: Sequence[Message], options: GenerateOptions) -> str:
+    def _next(self, messages: Sequence[Message], options: GenerateOptions) -> Answer:
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]  # the last one repeats
         if isinstance(reply, BaseException):
             raise reply
@@ -60,6 +63,11 @@ class ScriptedModel(Model):
             self.cancelled += 1
             raise
         text = self._next(messages, options or GenerateOptions())
+        if isinstance(text, list):  # function calls, whole in one chunk as local models send them
+            yield StreamChunk(tool_calls=text)
+            yield StreamChunk(finish_reason="tool_calls", usage=Usage(sum(len(m.text.split()) for m in messages),
+                                                                       sum(len(c.arguments.split()) for c in text)))
+            return
         pieces = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))] if self.chunk_words else [text]
         for piece in pieces:
             yield StreamChunk(text=piece)
