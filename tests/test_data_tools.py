@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from gemfuse import run_sync
 from gemfuse.data.collate import IGNORE, Collator
 from gemfuse.data.schema import read_jsonl
 from gemfuse.data.target import load_target
@@ -97,6 +98,41 @@ def test_the_loss_covers_the_assistants_calls_and_text_only(tmp_path, tiny_model
             current = []
     assert spans == ['{"name": "get_weather", "parameters": {"city": "Oslo"}}',
                      "It is minus four and snowing in Oslo."]
+
+
+def test_a_template_that_takes_tools_trains_rows_as_it_serves_them(tmp_path, tiny_model):
+    """Gemma 4 (a template that renders tools): the row is rendered by that template with the tools given to it,
+    as the server renders a request; the loss covers the call tokens and the answer, never the result."""
+    from gemfuse.models.transformers import TransformersModel, TransformersSpec
+    from gemfuse.testing.gemma4 import with_tool_template
+
+    folder = with_tool_template(tiny_model("gemma4"), tmp_path / "gemma4")
+    (example,) = read_jsonl(write(tmp_path / "one.jsonl", [GOOD]))
+    target = load_target(str(folder))
+    assert target.takes_tools and not load_target(str(tiny_model("gemma4"))).takes_tools
+    collator = Collator(target)
+    rendered = collator.render(example)
+    assert "declaration:get_weather" in rendered and INSTRUCTIONS.splitlines()[0] not in rendered
+    assert '<|tool_call>call:get_weather{"city": "Oslo"}<tool_call|>' in rendered
+    served = TransformersModel("native", TransformersSpec(path=str(folder), concurrency=1))
+    try:
+        _, processor, device = served.load()
+        history = [m for m in example_messages(GOOD)]
+        prompt = processor.decode(served._inputs(history[:-1], processor, device, example.tools)["input_ids"][0])
+    finally:
+        run_sync(served.aclose())
+    assert rendered.startswith(prompt), "training renders the conversation as serving does"
+    batch = collator([example])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    trained = target.tokenizer.decode([t for t, label in zip(ids, labels, strict=True) if label != IGNORE])
+    assert trained == ('<|tool_call>call:get_weather{"city": "Oslo"}<tool_call|><end_of_turn>'
+                       "It is minus four and snowing in Oslo.<end_of_turn>")
+
+
+def example_messages(row):
+    from gemfuse.messages import parse_messages
+
+    return parse_messages(row["messages"])
 
 
 HERMES = [{"tools": None, "conversations": [

@@ -3,7 +3,6 @@ several calls), and a checkpoint whose chat template takes tools gets them, and 
 template, with its answer read in its own format; a forced call keeps the prompted format's grammar."""
 
 import json
-import shutil
 
 import pytest
 
@@ -54,32 +53,12 @@ def test_a_native_answer_is_a_call_only_when_it_keeps_to_its_tool():
     assert not forced.native and forced.options.json_schema is not None  # the grammar of the prompted format
 
 
-NATIVE_TEMPLATE = (
-    "{{ bos_token }}{% if tools %}<start_of_turn>system\n{% for t in tools %}<|tool>declaration:"
-    "{{ t['function']['name'] }}{{ t['function']['parameters'] | tojson }}<tool|>{% endfor %}<end_of_turn>\n"
-    "{% endif %}{% for m in messages %}{% if m['role'] == 'tool' %}<start_of_turn>user\n<|tool_response>response:"
-    "{{ m['name'] }}{value:<|\"|>{{ m['content'] }}<|\"|>}<tool_response|><end_of_turn>\n"
-    "{% elif m['role'] == 'assistant' and m.get('tool_calls') %}<start_of_turn>model\n{% for c in m['tool_calls'] %}"
-    "<|tool_call>call:{{ c['function']['name'] }}{{ c['function']['arguments'] | tojson }}<tool_call|>{% endfor %}"
-    "<end_of_turn>\n{% else %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
-    "{{ m['content'] if m['content'] is string else m['content'] | map(attribute='text') | join('') }}<end_of_turn>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
-
-
 @pytest.fixture(scope="module")
 def native_gemma4(tiny_model, tmp_path_factory):
     """The tiny Gemma 4 with three spare tokens made its call marks and a chat template that takes tools."""
-    folder = tmp_path_factory.mktemp("native") / "gemma4"
-    shutil.copytree(tiny_model("gemma4"), folder)
-    tokenizer = json.loads((folder / "tokenizer.json").read_text())
-    for spare, mark in (("<unused509>", "<|tool_call>"), ("<unused510>", "<tool_call|>"), ("<unused511>", Q)):
-        ident = tokenizer["model"]["vocab"].pop(spare)
-        tokenizer["model"]["vocab"][mark] = ident
-        tokenizer["added_tokens"].append({"id": ident, "content": mark, "single_word": False, "lstrip": False,
-                                          "rstrip": False, "normalized": False, "special": True})
-    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
-    (folder / "chat_template.jinja").write_text(NATIVE_TEMPLATE)
-    return folder
+    from gemfuse.testing.gemma4 import with_tool_template
+
+    return with_tool_template(tiny_model("gemma4"), tmp_path_factory.mktemp("native") / "gemma4")
 
 
 @pytest.mark.heavy

@@ -8,9 +8,10 @@ import random
 from collections.abc import Sequence
 
 from ..errors import MessageError
+from ..families.gemma4 import RESULT_END, RESULT_START
 from .schema import Example, Media
 from .target import Target
-from .validate import conversation
+from .validate import rendered
 
 IGNORE = -100
 
@@ -51,13 +52,16 @@ class Collator:
         media_tokens = ("image_token", "boi_token", "eoi_token", "audio_token", "boa_token", "eoa_token")
         self.media_ids = {tokenizer.convert_tokens_to_ids(getattr(tokenizer, name)) for name in media_tokens
                           if getattr(tokenizer, name, None)}
+        vocabulary = tokenizer.get_vocab() if target.takes_tools else {}
+        # a template may write a tool's result inside the model's turn (Gemma 4): never trained on
+        self.result_marks = (vocabulary.get(RESULT_START), vocabulary.get(RESULT_END))
         # what `pad` needs to batch encoded rows as the tokenizer would, without it
         self.text_only = target.processor is tokenizer
         self.padding_side = tokenizer.padding_side
         self.filler = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.pad_token_id
 
     def render(self, example: Example) -> str:
-        return self.target.render(conversation(example))
+        return rendered(self.target, example)
 
     def labels_for(self, ids: list[int], mask: list[int]) -> list[int]:
         labels = [IGNORE] * len(ids)
@@ -71,8 +75,10 @@ class Collator:
             while end < len(ids) and ids[end] != self.end_id and mask[end]:
                 end += 1
             stop = end + 1 if end < len(ids) and ids[end] == self.end_id else end  # learn to close the turn
+            in_result = False
             for i in range(begin, stop):
-                if ids[i] not in self.media_ids and mask[i]:
+                in_result = (in_result or ids[i] == self.result_marks[0]) and ids[i - 1] != self.result_marks[1]
+                if ids[i] not in self.media_ids and mask[i] and not in_result:
                     labels[i] = ids[i]
             position = stop
         return labels

@@ -46,16 +46,26 @@ class Target:
     def release(self) -> None:
         """Forget the processor once nothing will tokenise (Gemma's 262k-piece tokenizer holds ~0.25 GiB, its
         files 33 MB); the chat template, turn markers and the files `save` writes stay."""
-        _ = self.chat_template, self.markers
+        _ = self.chat_template, self.markers, self.takes_tools
         with tempfile.TemporaryDirectory() as tmp:
             self.save(Path(tmp))
             self.saved = {str(f.relative_to(tmp)): f.read_bytes() for f in Path(tmp).rglob("*") if f.is_file()}
         self.processor = None
         self.__dict__.pop("tokenizer", None)
 
-    def render(self, conversation: list[dict], add_generation_prompt: bool = False) -> str:
+    def render(self, conversation: list[dict], add_generation_prompt: bool = False,
+               tools: list[dict] | None = None) -> str:
+        given = {"tools": tools} if tools else {}
         return self.tokenizer.apply_chat_template(conversation, tokenize=False, chat_template=self.chat_template,
-                                                  add_generation_prompt=add_generation_prompt)
+                                                  add_generation_prompt=add_generation_prompt, **given)
+
+    @cached_property
+    def takes_tools(self) -> bool:
+        """Its own template renders tools (Gemma 4): rows with tools are trained as that template writes them,
+        which is how the served model reads them."""
+        from ..families.gemma4 import takes_tools
+
+        return self.processor is not None and takes_tools(self.tokenizer)
 
     @cached_property
     def markers(self) -> tuple[str, str]:

@@ -142,15 +142,53 @@ def check_media(example: Example, cache: MediaCache, target: Target) -> None:
                                   f"resampled to {target.sampling_rate} Hz")
 
 
-def conversation(example: Example) -> list[dict]:
-    """The example in the content-list shape chat templates read; media as typed placeholders; tools, calls and
-    results in the prompted format the server's local models read."""
+def conversation(example: Example, native: bool = False) -> list[dict]:
+    """The example in the content-list shape chat templates read; media as typed placeholders. Tools, calls and
+    results as the served model reads them: `native` (a template that takes tools, Gemma 4's) as the template's
+    own turns, else in the prompted format."""
+    if native:
+        return _template_turns(example)
     turns = [(t.role, t.parts, t.calls, t.call_id) for t in example.turns]
     out = []
     for role, parts in plain_turns(turns, example.tools, str):
-        content = [{"type": "text", "text": p} if isinstance(p, str) else {"type": p.kind} for p in parts]
-        out.append({"role": role, "content": content})
+        out.append({"role": role, "content": _content(parts)})
     return out
+
+
+def _content(parts: list) -> list[dict]:
+    return [{"type": "text", "text": p} if isinstance(p, str) else {"type": p.kind} for p in parts]
+
+
+def _template_turns(example: Example) -> list[dict]:
+    """Calls with their arguments as objects, a result named by its call (as serving renders them)."""
+    names = {call.id: call.name for turn in example.turns for call in turn.calls}
+    out: list[dict] = []
+    for turn in example.turns:
+        if turn.role == "tool":
+            out.append({"role": "tool", "content": turn.text, "tool_call_id": turn.call_id,
+                        "name": names.get(turn.call_id or "", "")})
+            continue
+        entry: dict = {"role": turn.role, "content": _content(turn.parts)}
+        if turn.calls:
+            entry["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _args(c)}}
+                                   for c in turn.calls]
+        out.append(entry)
+    return out
+
+
+def _args(call) -> object:
+    try:
+        return call.args()
+    except ValueError:
+        return {}
+
+
+def rendered(target: Target, example: Example) -> str:
+    """The example's text as trained: with a template that takes tools, the tools go to the template."""
+    if example.tools is not None and example.tools.active and target.takes_tools:
+        return target.render(conversation(example, native=True),
+                             tools=[tool.to_openai() for tool in example.tools.tools])
+    return target.render(conversation(example))
 
 
 def count_tokens(examples: list[Example], cache: MediaCache, target: Target, max_length: int | None,
@@ -160,7 +198,7 @@ def count_tokens(examples: list[Example], cache: MediaCache, target: Target, max
     placeholders = {target.family.image_placeholder: "image", target.family.audio_placeholder: "audio"}
     placeholder_ids = {tokenizer.convert_tokens_to_ids(p): kind for p, kind in placeholders.items() if p}
     prefix_ids = tokenizer(target.markers[0], add_special_tokens=False).input_ids
-    texts = [target.render(conversation(e)) for e in examples]
+    texts = [rendered(target, e) for e in examples]
     encoded = tokenizer(texts, add_special_tokens=False).input_ids if texts else []
     for example, ids in zip(examples, encoded, strict=True):
         media = iter([m for t in example.turns for m in t.media])

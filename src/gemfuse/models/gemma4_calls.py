@@ -14,16 +14,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..families.gemma4 import CALL_END, CALL_START, QUOTE, takes_tools
 from ..messages import Message
 from ..tool_calls import ToolCall
 
-CALL_START, CALL_END, QUOTE = "<|tool_call>", "<tool_call|>", '<|"|>'
-
-
-def takes_tools(tokenizer) -> bool:
-    """A tokenizer with Gemma 4's call tokens and a chat template that renders `tools`."""
-    template = getattr(tokenizer, "chat_template", None) or ""
-    return CALL_START in tokenizer.get_vocab() and "tools" in (template if isinstance(template, str) else str(template))
+__all__ = ["CALL_END", "CALL_START", "QUOTE", "read_calls", "takes_tools", "template_turns"]
 
 
 def template_turns(messages: Sequence[Message]) -> list[dict[str, Any]]:

@@ -131,7 +131,7 @@ class TransformersModel(LocalModel):
         multimodal = hasattr(processor, "image_processor") or hasattr(processor, "feature_extractor")
         conversation: list[dict[str, Any]] = []
         for message, turn in zip(messages, template_turns(messages), strict=True):
-            if not multimodal:
+            if not multimodal or message.role == "tool":  # a result as text: templates write it whole
                 conversation.append(turn)  # with its calls or the call it answers, for templates that take tools
                 continue
             content: list[dict[str, Any]] = []

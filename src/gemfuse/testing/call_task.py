@@ -158,25 +158,27 @@ def _prompts(functions: Sequence[Function], held: bool, per_phrasing: int, rng: 
     return found
 
 
-def call_task(folder: str | Path, per_phrasing: int = 2, held_per_phrasing: int = 2, seed: int = 0) -> CallTask:
-    """Write the task's files into `folder`: 3 seen functions x 6 training phrasings x `per_phrasing` values."""
+def call_task(folder: str | Path, per_phrasing: int = 2, held_per_phrasing: int = 2, seed: int = 0,
+              seen: Sequence[Function] = SEEN) -> CallTask:
+    """Write the task's files into `folder`: the seen functions x 6 training phrasings x `per_phrasing` values,
+    x 2 held-out phrasings x `held_per_phrasing` held-out values; the unseen functions likewise."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    train = _prompts(SEEN, False, per_phrasing, rng)
-    held = _prompts(SEEN, True, held_per_phrasing, rng)
+    train = _prompts(seen, False, per_phrasing, rng)
+    held = _prompts(seen, True, held_per_phrasing, rng)
     unseen = _prompts(UNSEEN, True, held_per_phrasing, rng)
     rng.shuffle(train)
     task = CallTask(folder / "train.jsonl", folder / "held_out.jsonl", folder / "unseen.jsonl",
                     folder / "control.jsonl")
     task.truth = {text: call for _, text, call in train + held + unseen}
-    _write(task.train, [_row(SEEN, text) for _, text, _ in train])
-    _write(task.held_out, [_row(SEEN, text, call) for _, text, call in held])
+    _write(task.train, [_row(seen, text) for _, text, _ in train])
+    _write(task.held_out, [_row(seen, text, call) for _, text, call in held])
     _write(task.unseen, [_row(UNSEEN, text, call) for _, text, call in unseen])
     wrong = []
     for function, text, _ in train:
-        other = rng.choice([f for f in SEEN if f is not function])
-        wrong.append(_row(SEEN, text, _call(other, _values(other, rng, False))))
+        other = rng.choice([f for f in seen if f is not function])
+        wrong.append(_row(seen, text, _call(other, _values(other, rng, False))))
     _write(task.control, wrong)
     return task
 

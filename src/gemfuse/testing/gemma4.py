@@ -43,3 +43,35 @@ def build(folder: Path, seed: int = 0) -> Path:
         chat_template=chat_template("<image_soft_token>", "<audio_soft_token>"),
         image_seq_length=IMAGE_SOFT_TOKENS)
     return save(model, processor, folder)
+
+
+# A stand-in for Gemma 4's own template where tools are concerned: declarations in a system turn, calls in its call
+# tokens, a result in a user turn (the tiny tokenizer has three spare tokens made its call marks).
+TOOL_TEMPLATE = (
+    "{{ bos_token }}{% if tools %}<start_of_turn>system\n{% for t in tools %}<|tool>declaration:"
+    "{{ t['function']['name'] }}{{ t['function']['parameters'] | tojson }}<tool|>{% endfor %}<end_of_turn>\n"
+    "{% endif %}{% for m in messages %}{% if m['role'] == 'tool' %}<start_of_turn>user\n<|tool_response>response:"
+    "{{ m['name'] }}{value:<|\"|>{{ m['content'] }}<|\"|>}<tool_response|><end_of_turn>\n"
+    "{% elif m['role'] == 'assistant' and m.get('tool_calls') %}<start_of_turn>model\n{% for c in m['tool_calls'] %}"
+    "<|tool_call>call:{{ c['function']['name'] }}{{ c['function']['arguments'] | tojson }}<tool_call|>{% endfor %}"
+    "<end_of_turn>\n{% else %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+    "{{ m['content'] if m['content'] is string else m['content'] | map(attribute='text') | join('') }}<end_of_turn>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+
+
+def with_tool_template(source: Path, folder: Path) -> Path:
+    """A copy of the tiny Gemma 4 at `source` whose tokenizer has Gemma 4's call marks and whose chat template
+    takes tools (TOOL_TEMPLATE), as a real Gemma 4 checkpoint has."""
+    import json
+    import shutil
+
+    shutil.copytree(source, folder)
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    for spare, mark in (("<unused509>", "<|tool_call>"), ("<unused510>", "<tool_call|>"), ("<unused511>", '<|"|>')):
+        ident = tokenizer["model"]["vocab"].pop(spare)
+        tokenizer["model"]["vocab"][mark] = ident
+        tokenizer["added_tokens"].append({"id": ident, "content": mark, "single_word": False, "lstrip": False,
+                                          "rstrip": False, "normalized": False, "special": True})
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    (folder / "chat_template.jinja").write_text(TOOL_TEMPLATE)
+    return folder
