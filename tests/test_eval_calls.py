@@ -191,3 +191,29 @@ def test_the_distil_filter_checks_calls_against_the_reference():
     assert fate(distilled(answer, [call("get_weather", city="rome", days=3.0)]), settings) is None
     wrong = fate(distilled(answer, [call("get_weather", city="Rome", days=4)]), settings)
     assert wrong[0] == "wrong" and '"days": 4' in wrong[1]
+
+
+def test_distil_labels_under_a_schema_and_agreement_counts_json_by_value(tmp_path):
+    from gemfuse.distil.label import alabel
+    from gemfuse.distil.settings import distil_settings
+    from gemfuse.fusion.preset import FusionPreset, Member
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"messages": [{"role": "user", "content": "Ada, 36."}], "response_format": {
+        "type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}}}) + "\n")
+    members = {"a": ScriptedModel('{"name": "Ada", "age": 36}'), "b": ScriptedModel('{ "age": 36.0, "name": "Ada" }'),
+               "c": ScriptedModel('{"name": "Bo", "age": 2}')}
+    registry = scripted_registry(members, {"pool": FusionPreset(pool=[Member(model=m) for m in "abc"], mode="best-of",
+                                                                judge="a")})
+    members["a"].enqueue('{"best": 1}')  # the judge's verdict after its own answer
+    try:
+        report = asyncio.run(alabel(prompts, tmp_path / "out", distil_settings(None, teacher="fusion/pool"),
+                                    registry=registry, cache="off"))
+    finally:
+        asyncio.run(registry.aclose())
+    assert report.labelled == 1, report.failed
+    row = json.loads((tmp_path / "out" / "labelled.jsonl").read_text())
+    assert row["response_format"]["json_schema"]["schema"] == PERSON
+    assert all(o.json_schema == PERSON for m in members.values() for o in m.options[:1]), "asked under the schema"
+    agreement = row["meta"]["agreement"]
+    assert agreement["count"] == 2 and agreement["of"] == 3, agreement

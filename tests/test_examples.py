@@ -14,7 +14,7 @@ PLOTTING = {"fine_tune_text", "fine_tune_images", "fine_tune_audio", "evaluate_f
 
 
 def test_every_worked_example_is_here():
-    assert {p.stem for p in NOTEBOOKS} == PLOTTING | {"serve_and_fuse"}
+    assert {p.stem for p in NOTEBOOKS} == PLOTTING | {"serve_and_fuse", "distil_tool_calls"}
 
 
 @pytest.mark.slow

@@ -211,3 +211,22 @@ def noisy_member(task: CallTask, share: float, seed: int) -> Callable[[Sequence[
         return [ToolCall(right.name, json.dumps(arguments))]
 
     return answer
+
+
+def train_control(task: CallTask, out: Path, registry: Any, name: str = "control", set: Sequence[str] = ()) -> str:
+    """Fine-tune the distil student's base on `task.control` (calls to the wrong function), as distil trains a
+    student (same rule, same `set`), and add it to `registry` as `name`."""
+    import shutil
+
+    from ..distil.pipeline import train_student, tune_config
+    from ..distil.settings import distil_settings
+    from ..models.finetuned import run_spec
+
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    shutil.copy(task.control, out / "data" / "train.jsonl")
+    rows = len(task.control.read_text().splitlines())
+    config = tune_config(distil_settings(None, set=list(set)), out, out / "data", rows, 0)
+    train_student(config)
+    spec = run_spec(config.out, registry.config.file.finetune_runtime)
+    registry.add_spec(name, spec)
+    return name
