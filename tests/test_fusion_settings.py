@@ -138,3 +138,30 @@ def test_a_repeated_list_option_keeps_every_value():
     done = CliRunner().invoke(app, ["--set", "train.max_steps=150", "--set", "train.lr=3e-3,train.dtype=float32"])
     assert done.exit_code == 0, done.output
     assert seen["set"] == ["train.max_steps=150", "train.lr=3e-3", "train.dtype=float32"]
+
+
+def test_an_ad_hoc_pool_resolves_to_one_preset_through_every_door():
+    """No mode given: a judge merges, and without one the members vote, whether the pool comes from `fuse()`,
+    `ask --pool` (both make_preset) or the server's fusion block."""
+    assert make_preset(pool=["a", "b"]).mode == "vote"
+    assert make_preset(pool=["a", "b"], judge="j").mode == "merge"
+    assert make_preset(pool=["a", "b"], mode="best-of", judge="j").mode == "best-of"
+    served = fusion_settings(ChatRequest.model_validate({"model": "fusion", "messages": [{"role": "user",
+                                                                                           "content": "hi"}],
+                                                         "fusion": {"analysis_models": ["a", "b"]}}))
+    assert make_preset(**served) == make_preset(pool=["a", "b"])
+    judged = fusion_settings(ChatRequest.model_validate({"model": "fusion", "messages": [{"role": "user",
+                                                                                           "content": "hi"}],
+                                                         "fusion": {"analysis_models": ["a", "b"], "judge": "j"}}))
+    assert make_preset(**judged) == make_preset(pool=["a", "b"], judge="j")
+    assert FusionPreset(pool=["a"]).mode == "vote", "a config's preset without a mode or a judge votes"
+
+
+@pytest.mark.heavy
+def test_ask_with_a_pool_and_no_judge_votes(scripted):
+    config, _ = scripted
+    done = subprocess.run([sys.executable, "-m", "gemfuse.cli", "ask", "What is 2+2?", "--pool", "a,b", "--json"],
+                          env={**os.environ, "GEMFUSE_CONFIG": str(config)}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mode"] == "vote"

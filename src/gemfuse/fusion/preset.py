@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -46,7 +46,8 @@ class FusionPreset(BaseModel):
     pool: list[str | Member] = Field(min_length=1)
     judge: str | None = Field(None, description="the model that picks or merges (best-of, merge, debate, self)")
     backup_judge: str | None = Field(None, description="the judge to ask when the judge gives no verdict")
-    mode: Mode = Field("merge", description="vote | best-of | merge | debate | self | confidence | cascade")
+    mode: Mode = Field("merge", description="vote | best-of | merge | debate | self | confidence | cascade; "
+                                            "unset: merge with a judge, vote without")
     description: str = ""
     min_answers: int = Field(1, ge=1, description="fewer successful members than this is an error")
     grace_ms: int | None = Field(None, ge=0, description="after the quorum, how long to wait for the rest")
@@ -80,6 +81,15 @@ class FusionPreset(BaseModel):
     cascade_final: Literal["vote", "best-of", "merge", "confidence"] = Field(
         "vote", description="cascade: when no tier is sure, how every answer gathered is fused")
     seed: int | None = Field(None, description="shuffle seed for the judge's view; random (and recorded) if unset")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, values: Any) -> Any:
+        """The one rule for a fusion given no mode (a config's preset, `ask --pool`, the server's pool): a judge
+        merges the answers, and without one the members vote."""
+        if isinstance(values, dict) and values.get("mode") is None:
+            values = {**values, "mode": "merge" if values.get("judge") else "vote"}
+        return values
 
     @model_validator(mode="after")
     def _consistent(self) -> FusionPreset:

@@ -41,9 +41,8 @@ def fusion_settings(request: ChatRequest) -> dict[str, Any] | None:
     preset = block.preset or (request.model if named else None)
     if not block.analysis_models and not preset:
         raise MessageError("fusion: give analysis_models (the pool) or a preset")
-    mode = block.mode or (None if preset else ("merge" if block.model or block.judge else "vote"))
     settings = {**chosen(block.model_dump()), "preset": preset, "pool": block.analysis_models,
-                "judge": block.model or block.judge, "mode": mode}
+                "judge": block.model or block.judge, "mode": block.mode}  # no mode: the preset's rule (preset.py)
     return {k: v for k, v in settings.items() if v is not None}
 
 
