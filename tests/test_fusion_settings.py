@@ -165,3 +165,21 @@ def test_ask_with_a_pool_and_no_judge_votes(scripted):
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["mode"] == "vote"
+
+
+async def test_a_fusion_requests_seed_top_p_and_stop_reach_it_and_n_is_refused(scripted):
+    from gemfuse.serve.app import create_app
+
+    config, answered = scripted
+    transport = httpx.ASGITransport(app=create_app(Registry.load(config)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        reply = await client.post("/v1/chat/completions", json={
+            "model": "fusion/short", "messages": [{"role": "user", "content": "sampled"}], "seed": 7, "top_p": 0.5,
+            "stop": ["END"]})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["fusion"]["seed"] == 7, "the request's seed is the fusion's"
+        refused = await client.post("/v1/chat/completions", json={
+            "model": "fusion/short", "messages": [{"role": "user", "content": "twice"}], "n": 2})
+    bodies = [json.loads(key) for key in answered if "sampled" in key]
+    assert len(bodies) == 2 and all(b["top_p"] == 0.5 and b["stop"] == ["END"] for b in bodies), bodies
+    assert refused.status_code == 400 and "one fused answer" in refused.json()["error"]["message"]

@@ -54,16 +54,18 @@ async def afuse(messages: str | Message | Sequence[Message], *, registry: ModelR
                 on_event: EventSink | None = None, seed: int | None = None,
                 trace_path: str | Path | None = None, resolved: FusionPreset | None = None,
                 tools: ToolSet | Sequence[dict] | None = None, tool_choice: Any = None,
-                json_schema: dict | None = None, json_strict: bool = False, **settings) -> FusionResult:
+                json_schema: dict | None = None, json_strict: bool = False, sampling: dict | None = None,
+                **settings) -> FusionResult:
     """Fuse the answers of `pool` (or of a named preset) to `messages`. Settings are FusionPreset fields;
     `registry` gives the models (get / spec / slot) and presets (preset / check_preset). `resolved`: a preset
     `resolve_preset` already made and checked (the server resolves a request once), used as it is. `tools` and
-    `json_schema`: every member is asked under them, and the fused answer keeps them."""
+    `json_schema`: every member is asked under them, and the fused answer keeps them; `sampling`: top_p and stop
+    for every member (a member's own top_p wins)."""
     spec = resolved or resolve_preset(registry, pool=pool, judge=judge, mode=mode, preset=preset, **settings)
     if tools is not None and not isinstance(tools, ToolSet):  # OpenAI's list, with its tool_choice beside it
         tools = ToolSet.model_validate({"tools": list(tools), "choice": tool_choice or "auto"})
     run = FusionRun(registry, spec, as_messages(messages), seed=seed, on_event=on_event, tools=tools,
-                    json_schema=json_schema, json_strict=json_strict)
+                    json_schema=json_schema, json_strict=json_strict, sampling=sampling)
     started = time.perf_counter()
     text, chosen = await MODES[spec.mode](run)
     run.trace.phases["total"] = time.perf_counter() - started

@@ -52,13 +52,14 @@ class FusionRun:
 
     def __init__(self, registry: ModelRegistry, preset: FusionPreset, messages: Sequence[Message], *, seed: int | None = None,
                  on_event: EventSink | None = None, tools: ToolSet | None = None, json_schema: dict | None = None,
-                 json_strict: bool = False):
+                 json_strict: bool = False, sampling: dict[str, Any] | None = None):
         self.registry = registry
         self.preset = preset
         self.messages = list(messages)
         # the request's contract, asked of every member and kept by the fused answer
         self.tools = tools if tools is not None and tools.tools else None
         self.json_schema, self.json_strict = json_schema, json_strict
+        self.sampling = sampling or {}  # the request's top_p (a member's own wins) and stop
         self.answer_calls: list[ToolCall] | None = None  # calls a mode made up itself (the argument vote)
         self.seed = seed if seed is not None else (preset.seed if preset.seed is not None
                                                    else random.SystemRandom().randrange(2**31))
@@ -101,7 +102,8 @@ class FusionRun:
         preset = self.preset
         values: dict[str, Any] = dict(max_tokens=member.max_tokens or preset.max_tokens,
                       temperature=member.temperature if member.temperature is not None else preset.temperature,
-                      top_p=member.top_p, seed=member.seed,
+                      top_p=member.top_p if member.top_p is not None else self.sampling.get("top_p"),
+                      stop=self.sampling.get("stop", ()), seed=member.seed,
                       logprobs=preset.logprobs or preset.mode in ("confidence", "cascade")
                       or preset.vote_weight == "confidence")
         values.update(tools=self.tools, json_schema=self.json_schema, json_strict=self.json_strict)

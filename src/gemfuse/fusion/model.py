@@ -11,7 +11,7 @@ from .api import afuse, fusion_events, resolve_preset
 from .events import Delta, Done
 from .preset import FusionPreset
 from .registry import ModelRegistry
-from .settings import contract_of, options_set
+from .settings import asked_of_members, options_set
 from .trace import FusionResult
 
 
@@ -32,7 +32,7 @@ class FusionModel(Model):
         """The preset with the options the caller set (settings.options_set), checked once."""
         resolved = resolve_preset(self.registry, preset=self.preset, **options_set(options))
         return dict(resolved=resolved, registry=self.registry, seed=options.seed if options else None,
-                    **contract_of(options))
+                    **asked_of_members(options))
 
     async def fuse(self, messages: Sequence[Message], options: GenerateOptions | None = None) -> FusionResult:
         return await afuse(messages, **self._fusion_args(options))

@@ -51,11 +51,14 @@ def options_set(options: GenerateOptions | None) -> dict[str, Any]:
             if k in options.model_fields_set and getattr(options, k) is not None}
 
 
-def contract_of(options: GenerateOptions | None) -> dict[str, Any]:
-    """The tools and schema a request to a fusion carries: asked of every member, kept by the fused answer."""
+def asked_of_members(options: GenerateOptions | None) -> dict[str, Any]:
+    """What a request to a fusion asks of every member: its tools and schema (kept by the fused answer too), and
+    the sampling a preset has no setting for (top_p where a member sets none, stop)."""
     if options is None:
         return {}
-    return {"tools": options.tools, "json_schema": options.json_schema, "json_strict": options.json_strict}
+    sampling = {k: getattr(options, k) for k in ("top_p", "stop") if k in options.model_fields_set}
+    return {"tools": options.tools, "json_schema": options.json_schema, "json_strict": options.json_strict,
+            "sampling": sampling or None}
 
 
 def chosen(values: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from ..fusion.api import afuse, fusion_events, resolve_preset
 from ..fusion.events import CallDone, Delta, Done
 from ..fusion.preset import FUSION_PREFIX, FusionPreset
 from ..fusion.registry import ModelRegistry
-from ..fusion.settings import chosen, contract_of, options_set
+from ..fusion.settings import asked_of_members, chosen, options_set
 from ..fusion.trace import Call, FusionResult
 from ..messages import Message, parse_messages
 from ..models.base import Completion, GenerateOptions, Usage
@@ -99,8 +99,11 @@ class ChatHandler:
             remote = type(model).fetches_media_urls
         else:  # resolved and checked once: a bad pool or preset fails now, before any response has started
             settings = {**options_set(options), **{k: v for k, v in asked.items() if k != "seed"}}
-            fusion = Fusion(resolve_preset(self.registry, **settings), asked.get("seed"),
-                            fusion_name(asked.get("preset"), request.model))
+            seed = asked.get("seed", options.seed)  # the fusion block's, else the request's own
+            fusion = Fusion(resolve_preset(self.registry, **settings), seed, fusion_name(asked.get("preset"),
+                                                                                      request.model))
+            if request.n > 1:
+                raise MessageError("n: a fusion gives one fused answer; send the request n times for more")
             remote = False
         if not remote:
             messages = await resolve_remote_images(messages, self.settings)
@@ -114,7 +117,7 @@ class ChatHandler:
         ident = completion_id()
         if fusion is not None:
             result = await afuse(messages, registry=self.registry, resolved=fusion.preset, seed=fusion.seed,
-                                 **contract_of(options))
+                                 **asked_of_members(options))
             await self.keep_fusion_answer(fusion.name, messages, result, ident, options)
             fused = Completion(result.text, request.model, "tool_calls" if result.tool_calls else "stop",
                                logprobs=result.logprobs if options.logprobs else None, tool_calls=result.tool_calls)
@@ -191,7 +194,7 @@ class ChatHandler:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         yield sse(chunk_body(ident, name, {"role": "assistant", "content": ""}))
         async for event in fusion_events(messages, registry=self.registry, resolved=fusion.preset, seed=fusion.seed,
-                                         **contract_of(options)):
+                                         **asked_of_members(options)):
             if isinstance(event, CallDone):
                 yield sse(chunk_body(ident, name, extra={"fusion_event": call_event(event.call)}))
             elif isinstance(event, Delta):
