@@ -312,3 +312,33 @@ def test_many_users_at_once_are_answered_together_and_counted(server, client):
     assert smollm2["slots"] == 8 and smollm2["served"] >= 10 and smollm2["in_flight"] == smollm2["queued"] == 0
     assert smollm2["completion_tokens_per_s"] > 0 and 0 < smollm2["latency_p50_s"] <= smollm2["latency_p95_s"]
     assert "smollm2-135m (llamacpp): 8 at once, 0 more wait, then 429" in server["log"].read_text()
+
+
+async def test_one_gate_per_model_whether_calls_come_direct_through_a_fusion_or_both(tmp_path):
+    """A remote model with concurrency = 2 never has more than 2 calls in flight at its upstream."""
+    import asyncio
+
+    import httpx
+
+    from gemfuse.registry import Registry
+    from gemfuse.serve.app import create_app
+    from gemfuse.testing.upstream import create_app as upstream_app
+    from gemfuse.testing.upstream import serve_in_thread
+
+    upstream = upstream_app()
+    with serve_in_thread(upstream) as base_url:
+        config = tmp_path / "config.toml"
+        config.write_text(f'[models.slow]\nbackend = "openai"\nbase_url = "{base_url}"\nmodel = "slow-150"\n'
+                          'concurrency = 2\n\n[presets.twice]\npool = ["slow", "slow"]\nmode = "vote"\n')
+        transport = httpx.ASGITransport(app=create_app(Registry.load(config)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=30) as client:
+            async def ask(model: str, i: int) -> int:
+                reply = await client.post("/v1/chat/completions", json={
+                    "model": model, "messages": [{"role": "user", "content": f"q{i}"}]})
+                return reply.status_code
+
+            direct = await asyncio.gather(*(ask("slow", i) for i in range(4)))
+            assert upstream.state.most_in_flight == 2, "direct calls wait for the model's slots"
+            both = await asyncio.gather(*(ask("slow", i) for i in range(2)), *(ask("fusion/twice", i) for i in range(2)))
+    assert set(direct) == {200} and set(both) == {200}
+    assert upstream.state.most_in_flight == 2, "fusion members and direct calls share the model's slots"

@@ -216,7 +216,7 @@ def create_app(registry: Registry | None = None, settings: ServerSettings | None
             body = EmbeddingRequest.model_validate(await json_body(request))
             name = body.model_name()
             model = registry.get(name)
-            with handler.gate.held(name) as held:
+            async with handler.gate.held(name) as held:
                 result = await model.embed(body.texts())
                 held.ok = True
             return JSONResponse(embeddings_body(body, result.vectors, result.prompt_tokens))

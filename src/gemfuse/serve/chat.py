@@ -123,7 +123,7 @@ class ChatHandler:
                                logprobs=result.logprobs if options.logprobs else None, tool_calls=result.tool_calls)
             return completion_body(ident, request.model, [fused], result.trace.usage, fusion=result.to_dict())
         model = self.registry.get(request.model)
-        with self.gate.held(request.model) as held:
+        async with self.gate.held(request.model) as held:
             choices: list[Completion] = []
             usage = Usage()
             for i in range(request.n):
@@ -163,7 +163,7 @@ class ChatHandler:
         model = self.registry.get(name)
         started = time.perf_counter()
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        with self.gate.held(name) as held:
+        async with self.gate.held(name) as held:
             stream = model.stream(messages, options)
             try:
                 first = await anext(stream)  # errors from loading or the first call surface before any event

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ..config import ServerSettings
@@ -79,15 +79,18 @@ class QueueGate:
             self.loads[name] = ModelLoad(self.slots(name))
         return self.loads[name]
 
-    @contextlib.contextmanager
-    def held(self, name: str) -> Iterator[Held]:
+    @contextlib.asynccontextmanager
+    async def held(self, name: str) -> AsyncIterator[Held]:
+        """Past the gate, a request waits for the model's own slot, the one fusion members take too: the model
+        never runs more than its concurrency at once, however its calls come."""
         load = self.load(name)
         if load.slots is not None and load.in_flight >= load.slots + self.settings.max_queue:
             raise QueueFull(f"model {name} has {load.in_flight} requests in flight or waiting; retry later")
         load.in_flight += 1
         started, held = time.monotonic(), Held()
         try:
-            yield held
+            async with self.registry.slot(name) if load.slots is not None else contextlib.nullcontext():
+                yield held
         finally:
             load.in_flight -= 1
             now = time.monotonic()

@@ -23,7 +23,8 @@ The request's `model` field picks a behaviour, so one server covers every case:
 `app.state.hold_after = N` holds every request after the N-th until it is set back to None (a test can then
 kill its client at a known point); `app.state.answered` counts the requests let through, by request body, and
 `app.state.held` the requests waiting (a held request whose client has gone is dropped, never answered), and
-`app.state.peers` the client address:port pairs seen (one per connection).
+`app.state.peers` the client address:port pairs seen (one per connection); `app.state.most_in_flight` the most
+slow-<ms> requests that waited at once.
 """
 
 from __future__ import annotations
@@ -104,7 +105,12 @@ def create_app():
         calls[behaviour] += 1
         stream = bool(body.get("stream"))
         if behaviour.startswith("slow-"):
-            await asyncio.sleep(int(behaviour.removeprefix("slow-")) / 1000)
+            state.in_flight += 1
+            state.most_in_flight = max(state.most_in_flight, state.in_flight)
+            try:
+                await asyncio.sleep(int(behaviour.removeprefix("slow-")) / 1000)
+            finally:
+                state.in_flight -= 1
         elif behaviour.startswith("lognormal-"):
             median_ms, seed = behaviour.removeprefix("lognormal-").split("-")
             rng = rngs.setdefault(behaviour, random.Random(int(seed)))
@@ -212,6 +218,7 @@ def create_app():
     app.state.hold_after = None
     app.state.answered = Counter()
     app.state.held = 0  # requests waiting at the hold
+    app.state.in_flight = app.state.most_in_flight = 0  # slow-<ms> requests waiting at once, and the most seen
     app.state.peers = set()  # the client (address, port) pairs seen: how many connections were opened
     return app
 
