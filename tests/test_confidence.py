@@ -144,6 +144,13 @@ def test_when_no_tier_is_sure_every_answer_is_fused():
     assert sure.text == "4" and sure.chosen == "b"
 
 
+def test_when_no_tier_is_sure_and_no_answers_agree_the_surest_is_taken():
+    registry = scripted_registry({"a": priced("5", -2.0), "b": priced("4", -1.0), "c": priced("6", -1.5)})
+    result = fuse("2+2?", pool=["a", "b", "c"], mode="cascade", registry=registry)
+    assert result.text == "4" and result.chosen == "b", "not the first in list order"
+    assert "the surest member's answer was taken (b" in result.trace.degraded_reason
+
+
 def test_a_tier_sampled_several_times_is_accepted_when_its_samples_agree():
     registry = scripted_registry({"a": priced("7", -2.5), "b": priced("8", -0.01)})
     result = fuse("Q?", pool=["a", "b"], mode="cascade", tier_samples=3, registry=registry)

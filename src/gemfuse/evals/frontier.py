@@ -45,7 +45,9 @@ def replay(answers: Sequence[ItemResult], threshold: float, extractor: str = "au
     if not answered:
         return Outcome(False, cost, latency, None)
     keys = [a.calls_key or answer_key(a.text, extractor) for a in answered]
-    winner = answered[keys.index(plurality(keys)[1][0])]
+    leaders = [answered[keys.index(k)] for k in plurality(keys)[1]]
+    surest = [a for a in leaders if a.certainty_by(measure) is not None] if len(leaders) > 1 else []
+    winner = max(surest, key=lambda a: a.certainty_by(measure) or 0.0) if surest else leaders[0]  # as the mode breaks ties
     return Outcome(bool(winner.correct), cost, latency, None)
 
 
