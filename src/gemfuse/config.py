@@ -1,4 +1,5 @@
-"""The user config file (TOML): named models and, later, fusion presets. Every mistake names file and key.
+"""The user config file (TOML): named models, fusion presets and the server's settings. Every mistake names file
+and key.
 
     default_model = "smollm2-135m"
 

@@ -2,8 +2,8 @@
 with, and its `adapter/` folder holds the LoRA weights. Read here from the files alone (no import of the tuner).
 
 It runs on transformers with its adapter, or, where llama.cpp is the faster runtime (a text model trained on a
-CPU, with llama.cpp installed), merged into a GGUF made on first use (`finetune:` paths, gemfuse/tune/
-finetune_gguf.py). Either way the spec carries its base, ready to run beside it on the same runtime."""
+CPU, with llama.cpp installed), merged into a GGUF made on first use (`finetune:` paths,
+gemfuse/finetune_gguf.py). Either way the spec carries its base, ready to run beside it on the same runtime."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Wire types of the OpenAI-compatible API (requests validated, responses built) and the server's settings."""
+"""Wire types of the OpenAI-compatible API: requests validated, responses built (the server's settings are in
+config.py)."""
 
 from __future__ import annotations
 
