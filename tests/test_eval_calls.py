@@ -217,3 +217,20 @@ def test_distil_labels_under_a_schema_and_agreement_counts_json_by_value(tmp_pat
     assert all(o.json_schema == PERSON for m in members.values() for o in m.options[:1]), "asked under the schema"
     agreement = row["meta"]["agreement"]
     assert agreement["count"] == 2 and agreement["of"] == 3, agreement
+
+
+def test_a_second_eval_in_the_same_process_runs_on_its_own_event_loop(eval_file, tmp_path):
+    """Each `run_sync` (a notebook's second eval) runs a loop of its own; a model's concurrency slot made in the
+    first must not fail the second ("bound to a different event loop")."""
+    from gemfuse import run_sync
+
+    model = ScriptedModel(lambda messages: "Sure.", delay_s=0.01)
+    model.spec = model.spec.model_copy(update={"concurrency": 1})
+    registry = scripted_registry({"m": model})
+    try:
+        first = run_sync(arun(eval_file, registry=registry, cache="off", models=["m"], dev_fraction=0))
+        second = run_sync(arun(eval_file, registry=registry, cache="off", models=["m"], dev_fraction=0))
+    finally:
+        run_sync(registry.aclose())
+    assert not any("event loop" in (r.error or "") for r in second.records), [r.error for r in second.records]
+    assert [r.error for r in second.records] == [r.error for r in first.records]

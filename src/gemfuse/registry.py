@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from pathlib import Path
 
 from .capture import CaptureWriter, Scrubber
@@ -32,7 +33,11 @@ class Registry:
         self.config = config
         self.remote_only = remote_only  # several server processes: in-process models are not served
         self._models: dict[str, Model] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._retired: list[Model] = []  # models whose name was given to another spec, closed with the registry
+        # per event loop: a semaphore is bound to the loop it first waited in, and each `run_sync` (a notebook's
+        # second eval) runs a loop of its own
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = \
+            weakref.WeakKeyDictionary()
 
     @classmethod
     def load(cls, path=None, remote_only: bool = False) -> Registry:
@@ -64,8 +69,15 @@ class Registry:
         return dict(self.config.specs)
 
     def add_spec(self, name: str, spec: ModelSpec) -> None:
+        """Name `spec`; the same spec again keeps its loaded model. A model the name held before is kept until
+        `aclose`: dropped while loaded, an in-process engine freed by the collector broke the others running
+        beside it (llama.cpp answers turned to garbage)."""
+        if self.config.specs.get(name) == spec:
+            return
         self.config.specs[name] = spec
-        self._models.pop(name, None)
+        retired = self._models.pop(name, None)
+        if retired is not None:
+            self._retired.append(retired)
 
     def preset(self, name: str) -> FusionPreset:
         key = name.removeprefix(FUSION_PREFIX)
@@ -118,11 +130,13 @@ class Registry:
         limit = self.spec(name).concurrency
         if limit is None:
             return contextlib.nullcontext()
-        if name not in self._slots:
-            self._slots[name] = asyncio.Semaphore(limit)
-        return self._slots[name]
+        slots = self._slots.setdefault(asyncio.get_running_loop(), {})
+        if name not in slots:
+            slots[name] = asyncio.Semaphore(limit)
+        return slots[name]
 
     async def aclose(self) -> None:
-        for model in self._models.values():
+        for model in [*self._models.values(), *self._retired]:
             await model.aclose()
         self._models.clear()
+        self._retired.clear()

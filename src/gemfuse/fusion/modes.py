@@ -250,9 +250,9 @@ async def cascade(run: FusionRun) -> ModeResult:
         surest = [c for c in tied if c.certainty is not None]
         if surest:  # the cascade holds each tier's certainty: a tie goes to the surest, not to list order
             best = max(surest, key=lambda c: c.certainty if c.certainty is not None else -math.inf)
-            agreed = "no two answers agreed" if max(run.trace.votes.values()) == 1 else \
+            split = "no two answers agreed" if max(run.trace.votes.values()) == 1 else \
                 f"{len(tied)} answers tied with {max(run.trace.votes.values())} votes each"
-            run.trace.degrade(f"{agreed}, so the surest member's answer was taken ({best.member}, certainty "
+            run.trace.degrade(f"{split}, so the surest member's answer was taken ({best.member}, certainty "
                               f"{best.certainty:.4g})")
             return await emit_answer(run, (best.text, best))
         return await emit_answer(run, _pool_order_fallback(run, result, tied))
