@@ -103,8 +103,9 @@ for name, items in (("held-out phrasings and values", task.held_out), ("function
 # %%
 from gemfuse import GenerateOptions, Message
 
-tools = json.loads(task.held_out.read_text().splitlines()[0])["tools"]
-answer = run_sync(registry.get("caller").generate([Message.user("Set the bedroom to 23 degrees.")],
-                                                   GenerateOptions(tools=tools, max_tokens=64, temperature=0)))
-print(answer.finish_reason, [(c.name, c.args()) for c in answer.tool_calls or []] or answer.text)
+held = json.loads(task.held_out.read_text().splitlines()[-1])  # a phrasing it never saw
+question = held["messages"][0]["content"]
+answer = run_sync(registry.get("caller").generate([Message.user(question)],
+                                                   GenerateOptions(tools=held["tools"], max_tokens=64, temperature=0)))
+print(question, "->", answer.finish_reason, [(c.name, c.args()) for c in answer.tool_calls or []] or answer.text)
 run_sync(registry.aclose())
