@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serve_overhead.py
 	$(BIN)/python benchmarks/serve_concurrency.py
 	$(BIN)/python benchmarks/constrained_decoding.py
+	$(BIN)/python benchmarks/tool_rows.py
 	$(BIN)/python benchmarks/engine_agreement.py
 	$(BIN)/python benchmarks/data_throughput.py
 	$(BIN)/python benchmarks/eval_throughput.py

@@ -7,7 +7,7 @@
    upstreams (real HTTP, answering calls) against the eval harness asking the same fusion the same prompts.
    Goal: within 1.2x.
 
-    python benchmarks/tool_rows.py [--steps 10] [--rounds 2] [--prompts 240]
+    python benchmarks/tool_rows.py [--steps 10] [--rounds 2] [--prompts 200] [--skip-training]
 """
 
 from __future__ import annotations
@@ -81,13 +81,24 @@ def labelling(folder: Path, prompts: int) -> None:
     from gemfuse.testing.call_task import call_task
     from gemfuse.testing.upstream import create_app, serve_in_thread
 
-    per = max(1, prompts // 36)
-    task = call_task(folder / "label-task", per_phrasing=per * 2, held_per_phrasing=per * 4)
+    task = call_task(folder / "label-task", per_phrasing=1, held_per_phrasing=60)  # every distinct prompt, ~190
     rows = task.held_out.read_text().splitlines()[:prompts]
     items = folder / "items.jsonl"
     items.write_text("\n".join(rows) + "\n")
     calls = ['{"room": "kitchen", "celsius": 21}', '{"celsius": 21.0, "room": "kitchen"}',
              '{"room": "office", "celsius": 18}']
+    async def timed(side: str, registry: Registry, round_: int) -> float:
+        began = time.perf_counter()
+        try:
+            if side == "label":
+                await alabel(items, folder / f"label-{round_}", distil_settings(None, teacher="fusion/pool"),
+                             registry=registry, cache="off")
+            else:
+                await arun(items, registry=registry, cache="off", systems=["fusion/pool"], dev_fraction=0)
+            return time.perf_counter() - began
+        finally:
+            await registry.aclose()
+
     with serve_in_thread(create_app()) as base_url:
         config = folder / "config.toml"
         config.write_text("".join(f'[models.m{i}]\nbackend = "openai"\nbase_url = "{base_url}"\n'
@@ -96,15 +107,7 @@ def labelling(folder: Path, prompts: int) -> None:
         seconds: dict[str, list[float]] = {"label": [], "eval": []}
         for round_ in range(3):
             for side in ("eval", "label"):
-                registry = Registry.load(config)
-                began = time.perf_counter()
-                if side == "label":
-                    asyncio.run(alabel(items, folder / f"label-{round_}", distil_settings(None, teacher="fusion/pool"),
-                                       registry=registry, cache="off"))
-                else:
-                    asyncio.run(arun(items, registry=registry, cache="off", systems=["fusion/pool"], dev_fraction=0))
-                seconds[side].append(time.perf_counter() - began)
-                asyncio.run(registry.aclose())
+                seconds[side].append(asyncio.run(timed(side, Registry.load(config), round_)))
     label, evals = statistics.median(seconds["label"]), statistics.median(seconds["eval"])
     print(f"labelling {len(rows)} prompts with tools, a vote of 3 loopback upstreams, 3 rounds (medians):")
     print(f"  distil label {label:.2f} s ({len(rows) / label:.0f} prompts/s), eval harness {evals:.2f} s "
@@ -115,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--prompts", type=int, default=240)
+    parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp())
