@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError, SettingError
-from ..fusion.preset import FUSION_PREFIX, FusionPreset, Member
+from ..fusion.preset import FUSION_PREFIX, MODE_NAMES, FusionPreset, Member
 from ..fusion.registry import ModelRegistry
 from ..models.spec import LocalSpec, ModelSpec
 from .cache import digest
 
-MODES = ("vote", "best-of", "merge", "debate", "self", "confidence", "cascade")
+MODES = MODE_NAMES
 
 
 @dataclass

@@ -8,6 +8,8 @@
 - debate: members see each other's anonymised answers and revise for up to `rounds` rounds (stopping early
   when they agree), then a vote or the judge decides. For reasoning where models correct each other.
 - self: one model sampled `samples` times with different seeds, then best-of or merge (Self-MoA).
+- confidence: no judge; the answer its own model was surest of (token log-probabilities).
+- cascade: tiers in pool order, cheapest first; the first sure enough answers, else the next is asked.
 
 Whenever a judge fails the chain is judge -> backup judge -> vote, and the trace says degraded, and why.
 """

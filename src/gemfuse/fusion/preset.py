@@ -4,7 +4,7 @@
     pool = ["gpt-mini", { model = "my-gemma", temperature = 0.7 }, "smollm2-135m"]
     judge = "gpt-mini"
     backup_judge = "my-gemma"
-    mode = "merge"                 # vote | best-of | merge | debate | self
+    mode = "merge"                 # vote | best-of | merge | debate | self | confidence | cascade
     min_answers = 2                # quorum
     grace_ms = 1500                # after the quorum, wait this long for stragglers, then cut them
     deadline_ms = 30000            # hard limit for the fan-out
@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +21,7 @@ from ..models.base import MaxTokens, Temperature, TopP
 from ..models.certainty import WINDOW, Measure
 
 Mode = Literal["vote", "best-of", "merge", "debate", "self", "confidence", "cascade"]
+MODE_NAMES: tuple[str, ...] = get_args(Mode)  # the one list (the eval's systems read it)
 FUSION_PREFIX = "fusion/"
 # a cascade's threshold when neither set nor calibrated: mean log-probability -0.3 (a mean token probability of
 # 0.74); the others about where the built-in Gemma's answer to a fact it knows sits ("The capital of France is
@@ -46,8 +47,7 @@ class FusionPreset(BaseModel):
     pool: list[str | Member] = Field(min_length=1)
     judge: str | None = Field(None, description="the model that picks or merges (best-of, merge, debate, self)")
     backup_judge: str | None = Field(None, description="the judge to ask when the judge gives no verdict")
-    mode: Mode = Field("merge", description="vote | best-of | merge | debate | self | confidence | cascade; "
-                                            "unset: merge with a judge, vote without")
+    mode: Mode = Field("merge", description=f"{' | '.join(MODE_NAMES)}; unset: merge with a judge, vote without")
     description: str = ""
     min_answers: int = Field(1, ge=1, description="fewer successful members than this is an error")
     grace_ms: int | None = Field(None, ge=0, description="after the quorum, how long to wait for the rest")
