@@ -238,3 +238,16 @@ def test_every_endpoint_answers_valid_json_for_undefined_figures(workspace):
         assert strict(f"/v1/gemfuse/evals/{ident}")["rows"]
     [distilled] = strict("/v1/gemfuse/loop")["distil"]  # written before reports had a `kind`: still a distil run
     assert distilled["cost_fraction"] is None and distilled["latency_fraction"] is None
+
+
+def test_an_older_report_missing_keys_renders_with_dashes(workspace):
+    folder = workspace / "evals" / "old"
+    folder.mkdir()
+    (folder / "report.json").write_text(json.dumps({"kind": "eval", "dataset": "old.jsonl", "systems": [
+        {"name": "a", "kind": "member", "accuracy": 0.5}, {"name": "b", "kind": "fusion"}]}))
+    api = client(workspace)
+    assert api.get("/v1/gemfuse/evals").status_code == 200
+    found = api.get("/v1/gemfuse/evals/evals/old")
+    assert found.status_code == 200, found.text
+    rows = found.json()["rows"]
+    assert rows[0][0] == "a" and rows[0][1].startswith("50.0%") and "-" in rows[1]

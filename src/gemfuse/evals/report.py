@@ -250,7 +250,7 @@ def _fmt_cost(value: float | None, unpriced: list[str]) -> str:
     return "-" if value is None else f"${value:.4g}"
 
 
-def _fmt_seconds(value: float) -> str:
+def _fmt_seconds(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.2f}s"
 
 
@@ -279,19 +279,22 @@ class Report:
         return [c for c in self.COLUMNS if keep.get(c, True)]
 
     def rows(self) -> list[list[str]]:
+        """The table's cells; a figure an older report.json lacks is "-"."""
         columns = self.columns()
         out = []
         for s in self.data["systems"]:
-            low, high = s["interval"]
-            accuracy = "failed" if s.get("failed") else f"{s['accuracy']:.1%} ({low:.0%}-{high:.0%})"
+            low, high = s.get("interval") or (None, None)
+            accuracy = "failed" if s.get("failed") else "-" if s.get("accuracy") is None else \
+                f"{s['accuracy']:.1%}" + (f" ({low:.0%}-{high:.0%})" if low is not None and high is not None else "")
             bias = s.get("position_bias")
+            tokens = [s.get("prompt_tokens_per_item"), s.get("completion_tokens_per_item")]
             cells = {
-                "system": s["name"] + (" (best)" if s["name"] == self.data["best_member"] else ""),
+                "system": s["name"] + (" (best)" if s["name"] == self.data.get("best_member") else ""),
                 "accuracy (95% CI)": accuracy,
                 "vs best (+/-, p)": _test_cell(s.get("vs_best")), "vs base": _test_cell(s.get("vs_base")),
-                "cost/correct": _fmt_cost(s["cost_per_correct"], s["unpriced"]),
-                "tokens/item": f"{s['prompt_tokens_per_item'] + s['completion_tokens_per_item']:.0f}",
-                "latency p50 / p95": f"{_fmt_seconds(s['latency_p50_s'])} / {_fmt_seconds(s['latency_p95_s'])}",
+                "cost/correct": _fmt_cost(s.get("cost_per_correct"), s.get("unpriced") or []),
+                "tokens/item": "-" if None in tokens else f"{sum(t for t in tokens if t is not None):.0f}",
+                "latency p50 / p95": f"{_fmt_seconds(s.get('latency_p50_s'))} / {_fmt_seconds(s.get('latency_p95_s'))}",
                 "oracle": f"{s['oracle']:.1%}" if "oracle" in s else "-",
                 "regret / rescue": f"{s['regret']} / {s['rescue']}" if "oracle" in s else "-",
                 "judge picks by position": " ".join(str(p) for p in bias["picks"]) if bias else "-"}
@@ -300,8 +303,9 @@ class Report:
 
     def heading(self) -> str:
         d = self.data
-        return (f"{d['dataset']}: {d['test']} test items ({d['dev']} dev), scorer {d['scorer']['scorer']}, "
-                f"seed {d['seed']}; best member on {d['best_chosen_on']}: {d['best_member']}")
+        scorer = (d.get("scorer") or {}).get("scorer", "-")
+        return (f"{d.get('dataset', '-')}: {d.get('test', '-')} test items ({d.get('dev', '-')} dev), scorer {scorer}, "
+                f"seed {d.get('seed', '-')}; best member on {d.get('best_chosen_on', '-')}: {d.get('best_member', '-')}")
 
     def to_markdown(self) -> str:
         columns = self.columns()
@@ -311,7 +315,7 @@ class Report:
         lines += self.scorer_table()
         lines += self.frontier_table()
         lines += self.certainty_table()
-        lines += ["", "**What it says**", ""] + [f"- {line}" for line in self.data["findings"]]
+        lines += ["", "**What it says**", ""] + [f"- {line}" for line in self.data.get("findings", [])]
         return "\n".join(lines) + "\n"
 
     def scorer_table(self) -> list[str]:
