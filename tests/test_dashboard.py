@@ -251,3 +251,22 @@ def test_an_older_report_missing_keys_renders_with_dashes(workspace):
     assert found.status_code == 200, found.text
     rows = found.json()["rows"]
     assert rows[0][0] == "a" and rows[0][1].startswith("50.0%") and "-" in rows[1]
+
+
+def test_a_long_run_is_listed_from_its_tail_and_plotted_thinned_with_its_spikes(workspace):
+    lines = steps(1, 2500)
+    lines[1233]["loss"] = 99.0  # one spike among 2,500 steps
+    lines.append({"step": 2500, "val_loss": 0.5})
+    write_run(workspace / "runs" / "long", status="running", lines=lines, total_steps=3000)
+    api = client(workspace)
+    [row] = api.get("/v1/gemfuse/runs").json()["data"]
+    assert row["step"] == 2500 and row["last_loss"] == lines[-2]["loss"] and row["tokens_per_s"] == 200.0
+    found = api.get("/v1/gemfuse/runs/runs/long").json()
+    plotted = [m for m in found["metrics"] if "loss" in m]
+    assert 900 <= len(plotted) <= 1000 and found["metrics_count"] == 2501
+    assert max(m["loss"] for m in plotted) == 99.0 and plotted[0]["step"] == 1, "the spike and the start stay"
+    assert any("val_loss" in m for m in found["metrics"])
+    with open(workspace / "runs" / "long" / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"step": 2501, "loss": 0.1, "seconds": 1251.0, "tokens": 250100}) + "\n")
+    more = api.get("/v1/gemfuse/runs/runs/long?since=2501").json()
+    assert more["metrics_from"] == 2501 and [m["step"] for m in more["metrics"]] == [2501]

@@ -16,6 +16,8 @@ from .folders import Folders, read_json, shown_path
 
 RUN_ROOTS = ("runs", "distil")
 RATE_WINDOW = 20  # logged steps the tokens/s figure is taken over
+PLOT_POINTS = 1000  # at most this many training steps are sent for a plot
+TAIL_BYTES = 64 * 1024  # the run list reads this much of each metrics file's end
 
 
 def read_manifest_safely(folder: Path) -> dict[str, Any] | None:
@@ -24,6 +26,7 @@ def read_manifest_safely(folder: Path) -> dict[str, Any] | None:
 
 
 _parsed: dict[Path, tuple[tuple[int, int], list[dict]]] = {}  # metrics file -> ((mtime, size), its lines)
+_tails: dict[Path, tuple[tuple[int, int], list[dict]]] = {}  # the same, for the tails the run list reads
 _parsed_lock = threading.Lock()
 
 
@@ -145,24 +148,74 @@ def summary(ident: str, folder: Path, manifest: dict, metrics: list[dict]) -> di
         "best_val_loss": result.get("best_val_loss") if result else (min(vals) if vals else None),
         "lr": losses[-1].get("lr") if losses else None,
         "tokens_per_s": tokens_per_second(metrics),
-        "skipped_steps": sum(1 for m in metrics if "skipped" in m),
+        "skipped_steps": result.get("skipped_steps", sum(1 for m in metrics if "skipped" in m)),
         "memory": memory(manifest, metrics), "next": hints(state, folder, manifest),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated)) if updated else None,
     }
 
 
+def read_metrics_tail(folder: Path, size: int = TAIL_BYTES) -> list[dict]:
+    """The whole lines at the end of metrics.jsonl: what a run's row needs (the latest loss, rate and peak)
+    without reading a long run's every step."""
+    path = folder / METRICS
+    try:
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        with _parsed_lock:
+            cached = _tails.get(path)
+        if cached and cached[0] == key:
+            return cached[1]
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            end = handle.tell()
+            handle.seek(max(0, end - size))
+            data = handle.read()
+    except OSError:
+        return []
+    lines = data.split(b"\n")
+    if end > size:
+        lines = lines[1:]  # the first may be a line's end
+    found = []
+    for line in lines[:-1]:  # the last is empty, or a line still being written
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    with _parsed_lock:
+        _tails[path] = (key, found)
+    return found
+
+
 def run_summaries(folders: Folders) -> list[dict[str, Any]]:
+    """Every run's row, from its manifest and its metrics file's tail (figures of the whole run, like the best
+    validation loss and the steps skipped, come from the manifest's result once the run is done)."""
     found = []
     for ident, folder in folders.find(MANIFEST, *RUN_ROOTS):
         manifest = read_manifest_safely(folder)
         if manifest is not None:
-            found.append(summary(ident, folder, manifest, read_metrics_lines(folder)))
+            found.append(summary(ident, folder, manifest, read_metrics_tail(folder)))
     return found
+
+
+def thinned(lines: list[dict], limit: int = PLOT_POINTS) -> list[dict]:
+    """At most `limit` training steps: in each bucket of steps, the ones of lowest and highest loss, so a spike
+    stays visible; validation and other lines all kept."""
+    steps = [i for i, m in enumerate(lines) if "loss" in m]
+    if len(steps) <= limit:
+        return lines
+    bucket = -(-2 * len(steps) // limit)
+    kept = {i for i, m in enumerate(lines) if "loss" not in m}
+    for start in range(0, len(steps), bucket):
+        chunk = steps[start:start + bucket]
+        kept.add(min(chunk, key=lambda i: lines[i]["loss"]))
+        kept.add(max(chunk, key=lambda i: lines[i]["loss"]))
+    return [lines[i] for i in sorted(kept)]
 
 
 def run_detail(folders: Folders, ident: str, since: int = 0) -> dict[str, Any] | None:
     """One run: its summary, the manifest, and metrics lines from `since` on (all of them again when the file
-    was rewritten shorter, as a resumed run does: `metrics_from` says where these start)."""
+    was rewritten shorter, as a resumed run does: `metrics_from` says where these start), thinned to
+    PLOT_POINTS steps; `metrics_count` is where the next read starts."""
     folder = folders.resolve(ident, RUN_ROOTS)
     manifest = read_manifest_safely(folder)
     if manifest is None:
@@ -170,4 +223,4 @@ def run_detail(folders: Folders, ident: str, since: int = 0) -> dict[str, Any] |
     metrics = read_metrics_lines(folder)
     start = since if 0 <= since <= len(metrics) else 0
     return {"run": summary(ident, folder, manifest, metrics), "manifest": manifest,
-            "metrics": metrics[start:], "metrics_from": start, "metrics_count": len(metrics)}
+            "metrics": thinned(metrics[start:]), "metrics_from": start, "metrics_count": len(metrics)}

@@ -84,11 +84,12 @@ async function showRuns() {
 
 async function showRun(id) {
   const view = $("view-runs"), gen = generation;
-  let metrics = [];
+  let metrics = [], seen = 0;  // the lines shown (a long run's first read is thinned) and the lines read
   const draw = async () => {
-    const found = await api(`runs/${id}?since=${metrics.length}`);
+    const found = await api(`runs/${id}?since=${seen}`);
     if (gen !== generation) return "gone";
-    metrics = found.metrics_from === metrics.length ? metrics.concat(found.metrics) : found.metrics;
+    metrics = found.metrics_from === seen ? metrics.concat(found.metrics) : found.metrics;
+    seen = found.metrics_count;
     const r = found.run, m = found.manifest;
     const train = metrics.filter((x) => "loss" in x).map((x) => [x.step, x.loss]);
     const val = metrics.filter((x) => "val_loss" in x).map((x) => [x.step, x.val_loss]);
