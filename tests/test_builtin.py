@@ -78,3 +78,14 @@ def test_a_conversion_parses_the_gguf_header_once(tmp_path):
         assert first is again and "tokenizer.ggml.tokens" in first.fields
         assert gguf.GGUFReader(path, "r+") is not first
     assert gguf.GGUFReader is library and library(path) is not first
+
+
+def test_a_gguf_that_cannot_be_unpacked_is_named_and_leaves_no_folder(tmp_path, monkeypatch):
+    """The transformers folder is made in a child process (its peak is not the caller's); its failure is an
+    error naming the file, and nothing half-made is left in the cache."""
+    monkeypatch.setenv("GEMFUSE_CACHE_DIR", str(tmp_path / "cache"))
+    bogus = tmp_path / "broken.gguf"
+    bogus.write_bytes(b"GGUF not really")
+    with pytest.raises(ModelLoadError, match="broken.gguf: making its transformers folder failed"):
+        hf_copy_of_gguf(bogus)
+    assert not list((tmp_path / "cache" / "hf-from-gguf").glob("broken-*/config.json"))

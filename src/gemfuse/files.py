@@ -8,6 +8,8 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -83,12 +85,23 @@ def adapter_sha256(path: str | Path) -> str | None:
 
 
 def hf_copy_of_gguf(gguf: Path) -> Path:
-    """A transformers folder (safetensors + tokenizer) made from `gguf` once, cached by the file's identity."""
+    """A transformers folder (safetensors + tokenizer) made from `gguf` once, cached by the file's identity. Made
+    in a child process: unpacking holds the whole model twice over, and the caller (a fine-tune about to
+    measure its own peak against its estimate) should not carry that high-water mark."""
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     target = cache_dir() / "hf-from-gguf" / f"{gguf.stem}-{key}"
     if (target / "config.json").is_file():
         return target
+    done = subprocess.run([sys.executable, "-m", "gemfuse.files", str(gguf), str(target)], capture_output=True,
+                          text=True)
+    if done.returncode or not (target / "config.json").is_file():
+        raise ModelLoadError(f"{gguf}: making its transformers folder failed: {done.stderr.strip()[-2000:]}")
+    return target
+
+
+def unpack_gguf(gguf: Path, target: Path) -> None:
+    """The conversion itself (run by hf_copy_of_gguf in a child process)."""
     with published_folder(target, replace=False) as staging:
         from ._torchvision import MODEL_LOADING, import_transformers
 
@@ -104,7 +117,6 @@ def hf_copy_of_gguf(gguf: Path) -> Path:
             del model.config.quantization_config
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-    return target
 
 
 @contextlib.contextmanager
@@ -134,3 +146,7 @@ def one_gguf_reading() -> Iterator[None]:
         yield
     finally:
         setattr(gguf, "GGUFReader", library)  # noqa: B010
+
+
+if __name__ == "__main__":  # python -m gemfuse.files GGUF TARGET: hf_copy_of_gguf's child
+    unpack_gguf(Path(sys.argv[1]), Path(sys.argv[2]))
