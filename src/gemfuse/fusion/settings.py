@@ -61,7 +61,7 @@ def asked_of_members(options: GenerateOptions | None) -> dict[str, Any]:
             "sampling": sampling or None}
 
 
-def chosen(values: dict[str, Any]) -> dict[str, Any]:
+def given_settings(values: dict[str, Any]) -> dict[str, Any]:
     """The settings actually given: known names with a value."""
     known = setting_fields()
     return {k: v for k, v in values.items() if k in known and v is not None}

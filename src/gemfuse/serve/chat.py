@@ -17,7 +17,7 @@ from ..fusion.api import afuse, fusion_events, resolve_preset
 from ..fusion.events import CallDone, Delta, Done
 from ..fusion.preset import FUSION_PREFIX, FusionPreset
 from ..fusion.registry import ModelRegistry
-from ..fusion.settings import asked_of_members, chosen, options_set
+from ..fusion.settings import asked_of_members, given_settings, options_set
 from ..fusion.trace import Call, FusionResult
 from ..messages import Message, parse_messages
 from ..models.base import Completion, GenerateOptions, Usage
@@ -41,7 +41,7 @@ def fusion_settings(request: ChatRequest) -> dict[str, Any] | None:
     preset = block.preset or (request.model if named else None)
     if not block.analysis_models and not preset:
         raise MessageError("fusion: give analysis_models (the pool) or a preset")
-    settings = {**chosen(block.model_dump()), "preset": preset, "pool": block.analysis_models,
+    settings = {**given_settings(block.model_dump()), "preset": preset, "pool": block.analysis_models,
                 "judge": block.model or block.judge, "mode": block.mode}  # no mode: the preset's rule (preset.py)
     return {k: v for k, v in settings.items() if v is not None}
 

@@ -60,9 +60,8 @@ class RunWriter(Hooks):
         gathered = (gathered_weights(setup.model), gathered_optimizer(setup.model, setup.optimizer)) \
             if setup.sharded else None  # every rank takes part in the gathering
         if setup.main:
-            self.last_checkpoint = save_checkpoint(self.run.run_dir, setup.model, setup.optimizer, setup.scheduler,
-                                                   state.step, state.saved(), keep=setup.config.run.keep,
-                                                   gathered=gathered)
+            save_checkpoint(self.run.run_dir, setup.model, setup.optimizer, setup.scheduler, state.step,
+                            state.saved(), keep=setup.config.run.keep, gathered=gathered)
 
     def diverged(self, setup: Setup, state: State, result: Result, reason: str) -> str | None:
         folder = self.run.run_dir

@@ -7,7 +7,6 @@ import math
 import os
 import random
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +96,3 @@ def distributed() -> tuple[int, int, int]:
     return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
             int(os.environ.get("LOCAL_RANK", 0)))
 
-
-def elapsed(start: float) -> float:
-    return time.perf_counter() - start
