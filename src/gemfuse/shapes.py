@@ -14,6 +14,7 @@ from typing import Any, Literal, TypedDict
 MANIFEST = "manifest.json"
 METRICS = "metrics.jsonl"
 REPORT = "report.json"
+LABELLED = "labelled.jsonl"  # a distil folder's rows as the teacher labelled them
 
 
 # -- a training run -------------------------------------------------------------------------------------------

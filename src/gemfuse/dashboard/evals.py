@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..evals.report import Report
-from ..shapes import REPORT, EvalReport, report_kind
+from ..shapes import MANIFEST, REPORT, EvalReport, report_kind
 from .folders import Folders, read_json
 
 EVAL_ROOTS = ("evals", "distil")
@@ -44,7 +44,7 @@ def run_links(folders: Folders, systems: list[dict], models: dict[str, dict]) ->
             if not isinstance(candidate, str):
                 continue
             path = Path(candidate).expanduser()
-            ident = folders.ident(path) if (path / "manifest.json").is_file() else None
+            ident = folders.ident(path) if (path / MANIFEST).is_file() else None
             if ident:
                 links[name] = ident
                 break

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..capture.writer import capture_files
-from ..shapes import REPORT, report_kind
+from ..shapes import LABELLED, MANIFEST, REPORT, report_kind
 from .folders import Folders, read_json
 from .runs import read_manifest_safely, status
 
@@ -66,7 +66,7 @@ def stages(folder: Path) -> list[dict[str, Any]]:
     label = read_json(folder / "data" / "label.json")
     filtered = read_json(folder / "data" / "filter.json")
     manifest = read_manifest_safely(folder / "student")
-    evaluated = (folder / "eval" / "report.json").is_file()
+    evaluated = (folder / "eval" / REPORT).is_file()
     tune_state = status(manifest, folder / "student")[0] if manifest else None
     found: list[dict[str, Any]] = [
         {"stage": "label", "state": "done" if label else "running" if (folder / "data").is_dir() else "waiting",
@@ -94,8 +94,8 @@ def distil_view(folders: Folders) -> list[dict[str, Any]]:
                      "latency_fraction": report.get("latency_fraction") if report else None,
                      "stage_seconds": report.get("stage_seconds") if report else None,
                      "registered": report.get("registered") if report else None,
-                     "student_run": f"{ident}/student" if (folder / "student" / "manifest.json").is_file() else None,
-                     "eval": f"{ident}/eval" if (folder / "eval" / "report.json").is_file() else None})
+                     "student_run": f"{ident}/student" if (folder / "student" / MANIFEST).is_file() else None,
+                     "eval": f"{ident}/eval" if (folder / "eval" / REPORT).is_file() else None})
     return runs
 
 
@@ -105,7 +105,7 @@ def _distil_folders(folders: Folders) -> list[tuple[str, Path]]:
     if root is None or not root.is_dir():
         return []
     found = []
-    for ident, data in folders.find("labelled.jsonl", "distil"):
+    for ident, data in folders.find(LABELLED, "distil"):
         if data.name == "data" and data.parent != root:
             found.append((ident.rsplit("/", 1)[0], data.parent))
     return found

@@ -19,9 +19,10 @@ from ..evals.call_scorers import tool_call
 from ..evals.datasets import EvalItem
 from ..evals.scorers import scorer_for
 from ..prompted_tools import call_text
+from ..shapes import LABELLED
 from ..tool_calls import Tool, ToolCall, ToolSet, canonical_calls
 from .duplicates import repeats
-from .label import LABELLED, write_jsonl
+from .label import write_jsonl
 from .prompts import normal_text
 from .settings import DistilSettings
 

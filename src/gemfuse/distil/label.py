@@ -25,12 +25,10 @@ from ..fusion.preset import FUSION_PREFIX, FusionPreset, Member
 from ..fusion.registry import ModelRegistry
 from ..models.base import GenerateOptions
 from ..paths import output_path, published_file
-from ..shapes import RowMeta
+from ..shapes import LABELLED, RowMeta
 from ..tool_calls import ToolCall
 from .prompts import Prompt, check_leakage, read_prompts
 from .settings import DistilSettings
-
-LABELLED = "labelled.jsonl"
 
 
 @dataclass

@@ -26,7 +26,7 @@ from ..fusion.preset import FUSION_PREFIX
 from ..models.finetuned import run_spec
 from ..paths import config_path, output_path
 from ..registry import Registry
-from ..shapes import DistilReport
+from ..shapes import REPORT, DistilReport
 from ..tune.checkpoint import checkpoints
 from ..tune.config import TuneConfig, load_tune_config
 from ..tune.run_folder import is_run, read_manifest
@@ -171,7 +171,7 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
     }
     if settings.add_to_config:
         result["registered"] = _register(registry, name, Path(config.out))
-    (folder / "report.json").write_text(json.dumps(finite(result), indent=2, default=str, allow_nan=False) + "\n")
+    (folder / REPORT).write_text(json.dumps(finite(result), indent=2, default=str, allow_nan=False) + "\n")
     return result
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .._json import finite
 from ..paths import output_path
-from ..shapes import EvalReport, SystemRow
+from ..shapes import REPORT, EvalReport, SystemRow
 from .call_scorers import CALL_SCORERS
 from .datasets import EvalSet
 from .frontier import frontier
@@ -387,7 +387,7 @@ class Report:
 
     def write(self, out: str | Path) -> Path:
         folder = output_path(out, folder=True)
-        (folder / "report.json").write_text(json.dumps(finite(self.data), indent=2, ensure_ascii=False, allow_nan=False)
+        (folder / REPORT).write_text(json.dumps(finite(self.data), indent=2, ensure_ascii=False, allow_nan=False)
                                             + "\n")
         (folder / "report.md").write_text(self.to_markdown())
         with open(folder / "records.jsonl", "w", encoding="utf-8") as handle:
