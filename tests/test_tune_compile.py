@@ -94,11 +94,20 @@ def test_a_compiled_run_ends_on_the_plain_runs_adapter(tmp_path, tiny_model, tex
     monkeypatch.setattr(gemfuse.tune.compiled, "BACKEND", "aot_eager")
     folder = tiny_model("gemma3")
     train_both = {"gradient_checkpointing": False, "max_steps": 3}
+    import torch._dynamo
+
     from gemfuse.tune import train
 
     train(tiny_config(folder, text_data, tmp_path / "plain", **train_both))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     train(tiny_config(folder, text_data, tmp_path / "compiled", compile=True, **train_both))
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
+    torch._dynamo.reset()
+    assert graphs > 0, "dynamo compiled nothing: the run fell back to eager and proved nothing"
     assert_same_weights(adapter_weights(tmp_path / "plain"), adapter_weights(tmp_path / "compiled"))
+    assert breaks <= graphs, (breaks, graphs)  # the layers compile whole, not broken into pieces
 
 
 def test_a_cpu_without_a_compiler_is_refused_in_one_line(monkeypatch, tmp_path):
