@@ -124,7 +124,9 @@ def flash_contract(query, key, value, cu_q, cu_k, max_q, max_k, *, scale, window
 
 def test_the_flash_kernel_call_gives_the_padded_loss(tmp_path, tiny_model, monkeypatch):
     """The call row_attention makes to the flash kernel (layouts, row offsets, scale, the sliding window in the
-    kernel's convention, grouped heads), run against the kernel's documented contract on a CPU."""
+    kernel's convention, grouped heads), run against this test's reading of the kernel's documented contract
+    (a stand-in written here, on a CPU): it proves the call matches that reading, not the kernel itself;
+    tests/test_tune_cuda.py meets the real kernel on a GPU."""
     import torch
 
     from gemfuse._torchvision import import_transformers
