@@ -99,3 +99,21 @@ def test_tiny_gemma3_padded_batch_equals_sdpa(tmp_path):
     assert len(results[0][1]) == len(results[1][1]) > 0
     for a, b in zip(results[0][1], results[1][1], strict=True):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_the_recording_probe_lets_go_of_the_model_it_checked(tiny_model):
+    import gc
+    import weakref
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gemfuse.tune.attention_switch import recorded_calls
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model("gemma3")), dtype=torch.float32)
+    calls = recorded_calls(model, input_ids=torch.tensor([[2, 5, 6, 7]]))
+    assert calls
+    gone = weakref.ref(calls[0][0])  # an attention layer the probe saw
+    del model, calls
+    gc.collect()
+    assert gone() is None, "the attention registry still holds the layers it recorded"

@@ -58,6 +58,9 @@ def recorded_calls(decoder, **inputs) -> list[tuple]:
             decoder(**inputs, use_cache=False)
     finally:
         decoder.set_attn_implementation(before)
+        # the global registry keeps what is registered: the recording closure (and through `calls` the model it
+        # saw) would live as long as the process
+        AttentionInterface.register(PROBE, sdpa)
     return calls
 
 
