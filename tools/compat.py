@@ -5,9 +5,10 @@ floors: every requirement of the package (its core and its runtime extras) at th
         the only one this machine can install (their floors were seen on a GPU machine instead).
 newest: the newest releases pip resolves today, torch pinned as in constraints.txt.
 Test tools (the dev extra) are the newest in both, less the agent libraries (the Agents SDK, LangChain): no
-test here uses them, and they need far newer releases than the floors (pydantic among them). The floors leave out
-the embed extra: its wordllama needs numpy 2, and numpy's floor (1.26) is the transformers extra's. Each environment lives under .venv-compat/; the table of
-versions and results is printed and written to .venv-compat/report.md.
+test here uses them, and they need far newer releases than the floors (pydantic among them). The floors leave
+out the embed extra: its wordllama needs numpy 2, and numpy's floor (1.26) is the transformers extra's. Each
+environment lives under .venv-compat/; the table of versions and results is printed and written to
+.venv-compat/report.md.
 
     python tools/compat.py [floors] [newest]
 """
