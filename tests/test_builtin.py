@@ -26,8 +26,11 @@ def test_package_paths_resolve_without_network():
 
 
 def test_interrupted_conversion_leaves_no_cache_entry(tmp_path, monkeypatch, tiny_model):
-    """A conversion that dies half-way publishes nothing; the next one publishes a whole folder."""
+    """A conversion that dies half-way publishes nothing; the next one publishes a whole folder, which is then
+    reused (the unpacking is what hf_copy_of_gguf's child process runs)."""
     import transformers
+
+    from gemfuse.files import gguf_copy_folder, unpack_gguf
 
     monkeypatch.setenv("GEMFUSE_CACHE_DIR", str(tmp_path / "cache"))
     fake_gguf = tmp_path / "model.gguf"
@@ -42,8 +45,9 @@ def test_interrupted_conversion_leaves_no_cache_entry(tmp_path, monkeypatch, tin
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake_model)
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", dying_tokenizer)
+    target = gguf_copy_folder(fake_gguf)
     with pytest.raises(KeyboardInterrupt):
-        hf_copy_of_gguf(fake_gguf)
+        unpack_gguf(fake_gguf, target)
     parent = tmp_path / "cache" / "hf-from-gguf"
     assert os.listdir(parent) == [], "neither a half-written folder nor a staging folder is left"
 
@@ -51,7 +55,7 @@ def test_interrupted_conversion_leaves_no_cache_entry(tmp_path, monkeypatch, tin
 
     tokenizer = build_tokenizer()
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tokenizer)
-    target = hf_copy_of_gguf(fake_gguf)
+    unpack_gguf(fake_gguf, target)
     assert (target / "config.json").is_file() and (target / "model.safetensors").is_file()
     assert os.listdir(parent) == [target.name]
     assert hf_copy_of_gguf(fake_gguf) == target, "made once, then reused"

@@ -88,9 +88,7 @@ def hf_copy_of_gguf(gguf: Path) -> Path:
     """A transformers folder (safetensors + tokenizer) made from `gguf` once, cached by the file's identity. Made
     in a child process: unpacking holds the whole model twice over, and the caller (a fine-tune about to
     measure its own peak against its estimate) should not carry that high-water mark."""
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_dir() / "hf-from-gguf" / f"{gguf.stem}-{key}"
+    target = gguf_copy_folder(gguf)
     if (target / "config.json").is_file():
         return target
     done = subprocess.run([sys.executable, "-m", "gemfuse.files", str(gguf), str(target)], capture_output=True,
@@ -98,6 +96,13 @@ def hf_copy_of_gguf(gguf: Path) -> Path:
     if done.returncode or not (target / "config.json").is_file():
         raise ModelLoadError(f"{gguf}: making its transformers folder failed: {done.stderr.strip()[-2000:]}")
     return target
+
+
+def gguf_copy_folder(gguf: Path) -> Path:
+    """Where the transformers folder of `gguf` is cached: by the file's path, size and time."""
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_dir() / "hf-from-gguf" / f"{gguf.stem}-{key}"
 
 
 def unpack_gguf(gguf: Path, target: Path) -> None:
