@@ -33,29 +33,7 @@ _parsed_lock = threading.Lock()
 def read_metrics_lines(folder: Path) -> list[dict]:
     """metrics.jsonl's whole lines (parsed again only when the file changed); a last line still being written
     is left for the next read."""
-    path = folder / METRICS
-    try:
-        stat = path.stat()
-    except OSError:
-        return []
-    key = (stat.st_mtime_ns, stat.st_size)
-    with _parsed_lock:
-        cached = _parsed.get(path)
-    if cached and cached[0] == key:
-        return cached[1]
-    try:
-        text = path.read_text()
-    except OSError:
-        return []
-    lines = []
-    for line in text.splitlines():
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            continue
-    with _parsed_lock:
-        _parsed[path] = (key, lines)
-    return lines
+    return _cached_lines(folder / METRICS, _parsed, None)
 
 
 def status(manifest: dict, folder: Path) -> tuple[str, str | None]:
@@ -157,33 +135,37 @@ def summary(ident: str, folder: Path, manifest: dict, metrics: list[dict]) -> di
 def read_metrics_tail(folder: Path, size: int = TAIL_BYTES) -> list[dict]:
     """The whole lines at the end of metrics.jsonl: what a run's row needs (the latest loss, rate and peak)
     without reading a long run's every step."""
-    path = folder / METRICS
+    return _cached_lines(folder / METRICS, _tails, size)
+
+
+def _cached_lines(path: Path, cache: dict, tail: int | None) -> list[dict]:
+    """The file's JSON lines (the last `tail` bytes' whole lines only, when given), parsed again only when the
+    file changed; lines that do not parse are left out."""
     try:
         stat = path.stat()
         key = (stat.st_mtime_ns, stat.st_size)
         with _parsed_lock:
-            cached = _tails.get(path)
+            cached = cache.get(path)
         if cached and cached[0] == key:
             return cached[1]
+        start = max(0, stat.st_size - tail) if tail else 0
         with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            end = handle.tell()
-            handle.seek(max(0, end - size))
+            handle.seek(start)
             data = handle.read()
     except OSError:
         return []
-    lines = data.split(b"\n")
-    if end > size:
-        lines = lines[1:]  # the first may be a line's end
-    found = []
-    for line in lines[:-1]:  # the last is empty, or a line still being written
+    pieces = data.split(b"\n")
+    if tail:  # the first may be a line's end, the last empty or still being written
+        pieces = pieces[1 if start else 0:-1]
+    lines = []
+    for piece in pieces:
         try:
-            found.append(json.loads(line))
+            lines.append(json.loads(piece))
         except ValueError:
             continue
     with _parsed_lock:
-        _tails[path] = (key, found)
-    return found
+        cache[path] = (key, lines)
+    return lines
 
 
 def run_summaries(folders: Folders) -> list[dict[str, Any]]:
