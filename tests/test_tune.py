@@ -258,18 +258,20 @@ def test_kill_9_between_checkpoints_resumes_to_the_uninterrupted_adapter(tmp_pat
     assert logged == list(range(1, 21)), "the lost steps were redone once, none logged twice"
 
 
-def torchrun(*args: str, nodes: int = 1, per_node: int = 2) -> list[subprocess.Popen]:
+def torchrun(*args: str, nodes: int = 1, per_node: int = 2, kill_at_step: int | None = None) -> list[subprocess.Popen]:
     """`gemfuse tune ARGS` under torchrun on CPU ranks: one agent of `per_node` processes, or `nodes` agents on
-    127.0.0.1 meeting through torchrun's own c10d rendezvous, as machines do."""
+    127.0.0.1 meeting through torchrun's own c10d rendezvous, as machines do. With `kill_at_step`, the whole job
+    is killed with SIGKILL once rank 0 has logged that step (tests/killed_at_step.py)."""
     from gemfuse.testing.upstream import free_port
 
     port = free_port()
     agents = [["--nproc-per-node", str(per_node), "--master-port", str(port)]] if nodes == 1 else \
         [["--nnodes", str(nodes), "--node-rank", str(rank), "--nproc-per-node", str(per_node), "--rdzv-backend", "c10d",
           "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "gemfuse-test"] for rank in range(nodes)]
-    return [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *agent, "-m", "gemfuse.cli", "tune", *args],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"}) for agent in agents]
+    entry = ["-m", "gemfuse.cli"] if kill_at_step is None else [str(Path(__file__).with_name("killed_at_step.py"))]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"KILL_AT_STEP": str(kill_at_step)} if kill_at_step else {})}
+    return [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *agent, *entry, "tune", *args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env) for agent in agents]
 
 
 def finished(processes: list[subprocess.Popen]) -> None:
