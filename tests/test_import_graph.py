@@ -141,7 +141,7 @@ RANKS = {
     "gemfuse.testing": 9, "gemfuse": 8, "gemfuse.cli": 7.5, "gemfuse.commands": 7,
     "gemfuse.serve": 6, "gemfuse.dashboard": 5.6,
     "gemfuse.api": 5.5, "gemfuse.distil": 5.2, "gemfuse.registry": 5, "gemfuse.finetune_gguf": 4.5,
-    "gemfuse.evals": 4, "gemfuse.tune": 4, "gemfuse.weights": 4,
+    "gemfuse.evals": 4, "gemfuse.tune": 4, "gemfuse.weights": 4, "gemfuse.tune.guests": 3.9,
     "gemfuse.config": 3.5, "gemfuse.capture": 3.2,
     "gemfuse.fusion": 3,
     "gemfuse.models": 2, "gemfuse.data": 2,
@@ -178,8 +178,23 @@ def test_imports_point_down_the_layers():
     assert upward_imports(import_graph()) == []
 
 
+def test_the_guests_are_a_leaf_of_tune_entered_by_their_door():
+    """tune/guests (the code standing in for libraries' own) imports nothing else of tune/, and the rest of tune/
+    imports only its package, never one of its modules."""
+    graph, room = import_graph(), "gemfuse.tune.guests"
+    inside = [m for m in graph if m == room or m.startswith(room + ".")]
+    assert len(inside) >= 8
+    out = [f"{m} imports {t}" for m in inside for t in graph[m] if t.startswith("gemfuse.tune") and
+           not (t == room or t.startswith(room + "."))]
+    side_doors = [f"{m} imports {t}" for m in graph if m.startswith("gemfuse.tune.") and m not in inside
+                  for t in graph[m] if t.startswith(room + ".")]
+    assert out == [] and side_doors == []
+
+
 def test_the_layer_check_sees_upward_and_sideways_imports():
     graph = {"gemfuse.config": {"gemfuse.serve.schemas", "gemfuse.fusion.preset"},
-             "gemfuse.weights.plan": {"gemfuse.tune.memory"}, "gemfuse.tune.loop": {"gemfuse.tune.loss"}}
+             "gemfuse.weights.plan": {"gemfuse.tune.memory"}, "gemfuse.tune.loop": {"gemfuse.tune.loss"},
+             "gemfuse.tune.guests.guard": {"gemfuse.tune.run_writer"}}
     assert upward_imports(graph) == ["gemfuse.config (3.5) imports gemfuse.serve.schemas (6)",
+                                     "gemfuse.tune.guests.guard (3.9) imports gemfuse.tune.run_writer (4)",
                                      "gemfuse.weights.plan (4) imports gemfuse.tune.memory (4)"]

@@ -33,7 +33,7 @@ def _reference(q, k, v, mask, causal):
 def test_grouped_attention_equals_sdpa(case):
     import torch
 
-    from gemfuse.tune.attention import grouped_attention
+    from gemfuse.tune.guests.grouped_attention import grouped_attention
 
     keys = 9 if case == "longer-keys" else 6
     q, k, v = _inputs(keys=keys)
@@ -60,7 +60,7 @@ def test_grouped_attention_equals_sdpa(case):
 def test_a_row_with_nothing_to_attend_stays_finite():
     import torch
 
-    from gemfuse.tune.attention import grouped_attention
+    from gemfuse.tune.guests.grouped_attention import grouped_attention
 
     q, k, v = _inputs()
     nothing = torch.zeros(2, 1, 6, 6, dtype=torch.bool)
@@ -75,7 +75,7 @@ def test_tiny_gemma3_padded_batch_equals_sdpa(tmp_path):
 
     from gemfuse._torchvision import import_transformers
     from gemfuse.testing import build_tiny_model
-    from gemfuse.tune.attention import use_grouped_attention
+    from gemfuse.tune.guests.grouped_attention import use_grouped_attention
     from gemfuse.tune.loss import supervised_loss
 
     transformers = import_transformers()
@@ -108,7 +108,7 @@ def test_the_recording_probe_lets_go_of_the_model_it_checked(tiny_model):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from gemfuse.tune.attention_switch import recorded_calls
+    from gemfuse.tune.guests.attention_switch import recorded_calls
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model("gemma3")), dtype=torch.float32)
     calls = recorded_calls(model, input_ids=torch.tensor([[2, 5, 6, 7]]))

@@ -16,11 +16,11 @@ def six_layer_gemma(folder):
     patches on, in float32."""
     from gemfuse._torchvision import import_transformers
     from gemfuse.families import family
-    from gemfuse.tune.attention import use_grouped_attention
     from gemfuse.tune.config import LoraConfig
-    from gemfuse.tune.lean_norms import lean_norms
+    from gemfuse.tune.guests.grouped_attention import use_grouped_attention
+    from gemfuse.tune.guests.lean_norms import lean_norms
+    from gemfuse.tune.guests.lora_matmuls import fuse_lora_layers
     from gemfuse.tune.lora import apply_lora
-    from gemfuse.tune.lora_matmuls import fuse_lora_layers
 
     transformers = import_transformers()
     config = transformers.AutoConfig.from_pretrained(folder)

@@ -24,7 +24,7 @@ def test_lean_norm_equals_transformers(kind):
 
     import torch
 
-    from gemfuse.tune.lean_norms import lean_norms
+    from gemfuse.tune.guests.lean_norms import lean_norms
 
     torch.manual_seed(0)
     theirs = _norm(kind, 24).double()
@@ -54,7 +54,7 @@ def test_bf16_norm_keeps_its_input_not_an_fp32_copy(family):
     import torch
 
     from gemfuse._torchvision import import_transformers
-    from gemfuse.tune.lean_norms import lean_norms
+    from gemfuse.tune.guests.lean_norms import lean_norms
 
     import_transformers()
     name = {"gemma3": "Gemma3RMSNorm", "gemma3n": "Gemma3nRMSNorm", "gemma4": "Gemma4RMSNorm"}[family]

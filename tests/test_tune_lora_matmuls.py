@@ -38,7 +38,7 @@ def _pair(dropout: float, dora: bool = False):
 def test_fused_lora_equals_peft(dropout):
     import torch
 
-    from gemfuse.tune.lora_matmuls import fuse_lora_layers
+    from gemfuse.tune.guests.lora_matmuls import fuse_lora_layers
 
     ours, theirs = _pair(dropout)
     assert fuse_lora_layers(ours) == 1
@@ -64,7 +64,7 @@ def test_fused_lora_equals_peft(dropout):
 def test_bf16_inputs_with_fp32_adapters_train_the_fp32_adapters():
     import torch
 
-    from gemfuse.tune.lora_matmuls import fuse_lora_layers
+    from gemfuse.tune.guests.lora_matmuls import fuse_lora_layers
 
     ours, theirs = _pair(0.0)
     for model in (ours, theirs):
@@ -87,7 +87,7 @@ def test_bf16_inputs_with_fp32_adapters_train_the_fp32_adapters():
 def test_layers_it_cannot_take_keep_peft_forward_and_disabling_still_works():
     import torch
 
-    from gemfuse.tune.lora_matmuls import fuse_lora_layers
+    from gemfuse.tune.guests.lora_matmuls import fuse_lora_layers
 
     dora, _ = _pair(0.0, dora=True)
     assert fuse_lora_layers(dora) == 0

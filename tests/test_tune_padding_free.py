@@ -55,9 +55,9 @@ def test_a_padding_free_batch_has_the_padded_batchs_loss_and_gradients(tmp_path,
     from gemfuse.data.collate import Collator
     from gemfuse.data.sources import read_rows
     from gemfuse.data.target import load_target
-    from gemfuse.tune.attention import use_grouped_attention
     from gemfuse.tune.batches import Plan, supervised_count
-    from gemfuse.tune.row_attention import use_row_attention
+    from gemfuse.tune.guests.grouped_attention import use_grouped_attention
+    from gemfuse.tune.guests.row_attention import use_row_attention
 
     folder = tiny_model("gemma3")
     target = load_target(str(folder))
@@ -133,7 +133,7 @@ def test_the_flash_kernel_call_gives_the_padded_loss(tmp_path, tiny_model, monke
     from gemfuse.data.collate import Collator
     from gemfuse.data.sources import read_rows
     from gemfuse.data.target import load_target
-    from gemfuse.tune import row_attention
+    from gemfuse.tune.guests import row_attention
     from gemfuse.tune.batches import Plan
 
     folder = tiny_model("gemma3")

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from gemfuse.tune import patches
+from gemfuse.tune.guests import guard as patches
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +55,7 @@ def _other_forward_norm():
 def test_lean_norms_step_aside_for_a_changed_norm_and_its_output_is_the_librarys(make, caplog):
     import torch
 
-    from gemfuse.tune.lean_norms import lean_norms
+    from gemfuse.tune.guests.lean_norms import lean_norms
 
     _transformers()
     norm = make()
@@ -75,7 +75,7 @@ def test_lean_norms_step_aside_for_a_changed_norm_and_its_output_is_the_librarys
 
 def test_lean_norms_read_either_epsilon_name():
     """transformers 5.23 kept a Gemma 3n norm's epsilon as `eps`, 5.25 as `variance_epsilon`."""
-    from gemfuse.tune.lean_norms import epsilon
+    from gemfuse.tune.guests.lean_norms import epsilon
 
     class Old:
         eps = 1e-6
@@ -102,7 +102,7 @@ def test_grouped_attention_steps_aside_when_the_librarys_attention_computes_othe
     import torch
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    from gemfuse.tune.attention import use_grouped_attention
+    from gemfuse.tune.guests.grouped_attention import use_grouped_attention
 
     model = _tiny_causal_gemma3()
     ids = torch.arange(1, 9).view(1, 8)
@@ -124,7 +124,7 @@ def test_grouped_attention_steps_aside_when_the_librarys_attention_computes_othe
 def test_grouped_attention_steps_aside_when_the_mask_interface_is_gone(monkeypatch):
     import transformers.masking_utils
 
-    from gemfuse.tune.attention import use_grouped_attention
+    from gemfuse.tune.guests.grouped_attention import use_grouped_attention
 
     model = _tiny_causal_gemma3()
     monkeypatch.delattr(transformers.masking_utils, "sdpa_mask")
@@ -138,7 +138,7 @@ def test_row_attention_steps_aside_when_the_library_lets_rows_see_each_other(mon
     import torch
     import transformers.masking_utils
 
-    from gemfuse.tune.row_attention import use_row_attention
+    from gemfuse.tune.guests.row_attention import use_row_attention
 
     model = _tiny_causal_gemma3()
     monkeypatch.setattr(transformers.masking_utils, "find_packed_sequence_indices", lambda position_ids: None)
@@ -173,7 +173,7 @@ def test_lora_matmuls_step_aside_when_peft_computes_otherwise(monkeypatch):
     import torch
     from peft.tuners.lora.layer import Linear
 
-    from gemfuse.tune.lora_matmuls import fuse_lora_layers
+    from gemfuse.tune.guests.lora_matmuls import fuse_lora_layers
 
     model = _lora_model()
     x = torch.randn(3, 8)
@@ -193,7 +193,7 @@ def test_lora_matmuls_leave_a_layer_with_a_lora_bias_to_peft():
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from gemfuse.tune.lora_matmuls import fuse_lora_layers
+    from gemfuse.tune.guests.lora_matmuls import fuse_lora_layers
 
     _transformers()
     model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(8, 8)),
@@ -205,7 +205,8 @@ def test_lora_matmuls_leave_a_layer_with_a_lora_bias_to_peft():
 def test_the_frozen_head_loss_steps_aside_for_a_model_whose_logits_are_not_its_heads(monkeypatch):
     import torch
 
-    from gemfuse.tune.loss import frozen_head_parts, full_logits_loss, model_parts, supervised_loss
+    from gemfuse.tune.guests import frozen_head_parts, model_parts
+    from gemfuse.tune.loss import full_logits_loss, supervised_loss
 
     model = _tiny_causal_gemma3()
     assert frozen_head_parts(model) is not None
@@ -228,8 +229,8 @@ def test_the_frozen_head_loss_steps_aside_for_a_model_whose_logits_are_not_its_h
 
 
 # -- whole runs ---------------------------------------------------------------------------------------------------------
-MISFITS = ("gemfuse.tune.lean_norms._misfit", "gemfuse.tune.attention._misfit", "gemfuse.tune.lora_matmuls._misfit",
-           "gemfuse.tune.loss.head_misfit")
+MISFITS = ("gemfuse.tune.guests.lean_norms._misfit", "gemfuse.tune.guests.grouped_attention._misfit",
+           "gemfuse.tune.guests.lora_matmuls._misfit", "gemfuse.tune.guests.frozen_head.head_misfit")
 
 
 def _losses(run) -> list[float]:

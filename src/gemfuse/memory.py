@@ -27,7 +27,7 @@ def system_ram(field: str = "MemTotal") -> int | None:
 
 MiB = 2**20
 TIGHT = 0.8  # of the device's memory: beyond it an "auto" run recomputes activations instead of keeping them
-LOGITS_BUDGET = 32 * MiB  # bytes of fp32 logits one piece of the loss may hold (tune/loss.py walks them so)
+LOGITS_BUDGET = 32 * MiB  # bytes of fp32 logits one piece of the loss may hold (the loss walks them so)
 LIBRARIES = 464 * MiB  # resident once torch, transformers and PEFT are imported
 CPU_WORKING = 150 * MiB  # a CPU run's working memory beyond the terms below: allocator arenas, autograd, threads
 

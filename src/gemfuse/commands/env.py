@@ -66,7 +66,7 @@ def patches() -> list[dict]:
         import torch
     except ImportError:
         return []
-    from ..tune import patches as registry
+    from ..tune import guests as registry
 
     registry.forget()  # what is checked now, not what an earlier run in this process found
     with torch.random.fork_rng(devices=[]):  # the caller's random numbers are left as they were
@@ -78,12 +78,12 @@ def patches() -> list[dict]:
 def _check_on_a_tiny_model(transformers, peft) -> None:
     import torch
 
-    from ..tune import patches as registry
-    from ..tune.attention import use_grouped_attention
-    from ..tune.lean_norms import SCALES, lean_norms
-    from ..tune.lora_matmuls import fuse_lora_layers
-    from ..tune.loss import frozen_head_parts
-    from ..tune.row_attention import use_row_attention
+    from ..tune.guests import frozen_head_parts
+    from ..tune.guests.grouped_attention import use_grouped_attention
+    from ..tune.guests.guard import guarded
+    from ..tune.guests.lean_norms import SCALES, lean_norms
+    from ..tune.guests.lora_matmuls import fuse_lora_layers
+    from ..tune.guests.row_attention import use_row_attention
 
     config = transformers.Gemma3TextConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                            num_attention_heads=2, num_key_value_heads=1, head_dim=16,
@@ -95,7 +95,7 @@ def _check_on_a_tiny_model(transformers, peft) -> None:
         try:
             norms.append(getattr(importlib.import_module(f"transformers.models.{family}.modeling_{family}"), name)(8))
         except Exception as exc:
-            registry.guarded("lean_norms", name, "transformers", partial(str, f"cannot build one: {exc}"))
+            guarded("lean_norms", name, "transformers", partial(str, f"cannot build one: {exc}"))
     lean_norms(torch.nn.ModuleList([model, *norms]))
     use_grouped_attention(model)
     use_row_attention(transformers.Gemma3ForCausalLM(config).float())

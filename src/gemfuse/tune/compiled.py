@@ -45,12 +45,14 @@ def compile_layers(model, backend: str | None = None) -> int:
     if any(getattr(layer, "gradient_checkpointing", False) for layer in layers) and \
             hasattr(torch._dynamo.config, SIDE_EFFECTS):
         # the kernels library's hub-kernel wrappers (around Gemma's attention) set a context variable in forward:
-        # a side effect a compiled checkpoint refuses to replay, which would leave every layer uncompiled
+        # a side effect a compiled checkpoint refuses to replay, which would leave every layer uncompiled.
+        # Process-wide: dynamo's config is global, so it holds for every later compile in this process too
         setattr(torch._dynamo.config, SIDE_EFFECTS, True)
     for layer in layers:
         if getattr(layer, "gradient_checkpointing", False):
             # transformers' checkpointing calls torch's checkpoint, which turns compilation off inside it: the
-            # layer would run uncompiled. Checkpoint inside the compiled forward instead, as one region
+            # layer would run uncompiled. Checkpoint inside the compiled forward instead, as one region: this
+            # layer's forward is replaced (on the instance; its class and every other model keep theirs)
             layer.gradient_checkpointing = False
             layer.forward = MethodType(_checkpointed, layer)
         layer.compile(backend=backend or BACKEND, dynamic=True)

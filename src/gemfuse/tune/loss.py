@@ -13,31 +13,11 @@ accumulated batch, so gradient accumulation equals one big batch.
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass, field
-from typing import Any
-
+from ..data.collate import IGNORE
 from ..memory import LOGITS_BUDGET
-from .patches import guarded
+from .guests import VOCAB_SLICE, Parts, frozen_head_loss, model_parts
 
-IGNORE = -100
-
-
-@dataclass
-class Parts:
-    backbone: Any  # a torch module returning last_hidden_state
-    head: Any  # the LM head (a Linear, tied to the embeddings)
-    softcap: float | None
-    accepts: frozenset[str] = field(default_factory=frozenset)  # the backbone's input names
-
-
-def model_parts(model) -> Parts:
-    """Backbone, head and final logit soft-cap of a causal or conditional-generation Gemma (PEFT-wrapped or not)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = inner.config.get_text_config() if hasattr(inner.config, "get_text_config") else inner.config
-    backbone = inner.model
-    accepts = frozenset(inspect.signature(backbone.forward).parameters) - {"labels", "use_cache"}
-    return Parts(backbone, inner.get_output_embeddings(), getattr(config, "final_logit_softcapping", None), accepts)
+__all__ = ["IGNORE", "Parts", "full_logits_loss", "head_loss", "model_parts", "supervised_loss"]
 
 
 def _chunk_loss(hidden, targets, weight, bias, softcap):
@@ -49,92 +29,17 @@ def _chunk_loss(hidden, targets, weight, bias, softcap):
     return F.cross_entropy(logits, targets, reduction="sum")
 
 
-VOCAB_SLICE = 16384  # columns of the head per piece: small enough for the slice's logits to stay in cache
-
-
-def _online_head(hidden, targets, weight, softcap, rows: int, columns: int, want_grad: bool):
-    """(summed cross-entropy, gradient with respect to `hidden` or None) of a frozen head, walking the vocabulary
-    in slices with a running max and normaliser (the online softmax of flash attention): each slice of the head is
-    read once for all rows of a chunk, its logits used for the normaliser and, scaled as the max moves, for the
-    gradient (softmax minus one-hot, times the head), then freed."""
-    import torch
-
-    wide = torch.promote_types(hidden.dtype, torch.float32)  # bf16 logits are summed in fp32
-    total = torch.zeros((), dtype=wide, device=hidden.device)
-    grad = torch.empty_like(hidden) if want_grad else None
-    for start in range(0, hidden.shape[0], rows):
-        h, picked = hidden[start:start + rows], targets[start:start + rows]
-        peak = torch.full((h.shape[0],), float("-inf"), dtype=wide, device=h.device)
-        norm = torch.zeros(h.shape[0], dtype=wide, device=h.device)
-        acc = torch.zeros(h.shape, dtype=wide, device=h.device) if want_grad else None
-        target = torch.zeros(h.shape[0], dtype=wide, device=h.device)  # each row's target logit, as computed
-        slope = torch.ones(h.shape[0], dtype=wide, device=h.device)  # and the soft-cap's derivative there
-        for first in range(0, weight.shape[0], columns):
-            w = weight[first:first + columns]
-            logits = (h @ w.T).to(wide)
-            squash = None
-            if softcap:
-                squash = logits.div_(softcap).tanh_()  # in place: one buffer of this slice's width
-                logits = squash * softcap
-            inside = (picked >= first) & (picked < first + w.shape[0])
-            column = (picked - first).clamp_(0, w.shape[0] - 1)[:, None]
-            target = torch.where(inside, logits.gather(1, column).squeeze(1), target)
-            if squash is not None:
-                slope = torch.where(inside, 1 - squash.gather(1, column).squeeze(1).square(), slope)
-            new_peak = torch.maximum(peak, logits.amax(1))
-            rescale = (peak - new_peak).exp_()
-            probabilities = logits.sub_(new_peak[:, None]).exp_()  # unnormalised, against the running max
-            norm.mul_(rescale).add_(probabilities.sum(1))
-            if acc is not None:
-                if squash is not None:  # d(c tanh(z / c)) / dz = 1 - tanh^2
-                    probabilities.mul_(squash.square_().neg_().add_(1))
-                acc.mul_(rescale[:, None]).add_(probabilities.to(weight.dtype) @ w)
-            peak = new_peak
-        total += (peak + norm.log() - target).sum()
-        if acc is not None and grad is not None:
-            grad[start:start + rows] = (acc / norm[:, None] - weight[picked].to(wide) * slope[:, None]).to(hidden.dtype)
-    return total, grad
-
-
-def _frozen_head_loss():
-    """An autograd Function: the summed cross-entropy of a *frozen* head, whose gradient with respect to the
-    hidden states is computed in the forward pass (`_online_head`), so backward only scales it. Against
-    recomputing the logits in backward: a third fewer head FLOPs, and one slice of logits alive at a time."""
-    import torch
-
-    class FrozenHeadLoss(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, hidden, targets, weight, softcap, rows, columns):
-            total, grad = _online_head(hidden, targets, weight, softcap, rows, columns, want_grad=True)
-            ctx.save_for_backward(grad)
-            return total
-
-        @staticmethod
-        def backward(ctx, grad_output):
-            (grad,) = ctx.saved_tensors
-            return grad * grad_output.to(grad.dtype), None, None, None, None, None
-
-    return FrozenHeadLoss
-
-
-_FROZEN_HEAD_LOSS: Any = None
-
-
 def head_loss(hidden, targets, weight, bias, softcap, chunk: int | None = None, columns: int = VOCAB_SLICE):
     """Summed cross-entropy of `hidden` (supervised positions only) through the LM head, never holding more than
     LOGITS_BUDGET of logits: `chunk` rows at a time, and for a frozen head `columns` of the vocabulary at a time."""
     import torch
     from torch.utils.checkpoint import checkpoint
 
-    global _FROZEN_HEAD_LOSS
     count = int(targets.numel())
     if bias is None and not (torch.is_grad_enabled() and weight.requires_grad):
         columns = min(columns, weight.shape[0])
         rows = chunk or max(16, LOGITS_BUDGET // (4 * columns))
-        if torch.is_grad_enabled() and hidden.requires_grad:
-            _FROZEN_HEAD_LOSS = _FROZEN_HEAD_LOSS or _frozen_head_loss()
-            return _FROZEN_HEAD_LOSS.apply(hidden, targets, weight, softcap, rows, columns)
-        return _online_head(hidden, targets, weight, softcap, rows, columns, want_grad=False)[0]
+        return frozen_head_loss(hidden, targets, weight, softcap, rows, columns)
     chunk = chunk or max(16, min(4096, LOGITS_BUDGET // (4 * weight.shape[0])))
     total = None  # a trained head (or one with a bias): the chunks recomputed in backward
     for start in range(0, count, chunk):
@@ -173,39 +78,3 @@ def full_logits_loss(model, batch: dict):
     count = int((targets != IGNORE).sum())
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
                            reduction="sum"), count
-
-
-def head_misfit(model, parts: Parts) -> str | None:
-    """Why the backbone-then-head loss would not equal the model's own logits' loss (None: it does), on one short
-    row of ordinary text tokens, in the model's dtype."""
-    import torch
-
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = inner.config.get_text_config() if hasattr(inner.config, "get_text_config") else inner.config
-    device = parts.head.weight.device
-    ids = (config.vocab_size // 2 + torch.arange(8, device=device))[None]  # mid-vocabulary: no special token
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
-    batch["labels"][:, :3] = IGNORE
-    if "token_type_ids" in parts.accepts:
-        batch["token_type_ids"] = torch.zeros_like(ids)
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            ours, count = supervised_loss(model, batch, parts=parts)
-            theirs, _ = full_logits_loss(model, batch)
-    finally:
-        model.train(training)
-    tolerance = 1e-4 if parts.head.weight.dtype == torch.float32 else 2e-2
-    if not torch.isclose(ours.float(), theirs.float(), rtol=tolerance):
-        return f"loss {float(ours) / count:.5g} against the model's own {float(theirs) / count:.5g}"
-    return None
-
-
-def frozen_head_parts(model) -> Parts | None:
-    """The parts the frozen-head loss reads, when it may stand in for the model's own head and loss (checked once
-    per model class); None: use `full_logits_loss`."""
-    kind = type(model.get_base_model() if hasattr(model, "get_base_model") else model)
-    fits = guarded("frozen_head_loss", f"{kind.__module__}.{kind.__qualname__}", "transformers",
-                   lambda: head_misfit(model, model_parts(model)))  # model_parts inside: it may fail on a new class
-    return model_parts(model) if fits else None

@@ -9,9 +9,9 @@ import time
 from ..paths import published_folder
 from ..shapes import PeakMemory, RunManifest
 from .checkpoint import checkpoints, load_checkpoint, save_checkpoint
+from .guests import outcomes
 from .loop import Hooks, State, all_gathered
 from .memory import GiB, peak_gib, peak_used
-from .patches import outcomes
 from .run_folder import MANIFEST, Metrics, data_hash, package_versions, plot_loss, this_process, write_json
 from .runtime import Result
 from .setup import RunInfo, Setup

@@ -20,18 +20,15 @@ from ..data.target import Target, load_target
 from ..data.validate import validate_examples
 from ..devices import pick_device, training_dtype
 from ..errors import ConfigError
-from .attention import use_grouped_attention
 from .base import Base, load_for_training, resolve_base
 from .batches import Plan, encode_rows, row_lengths
 from .checkpoint import checkpoints, trainable_weights
 from .compiled import check_compilable, compile_layers
 from .config import TuneConfig
-from .lean_norms import lean_norms
+from .guests import after_lora, before_lora, frozen_head_parts
 from .lora import apply_lora
-from .lora_matmuls import fuse_lora_layers
-from .loss import frozen_head_parts, full_logits_loss, supervised_loss
+from .loss import full_logits_loss, supervised_loss
 from .memory import Estimate, estimate, start_measuring
-from .row_attention import use_row_attention
 from .run_folder import is_run
 from .runtime import DataError, distributed, make_optimizer, schedule_factor, seed_everything
 from .shard import check_shardable, load_whole, shard_model, wants_sharding
@@ -139,13 +136,9 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     model = load_for_training(base, "cpu" if sharded else device, dtype, train.quantize)  # shards move, not it
     if train.gradient_checkpointing is True:
         recompute_activations(model)
-    if device == "cpu":  # see attention.py: CUDA and MPS keep their fused kernels
-        use_grouped_attention(model)
-    elif config.data.padding_free or config.data.packing:  # rows end to end: see row_attention.py
-        use_row_attention(model)
+    before_lora(model, device, rows_end_to_end=config.data.padding_free or config.data.packing)
     model, modules = apply_lora(model, target.family, config.lora)
-    fuse_lora_layers(model)
-    lean_norms(model)
+    after_lora(model)
     if sharded:
         found = checkpoints(run_dir) if resume else []
         if found:
@@ -174,7 +167,7 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
         checkpointing, memory = True, estimate(model, config, device, dtype, plan, True)
     parts = frozen_head_parts(model)
     loss = partial(supervised_loss, model, parts=parts) if parts else partial(full_logits_loss, model)
-    if train.compile:  # last: the patches' checks above run the layers as they are
+    if train.compile:  # last: the guests' checks above run the layers as they are
         compile_layers(model)
     return Setup(config=config, model=model, params=params, optimizer=optimizer, scheduler=scheduler, plan=plan,
                  loss=loss, total=total, device=device,

@@ -5,7 +5,7 @@ their sum. transformers attends such a sequence through SDPA with a block-diagon
 Here, on CUDA, torch's variable-length flash kernel takes every row in one call (its sliding window and grouped
 key/value heads as Gemma uses them); where it is missing or cannot run (another device, float32 or float64, a
 soft-cap, dropout), SDPA runs row by row on the row's own block of the mask. The CPU has its own attention
-(attention.py), which splits rows the same way.
+(grouped_attention.py), which splits rows the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import inspect
 from typing import Any
 
 from .attention_switch import disagreement, recorded_calls, switch_attention
-from .patches import differs
+from .guard import differs
 
 NAME = "gemfuse_rows"
 VARLEN_DTYPES = ("float16", "bfloat16")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from types import MethodType
 from typing import Any
 
-from .patches import differs, guarded
+from .guard import differs, guarded
 
 _FUNCTION: Any = None  # the autograd Function, made once: a compiled forward must only read it
 

@@ -1,4 +1,4 @@
-"""Switching a language model to one of gemfuse's attention functions, as a guest (patches.py): the model is run
+"""Switching a language model to one of gemfuse's attention functions, as a guest (guard.py): the model is run
 once under a recording stand-in for SDPA, so the check sees what the model really passes (masks, scaling, sliding
 windows, positions, any new argument), and the recorded calls of its first layers go to SDPA and to ours in
 float64: outputs and gradients must agree before the model is switched."""
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from .patches import differs, guarded
+from .guard import differs, guarded
 
 PROBE = "gemfuse_recording"
 

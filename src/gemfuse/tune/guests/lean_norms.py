@@ -12,7 +12,7 @@ from functools import partial
 from types import MethodType
 from typing import Any
 
-from .patches import differs, guarded
+from .guard import differs, guarded
 
 # the norm classes this replaces, and how their weight scales the normalised rows
 SCALES = {"Gemma3RMSNorm": "one_plus_weight", "Gemma3nRMSNorm": "weight", "Gemma4RMSNorm": "weight"}
