@@ -157,6 +157,34 @@ def test_an_eval_report_with_its_table_findings_and_a_link_to_the_run(workspace)
     assert found["runs"] == {"runs/my-lora": "runs/my-lora"}
 
 
+def test_an_eval_folder_is_listed_only_once_its_report_is_whole(workspace, monkeypatch):
+    """write_report publishes each file at once and report.json last: a write that fails part-way (here the plot)
+    leaves no report.json and no staging file, so the dashboard lists no half-written eval; a later write does."""
+    from gemfuse.evals import render
+    from gemfuse.evals import run as run_eval
+
+    data = workspace / "numbers.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"What is {i} plus 1?", "answer": i + 1}) + "\n" for i in range(6)))
+    registry = scripted_registry({"good": ScriptedModel("The answer is 2.")})
+    report = run_eval(data, registry=registry, models=["good"], systems=["members"], cache="off",
+                      out=workspace / "evals" / "first", seed=3)
+    folder = workspace / "evals" / "again"
+
+    def broken_plot(self, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(render.Report, "plot", broken_plot)
+    with pytest.raises(OSError, match="disk full"):
+        render.write_report(folder, report.data, report.records)
+    assert not (folder / "report.json").exists() and not [p for p in folder.iterdir() if p.name.startswith(".")]
+    api = client(workspace, registry)
+    assert [s["id"] for s in api.get("/v1/gemfuse/evals").json()["data"]] == ["evals/first"]
+    monkeypatch.undo()
+    render.write_report(folder, report.data, report.records)
+    assert sorted(p.name for p in folder.iterdir()) == ["accuracy_cost.png", "records.jsonl", "report.json", "report.md"]
+    assert sorted(s["id"] for s in api.get("/v1/gemfuse/evals").json()["data"]) == ["evals/again", "evals/first"]
+
+
 def test_the_loop_counts_captured_rows_per_day_and_model_as_they_arrive(workspace):
     writer = CaptureWriter(workspace / "capture")
     for i, model in enumerate(["fusion/default", "fusion/default", "gemma-3-270m"]):

@@ -33,8 +33,8 @@ def test_padding_free_rows_go_through_the_flash_kernel_with_the_padded_loss(tmp_
     from gemfuse.data.collate import Collator
     from gemfuse.data.sources import read_rows
     from gemfuse.data.target import load_target
-    from gemfuse.tune.guests import row_attention
     from gemfuse.tune.batches import Plan
+    from gemfuse.tune.guests import row_attention
     from gemfuse.tune.loop import to_device
     from test_tune_padding_free import loss_and_grads, rows_file
 

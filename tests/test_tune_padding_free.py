@@ -133,8 +133,8 @@ def test_the_flash_kernel_call_gives_the_padded_loss(tmp_path, tiny_model, monke
     from gemfuse.data.collate import Collator
     from gemfuse.data.sources import read_rows
     from gemfuse.data.target import load_target
-    from gemfuse.tune.guests import row_attention
     from gemfuse.tune.batches import Plan
+    from gemfuse.tune.guests import row_attention
 
     folder = tiny_model("gemma3")
     rows = read_rows(str(rows_file(tmp_path / "rows.jsonl", [1, 9, 3, 2])), "messages")

@@ -171,6 +171,66 @@ class TierRecord(TypedDict):
 
 # -- reports --------------------------------------------------------------------------------------------------
 
+class PairedTest(TypedDict):
+    """McNemar's test of a system against another on the same test items (vs_best, vs_base)."""
+    against: str
+    only_a: int  # items this system got right and the other wrong
+    only_b: int  # the reverse
+    p_value: float
+    method: str  # "exact" (binomial) or "chi2"
+
+
+class ScorerFigures(TypedDict):
+    """One scorer's items of a system (by_scorer): accuracy with its interval and the mean value."""
+    n: int
+    correct: int
+    accuracy: float
+    interval: tuple[float | None, float | None]
+    score: float
+
+
+class PositionBiasFigures(TypedDict):
+    """Where a judge's verdicts pointed (the shown positions, 1-based order), against chance."""
+    picks: list[int]
+    shares: list[float]
+    expected: list[float]
+    verdicts: int
+    p_value: float
+
+
+class CascadePoint(TypedDict):
+    """A cascade replayed at one threshold."""
+    threshold: float
+    n: int
+    accuracy: float
+    interval: tuple[float | None, float | None]
+    cost_per_item: float
+    latency_p50_s: float
+    escalated: float  # the share of items that went past the first tier
+
+
+class Calibration(TypedDict, total=False):
+    """The threshold chosen for a goal (a cascade's own on dev, or the replayed frontier's); threshold None and
+    `why` when none meets it."""
+    goal: str
+    threshold: float | None
+    why: str
+    certainty: str
+    on: str
+    dev: CascadePoint
+    test: CascadePoint
+    candidates: int
+
+
+class Frontier(TypedDict, total=False):
+    """A cascade over the pool replayed from the members' answers, at each threshold, with the oracle."""
+    pool: list[str]
+    points: list[CascadePoint]
+    oracle: dict[str, float]  # accuracy, cost_per_item
+    dominated: list[dict[str, str]]  # system, by
+    calibrated: Calibration
+
+
 class SystemRow(TypedDict, total=False):
     name: str
     kind: str  # member or fusion
@@ -196,7 +256,7 @@ class SystemRow(TypedDict, total=False):
     latency_p50_s: float
     latency_p95_s: float
     dev_accuracy: float | None
-    by_scorer: dict[str, dict[str, Any]]  # items scored more than one way (or as calls / JSON): each scorer's figures
+    by_scorer: dict[str, ScorerFigures]  # items scored more than one way (or as calls / JSON): each scorer's figures
     # fusions
     degraded_reasons: dict[str, int]
     oracle: float
@@ -207,13 +267,13 @@ class SystemRow(TypedDict, total=False):
     ties: int
     judge_replies: int
     verdict_share: float
-    position_bias: dict[str, Any]
+    position_bias: PositionBiasFigures
     swap_disagreement: float
-    vs_best: dict[str, Any]
-    vs_base: dict[str, Any]
+    vs_best: PairedTest
+    vs_base: PairedTest
     certainty: str
     threshold: float
-    calibration: dict[str, Any] | None
+    calibration: Calibration | None
 
 
 class EvalReport(TypedDict, total=False):
@@ -229,8 +289,8 @@ class EvalReport(TypedDict, total=False):
     best_chosen_on: str
     systems: list[SystemRow]
     calls: dict[str, Any]
-    frontier: dict[str, Any]
-    certainty: dict[str, Any]
+    frontier: Frontier
+    certainty: dict[str, Any]  # separation.py: on, measures, pick
     findings: list[str]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
-from ..evals.report import Report
+from ..evals.render import Report
 from ..shapes import MANIFEST, REPORT, EvalReport, report_kind
 from .folders import Folders, read_json
 

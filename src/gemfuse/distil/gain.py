@@ -8,7 +8,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from ..evals.report import Report
+from ..evals.render import Report
 from ..shapes import SystemRow
 
 RESAMPLES = 2000

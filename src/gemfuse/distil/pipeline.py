@@ -20,7 +20,7 @@ from .._json import finite
 from ..errors import ConfigError, SettingError
 from ..evals.datasets import load_eval_set
 from ..evals.harness import arun as run_eval
-from ..evals.report import Report
+from ..evals.render import Report
 from ..evals.scorers import default_scorer
 from ..fusion.preset import FUSION_PREFIX
 from ..models.finetuned import run_spec

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 from ..fusion.modes import tier_accepted
+from ..shapes import Calibration, CascadePoint
 from .frontier import Outcome, calibrate, summary
 from .records import ItemResult
 
@@ -31,12 +31,12 @@ def replay_cascade(record: ItemResult, threshold: float, measure: str = "mean") 
     return Outcome(bool(record.correct), record.cost or cost, record.latency_s or latency, None)
 
 
-def point(records: Sequence[ItemResult], threshold: float, measure: str) -> dict[str, Any]:
+def point(records: Sequence[ItemResult], threshold: float, measure: str) -> CascadePoint:
     return summary([replay_cascade(r, threshold, measure) for r in records], threshold)
 
 
 def calibrate_cascade(probes: Sequence[ItemResult], measure: str, target_accuracy: float | None = None,
-                      target_cost: float | None = None) -> dict[str, Any] | None:
+                      target_cost: float | None = None) -> Calibration | None:
     """The threshold from dev: the replay at every cut between the certainties the tiers showed, the most
     accurate (ties: the cheapest, then the fewest escalations), or the goal's when given. None when no tier
     showed a certainty."""

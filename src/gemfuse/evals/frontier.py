@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..fusion.extract import answer_key, plurality
 from ..fusion.modes import tier_accepted
-from ..shapes import SystemRow
+from ..shapes import Calibration, CascadePoint, Frontier, SystemRow
 from .records import ItemResult
 from .stats import bootstrap_interval, percentile
 
@@ -53,13 +52,13 @@ def replay(answers: Sequence[ItemResult], threshold: float, extractor: str = "au
 
 def frontier(records: Sequence[ItemResult], pool: Sequence[str], test_ids: Sequence[str], dev_ids: Sequence[str],
              systems: Sequence[SystemRow], *, extractor: str = "auto", seed: int = 0,
-             target_accuracy: float | None = None, target_cost: float | None = None) -> dict[str, Any] | None:
+             target_accuracy: float | None = None, target_cost: float | None = None) -> Frontier | None:
     """None when the pool's members gave no certainties (they were not asked for log-probabilities)."""
     by = {(r.system, r.item): r for r in records}
     if not any(by.get((m, i)) and by[(m, i)].certainty is not None for m in pool for i in test_ids):
         return None
 
-    def point(threshold: float, ids: Sequence[str]) -> dict[str, Any]:
+    def point(threshold: float, ids: Sequence[str]) -> CascadePoint:
         return replayed(by, pool, ids, threshold, extractor, "mean", seed)
 
     points = [point(t, test_ids) for t in THRESHOLDS]
@@ -67,7 +66,7 @@ def frontier(records: Sequence[ItemResult], pool: Sequence[str], test_ids: Seque
     oracle = {"accuracy": sum(any(a.correct for a in answers) for answers in oracle_rows) / max(len(oracle_rows), 1),
               "cost_per_item": sum(sum(a.cost or 0.0 for a in answers) for answers in oracle_rows)
               / max(len(oracle_rows), 1)}
-    result: dict[str, Any] = {"pool": list(pool), "points": points, "oracle": oracle,
+    result: Frontier = {"pool": list(pool), "points": points, "oracle": oracle,
                               "dominated": dominated(systems, points)}
     if target_accuracy is not None or target_cost is not None:
         result["calibrated"] = calibrate([point(t, dev_ids or test_ids) for t in THRESHOLDS], points,
@@ -82,13 +81,13 @@ def pool_rows(by: dict[tuple[str, str], ItemResult], pool: Sequence[str],
 
 
 def replayed(by: dict[tuple[str, str], ItemResult], pool: Sequence[str], ids: Sequence[str], threshold: float,
-             extractor: str, measure: str, seed: int = 0) -> dict[str, Any]:
+             extractor: str, measure: str, seed: int = 0) -> CascadePoint:
     """The cascade at `threshold` replayed on `ids`: accuracy with its interval, cost, latency, escalations."""
     outcomes = [replay(answers, threshold, extractor, measure) for answers in pool_rows(by, pool, ids)]
     return summary(outcomes, threshold, seed)
 
 
-def summary(outcomes: Sequence[Outcome], threshold: float, seed: int = 0) -> dict[str, Any]:
+def summary(outcomes: Sequence[Outcome], threshold: float, seed: int = 0) -> CascadePoint:
     """A replayed cascade's point: accuracy with its interval, cost and median latency per item, escalations."""
     n = max(len(outcomes), 1)
     right = [float(o.correct) for o in outcomes]
@@ -98,8 +97,8 @@ def summary(outcomes: Sequence[Outcome], threshold: float, seed: int = 0) -> dic
             "escalated": sum(o.tier != 1 for o in outcomes) / n}
 
 
-def calibrate(on_dev: list[dict[str, Any]], on_test: list[dict[str, Any]], target_accuracy: float | None,
-              target_cost: float | None, on: str) -> dict[str, Any]:
+def calibrate(on_dev: list[CascadePoint], on_test: list[CascadePoint], target_accuracy: float | None,
+              target_cost: float | None, on: str) -> Calibration:
     """The cheapest threshold meeting the target accuracy on dev, or the most accurate within the target cost."""
     if target_accuracy is not None:
         meeting = [p for p in on_dev if p["accuracy"] >= target_accuracy]
@@ -116,7 +115,7 @@ def calibrate(on_dev: list[dict[str, Any]], on_test: list[dict[str, Any]], targe
     return {"goal": goal, "threshold": chosen["threshold"], "on": on, "dev": chosen, "test": test}
 
 
-def dominated(systems: Sequence[SystemRow], points: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+def dominated(systems: Sequence[SystemRow], points: Sequence[CascadePoint]) -> list[dict[str, str]]:
     """Systems and cascade points another one beats: at least as accurate for no more cost, better in one."""
     entries = [(s["name"], s["accuracy"] or 0.0, s["cost"] / max(s["n"], 1)) for s in systems if not s.get("failed")]
     entries += [(f"cascade({p['threshold']:g})", p["accuracy"], p["cost_per_item"]) for p in points]

@@ -10,6 +10,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..shapes import PositionBiasFigures
+
 
 def bootstrap_interval(values: Sequence[float], level: float = 0.95, resamples: int = 2000,
                        seed: int = 0) -> tuple[float, float]:
@@ -95,7 +97,7 @@ class PositionBias:
     def shares(self) -> list[float]:
         return [p / self.verdicts if self.verdicts else math.nan for p in self.picks]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> PositionBiasFigures:
         return {"picks": self.picks, "shares": self.shares(), "expected": self.expected,
                 "verdicts": self.verdicts, "p_value": self.p_value}
 

@@ -15,6 +15,7 @@ from ..errors import ConfigError, SettingError
 from ..fusion.preset import FUSION_PREFIX, MODE_NAMES, FusionPreset, Member
 from ..fusion.registry import ModelRegistry
 from ..models.spec import LocalSpec, ModelSpec
+from ..shapes import Calibration
 from .cache import digest
 
 MODES = MODE_NAMES
@@ -26,7 +27,7 @@ class System:
     kind: Literal["member", "fusion"]
     preset: FusionPreset
     base: str | None = None  # a fine-tune: the system of its base model
-    calibration: dict | None = None  # a cascade whose threshold was calibrated on dev: how
+    calibration: Calibration | None = None  # a cascade whose threshold was calibrated on dev: how
 
     @property
     def model(self) -> str | None:
