@@ -36,9 +36,9 @@ def test_a_media_student_learns_from_its_teacher_and_noise_teaches_nothing(tmp_p
     from gemfuse import distil
     from gemfuse.data.target import load_target
     from gemfuse.data.validate import validate
+    from gemfuse.shapes import read_manifest
     from gemfuse.testing.scripted import ScriptedModel, scripted_registry
     from gemfuse.testing.tasks import noisy_tone_task
-    from gemfuse.tune.run_folder import read_manifest
 
     student = str(tiny_model("gemma3n"))
     real, noise = noisy_tone_task(tmp_path / "real", n_train=96), noisy_tone_task(tmp_path / "noise", n_train=96,

@@ -150,7 +150,7 @@ RANKS = {
     "gemfuse.prompted_tools": 1.2, "gemfuse.messages": 1, "gemfuse.tool_calls": 0.9, "gemfuse.json_schema": 0.8,
     "gemfuse.quiet": 0.7,
     "gemfuse.memory": 0.5, "gemfuse.paths": 0.5, "gemfuse._lazy": 0.5, "gemfuse.shapes": 0.5, "gemfuse._sync": 0.5,
-    "gemfuse._json": 0.5, "gemfuse._torchvision": 0.5,
+    "gemfuse._json": 0.3, "gemfuse._torchvision": 0.5,
     "gemfuse.errors": 0,
 }
 

@@ -8,8 +8,11 @@ writer adds is optional (`total=False`), so files from before it still read.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, cast
+
+from ._json import finite
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.jsonl"
@@ -99,6 +102,53 @@ def read_manifest(run: str | Path) -> RunManifest:
     """A run folder's manifest (raises OSError or ValueError when it is missing or torn)."""
     data: RunManifest = json.loads((Path(run) / MANIFEST).read_text())
     return data
+
+
+def manifest_if_readable(run: str | Path) -> RunManifest | None:
+    """A run folder's manifest for a reader that polls (the dashboard): None while it is missing or being
+    replaced (it is written whole, so a retry finds it); a non-finite figure (an older writer's NaN) reads as
+    None."""
+    try:
+        data = finite(json.loads((Path(run) / MANIFEST).read_text()))
+    except (OSError, ValueError):
+        return None
+    return cast(RunManifest, data) if isinstance(data, dict) else None
+
+
+_metrics_read: dict[tuple[Path, int | None], tuple[tuple[int, int], list[MetricsLine]]] = {}
+_metrics_lock = threading.Lock()
+
+
+def read_metrics(run: str | Path, tail_bytes: int | None = None) -> list[MetricsLine]:
+    """A run folder's metrics.jsonl as whole lines (only those in its last `tail_bytes` when given), for writers
+    and pollers alike: a line still being written, or torn, is left out, a missing file is no lines, and the
+    file is parsed again only when it changed (size or time)."""
+    path = Path(run) / METRICS
+    try:
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        with _metrics_lock:
+            cached = _metrics_read.get((path, tail_bytes))
+        if cached and cached[0] == key:
+            return cached[1]
+        start = max(0, stat.st_size - tail_bytes) if tail_bytes else 0
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            data = handle.read()
+    except OSError:
+        return []
+    pieces = data.split(b"\n")[1 if start else 0:]  # from the middle of a file, the first piece is a line's end
+    lines = []
+    for piece in pieces:
+        try:
+            line = json.loads(piece)
+        except ValueError:  # empty, or a last line still being written
+            continue
+        if isinstance(line, dict):
+            lines.append(cast(MetricsLine, line))
+    with _metrics_lock:
+        _metrics_read[(path, tail_bytes)] = (key, lines)
+    return lines
 
 
 # -- a captured or labelled row -------------------------------------------------------------------------------

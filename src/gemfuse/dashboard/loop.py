@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ..capture.writer import capture_files
-from ..shapes import LABELLED, MANIFEST, REPORT, report_kind
+from ..shapes import LABELLED, MANIFEST, REPORT, manifest_if_readable, report_kind
 from .folders import Folders, read_json
-from .runs import read_manifest_safely, status
+from .runs import status
 
 
 class CaptureCounts:
@@ -65,7 +65,7 @@ def stages(folder: Path) -> list[dict[str, Any]]:
     """label, filter, tune, eval: done, running or waiting, from the files each stage leaves."""
     label = read_json(folder / "data" / "label.json")
     filtered = read_json(folder / "data" / "filter.json")
-    manifest = read_manifest_safely(folder / "student")
+    manifest = manifest_if_readable(folder / "student")
     evaluated = (folder / "eval" / REPORT).is_file()
     tune_state = status(manifest, folder / "student")[0] if manifest else None
     found: list[dict[str, Any]] = [

@@ -4,15 +4,14 @@ command to type next."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from ..shapes import MANIFEST, METRICS, MetricsLine, RunManifest, manifest_if_readable, read_metrics
 from ..tune.checkpoint import checkpoints
-from ..tune.run_folder import MANIFEST, METRICS, process_alive
-from .folders import Folders, read_json, shown_path
+from ..tune.run_folder import process_alive
+from .folders import Folders, shown_path
 
 RUN_ROOTS = ("runs", "distil")
 RATE_WINDOW = 20  # logged steps the tokens/s figure is taken over
@@ -20,23 +19,7 @@ PLOT_POINTS = 1000  # at most this many training steps are sent for a plot
 TAIL_BYTES = 64 * 1024  # the run list reads this much of each metrics file's end
 
 
-def read_manifest_safely(folder: Path) -> dict[str, Any] | None:
-    """A manifest, or None while it cannot be read (being replaced; it is written whole, so a retry finds it)."""
-    return read_json(folder / MANIFEST)
-
-
-_parsed: dict[Path, tuple[tuple[int, int], list[dict]]] = {}  # metrics file -> ((mtime, size), its lines)
-_tails: dict[Path, tuple[tuple[int, int], list[dict]]] = {}  # the same, for the tails the run list reads
-_parsed_lock = threading.Lock()
-
-
-def read_metrics_lines(folder: Path) -> list[dict]:
-    """metrics.jsonl's whole lines (parsed again only when the file changed); a last line still being written
-    is left for the next read."""
-    return _cached_lines(folder / METRICS, _parsed, None)
-
-
-def status(manifest: dict, folder: Path) -> tuple[str, str | None]:
+def status(manifest: RunManifest, folder: Path) -> tuple[str, str | None]:
     """(status, why): running, done, interrupted or failed."""
     said = manifest.get("status", "unknown")
     if said == "running":
@@ -56,10 +39,10 @@ def status(manifest: dict, folder: Path) -> tuple[str, str | None]:
     return said, None
 
 
-def tokens_per_second(metrics: list[dict]) -> float | None:
+def tokens_per_second(metrics: list[MetricsLine]) -> float | None:
     """Supervised tokens/s over the last logged steps of the latest process (its clock restarts on resume)."""
     lines = [m for m in metrics if "tokens" in m and "seconds" in m]
-    recent: list[dict] = []
+    recent: list[MetricsLine] = []
     for line in reversed(lines):
         if recent and line["seconds"] >= recent[-1]["seconds"]:
             break  # an earlier process's clock
@@ -73,7 +56,7 @@ def tokens_per_second(metrics: list[dict]) -> float | None:
     return (last["tokens"] - first["tokens"]) / seconds if seconds > 0 else None
 
 
-def hints(state: str, folder: Path, manifest: dict) -> list[str]:
+def hints(state: str, folder: Path, manifest: RunManifest) -> list[str]:
     run = shown_path(folder)
     if state == "running":
         return [f"after Ctrl-C where it trains (it stops at a checkpoint): gemfuse tune --resume {run}"]
@@ -91,7 +74,7 @@ def hints(state: str, folder: Path, manifest: dict) -> list[str]:
     return []
 
 
-def memory(manifest: dict, metrics: list[dict]) -> dict[str, Any]:
+def memory(manifest: RunManifest, metrics: list[MetricsLine]) -> dict[str, Any]:
     estimate = (manifest.get("memory_estimate") or {}).get("total_gib")
     measured = ((manifest.get("result") or {}).get("memory") or {})
     peak = measured.get("peak_gib")
@@ -103,7 +86,7 @@ def memory(manifest: dict, metrics: list[dict]) -> dict[str, Any]:
             "per_rank_gib": measured.get("per_rank_gib")}  # each process's peak, in runs of several
 
 
-def summary(ident: str, folder: Path, manifest: dict, metrics: list[dict]) -> dict[str, Any]:
+def summary(ident: str, folder: Path, manifest: RunManifest, metrics: list[MetricsLine]) -> dict[str, Any]:
     state, why = status(manifest, folder)
     losses = [m for m in metrics if "loss" in m]
     vals = [m["val_loss"] for m in metrics if "val_loss" in m]
@@ -132,54 +115,18 @@ def summary(ident: str, folder: Path, manifest: dict, metrics: list[dict]) -> di
     }
 
 
-def read_metrics_tail(folder: Path, size: int = TAIL_BYTES) -> list[dict]:
-    """The whole lines at the end of metrics.jsonl: what a run's row needs (the latest loss, rate and peak)
-    without reading a long run's every step."""
-    return _cached_lines(folder / METRICS, _tails, size)
-
-
-def _cached_lines(path: Path, cache: dict, tail: int | None) -> list[dict]:
-    """The file's JSON lines (the last `tail` bytes' whole lines only, when given), parsed again only when the
-    file changed; lines that do not parse are left out."""
-    try:
-        stat = path.stat()
-        key = (stat.st_mtime_ns, stat.st_size)
-        with _parsed_lock:
-            cached = cache.get(path)
-        if cached and cached[0] == key:
-            return cached[1]
-        start = max(0, stat.st_size - tail) if tail else 0
-        with open(path, "rb") as handle:
-            handle.seek(start)
-            data = handle.read()
-    except OSError:
-        return []
-    pieces = data.split(b"\n")
-    if tail:  # the first may be a line's end, the last empty or still being written
-        pieces = pieces[1 if start else 0:-1]
-    lines = []
-    for piece in pieces:
-        try:
-            lines.append(json.loads(piece))
-        except ValueError:
-            continue
-    with _parsed_lock:
-        cache[path] = (key, lines)
-    return lines
-
-
 def run_summaries(folders: Folders) -> list[dict[str, Any]]:
     """Every run's row, from its manifest and its metrics file's tail (figures of the whole run, like the best
     validation loss and the steps skipped, come from the manifest's result once the run is done)."""
     found = []
     for ident, folder in folders.find(MANIFEST, *RUN_ROOTS):
-        manifest = read_manifest_safely(folder)
-        if manifest is not None:
-            found.append(summary(ident, folder, manifest, read_metrics_tail(folder)))
+        manifest = manifest_if_readable(folder)
+        if manifest is not None:  # a run's row needs its latest figures, not a long run's every step
+            found.append(summary(ident, folder, manifest, read_metrics(folder, TAIL_BYTES)))
     return found
 
 
-def thinned(lines: list[dict], limit: int = PLOT_POINTS) -> list[dict]:
+def thinned(lines: list[MetricsLine], limit: int = PLOT_POINTS) -> list[MetricsLine]:
     """At most `limit` training steps: in each bucket of steps, the ones of lowest and highest loss, so a spike
     stays visible; validation and other lines all kept."""
     steps = [i for i, m in enumerate(lines) if "loss" in m]
@@ -199,10 +146,10 @@ def run_detail(folders: Folders, ident: str, since: int = 0) -> dict[str, Any] |
     was rewritten shorter, as a resumed run does: `metrics_from` says where these start), thinned to
     PLOT_POINTS steps; `metrics_count` is where the next read starts."""
     folder = folders.resolve(ident, RUN_ROOTS)
-    manifest = read_manifest_safely(folder)
+    manifest = manifest_if_readable(folder)
     if manifest is None:
         return None
-    metrics = read_metrics_lines(folder)
+    metrics = read_metrics(folder)
     start = since if 0 <= since <= len(metrics) else 0
     return {"run": summary(ident, folder, manifest, metrics), "manifest": manifest,
             "metrics": thinned(metrics[start:]), "metrics_from": start, "metrics_count": len(metrics)}

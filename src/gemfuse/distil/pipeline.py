@@ -26,10 +26,10 @@ from ..fusion.preset import FUSION_PREFIX
 from ..models.finetuned import run_spec
 from ..paths import config_path, output_path
 from ..registry import Registry
-from ..shapes import REPORT, DistilReport
+from ..shapes import REPORT, DistilReport, read_manifest
 from ..tune.checkpoint import checkpoints
 from ..tune.config import TuneConfig, load_tune_config
-from ..tune.run_folder import is_run, read_manifest
+from ..tune.run_folder import is_run
 from ..tune.train import train
 from ..weights.pull import read_document, register
 from .filter import TRAIN, VAL, FilterReport, filter_rows

@@ -31,7 +31,8 @@ class Exported:
 
 def export(run: str | Path, to: str = "merged", *, quant: str | None = None, out: str | Path | None = None,
            check_prompt: str | None = "Hello!") -> Exported:
-    from .run_folder import is_run, read_manifest
+    from ..shapes import read_manifest
+    from .run_folder import is_run
 
     run = Path(run).expanduser()
     if to not in TARGETS:

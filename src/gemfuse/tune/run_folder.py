@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import write_file
-from ..shapes import MANIFEST, METRICS, MetricsLine, ProcessInfo, RunManifest
-from ..shapes import read_manifest as read_shaped_manifest
+from ..shapes import MANIFEST, METRICS, ProcessInfo, read_metrics
 
 PACKAGES = ("gemfuse", "torch", "transformers", "peft", "accelerate", "bitsandbytes")
 
@@ -51,10 +50,6 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     write_file(path, json.dumps(payload, indent=2, default=str))
 
 
-def read_manifest(run: str | Path) -> RunManifest:
-    return read_shaped_manifest(run)
-
-
 def _start_ticks(pid: int) -> int | None:
     """When a process started (clock ticks since boot, Linux), so a reused process id is not taken for it."""
     try:
@@ -70,7 +65,7 @@ def this_process() -> ProcessInfo:
     return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_ticks(os.getpid())}
 
 
-def process_alive(process: dict | None) -> bool | None:
+def process_alive(process: ProcessInfo | None) -> bool | None:
     """Whether the process a manifest names still runs; None when that cannot be told from here."""
     if not process or process.get("host") != socket.gethostname():
         return None
@@ -110,13 +105,6 @@ class Metrics:
         with open(self.path, "a") as handle:
             handle.write(json.dumps(values) + "\n")
 
-
-
-def read_metrics(run: Path) -> list[MetricsLine]:
-    path = Path(run) / METRICS
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def plot_loss(run: Path) -> Path | None:

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import SettingError
+from ..shapes import read_manifest
 from .config import TuneConfig, load_tune_config
 from .loop import Hooks, State, loop
 from .progress import Reporter
-from .run_folder import is_run, read_manifest
+from .run_folder import is_run
 from .run_writer import RunWriter, restore
 from .runtime import DataError, DivergedError, Result, Stop, distributed
 from .setup import Setup, setup
