@@ -21,10 +21,9 @@ from .shard import gathered_optimizer, gathered_weights
 def restore(setup: Setup, run: RunInfo) -> State:
     """The State of the run's latest checkpoint, with model, optimizer, scheduler and RNGs restored in place;
     a fresh State when none was written."""
-    found = checkpoints(run.run_dir)
-    if not found:
+    if run.resume_from is None:
         return State()
-    return State.restored(load_checkpoint(found[-1], setup.model, setup.optimizer, setup.scheduler))
+    return State.restored(load_checkpoint(run.resume_from, setup.model, setup.optimizer, setup.scheduler))
 
 
 class RunWriter(Hooks):

@@ -67,6 +67,7 @@ class RunInfo:
     estimate: Estimate
     checkpointing: bool  # activations recomputed in backward (the config's choice, or "auto"'s)
     peak_from_start: bool  # the measured peak is this run's own (reset as it began)
+    resume_from: Path | None = None  # the checkpoint a resumed run continues from (None: none was written)
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,45 @@ class Setup:
 
 def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None] = lambda issues: None) -> Setup:
     """Check the data (every error with file and line before anything loads), load and wrap the base, and make
-    the optimizer; `warn` receives the data's warnings."""
+    the optimizer; `warn` receives the data's warnings. Each step is a builder below, in this order."""
+    began = time.perf_counter()
+    run_dir = Path(config.out).expanduser()
+    place = placement(config, run_dir, resume)
+    base = resolve_base(config.model)
+    target = load_target(str(base.folder))
+    data = plan_data(config, target, place, warn)
+    found = checkpoints(run_dir) if resume else []
+    resume_from = found[-1] if found else None  # looked up once: FSDP loads it before sharding, the loop restores it
+    model, modules, sharded = build_model(config, base, target, place, resume_from)
+    params, optimizer, scheduler = build_optimizer(model, config, place, data.total, sharded)
+    memory, checkpointing = plan_memory(model, config, place, data.plan)
+    loss = training_loss(model)
+    if config.train.compile:  # last: the guests' checks above run the layers as they are
+        compile_layers(model)
+    return Setup(config=config, model=model, params=params, optimizer=optimizer, scheduler=scheduler,
+                 plan=data.plan, loss=loss, total=data.total, device=place.device, dtype=place.dtype,
+                 validation=data.validation, rank=place.rank, world=place.world, began=began, sharded=sharded,
+                 run=RunInfo(run_dir, resume, base, target, data.train_rows, data.val_rows, modules, memory,
+                             checkpointing, place.measured_from_start, resume_from))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where this process trains: its rank among `world`, its device and dtype."""
+
+    rank: int
+    world: int
+    device: str
+    dtype: torch.dtype
+    measured_from_start: bool  # the device's peak was reset for this run
+
+
+def placement(config: TuneConfig, run_dir: Path, resume: bool) -> Placement:
+    """This process's rank, device and dtype, with what must be refused before anything loads (a run folder
+    already used, a compile without its compiler, more processes than GPUs); threads and seeds set."""
     import torch
 
-    began = time.perf_counter()
     rank, world, local_rank = distributed()
-    run_dir = Path(config.out).expanduser()
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     if rank == 0 and not resume:  # the other ranks would see the folder rank 0 is already writing
@@ -122,59 +156,91 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
         device = init_distributed(rank_device(device, local_rank, world))  # refused before anything loads
     dtype = training_dtype(device.split(":")[0], config.train.dtype)
     seed_everything(config.train.seed)
-    base = resolve_base(config.model)
-    target = load_target(str(base.folder))
+    return Placement(rank, world, device, dtype, measured_from_start)
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """The rows checked and split, the plan of each step's micro-batches and this rank's validation batches."""
+
+    train_rows: list[Example]
+    val_rows: list[Example]
+    plan: Plan
+    total: int  # optimizer steps
+    validation: Callable[[], Iterator[dict]] | None
+
+
+def plan_data(config: TuneConfig, target: Target, place: Placement, warn: Callable[[list], None]) -> DataPlan:
+    """Read and check the rows, plan the steps, encode the validation rows; the tokenizer is let go when the
+    loop will not need it."""
     train_rows, val_rows = read_data(config, target, warn)
     collator = Collator(target, config.data.max_length)
     train = config.train
-    plan = Plan(train_rows, collator, train.batch_size, train.grad_accum, train.seed, config.data.packing, rank, world,
-                config.data.padding_free)
+    plan = Plan(train_rows, collator, train.batch_size, train.grad_accum, train.seed, config.data.packing,
+                place.rank, place.world, config.data.padding_free)
     total = train.max_steps or max(1, round(train.epochs * plan.steps_per_epoch))
-    sharded = wants_sharding(train.shard, base.folder, device, world)
-    if sharded:
-        check_shardable(train.quantize, world, train.compile)
-    model = load_for_training(base, "cpu" if sharded else device, dtype, train.quantize)  # shards move, not it
-    if train.gradient_checkpointing is True:
-        recompute_activations(model)
-    before_lora(model, device, rows_end_to_end=config.data.padding_free or config.data.packing)
-    model, modules = apply_lora(model, target.family, config.lora)
-    after_lora(model)
-    if sharded:
-        found = checkpoints(run_dir) if resume else []
-        if found:
-            load_whole(model, trainable_weights(found[-1]))
-        shard_model(model, device, dtype)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, config, device.split(":")[0], fused=not sharded)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: schedule_factor(s, total, train.warmup_steps, train.schedule))
     val_lengths = row_lengths(val_rows, collator)
     groups = length_grouped_batches(val_lengths, train.batch_size, seed=0) if val_rows else []
     val_encoded = encode_rows(val_rows, collator, sum(val_lengths))
 
     def validation() -> Iterator[dict]:
-        for group in groups[rank::world]:
+        for group in groups[place.rank::place.world]:
             yield collator.pad([val_encoded[i] for i in group]) if val_encoded is not None else \
                 collator([val_rows[i] for i in group])
 
     if not plan.needs_tokenizer and (val_encoded is not None or not val_rows):
         target.release()  # every row is encoded: the loop never tokenises
+    return DataPlan(train_rows, val_rows, plan, total, validation if val_rows else None)
 
-    checkpointing = train.gradient_checkpointing is True
-    memory = estimate(model, config, device, dtype, plan, checkpointing)
-    if train.gradient_checkpointing == "auto" and memory.tight():
+
+def build_model(config: TuneConfig, base: Base, target: Target, place: Placement,
+                resume_from: Path | None) -> tuple[Any, list[str], bool]:
+    """(model, its LoRA modules, sharded): the base loaded in its dtype, the guests let in around LoRA, and under
+    FSDP the trainable weights of `resume_from` loaded whole before the layers are sharded."""
+    train = config.train
+    sharded = wants_sharding(train.shard, base.folder, place.device, place.world)
+    if sharded:
+        check_shardable(train.quantize, place.world, train.compile)
+    model = load_for_training(base, "cpu" if sharded else place.device, place.dtype, train.quantize)  # shards move
+    if train.gradient_checkpointing is True:
         recompute_activations(model)
-        checkpointing, memory = True, estimate(model, config, device, dtype, plan, True)
+    before_lora(model, place.device, rows_end_to_end=config.data.padding_free or config.data.packing)
+    model, modules = apply_lora(model, target.family, config.lora)
+    after_lora(model)
+    if sharded:
+        if resume_from is not None:
+            load_whole(model, trainable_weights(resume_from))
+        shard_model(model, place.device, place.dtype)
+    return model, modules, sharded
+
+
+def build_optimizer(model, config: TuneConfig, place: Placement, total: int, sharded: bool):
+    """(trainable parameters, optimizer, schedule)."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, config, place.device.split(":")[0], fused=not sharded)
+    train = config.train
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: schedule_factor(s, total, train.warmup_steps, train.schedule))
+    return params, optimizer, scheduler
+
+
+def plan_memory(model, config: TuneConfig, place: Placement, plan: Plan) -> tuple[Estimate, bool]:
+    """(the memory estimate, whether activations are recomputed): under "auto", recomputed when the estimate
+    does not fit with them kept."""
+    checkpointing = config.train.gradient_checkpointing is True
+    memory = estimate(model, config, place.device, place.dtype, plan, checkpointing)
+    if config.train.gradient_checkpointing == "auto" and memory.tight():
+        recompute_activations(model)
+        checkpointing, memory = True, estimate(model, config, place.device, place.dtype, plan, True)
+    return memory, checkpointing
+
+
+def training_loss(model) -> Loss:
+    """The frozen-head loss where it fits the model (a guest), else the model's own logits' loss."""
     parts = frozen_head_parts(model)
-    loss = partial(supervised_loss, model, parts=parts) if parts else partial(full_logits_loss, model)
-    if train.compile:  # last: the guests' checks above run the layers as they are
-        compile_layers(model)
-    return Setup(config=config, model=model, params=params, optimizer=optimizer, scheduler=scheduler, plan=plan,
-                 loss=loss, total=total, device=device,
-                 dtype=dtype, validation=validation if val_rows else None, rank=rank, world=world, began=began,
-                 sharded=sharded,
-                 run=RunInfo(run_dir, resume, base, target, train_rows, val_rows, modules, memory, checkpointing,
-                             measured_from_start))
+    return partial(supervised_loss, model, parts=parts) if parts else partial(full_logits_loss, model)
 
 
 def recompute_activations(model) -> None:
