@@ -32,8 +32,11 @@ browser:
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest --fast -q
 
+# Two test processes (pytest-xdist): on two cores the suite's waits (processes starting, servers, imports) overlap
+# another test's work. Each keeps torch's own thread count, so a test computes what it computes alone.
+TEST_WORKERS ?= 2
 test: $(STAMP) browser
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

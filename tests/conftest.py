@@ -50,6 +50,10 @@ def fast_lane_guard(request, monkeypatch):
 
 
 def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one of several test processes: the cores shared out, or they fight
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // workers)))  # read when torch loads
     # Converted copies of the built-in models are slow to make: keep them between runs, apart from the user's.
     os.environ.setdefault("GEMFUSE_CACHE_DIR", str(ROOT / ".test-cache"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
