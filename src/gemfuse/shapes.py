@@ -104,15 +104,20 @@ def read_manifest(run: str | Path) -> RunManifest:
     return data
 
 
-def manifest_if_readable(run: str | Path) -> RunManifest | None:
-    """A run folder's manifest for a reader that polls (the dashboard): None while it is missing or being
-    replaced (it is written whole, so a retry finds it); a non-finite figure (an older writer's NaN) reads as
+def read_json_object(path: Path) -> dict | None:
+    """A JSON object from disk for a reader that polls: None while it is missing, being replaced (files are
+    written whole, so a retry finds it) or not an object; a non-finite figure (an older writer's NaN) reads as
     None."""
     try:
-        data = finite(json.loads((Path(run) / MANIFEST).read_text()))
+        data = finite(json.loads(path.read_text()))
     except (OSError, ValueError):
         return None
-    return cast(RunManifest, data) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
+
+
+def manifest_if_readable(run: str | Path) -> RunManifest | None:
+    """A run folder's manifest for a reader that polls (the dashboard), or None (read_json_object)."""
+    return cast(RunManifest | None, read_json_object(Path(run) / MANIFEST))
 
 
 _metrics_read: dict[tuple[Path, int | None], tuple[tuple[int, int], list[MetricsLine]]] = {}

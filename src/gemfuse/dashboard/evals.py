@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..evals.render import Report
-from ..shapes import MANIFEST, REPORT, EvalReport, report_kind
-from .folders import Folders, read_json
+from ..shapes import MANIFEST, REPORT, EvalReport, read_json_object, report_kind
+from .folders import Folders
 
 EVAL_ROOTS = ("evals", "distil")
 
 
 def read_report(folder: Path) -> dict[str, Any] | None:
     """An eval's report.json, or None for another kind of report (a distil run's) or one being written."""
-    data = read_json(folder / REPORT)
+    data = read_json_object(folder / REPORT)
     return data if data is not None and report_kind(data) == "eval" and isinstance(data.get("systems"), list) else None
 
 

@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from .._json import finite
 
 MAX_DEPTH = 4  # how deep under a folder runs and reports are looked for
 
@@ -88,13 +85,6 @@ class Folders:
 KINDS = ("runs", "evals", "distil", "capture")
 
 
-def read_json(path: Path) -> dict | None:
-    """A JSON object from disk, or None while it is missing, being replaced, or not an object."""
-    try:
-        data = finite(json.loads(path.read_text()))  # a file written with NaN (older gemfuse) answers as null
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def shown_path(path: Path) -> str:

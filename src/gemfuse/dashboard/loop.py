@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..capture.writer import capture_files
-from ..shapes import LABELLED, MANIFEST, REPORT, manifest_if_readable, report_kind
-from .folders import Folders, read_json
+from ..shapes import LABELLED, MANIFEST, REPORT, manifest_if_readable, read_json_object, report_kind
+from .folders import Folders
 from .runs import status
 
 
@@ -63,8 +63,8 @@ def capture_view(folders: Folders, counts: CaptureCounts) -> dict[str, Any]:
 
 def stages(folder: Path) -> list[dict[str, Any]]:
     """label, filter, tune, eval: done, running or waiting, from the files each stage leaves."""
-    label = read_json(folder / "data" / "label.json")
-    filtered = read_json(folder / "data" / "filter.json")
+    label = read_json_object(folder / "data" / "label.json")
+    filtered = read_json_object(folder / "data" / "filter.json")
     manifest = manifest_if_readable(folder / "student")
     evaluated = (folder / "eval" / REPORT).is_file()
     tune_state = status(manifest, folder / "student")[0] if manifest else None
@@ -83,7 +83,7 @@ def stages(folder: Path) -> list[dict[str, Any]]:
 def distil_view(folders: Folders) -> list[dict[str, Any]]:
     runs = []
     for ident, folder in _distil_folders(folders):
-        report = read_json(folder / REPORT)
+        report = read_json_object(folder / REPORT)
         report = report if report and report_kind(report) == "distil" else None
         runs.append({"id": ident, "name": folder.name, "stages": stages(folder), "finished": report is not None,
                      "teacher": report.get("teacher") if report else None,
