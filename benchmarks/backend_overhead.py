@@ -20,12 +20,12 @@ import threading
 import time
 
 from gemfuse._torchvision import import_transformers
-from gemfuse.devices import pick_device, pick_dtype
+from gemfuse.devices import cpu_threads, pick_device, pick_dtype
 from gemfuse.files import hf_copy_of_gguf, resolve_path
 from gemfuse.messages import Message
 from gemfuse.models.base import GenerateOptions
 from gemfuse.models.builtin import SMOLLM2, builtin_specs
-from gemfuse.models.llamacpp import LlamaCppModel, default_threads
+from gemfuse.models.llamacpp import LlamaCppModel
 from gemfuse.models.transformers import TransformersModel
 
 PROMPTS = [f"Write a short paragraph about the number {n}." for n in range(40)]
@@ -131,7 +131,7 @@ def load_side(backend: str, side: str, max_tokens: int):
             params = xllamacpp.CommonParams()
             params.model.path = str(resolve_path(SMOLLM2))
             params.n_parallel, params.n_ctx, params.verbosity = spec.concurrency, spec.n_ctx * spec.concurrency, -1
-            params.cpuparams.n_threads = params.cpuparams_batch.n_threads = default_threads()
+            params.cpuparams.n_threads = params.cpuparams_batch.n_threads = cpu_threads()
             server = xllamacpp.Server(params)
             call = lambda prompt: direct_llama(server, prompt, max_tokens, spec.repeat_penalty)  # noqa: E731
     else:

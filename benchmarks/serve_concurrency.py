@@ -29,9 +29,9 @@ from pathlib import Path
 
 import httpx
 
+from gemfuse.devices import cpu_threads
 from gemfuse.files import GEMMA3_270M, SMOLLM2, resolve_path
 from gemfuse.models.builtin import BUILTIN_SLOTS, builtin_specs
-from gemfuse.models.llamacpp import default_threads
 from gemfuse.testing.upstream import free_port, wait_until_up
 
 TOPICS = ("cats rivers bread stars snow trains music glass bees clocks maps salt wind paper bridges tea "
@@ -115,7 +115,7 @@ def serial_call(path: str, spec, tokens: int) -> Callable[[str], int]:
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    llama = Llama(model_path=path, n_ctx=spec.n_ctx, n_threads=default_threads(), verbose=False)
+    llama = Llama(model_path=path, n_ctx=spec.n_ctx, n_threads=cpu_threads(), verbose=False)
     if spec.chat_template:
         token = lambda i: llama.detokenize([i], special=True).decode("utf-8", "replace")  # noqa: E731
         llama.chat_handler = Jinja2ChatFormatter(spec.chat_template, eos_token=token(llama.token_eos()),

@@ -22,6 +22,23 @@ def test_engine_settings_give_each_slot_its_window_and_pass_the_files(tmp_path):
     assert LlamaCppSpec(path="m.gguf").concurrency == 4, "four slots unless the config says otherwise"
 
 
+
+def test_without_a_thread_count_the_engine_keeps_to_the_processs_thread_budget(tmp_path, monkeypatch):
+    """OMP_NUM_THREADS, which torch keeps to, bounds llama.cpp too (processes sharing a machine do not fight for
+    its cores); unset or unreadable, every core this process may use."""
+    import os
+
+    spec = LlamaCppSpec(path="m.gguf")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    params = engine_params(spec, tmp_path / "m.gguf")
+    assert (params.cpuparams.n_threads, params.cpuparams_batch.n_threads) == (3, 3)
+    cores = len(os.sched_getaffinity(0))
+    for unreadable in ("", "0", "four"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unreadable)
+        assert engine_params(spec, tmp_path / "m.gguf").cpuparams.n_threads == cores
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert engine_params(spec, tmp_path / "m.gguf").cpuparams.n_threads == cores
+
 def test_a_projector_makes_the_model_take_images_and_missing_files_are_named(tmp_path, media):
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")

@@ -3,7 +3,19 @@ transformers backend and the tuner, below both."""
 
 from __future__ import annotations
 
+import os
+
 from .errors import ModelLoadError
+
+
+def cpu_threads() -> int:
+    """The CPU threads a computation may use: OMP_NUM_THREADS where it is set (the budget torch keeps to as well,
+    so llama.cpp and torch in one process, or processes sharing a machine, do not fight for cores), else every core
+    this process may run on."""
+    budget = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if budget.isdigit() and int(budget) > 0:
+        return int(budget)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def pick_device(preference: str = "auto") -> str:

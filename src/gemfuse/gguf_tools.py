@@ -17,6 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from .devices import cpu_threads
 from .errors import GemfuseError, SettingError
 from .paths import published_file, published_folder
 
@@ -105,6 +106,8 @@ def open_gguf(path: Path, **settings: Any):
     from .quiet import quiet_llama_cpp
 
     quiet_llama_cpp()
+    threads = cpu_threads()  # the process's thread budget, as the backend keeps to it
+    settings = {"n_threads": threads, "n_threads_batch": threads, **settings}
     return Llama(model_path=str(path), verbose=False, **settings)
 
 
@@ -122,7 +125,7 @@ def quantize_gguf(source: Path, target: Path, quant: str, allow_requantize: bool
         raise SettingError("quant", quant, f"unknown; llama.cpp knows {', '.join(quant_types())}")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
-    params.nthread = os.cpu_count() or 1
+    params.nthread = cpu_threads()
     params.allow_requantize = allow_requantize
     with published_file(target) as staging, tempfile.TemporaryFile() as log:
         with native_output_to(log):  # llama.cpp prints a line per tensor

@@ -16,7 +16,6 @@ self-certainty as a lower bound) and marked approximate (models/certainty.py).
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from ..devices import cpu_threads
 from ..errors import BadRequestError, ModelLoadError, UpstreamError
 from ..messages import Message
 from .base import Embeddings, GenerateOptions, StreamChunk, TokenLogprob, Usage
@@ -44,7 +44,7 @@ class LlamaCppSpec(LocalSpec):
     backend: Literal["llamacpp"] = "llamacpp"
     path: str = Field(description="a .gguf file, or package:MODULE[/FILE] for a GGUF shipped in a Python package")
     n_ctx: int = Field(4096, ge=128, description="context window in tokens, per slot")
-    threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+    threads: int | None = Field(None, ge=1, description="CPU threads (default: OMP_NUM_THREADS, else all cores)")
     n_gpu_layers: int = Field(0, description="layers to offload to a GPU build of llama.cpp (-1: all)")
     repeat_penalty: float | None = Field(None, gt=0, description="penalise repeats (1.0: off; llama.cpp's default)")
     chat_format: str | None = Field(None, description="one of llama.cpp's built-in chat templates by name "
@@ -52,10 +52,6 @@ class LlamaCppSpec(LocalSpec):
     lora: str | None = Field(None, description="a LoRA adapter in GGUF form, applied to every request")
     mmproj: str | None = Field(None, description="the multimodal projector GGUF of a vision model (e.g. Gemma 3): "
                                                  "the model then takes images")
-
-
-def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def engine_params(spec: LlamaCppSpec, path: Path):
@@ -69,7 +65,7 @@ def engine_params(spec: LlamaCppSpec, path: Path):
     params.n_parallel = slots
     params.n_ctx = spec.n_ctx * slots  # each slot gets its own n_ctx
     params.n_gpu_layers = spec.n_gpu_layers
-    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = spec.threads or default_threads()
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = spec.threads or cpu_threads()
     params.cache_ram_mib = PROMPT_CACHE_MIB
     params.verbosity = -1
     params.use_jinja = True
