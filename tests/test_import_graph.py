@@ -147,6 +147,7 @@ RANKS = {
     "gemfuse.models": 2, "gemfuse.data": 2,
     "gemfuse.families": 1.8,
     "gemfuse.processors": 1.6, "gemfuse.files": 1.6, "gemfuse.devices": 1.5, "gemfuse.gguf_tools": 1.6,
+    "gemfuse.gguf_layout": 0.3,
     "gemfuse.prompted_tools": 1.2, "gemfuse.messages": 1, "gemfuse.tool_calls": 0.9, "gemfuse.json_schema": 0.8,
     "gemfuse.quiet": 0.7,
     "gemfuse.memory": 0.5, "gemfuse.paths": 0.5, "gemfuse._lazy": 0.5, "gemfuse.shapes": 0.5, "gemfuse._sync": 0.5,

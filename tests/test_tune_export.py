@@ -73,8 +73,9 @@ def test_real_fine_tune_to_quantised_gguf_and_ollama(tmp_path, real_run):
 
 
 def test_a_cpu_fine_tune_runs_on_llama_cpp_beside_its_base(tmp_path, monkeypatch, real_run):
-    """A text fine-tune trained on a CPU runs merged into a GGUF on llama.cpp (made once, its next-token
-    predictions checked against the adapter's), and an eval pairs it with its base on the same runtime."""
+    """A text fine-tune trained on a CPU runs merged into a GGUF on llama.cpp (its adapter grafted into its base's
+    GGUF once, its next-token predictions checked against the adapter's), and an eval pairs it with its base on
+    the same runtime."""
     import asyncio
 
     from gemfuse import finetune_gguf as merged_gguf
@@ -84,6 +85,7 @@ def test_a_cpu_fine_tune_runs_on_llama_cpp_beside_its_base(tmp_path, monkeypatch
     from gemfuse.models.llamacpp import LlamaCppModel
     from gemfuse.models.transformers import TransformersModel
     from gemfuse.registry import Registry
+    from gemfuse.tune import export as exports
 
     monkeypatch.setattr(merged_gguf, "folder", lambda: tmp_path / "made")  # nothing made by an earlier run
     run = str(real_run.run)
@@ -93,6 +95,7 @@ def test_a_cpu_fine_tune_runs_on_llama_cpp_beside_its_base(tmp_path, monkeypatch
     checked = []
     real_check = merged_gguf.next_token_agreement
     monkeypatch.setattr(merged_gguf, "next_token_agreement", lambda *a: checked.append(real_check(*a)) or checked[-1])
+    monkeypatch.setattr(exports, "merge", lambda *a: pytest.fail("merged in transformers: the graft was not taken"))
     greedy = GenerateOptions(max_tokens=8, temperature=0)
     question = [Message.user("Say the word number 3.")]
 
@@ -120,3 +123,53 @@ def test_a_cpu_fine_tune_runs_on_llama_cpp_beside_its_base(tmp_path, monkeypatch
     base_spec = registry.spec("gemma-3-270m")
     assert base_spec.backend == "llamacpp" and base_spec.path.startswith("finetune-base:")
     assert base_spec.chat_template == registry.spec(run).chat_template
+
+
+LAYER_0 = {f"blk.0.{gguf}.weight": f"model.layers.0.{hf}.weight" for gguf, hf in (
+    ("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj"), ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"), ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"))}  # llama.cpp's names for Gemma 3's projections
+
+
+def test_the_graft_writes_peft_merged_weights_into_a_copy_of_the_base(tmp_path, real_run):
+    """Each LoRA-trained weight of the grafted file is peft's own merge (fp32) to the file's 16 bits; every other
+    byte is the base's. An adapter of a kind the graft does not fold writes nothing."""
+    import json
+
+    import numpy as np
+    import torch
+    from peft import PeftModel
+
+    from gemfuse._torchvision import import_transformers
+    from gemfuse.finetune_gguf import base_gguf, graft_adapter
+    from gemfuse.gguf_layout import read_layout
+    from gemfuse.tune.base import resolve_base
+
+    run = real_run.run
+    base = base_gguf(str(run))
+    grafted = tmp_path / "grafted.gguf"
+    assert graft_adapter(base, run, grafted)
+
+    transformers = import_transformers()
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(resolve_base(json.loads((run / "manifest.json").read_text())["base_model"]).folder), dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, str(run / "adapter")).merge_and_unload().state_dict()
+    layout = read_layout(grafted)
+    assert layout == read_layout(base)  # the same header: names, types, shapes, places
+    changed, compared = 0, 0
+    for name, place in layout.tensors.items():
+        new = np.memmap(grafted, dtype=place.dtype or np.uint8, mode="r", offset=place.offset, shape=place.shape)
+        old = np.memmap(base, dtype=place.dtype or np.uint8, mode="r", offset=place.offset, shape=place.shape)
+        if name in LAYER_0:
+            want, compared = merged[LAYER_0[name]].numpy(), compared + 1
+            assert np.allclose(new.astype(np.float32), want, rtol=2e-3, atol=1e-4), name  # peft's merge, to 16 bits
+        changed += not np.array_equal(new, old)
+    lora = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    # every trained projection of the 18 layers, and nothing else
+    assert compared == 7 and changed == 7 * 18 and len(lora["target_modules"]) == 7
+    assert (grafted.stat().st_size, grafted.read_bytes()[:4096]) == (base.stat().st_size, base.read_bytes()[:4096])
+
+    folded = tmp_path / "dora"
+    (folded / "adapter").mkdir(parents=True)
+    (folded / "adapter" / "adapter_config.json").write_text(json.dumps({**lora, "use_dora": True}))
+    assert not graft_adapter(base, folded, tmp_path / "not-made.gguf") and not (tmp_path / "not-made.gguf").exists()
