@@ -90,8 +90,10 @@ from gemfuse.evals.harness import arun
 
 systems = ["caller", "control", report["student"]["base"]]
 for name, items in (("held-out phrasings and values", task.held_out), ("functions never trained on", task.unseen)):
+    # at the distil eval's answer length, what it asked already comes from the cache
     found = run_sync(arun(items, registry=registry, cache=WORK / "cache.sqlite", models=systems,
-                          systems=["members", "fusion/teacher"], dev_fraction=0, max_tokens=64))
+                          systems=["members", "fusion/teacher"], dev_fraction=0,
+                          max_tokens=report["eval"]["max_tokens"]))
     display(Markdown(f"**{name}**"))
     display(Markdown("\n".join(["| system | tool-call accuracy (95% CI) | arguments right |", "|---|---|---|"] + [
         f"| {s['name']} | {s['accuracy']:.0%} ({s['interval'][0]:.0%}-{s['interval'][1]:.0%}) | {s['score']:.2f} |"

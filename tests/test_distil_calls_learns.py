@@ -14,8 +14,6 @@ pytestmark = pytest.mark.heavy
 
 def test_a_student_learns_to_call_from_a_noisy_pool_and_the_wrong_function_control_does_not(tmp_path, isolated_config):
     from gemfuse import distil, run_sync
-    from gemfuse.distil.pipeline import eval_max_tokens
-    from gemfuse.distil.settings import distil_settings
     from gemfuse.evals.harness import arun
     from gemfuse.fusion.preset import FusionPreset, Member
     from gemfuse.testing.call_task import SEEN, call_task, noisy_member, train_control
@@ -31,11 +29,11 @@ def test_a_student_learns_to_call_from_a_noisy_pool_and_the_wrong_function_contr
         report = distil.run(task.train, teacher="fusion/pool", eval=str(task.held_out), out=tmp_path / "out",
                             registry=registry, cache=cache, name="caller", add_to_config=False, set=training)
         train_control(task, tmp_path / "control", registry, set=training)
-        # the distil eval's answer length: the caller's and the base's answers come from the cache, only the
+        # at the distil eval's answer length the caller's and the base's answers come from the cache, only the
         # control's are generated
-        length = eval_max_tokens(distil_settings(None), tmp_path / "out" / "data" / "train.jsonl")
         held = run_sync(arun(task.held_out, registry=registry, cache=cache, dev_fraction=0,
-                             models=["caller", "control", report["student"]["base"]], max_tokens=length))
+                             models=["caller", "control", report["student"]["base"]],
+                             max_tokens=report["eval"]["max_tokens"]))
     finally:
         asyncio.run(registry.aclose())
 

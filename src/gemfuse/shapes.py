@@ -357,7 +357,7 @@ class DistilReport(TypedDict, total=False):
     label: dict[str, Any]
     filter: dict[str, Any]
     training: dict[str, Any]
-    eval: dict[str, Any]  # dataset, folder, items, accuracy by system
+    eval: dict[str, Any]  # dataset, folder, items, max_tokens (each answer's length), accuracy by system
     gain_kept: dict[str, Any]
     cost_fraction: dict[str, Any]
     latency_fraction: dict[str, Any]

@@ -142,6 +142,7 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
                       f"(lr {RULE_LR:g}, batch {RULE_BATCH}); overrides set: {', '.join(settings.set) or 'none'}"}
 
     started = time.perf_counter()
+    answer_length = eval_max_tokens(settings, folder / "data" / TRAIN)
     spec = run_spec(config.out, registry.config.file.finetune_runtime)
     assert spec is not None, "a finished run folder is a model"
     registry.add_spec(name, spec)
@@ -149,7 +150,7 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
     report: Report = await run_eval(settings.eval, registry=registry, cache=cache, out=folder / "eval",
                                     models=[name, *members], systems=["members", settings.teacher],
                                     dev_fraction=0.0, seed=settings.seed,
-                                    max_tokens=eval_max_tokens(settings, folder / "data" / TRAIN),
+                                    max_tokens=answer_length,
                                     concurrency=settings.concurrency, scorer=eval_scorer(settings),
                                     pattern=settings.pattern)
     timings["eval"] = time.perf_counter() - started
@@ -162,7 +163,7 @@ async def adistil(prompts: str | Path | list[Prompt], settings: DistilSettings, 
         "student": {"name": name, "model": settings.student, "base": base, "run": str(Path(config.out).resolve())},
         "label": labelled.to_dict(), "filter": filtered.to_dict(), "training": {**chosen, **training},
         "eval": {"dataset": settings.eval, "folder": str(folder / "eval"), "items": report.data["test"],
-                 "accuracy": {s["name"]: s["accuracy"] for s in report.data["systems"]}},
+                 "max_tokens": answer_length, "accuracy": {s["name"]: s["accuracy"] for s in report.data["systems"]}},
         "gain_kept": gain_kept(report, student=name, base=base, teacher=settings.teacher, seed=settings.seed),
         "cost_fraction": per_item_fraction(student, teacher, "cost"),
         "latency_fraction": per_item_fraction(student, teacher, "latency_p50_s"),
