@@ -1,14 +1,18 @@
 """Which way a fine-tune's GGUF is made (no model loaded; the makers stand in): grafted into its base's GGUF when
 the graft folds the adapter and the result agrees with the adapter, else merged and converted; a merged file
-that disagrees is refused and nothing is kept."""
+that disagrees is refused and nothing is kept. The graft itself, on a small written GGUF: the trained weight
+becomes W + scale * B @ A, nothing else moves, and an architecture whose converter reorders weights is left to
+the merge."""
 
 import json
 
+import numpy as np
 import pytest
 
 from gemfuse import finetune_gguf
 from gemfuse.errors import ModelLoadError
 from gemfuse.tune import export
+from test_gguf_layout import write_gguf
 
 
 @pytest.fixture
@@ -68,3 +72,44 @@ def test_a_merged_file_that_disagrees_is_refused_and_not_kept(run, monkeypatch, 
     with pytest.raises(ModelLoadError, match="predicts the adapter's next token at only 50%"):
         finetune_gguf.merged_gguf(str(run))
     assert not list((tmp_path / "made").glob("*.gguf"))
+
+
+@pytest.mark.parametrize("architecture", ["gemma3", "llama"])
+def test_the_graft_adds_the_scaled_product_to_the_trained_weight_alone(tmp_path, architecture):
+    import torch
+    from safetensors.torch import save_file
+
+    from gemfuse.gguf_layout import read_layout
+
+    rng = np.random.default_rng(1)
+    q = rng.standard_normal((8, 6)).astype(np.float16)
+    norm = rng.standard_normal(6).astype(np.float32)
+    base = tmp_path / "base.gguf"
+    write_gguf(base, {"blk.0.attn_q.weight": q, "blk.0.attn_norm.weight": norm}, architecture=architecture)
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 8}))
+    a, b = torch.randn(2, 6), torch.randn(8, 2)
+    module = "base_model.model.model.layers.0.self_attn.q_proj"
+    save_file({f"{module}.lora_A.weight": a, f"{module}.lora_B.weight": b},
+              str(run / "adapter" / "adapter_model.safetensors"))
+
+    out = tmp_path / "grafted.gguf"
+    grafted = finetune_gguf.graft_adapter(base, run, out)
+    if architecture == "llama":  # its converter permutes q and k: left to the merge, nothing written
+        assert not grafted and not out.exists()
+        return
+    assert grafted
+    places = read_layout(out).tensors
+    read = {name: np.memmap(out, dtype=p.dtype, mode="r", offset=p.offset, shape=p.shape) for name, p in places.items()}
+    want = q.astype(np.float32) + 4.0 * (b @ a).numpy()  # scale = alpha / r
+    assert np.allclose(read["blk.0.attn_q.weight"], want, rtol=1e-3, atol=1e-3)
+    assert not np.allclose(read["blk.0.attn_q.weight"], q, atol=1e-2)
+    assert np.array_equal(read["blk.0.attn_norm.weight"], norm)
+    assert out.stat().st_size == base.stat().st_size
+
+    (run / "adapter" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 8,
+                                                                     "use_rslora": True}))
+    assert finetune_gguf.graft_adapter(base, run, out)
+    rslora = np.memmap(out, dtype=np.float16, mode="r", offset=places["blk.0.attn_q.weight"].offset, shape=q.shape)
+    assert np.allclose(rslora, q.astype(np.float32) + 8 / 2 ** 0.5 * (b @ a).numpy(), rtol=1e-3, atol=1e-3)

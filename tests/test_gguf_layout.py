@@ -7,10 +7,10 @@ import pytest
 from gemfuse.gguf_layout import read_layout
 
 
-def write_gguf(path, tensors, alignment=None):
+def write_gguf(path, tensors, alignment=None, architecture="gemma3"):
     import gguf
 
-    writer = gguf.GGUFWriter(str(path), "gemma3")
+    writer = gguf.GGUFWriter(str(path), architecture)
     if alignment:
         writer.add_custom_alignment(alignment)
     writer.add_block_count(2)
