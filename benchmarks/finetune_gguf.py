@@ -23,21 +23,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
 
+    from finetune_eval import train_run  # the same few-step LoRA of the built-in 270M
+
     from gemfuse.finetune_gguf import base_gguf, graft_adapter, next_token_agreement
     from gemfuse.gguf_tools import convert_to_gguf
     from gemfuse.shapes import read_manifest
-    from gemfuse.testing.tasks import facts_task
-    from gemfuse.tune import load_tune_config, train
     from gemfuse.tune.export import merge
 
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work)
-        task = facts_task(folder / "data")
-        config = load_tune_config(None, [], base={"model": "gemma-3-270m-hf", "out": str(folder / "run"),
-                                                  "data": {"train": str(task.train)},
-                                                  "train": {"max_steps": args.steps, "batch_size": 8, "lr": 2e-3},
-                                                  "run": {"progress": False}})
-        run = train(config).run
+        run = train_run(folder, args.steps)
         base = base_gguf(str(run))
         timings: dict[str, list[float]] = {"graft": [], "merge + convert": []}
         files: dict[str, Path] = {}
