@@ -3,6 +3,8 @@
 1. Training: supervised tokens/s of the built-in Gemma 3 270M on rows with tools and calls against text rows of
    the same tokens (each tool row rendered to plain turns: the tools as the system text, the call as the
    answer's text), each side in its own process (tune_throughput.py's gemfuse side), alternating. Goal: within 5%.
+   A third side trains the tool rows with `data.shared_prefix` off (each row runs the tool definitions itself):
+   what running a batch's shared beginning once gains.
 2. Labelling: a tool-call distil label of N prompts through a voting pool of three loopback OpenAI-compatible
    upstreams (real HTTP, answering calls) against the eval harness asking the same fusion the same prompts.
    Goal: within 1.2x.
@@ -43,8 +45,8 @@ def tool_and_text_rows(folder: Path) -> tuple[Path, Path]:
     return task.held_out, text
 
 
-def train_side(data: Path, steps: int) -> dict:
-    command = [sys.executable, str(HERE / "tune_throughput.py"), "--side", "gemfuse", "--model", "gemma-3-270m-hf",
+def train_side(data: Path, steps: int, side: str = "gemfuse") -> dict:
+    command = [sys.executable, str(HERE / "tune_throughput.py"), "--side", side, "--model", "gemma-3-270m-hf",
                "--data", str(data), "--steps", str(steps), "--batch", "4", "--max-length", "1024", "--warmup", "2",
                "--dtype", "auto"]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -60,10 +62,11 @@ def training(folder: Path, steps: int, rounds: int) -> None:
 
     target = load_target("gemma3")
     sizes = {name: sum(validate(path, target).tokens) for name, path in (("tools", tools), ("text", text))}
-    found: dict[str, list[float]] = {"tools": [], "text": []}
+    found: dict[str, list[float]] = {"tools": [], "text": [], "tools-unshared": []}
     for _ in range(rounds):
-        for name, path in (("text", text), ("tools", tools)):
-            found[name].append(train_side(path, steps)["tokens_per_s"])
+        for name, path, side in (("text", text, "gemfuse"), ("tools", tools, "gemfuse"),
+                                 ("tools-unshared", tools, "gemfuse-unshared")):
+            found[name].append(train_side(path, steps, side)["tokens_per_s"])
             print(f"  {name}: {found[name][-1]:.1f} supervised tok/s", file=sys.stderr, flush=True)
     tools_rate, text_rate = statistics.median(found["tools"]), statistics.median(found["text"])
     print(f"training, Gemma 3 270M, batch 4, {steps} steps (2 warm-up), {rounds} rounds; tokens in the rows: "
@@ -71,6 +74,10 @@ def training(folder: Path, steps: int, rounds: int) -> None:
     print(f"  supervised tok/s: text {text_rate:.1f} ({min(found['text']):.1f}-{max(found['text']):.1f}), tools "
           f"{tools_rate:.1f} ({min(found['tools']):.1f}-{max(found['tools']):.1f}); ratio tools/text "
           f"{tools_rate / text_rate:.3f}x (goal >= 0.95x)")
+    unshared = statistics.median(found["tools-unshared"])
+    print(f"  tools with each row running its tool definitions itself (data.shared_prefix off): {unshared:.1f} "
+          f"({min(found['tools-unshared']):.1f}-{max(found['tools-unshared']):.1f}); ratio shared/unshared "
+          f"{tools_rate / unshared:.2f}x")
 
 
 def labelling(folder: Path, prompts: int) -> None:

@@ -75,7 +75,8 @@ def side_gemfuse(args) -> dict:
     out = Path(tempfile.mkdtemp()) / "run"
     config = load_tune_config(None, [], base={
         "model": args.model, "out": str(out),
-        "data": {"train": args.data, "max_length": args.max_length, "padding_free": args.side == "gemfuse-padding-free"},
+        "data": {"train": args.data, "max_length": args.max_length, "padding_free": args.side == "gemfuse-padding-free",
+                 "shared_prefix": args.side != "gemfuse-unshared"},
         "lora": {"r": 16, "alpha": 32, "targets": "language"},
         "train": {"max_steps": args.steps, "batch_size": args.batch, "lr": 2e-4, "schedule": "constant",
                   "max_grad_norm": 1.0, "seed": 0, "dtype": args.dtype,
@@ -306,7 +307,7 @@ def row_tokens(folder: str, data: str) -> list[int]:
 
 SIDES = {"trl": side_trl, "trl-no-checkpointing": side_trl, "trl-liger": side_trl, "gemfuse": side_gemfuse,
          "gemfuse-checkpointed": side_gemfuse, "gemfuse-padding-free": side_gemfuse, "gemfuse-compiled": side_gemfuse,
-         "gemfuse-compiled-checkpointed": side_gemfuse}
+         "gemfuse-compiled-checkpointed": side_gemfuse, "gemfuse-unshared": side_gemfuse}
 
 
 def estimate_row_tokens(folder: str, data: str) -> float:

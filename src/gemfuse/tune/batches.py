@@ -3,6 +3,7 @@ and every rank of a multi-process run agree on it without talking.
 
 Rows are length-grouped (little padding, still shuffled); text rows may instead go end to end, without padding:
 each batch's rows as one sequence (`padding_free`, the same rows and gradient), or packed into full sequences.
+Padded text rows that begin alike (a system prompt, tool definitions) may share that beginning (`shared_prefix`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from ..errors import ConfigError
 # needs the tokenizer, which setup releases (Gemma's 262k-piece one holds ~0.25 GiB). Larger datasets are
 # tokenised a batch at a time instead.
 ENCODED_BUDGET = 128 * 2**20
+
+# A shared beginning shorter than this is not worth its own forward pass.
+SHARED_PREFIX_MIN = 32
+PREFIX = "prefix_"  # a shared-prefix batch's keys for the beginning every row has (loss.forward reads them)
 
 
 def encode_rows(examples: Sequence[Example], collator: Collator, tokens: int) -> list[dict] | None:
@@ -70,6 +75,7 @@ class Plan:
             items = len(self.examples)
         self.steps_per_epoch = -(-items // self.per_step)
         self._orders: dict[int, list[list[int]]] = {}
+        self.share_prefixes = False  # set by the run once it knows the layout fits (setup.shares_prefixes)
 
     def order(self, epoch: int) -> list[list[int]]:
         """The epoch's groups of item indexes, one group per step."""
@@ -94,11 +100,23 @@ class Plan:
         if self.packs is not None:
             return [dict(self.packs[m[0]]) if m else None for m in micro]
         if self.encoded is not None:
-            join = concatenated if self.padding_free else self.collator.pad
+            join = concatenated if self.padding_free else self.join
             return [join([self.encoded[i] for i in m]) if m else None for m in micro]
         if self.padding_free:
             return [concatenated([self.collator.encode(self.examples[i]) for i in m]) if m else None for m in micro]
-        return [self.collator([self.examples[i] for i in m]) if m else None for m in micro]
+        return [self.collate([self.examples[i] for i in m]) if m else None for m in micro]
+
+    def collate(self, examples: Sequence[Example]) -> dict:
+        """Rows not encoded ahead (media, a processor that is more than a tokenizer, a large dataset) as one batch;
+        text rows that share their beginning each encoded, then joined."""
+        if self.share_prefixes and len(examples) > 1 and not any(t.media for e in examples for t in e.turns):
+            return self.join([self.collator.encode(e) for e in examples])
+        return self.collator(examples)
+
+    def join(self, rows: Sequence[dict]) -> dict:
+        """Encoded rows as one padded batch, their shared beginning run once where the run allows it."""
+        shared = shared_prefix(rows, self.collator.filler) if self.share_prefixes else None
+        return shared if shared is not None else self.collator.pad(rows)
 
     @property
     def needs_tokenizer(self) -> bool:
@@ -109,3 +127,38 @@ def supervised_count(batch: dict | None) -> int:
     if batch is None:
         return 0
     return int((batch["labels"][:, 1:] != IGNORE).sum())
+
+
+def shared_prefix(rows: Sequence[dict], filler: int, minimum: int = SHARED_PREFIX_MIN) -> dict | None:
+    """Encoded rows (one row each, unpadded) as a batch whose common beginning runs once: `prefix_*` hold the
+    first P tokens, the same in every row and none of them supervised, nor the token after them; `input_ids`
+    and the other per-token inputs hold each row's remaining tokens, right-padded; `attention_mask` covers
+    prefix and rest. The loss and gradients are the padded batch's (loss.forward). None when the rows share
+    fewer than `minimum` such tokens."""
+    import torch
+
+    if len(rows) < 2:
+        return None
+    keys = [k for k in rows[0] if k not in ("labels", "attention_mask")]
+    first = rows[0]
+    length = min(len(r["input_ids"]) for r in rows)
+    for row in rows:
+        supervised = (row["labels"] != IGNORE).nonzero()
+        length = min(length, int(supervised[0]) - 1 if len(supervised) else len(row["labels"]) - 1)
+        for key in keys:
+            differs = (row[key][:length] != first[key][:length]).nonzero()
+            length = int(differs[0]) if len(differs) else length
+    if length < minimum:
+        return None
+    batch = {PREFIX + key: first[key][None, :length].clone() for key in keys}
+    width = max(len(r["input_ids"]) for r in rows) - length
+    fill = {"input_ids": filler, "labels": IGNORE}
+    for key in [*keys, "labels"]:
+        batch[key] = torch.full((len(rows), width), fill.get(key, 0), dtype=first[key].dtype)
+    batch["attention_mask"] = torch.zeros((len(rows), length + width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        rest = len(row["input_ids"]) - length
+        for key in [*keys, "labels"]:
+            batch[key][i, :rest] = row[key][length:]
+        batch["attention_mask"][i, :length + rest] = 1
+    return batch

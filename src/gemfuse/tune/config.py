@@ -28,6 +28,9 @@ class DataConfig(Section):
     packing: bool = Field(False, description="pack text-only rows into full sequences (rows never see each other)")
     padding_free: bool = Field(False, description="each batch's text rows end to end as one sequence, no padding "
                                                   "(the same rows and gradient as the padded batch)")
+    shared_prefix: bool = Field(True, description="rows of a batch that begin alike (a system prompt, tool "
+                                                  "definitions) run that beginning once: the same loss and gradient, "
+                                                  "less work; not under gradient checkpointing, compile or sharding")
     messages_field: str = Field("messages", description="the column holding the conversation in `datasets` data")
 
 

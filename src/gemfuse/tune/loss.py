@@ -9,15 +9,40 @@ recomputes its row chunks in backward. No full-width logits tensor ever lives lo
 
 The loss is a *sum* over supervised tokens; the trainer divides by the supervised tokens of the whole
 accumulated batch, so gradient accumulation equals one big batch.
+
+A batch whose rows share their beginning (batches.shared_prefix) runs that beginning once, as a batch of one; its
+keys and values, repeated for every row, are the cache the rows' own tokens attend. The gradient reaching them is
+the sum of the rows', as in the padded batch.
 """
 
 from __future__ import annotations
 
+import inspect
+
 from ..data.collate import IGNORE
 from ..memory import LOGITS_BUDGET
+from .batches import PREFIX
 from .guests import VOCAB_SLICE, Parts, frozen_head_loss, model_parts
 
-__all__ = ["IGNORE", "Parts", "full_logits_loss", "head_loss", "model_parts", "supervised_loss"]
+__all__ = ["IGNORE", "Parts", "forward", "full_logits_loss", "head_loss", "model_parts", "supervised_loss"]
+
+
+def forward(module, inputs: dict, batch: dict):
+    """`module(**inputs)` without a cache; for a shared-prefix batch, the prefix first, its cache repeated per row."""
+    prefix = {key[len(PREFIX):]: value for key, value in batch.items() if key.startswith(PREFIX)}
+    if not prefix:
+        return module(**inputs, use_cache=False)
+    keyword = _cache_keyword(module)
+    ran = module(**{k: v for k, v in prefix.items() if k in inputs}, use_cache=True)
+    cache = getattr(ran, "cache", None) if keyword == "cache" else ran.past_key_values
+    cache.batch_repeat_interleave(int(inputs["input_ids"].shape[0]))
+    return module(**inputs, **{keyword: cache}, use_cache=True)
+
+
+def _cache_keyword(module) -> str:
+    """transformers 5.25 renamed `past_key_values` to `cache` (the old name still taken, with a warning)."""
+    inner = module.get_base_model() if hasattr(module, "get_base_model") else module
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
 
 
 def _chunk_loss(hidden, targets, weight, bias, softcap):
@@ -56,7 +81,7 @@ def supervised_loss(model, batch: dict, chunk: int | None = None, parts: Parts |
     labels = batch["labels"]
     inputs = {k: v for k, v in batch.items() if k in parts.accepts}
     # Packed rows carry a 4-D boolean block mask: pass it as the attention mask itself.
-    hidden = parts.backbone(**inputs, use_cache=False).last_hidden_state
+    hidden = forward(parts.backbone, inputs, batch).last_hidden_state
     targets = labels[:, 1:]
     where = targets != IGNORE
     picked = hidden[:, :-1][where]
@@ -73,7 +98,8 @@ def full_logits_loss(model, batch: dict):
     import torch.nn.functional as F
 
     labels = batch["labels"]
-    logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits[:, :-1]
+    inputs = {k: v for k, v in batch.items() if k != "labels" and not k.startswith(PREFIX)}
+    logits = forward(model, inputs, batch).logits[:, :-1]
     targets = labels[:, 1:]
     count = int((targets != IGNORE).sum())
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,

@@ -115,6 +115,7 @@ def setup(config: TuneConfig, resume: bool = False, warn: Callable[[list], None]
     model, modules, sharded = build_model(config, base, target, place, resume_from)
     params, optimizer, scheduler = build_optimizer(model, config, place, data.total, sharded)
     memory, checkpointing = plan_memory(model, config, place, data.plan)
+    data.plan.share_prefixes = shares_prefixes(config, checkpointing, sharded)
     loss = training_loss(model)
     if config.train.compile:  # last: the guests' checks above run the layers as they are
         compile_layers(model)
@@ -185,8 +186,8 @@ def plan_data(config: TuneConfig, target: Target, place: Placement, warn: Callab
 
     def validation() -> Iterator[dict]:
         for group in groups[place.rank::place.world]:
-            yield collator.pad([val_encoded[i] for i in group]) if val_encoded is not None else \
-                collator([val_rows[i] for i in group])
+            yield plan.join([val_encoded[i] for i in group]) if val_encoded is not None else \
+                plan.collate([val_rows[i] for i in group])
 
     if not plan.needs_tokenizer and (val_encoded is not None or not val_rows):
         target.release()  # every row is encoded: the loop never tokenises
@@ -235,6 +236,14 @@ def plan_memory(model, config: TuneConfig, place: Placement, plan: Plan) -> tupl
         recompute_activations(model)
         checkpointing, memory = True, estimate(model, config, place.device, place.dtype, plan, True)
     return memory, checkpointing
+
+
+def shares_prefixes(config: TuneConfig, checkpointing: bool, sharded: bool) -> bool:
+    """Whether padded batches run their rows' shared beginning once (loss.forward): its cache is what the rows
+    attend, and recomputed layers (checkpointing) drop a cache; a compiled or sharded layer is left its one call."""
+    data = config.data
+    return data.shared_prefix and not (checkpointing or config.train.compile or sharded or data.packing
+                                       or data.padding_free)
 
 
 def training_loss(model) -> Loss:
