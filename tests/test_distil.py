@@ -233,6 +233,14 @@ def test_the_distil_eval_answer_length_follows_the_labelled_answers(tmp_path):
                              for answer in ("The capital of Velmoria is Quorran.", "Yes.")))
     assert eval_max_tokens(distil_settings(None), train) == len("The capital of Velmoria is Quorran.") // 2 + 16
     assert eval_max_tokens(distil_settings(None, max_tokens=100), train) == 100  # what the user set is kept
+    # a call's length is the prompted call the student writes, not the OpenAI structure it is stored in
+    call = {"id": "call_0", "type": "function",
+            "function": {"name": "book_court", "arguments": json.dumps({"sport": "tennis", "players": 4})}}
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text(json.dumps({"messages": [{"role": "user", "content": "q"},
+                                              {"role": "assistant", "content": None, "tool_calls": [call]}]}) + "\n")
+    written = '{"name": "book_court", "parameters": {"sport": "tennis", "players": 4}}'
+    assert eval_max_tokens(distil_settings(None), calls) == len(written) // 2 + 16
 
 
 def test_a_student_that_never_answered_is_failed_not_zero(tmp_path):

@@ -25,8 +25,10 @@ from ..evals.scorers import default_scorer
 from ..fusion.preset import FUSION_PREFIX
 from ..models.finetuned import run_spec
 from ..paths import config_path, output_path
+from ..prompted_tools import call_text
 from ..registry import Registry
 from ..shapes import REPORT, DistilReport, read_manifest
+from ..tool_calls import ToolCall
 from ..tune.checkpoint import checkpoints
 from ..tune.config import TuneConfig, load_tune_config
 from ..tune.run_folder import is_run
@@ -190,8 +192,8 @@ def eval_max_tokens(settings: DistilSettings, train: Path) -> int:
         last = json.loads(line)["messages"][-1]
         content = last.get("content") or ""
         text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
-        calls = last.get("tool_calls")
-        longest = max(longest, len(text) + (len(json.dumps(calls)) if calls else 0))
+        calls = [ToolCall.from_openai(c) for c in last.get("tool_calls") or []]
+        longest = max(longest, len(text) + (len(call_text(calls)) if calls else 0))  # as the student writes them
     return min(settings.max_tokens, longest // 2 + 16)
 
 
