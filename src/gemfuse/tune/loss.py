@@ -34,7 +34,7 @@ def forward(module, inputs: dict, batch: dict):
         return module(**inputs, use_cache=False)
     keyword = _cache_keyword(module)
     ran = module(**{k: v for k, v in prefix.items() if k in inputs}, use_cache=True)
-    cache = getattr(ran, "cache", None) if keyword == "cache" else ran.past_key_values
+    cache = getattr(ran, keyword)  # the output names it as the forward does
     cache.batch_repeat_interleave(int(inputs["input_ids"].shape[0]))
     return module(**inputs, **{keyword: cache}, use_cache=True)
 
