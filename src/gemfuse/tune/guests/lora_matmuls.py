@@ -83,7 +83,7 @@ def plain(module) -> bool:
     """One adapter, no DoRA or other variant, no LoRA bias, on a frozen plain Linear: what the matmuls compute."""
     import torch
 
-    base = getattr(module, "base_layer", None)
+    base: Any = getattr(module, "base_layer", None)
     adapters = getattr(module, "lora_A", {})
     return (type(base) is torch.nn.Linear and not base.weight.requires_grad and len(adapters) == 1
             and (base.bias is None or not base.bias.requires_grad)
