@@ -32,7 +32,8 @@ TESTS = ["tests/test_tune.py", "tests/test_tune_learns.py", "tests/test_tune_pat
          "tests/test_data_collate.py", "tests/test_transformers_backend.py", "tests/test_llamacpp_backend.py",
          "tests/test_distil_media.py", "tests/test_weights_quantize.py", "tests/test_logprobs_real.py",
          "tests/test_certainty.py", "tests/test_tune_shard.py", "tests/test_tune_padding_free.py",
-         "tests/test_agents_chat.py", "tests/test_tune_shared_prefix.py"]
+         "tests/test_agents_chat.py", "tests/test_tune_shared_prefix.py",
+         "tests/test_finetune_gguf.py"]
 SHOWN = ("torch", "transformers", "peft", "accelerate", "tokenizers", "timm", "llama-cpp-python", "xllamacpp",
          "datasets", "torchao", "numpy", "pydantic", "jsonschema", "llguidance", "wordllama")
 FLOOR = re.compile(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*>=\s*([0-9][^,;\s]*)")
